@@ -1,0 +1,56 @@
+//! Architecture specifics of the unik monitor.
+//!
+//! Only two jobs live here: make a vCPU ready to execute a solo5-hvt guest at its entry point
+//! (page tables, descriptor tables, control and general registers, CPUID), and decode the hvt
+//! hypercall transport (x86 port I/O, aarch64 MMIO). Every architecture exports the same names;
+//! callers never use `cfg(target_arch)`.
+#![warn(missing_docs)]
+
+mod hypercall;
+
+pub use hypercall::{DecodeError, HYPERCALL_MAX, HvtCall};
+
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+#[cfg(target_arch = "x86_64")]
+pub use x86_64::{decode_mmio_write, decode_pio_out, instruction_pointer, layout, setup_vcpu, setup_vm};
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+#[cfg(target_arch = "aarch64")]
+pub use aarch64::{decode_mmio_write, decode_pio_out, instruction_pointer, layout, setup_vcpu, setup_vm};
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("unik supports x86_64 and aarch64 only");
+
+/// Errors while preparing the VM or vCPU.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchError {
+    /// A KVM ioctl failed.
+    #[error("KVM: {what} failed: {source}")]
+    Kvm {
+        /// Which operation.
+        what: &'static str,
+        /// The ioctl error.
+        source: kvm_ioctls::Error,
+    },
+    /// Writing boot structures into guest memory failed.
+    #[error("Could not write {what} into guest memory")]
+    GuestMemory {
+        /// Which structure.
+        what: &'static str,
+    },
+    /// The guest memory size does not fit the architecture's layout.
+    #[error("Guest memory size {0:#x} is not supported")]
+    MemorySize(u64),
+    /// The host cannot give the guest a usable cycle counter frequency.
+    #[error("KVM: host TSC is unstable, cannot continue")]
+    UnstableTsc,
+}
+
+/// What the guest needs from its vCPU setup, returned by `setup_vcpu`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VcpuInfo {
+    /// Cycle counter frequency in Hz (TSC on x86_64, CNTFRQ on aarch64), for the boot info.
+    pub cpu_cycle_freq: u64,
+}

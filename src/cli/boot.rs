@@ -1,0 +1,213 @@
+//! `unik boot` arguments, in clap's spelling; `solo5.rs` maps solo5-hvt's spelling onto them.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use clap::Args;
+use vmm::{BlockConfig, MacAddr, NetBackend, NetConfig, VmConfig};
+
+/// Longest guest command line, without the terminating NUL (`HVT_CMDLINE_SIZE` − 1).
+pub const CMDLINE_MAX: usize = 8191;
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  unik boot hello.hvt                                 run with 512 MiB, console on stdout
+  unik boot --mem=64 hello.hvt exit=3                 64 MiB; guest arguments follow the kernel
+  unik boot --net:service0=tap0 net.hvt               attach manifest net device 'service0' to tap0
+  unik boot --net:service0=@3 net.hvt 3<>/dev/net/tun an already-open tap file descriptor
+  unik boot --net-mac:service0=02:00:00:00:00:01 --net:service0=tap0 net.hvt
+  unik boot --block:storage=disk.img --block-sector-size:storage=4096 blk.hvt
+  unik boot --block storage=disk.img -- blk.hvt --guest-flag
+
+Every device the unikernel's manifest declares must be attached. The exit status is the
+guest's (255 when it aborts); 1 means unik itself failed, with the reason on stderr.
+solo5-hvt's spelling (--net:NAME=IFACE) and clap's (--net NAME=IFACE) are both accepted.")]
+pub struct BootArgs {
+    /// Guest memory in MiB (rounded down to 2 MiB, at most 4096).
+    #[arg(long, value_name = "MiB", default_value_t = vmm::config::DEFAULT_MEM_MIB)]
+    pub mem: u64,
+
+    /// Attach manifest network device NAME to the existing tap interface IFACE (must be up), or
+    /// to the already-open tap file descriptor FD. Repeat for several devices.
+    #[arg(long = "net", value_name = "NAME=IFACE|@FD", value_parser = parse_net)]
+    pub nets: Vec<(String, NetBackend)>,
+
+    /// Guest MAC address of network device NAME (default: random, locally administered).
+    #[arg(long = "net-mac", value_name = "NAME=MAC", value_parser = parse_mac)]
+    pub net_macs: Vec<(String, MacAddr)>,
+
+    /// Attach manifest block device NAME to the file PATH (opened read-write; its size must be a
+    /// multiple of the sector size). Repeat for several devices.
+    #[arg(long = "block", value_name = "NAME=PATH", value_parser = parse_block)]
+    pub blocks: Vec<(String, PathBuf)>,
+
+    /// Sector size of block device NAME: a power of two, at least 512 (default 512).
+    #[arg(long = "block-sector-size", value_name = "NAME=SIZE", value_parser = parse_sector_size)]
+    pub sector_sizes: Vec<(String, u16)>,
+
+    /// The unikernel: a solo5-hvt ELF executable.
+    #[arg(value_name = "KERNEL")]
+    pub kernel: PathBuf,
+
+    /// Arguments passed to the unikernel, joined with spaces (at most 8191 characters).
+    #[arg(value_name = "ARGS", trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+/// Splits `NAME=VALUE` and checks NAME as solo5 does: 1 to 67 ASCII letters or digits.
+fn split_name(s: &str) -> Result<(String, &str), String> {
+    let (name, value) = s.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, got '{s}'"))?;
+    if name.is_empty() || name.len() > 67 || !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(format!("invalid device name '{name}': use 1 to 67 letters or digits"));
+    }
+    Ok((name.to_string(), value))
+}
+
+fn parse_net(s: &str) -> Result<(String, NetBackend), String> {
+    let (name, value) = split_name(s)?;
+    Ok((name, value.parse()?))
+}
+
+fn parse_mac(s: &str) -> Result<(String, MacAddr), String> {
+    let (name, value) = split_name(s)?;
+    Ok((name, value.parse()?))
+}
+
+fn parse_block(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, value) = split_name(s)?;
+    if value.is_empty() {
+        return Err(format!("missing path for block device '{name}'"));
+    }
+    Ok((name, PathBuf::from(value)))
+}
+
+fn parse_sector_size(s: &str) -> Result<(String, u16), String> {
+    const RULE: &str = "Block size must be a multiple of 2 greater than or equal 512";
+    let (name, value) = split_name(s)?;
+    let size: u16 = value.parse().map_err(|_| format!("{RULE} (got '{value}')"))?;
+    if size < 512 || !size.is_power_of_two() {
+        return Err(format!("{RULE} (got {size})"));
+    }
+    Ok((name, size))
+}
+
+impl TryFrom<BootArgs> for VmConfig {
+    type Error = anyhow::Error;
+
+    fn try_from(args: BootArgs) -> anyhow::Result<VmConfig> {
+        for (name, _) in &args.net_macs {
+            if !args.nets.iter().any(|(n, _)| n == name) {
+                bail!("--net-mac:{name} given without --net:{name}");
+            }
+        }
+        for (name, _) in &args.sector_sizes {
+            if !args.blocks.iter().any(|(n, _)| n == name) {
+                bail!("--block-sector-size:{name} given without --block:{name}");
+            }
+        }
+        let cmdline_len = args.args.iter().map(String::len).sum::<usize>() + args.args.len().saturating_sub(1);
+        if cmdline_len > CMDLINE_MAX {
+            bail!("Guest command line too long (max={CMDLINE_MAX} characters)");
+        }
+        let nets = args
+            .nets
+            .into_iter()
+            .map(|(name, backend)| {
+                let mac = args.net_macs.iter().rev().find(|(n, _)| *n == name).map(|(_, m)| *m);
+                NetConfig { name, backend, mac }
+            })
+            .collect();
+        let blocks = args
+            .blocks
+            .into_iter()
+            .map(|(name, path)| {
+                let sector_size = args.sector_sizes.iter().rev().find(|(n, _)| *n == name).map(|(_, s)| *s);
+                BlockConfig { name, path, sector_size }
+            })
+            .collect();
+        Ok(VmConfig { kernel: args.kernel, cmdline: args.args, mem_mib: args.mem, nets, blocks })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command, solo5::normalize_argv};
+
+    fn parse(args: &[&str]) -> Result<VmConfig, String> {
+        let argv = normalize_argv(std::iter::once("unik").chain(args.iter().copied()).map(Into::into).collect());
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        let Command::Boot(boot) = cli.command;
+        VmConfig::try_from(boot).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn test_solo5_spelling() {
+        let cfg = parse(&[
+            "boot",
+            "--mem=64",
+            "--net:service0=tap0",
+            "--net-mac:service0=02:00:00:00:00:01",
+            "--net:svc1=@7",
+            "--block:storage=/tmp/d.img",
+            "--block-sector-size:storage=4096",
+            "k.hvt",
+            "a",
+            "--b",
+        ])
+        .unwrap();
+        assert_eq!(cfg.mem_mib, 64);
+        assert_eq!(cfg.kernel, PathBuf::from("k.hvt"));
+        assert_eq!(cfg.cmdline, ["a", "--b"]);
+        assert_eq!(cfg.nets[0], NetConfig { name: "service0".into(), backend: NetBackend::Tap("tap0".into()), mac: Some(MacAddr([2, 0, 0, 0, 0, 1])) });
+        assert_eq!(cfg.nets[1], NetConfig { name: "svc1".into(), backend: NetBackend::Fd(7), mac: None });
+        assert_eq!(cfg.blocks[0], BlockConfig { name: "storage".into(), path: "/tmp/d.img".into(), sector_size: Some(4096) });
+    }
+
+    #[test]
+    fn test_clap_spelling_and_double_dash() {
+        let cfg = parse(&["boot", "--mem", "32", "--block", "d0=/x", "--", "k.hvt", "--mem=1"]).unwrap();
+        assert_eq!(cfg.mem_mib, 32);
+        assert_eq!(cfg.cmdline, ["--mem=1"]);
+        assert_eq!(cfg.blocks.len(), 1);
+    }
+
+    #[test]
+    fn test_defaults() {
+        let cfg = parse(&["boot", "k.hvt"]).unwrap();
+        assert_eq!(cfg.mem_mib, 512);
+        assert!(cfg.cmdline.is_empty() && cfg.nets.is_empty() && cfg.blocks.is_empty());
+    }
+
+    #[test]
+    fn test_rejects_bad_input() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["boot"], "KERNEL"),
+            (&["boot", "--net:bad-name=tap0", "k"], "invalid device name"),
+            (&["boot", "--net:service0", "k"], "NAME=VALUE"),
+            (&["boot", "--block-sector-size:d=1000", "--block:d=/x", "k"], "Block size must be a multiple of 2 greater than or equal 512"),
+            (&["boot", "--block-sector-size:d=256", "--block:d=/x", "k"], "Block size must be a multiple of 2"),
+            (&["boot", "--block-sector-size:d=4096", "k"], "without --block:d"),
+            (&["boot", "--net-mac:n=02:00:00:00:00:01", "k"], "without --net:n"),
+            (&["boot", "--net-mac:n=zz", "--net:n=tap0", "k"], "invalid MAC"),
+            (&["boot", "--mem=lots", "k"], "invalid value"),
+            (&["boot", "--frobnicate", "k"], "unexpected argument"),
+        ];
+        for (args, want) in cases {
+            let err = parse(args).unwrap_err();
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn test_cmdline_limit() {
+        let ok = "x".repeat(CMDLINE_MAX);
+        assert!(parse(&["boot", "k", &ok]).is_ok());
+        let long = "x".repeat(CMDLINE_MAX - 1);
+        let err = parse(&["boot", "k", &long, "y"]).unwrap_err();
+        assert!(err.contains("Guest command line too long (max=8191 characters)"), "{err}");
+    }
+}

@@ -1,0 +1,80 @@
+//! solo5-hvt's option spelling, mapped onto clap's.
+//!
+//! solo5-hvt takes device options as single tokens `--net:NAME=IFACE`; clap wants `--net
+//! NAME=IFACE`. Before KERNEL (the first non-option) each such token is split in two, so existing
+//! solo5-hvt command lines work unchanged. Invoked through a link named `solo5-hvt`, unik behaves
+//! as `unik boot`.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+const DEVICE_OPTIONS: [&str; 4] = ["--net-mac:", "--net:", "--block-sector-size:", "--block:"];
+
+/// Rewrites solo5-hvt spellings in `argv` (including `argv[0]`) into clap's.
+pub fn normalize_argv(argv: Vec<OsString>) -> Vec<OsString> {
+    let mut out = Vec::with_capacity(argv.len() + 4);
+    let mut args = argv.into_iter();
+    let Some(argv0) = args.next() else { return out };
+    let as_solo5 = Path::new(&argv0).file_name().is_some_and(|n| n == "solo5-hvt");
+    out.push(argv0);
+    let mut in_boot = as_solo5;
+    if as_solo5 {
+        out.push("boot".into());
+    }
+    for arg in args.by_ref() {
+        if !in_boot {
+            in_boot = arg == "boot";
+            out.push(arg);
+            continue;
+        }
+        let Some(s) = arg.to_str() else {
+            out.push(arg);
+            break;
+        };
+        if s == "--" || !s.starts_with('-') {
+            out.push(arg);
+            break;
+        }
+        match DEVICE_OPTIONS.iter().find_map(|opt| s.strip_prefix(opt).map(|rest| (opt, rest))) {
+            Some((opt, rest)) => {
+                out.push(opt.trim_end_matches(':').into());
+                out.push(rest.into());
+            }
+            None => out.push(arg),
+        }
+    }
+    out.extend(args);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(args: &[&str]) -> Vec<String> {
+        normalize_argv(args.iter().map(Into::into).collect()).into_iter().map(|s| s.into_string().unwrap()).collect()
+    }
+
+    #[test]
+    fn test_rewrites_device_options_before_kernel_only() {
+        assert_eq!(
+            norm(&["unik", "--debug", "boot", "--mem=64", "--net:a=tap0", "--net-mac:a=02:00:00:00:00:01", "k", "--net:x=y"]),
+            ["unik", "--debug", "boot", "--mem=64", "--net", "a=tap0", "--net-mac", "a=02:00:00:00:00:01", "k", "--net:x=y"]
+        );
+        assert_eq!(
+            norm(&["unik", "boot", "--block:d=/f", "--block-sector-size:d=4096", "--", "--block:k"]),
+            ["unik", "boot", "--block", "d=/f", "--block-sector-size", "d=4096", "--", "--block:k"]
+        );
+    }
+
+    #[test]
+    fn test_solo5_hvt_name_means_boot() {
+        assert_eq!(norm(&["/usr/bin/solo5-hvt", "--block:d=/f", "k"]), ["/usr/bin/solo5-hvt", "boot", "--block", "d=/f", "k"]);
+    }
+
+    #[test]
+    fn test_leaves_other_commands_alone() {
+        assert_eq!(norm(&["unik", "state", "--net:a=b"]), ["unik", "state", "--net:a=b"]);
+        assert_eq!(norm(&["unik"]), ["unik"]);
+    }
+}

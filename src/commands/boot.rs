@@ -1,0 +1,18 @@
+//! `unik boot`: run a unikernel in the foreground, like `solo5-hvt`.
+
+use std::process::ExitCode;
+
+use vmm::{ExitStatus, VmConfig};
+
+use crate::cli::boot::BootArgs;
+use crate::launch;
+
+/// Boots the kernel; the exit code is the guest's HALT status (solo5-hvt semantics).
+pub fn run(args: BootArgs) -> anyhow::Result<ExitCode> {
+    let cfg = VmConfig::try_from(args)?;
+    let status = launch::run(&cfg, Box::new(std::io::stdout()))?;
+    if let ExitStatus::Signal(signum) = status {
+        log::error!("Exiting on signal {signum}");
+    }
+    Ok(ExitCode::from(status.code()))
+}

@@ -1,0 +1,227 @@
+//! What to boot: the single description shared by `unik boot` and the OCI runtime.
+
+use std::fmt;
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Default guest memory, in MiB (solo5-hvt's default).
+pub const DEFAULT_MEM_MIB: u64 = 512;
+
+/// A virtual machine to build.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmConfig {
+    /// Path of the unikernel (an ELF executable with solo5 notes).
+    pub kernel: PathBuf,
+    /// Guest command-line arguments, joined with single spaces for the guest.
+    #[serde(default)]
+    pub cmdline: Vec<String>,
+    /// Guest memory in MiB.
+    #[serde(default = "default_mem_mib")]
+    pub mem_mib: u64,
+    /// Network devices, attached to manifest entries by name.
+    #[serde(default)]
+    pub nets: Vec<NetConfig>,
+    /// Block devices, attached to manifest entries by name.
+    #[serde(default)]
+    pub blocks: Vec<BlockConfig>,
+}
+
+fn default_mem_mib() -> u64 {
+    DEFAULT_MEM_MIB
+}
+
+impl VmConfig {
+    /// A configuration with defaults for everything but the kernel.
+    pub fn new(kernel: impl Into<PathBuf>) -> Self {
+        VmConfig {
+            kernel: kernel.into(),
+            cmdline: Vec::new(),
+            mem_mib: DEFAULT_MEM_MIB,
+            nets: Vec::new(),
+            blocks: Vec::new(),
+        }
+    }
+}
+
+/// A network device: a manifest name and the host tap behind it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetConfig {
+    /// The manifest entry name (solo5 device name).
+    pub name: String,
+    /// The host side.
+    pub backend: NetBackend,
+    /// The guest MAC address; random and locally administered when absent.
+    #[serde(default)]
+    pub mac: Option<MacAddr>,
+}
+
+/// Where a network device's frames go on the host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetBackend {
+    /// An existing tap interface, opened by name.
+    Tap(String),
+    /// An already-open tap file descriptor (solo5's `@FD`).
+    Fd(RawFd),
+}
+
+impl FromStr for NetBackend {
+    type Err = String;
+
+    /// Parses solo5's spelling: `IFACE` or `@FD`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(fd) = s.strip_prefix('@') {
+            return fd
+                .parse::<RawFd>()
+                .ok()
+                .filter(|fd| *fd >= 0)
+                .map(NetBackend::Fd)
+                .ok_or_else(|| format!("invalid file descriptor '{s}': expected @N with N >= 0"));
+        }
+        if s.is_empty() || s.len() >= libc::IFNAMSIZ || s.contains(['/', ' ', '\0']) {
+            return Err(format!("invalid interface name '{s}'"));
+        }
+        Ok(NetBackend::Tap(s.to_string()))
+    }
+}
+
+impl fmt::Display for NetBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetBackend::Tap(name) => f.write_str(name),
+            NetBackend::Fd(fd) => write!(f, "@{fd}"),
+        }
+    }
+}
+
+/// A block device: a manifest name and the host file behind it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockConfig {
+    /// The manifest entry name (solo5 device name).
+    pub name: String,
+    /// The backing file, opened read-write.
+    pub path: PathBuf,
+    /// Sector size in bytes: a power of two, at least 512 (default 512).
+    #[serde(default)]
+    pub sector_size: Option<u16>,
+}
+
+/// A 48-bit Ethernet address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// A random unicast, locally administered address (solo5's rule).
+    pub fn random() -> MacAddr {
+        let mut mac = [0u8; 6];
+        // getrandom(2) on a 6-byte buffer never blocks once the pool is initialised and never
+        // returns short; a failure falls back to the clock, which is still unique enough for a MAC.
+        // SAFETY: the pointer and length describe `mac`, which outlives the call.
+        let n = unsafe { libc::getrandom(mac.as_mut_ptr().cast(), mac.len(), 0) };
+        if n != 6 {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+                ^ u128::from(std::process::id());
+            mac.copy_from_slice(&nanos.to_le_bytes()[..6]);
+        }
+        mac[0] = (mac[0] & 0xfe) | 0x02;
+        MacAddr(mac)
+    }
+}
+
+impl FromStr for MacAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || format!("invalid MAC address '{s}': expected six hex bytes like 02:00:00:00:00:01");
+        let mut mac = [0u8; 6];
+        let mut parts = s.split(':');
+        for byte in &mut mac {
+            let part = parts.next().ok_or_else(err)?;
+            if part.is_empty() || part.len() > 2 {
+                return Err(err());
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| err())?;
+        }
+        if parts.next().is_some() {
+            return Err(err());
+        }
+        Ok(MacAddr(mac))
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    }
+}
+
+impl From<MacAddr> for String {
+    fn from(mac: MacAddr) -> String {
+        mac.to_string()
+    }
+}
+
+impl TryFrom<String> for MacAddr {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_mac_parse_and_display_round_trip() {
+        let mac: MacAddr = "02:0a:FF:00:1:23".parse().unwrap();
+        assert_eq!(mac.0, [0x02, 0x0a, 0xff, 0x00, 0x01, 0x23]);
+        assert_eq!(mac.to_string(), "02:0a:ff:00:01:23");
+    }
+
+    #[test]
+    fn test_mac_rejects_malformed() {
+        for bad in ["", "02:00:00:00:00", "02:00:00:00:00:00:00", "0g:00:00:00:00:00", "002:00:00:00:00:00"] {
+            assert!(bad.parse::<MacAddr>().is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn test_random_mac_is_unicast_and_local() {
+        for _ in 0..32 {
+            let mac = MacAddr::random();
+            assert_eq!(mac.0[0] & 0x01, 0, "multicast bit set in {mac}");
+            assert_eq!(mac.0[0] & 0x02, 0x02, "local bit clear in {mac}");
+        }
+    }
+
+    #[test]
+    fn test_net_backend_parse() {
+        assert_eq!("tap0".parse::<NetBackend>().unwrap(), NetBackend::Tap("tap0".into()));
+        assert_eq!("@3".parse::<NetBackend>().unwrap(), NetBackend::Fd(3));
+        for bad in ["", "@", "@-1", "@x", "a/b", "0123456789abcdef"] {
+            assert!(bad.parse::<NetBackend>().is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn test_vm_config_json_round_trip() {
+        let mut cfg = VmConfig::new("/k.hvt");
+        cfg.nets.push(NetConfig { name: "service0".into(), backend: NetBackend::Fd(4), mac: Some(MacAddr([2, 0, 0, 0, 0, 1])) });
+        cfg.blocks.push(BlockConfig { name: "storage".into(), path: "/d.img".into(), sector_size: Some(4096) });
+        let json = serde_json::to_string(&cfg).unwrap();
+        assert_eq!(serde_json::from_str::<VmConfig>(&json).unwrap(), cfg);
+        assert!(serde_json::from_str::<VmConfig>(r#"{"kernel":"/k","bogus":1}"#).is_err());
+    }
+}

@@ -1,0 +1,21 @@
+//! The unik monitor: runs solo5-hvt unikernels on KVM, in-process.
+//!
+//! [`Vm::build`] turns a [`VmConfig`] into a ready-to-run machine (memory, loaded kernel, attached
+//! devices, vCPU registers); [`Vm::run`] runs it until the guest halts, faults or a stop signal
+//! arrives, and returns the [`ExitStatus`].
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod host;
+pub mod hvt;
+pub mod loader;
+pub mod memory;
+pub mod signal;
+pub mod vcpu;
+pub mod vm;
+
+pub use config::{BlockConfig, MacAddr, NetBackend, NetConfig, VmConfig};
+pub use error::Error;
+pub use vcpu::{Action, ExitStatus};
+pub use vm::Vm;

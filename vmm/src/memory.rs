@@ -1,0 +1,193 @@
+//! Guest RAM and the one checked way to reach it.
+//!
+//! Every guest-supplied address goes through [`GuestRam::check`] (the solo5 `HVT_CHECKED_GPA_P`
+//! rule: `gpa + len < mem_size`, strictly) and, for writes, through [`GuestRam::check_writable`],
+//! which also refuses ranges the host mapped read-only (text/rodata): writing there from the
+//! monitor would fault the monitor itself.
+
+use std::ops::Range;
+
+use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemory, GuestMemoryMmap};
+
+/// Errors reaching guest memory.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    /// A guest pointer outside RAM, or a range that wraps or reaches past its end.
+    #[error("Invalid guest access: gpa={gpa:#x}, sz={len}")]
+    OutOfRange {
+        /// Start of the range.
+        gpa: u64,
+        /// Length of the range.
+        len: u64,
+    },
+    /// A write the guest asked for into memory that is read-only on the host (its text/rodata).
+    #[error("Invalid guest access: gpa={gpa:#x}, sz={len} (read-only memory)")]
+    ReadOnly {
+        /// Start of the range.
+        gpa: u64,
+        /// Length of the range.
+        len: u64,
+    },
+    /// Guest memory could not be allocated.
+    #[error("Could not allocate {size} bytes of guest memory: {reason}")]
+    Allocate {
+        /// Requested size.
+        size: u64,
+        /// What the allocator said.
+        reason: String,
+    },
+    /// Changing the host protection of a range failed.
+    #[error("Could not protect guest range {gpa:#x}+{len:#x}: {errno}")]
+    Protect {
+        /// Start of the range.
+        gpa: u64,
+        /// Length of the range.
+        len: u64,
+        /// What mprotect said.
+        errno: std::io::Error,
+    },
+}
+
+/// Guest RAM: the mapping, the size the guest may address, and the host read-only ranges.
+#[derive(Debug, Clone)]
+pub struct GuestRam {
+    mem: GuestMemoryMmap,
+    /// Guest-visible size (solo5 `guest_mem_size`); pointers must end strictly below it.
+    size: u64,
+    read_only: Vec<Range<u64>>,
+}
+
+impl GuestRam {
+    /// Allocates `size` bytes of zeroed anonymous memory at GPA 0 (no pages are touched).
+    pub fn new(size: u64) -> Result<GuestRam, MemoryError> {
+        let len = usize::try_from(size).map_err(|_| MemoryError::Allocate { size, reason: "too large for this host".into() })?;
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), len)])
+            .map_err(|e| MemoryError::Allocate { size, reason: e.to_string() })?;
+        Ok(GuestRam { mem, size, read_only: Vec::new() })
+    }
+
+    /// The underlying vm-memory mapping (for KVM registration and raw setup writes).
+    pub fn mmap(&self) -> &GuestMemoryMmap {
+        &self.mem
+    }
+
+    /// Guest-visible size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Checks `[gpa, gpa + len)` against the solo5 rule `gpa + len < size` (strict, no wrap).
+    pub fn check(&self, gpa: u64, len: u64) -> Result<GuestAddress, MemoryError> {
+        match gpa.checked_add(len) {
+            Some(end) if gpa < self.size && end < self.size => Ok(GuestAddress(gpa)),
+            _ => Err(MemoryError::OutOfRange { gpa, len }),
+        }
+    }
+
+    /// [`check`](Self::check), and refuses ranges that touch host read-only memory.
+    pub fn check_writable(&self, gpa: u64, len: u64) -> Result<GuestAddress, MemoryError> {
+        let addr = self.check(gpa, len)?;
+        let end = gpa + len;
+        if self.read_only.iter().any(|ro| gpa < ro.end && ro.start < end.max(gpa + 1)) {
+            return Err(MemoryError::ReadOnly { gpa, len });
+        }
+        Ok(addr)
+    }
+
+    /// Reads a plain-data struct at a checked guest address.
+    pub fn read_obj<T: ByteValued>(&self, gpa: u64) -> Result<T, MemoryError> {
+        let addr = self.check(gpa, size_of::<T>() as u64)?;
+        self.mem.read_obj(addr).map_err(|_| MemoryError::OutOfRange { gpa, len: size_of::<T>() as u64 })
+    }
+
+    /// Writes a plain-data value at a checked, writable guest address.
+    pub fn write_obj<T: ByteValued>(&self, gpa: u64, val: T) -> Result<(), MemoryError> {
+        let addr = self.check_writable(gpa, size_of::<T>() as u64)?;
+        self.mem.write_obj(val, addr).map_err(|_| MemoryError::OutOfRange { gpa, len: size_of::<T>() as u64 })
+    }
+
+    /// Copies guest bytes `[gpa, gpa + buf.len())` into `buf`.
+    pub fn read_slice(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let addr = self.check(gpa, buf.len() as u64)?;
+        self.mem.read_slice(buf, addr).map_err(|_| MemoryError::OutOfRange { gpa, len: buf.len() as u64 })
+    }
+
+    /// Copies `buf` into guest memory at a checked, writable address.
+    pub fn write_slice(&self, gpa: u64, buf: &[u8]) -> Result<(), MemoryError> {
+        let addr = self.check_writable(gpa, buf.len() as u64)?;
+        self.mem.write_slice(buf, addr).map_err(|_| MemoryError::OutOfRange { gpa, len: buf.len() as u64 })
+    }
+
+    /// Makes `[gpa, gpa + len)` read-only on the host (text and rodata of the loaded kernel).
+    ///
+    /// KVM mirrors host protection into the guest's second-level tables, so a guest write there
+    /// faults instead of silently succeeding. The monitor's own writes are refused by
+    /// [`check_writable`](Self::check_writable).
+    pub fn protect_read_only(&mut self, gpa: u64, len: u64) -> Result<(), MemoryError> {
+        let bad = || MemoryError::OutOfRange { gpa, len };
+        let end = gpa.checked_add(len).ok_or_else(bad)?;
+        if len == 0 || end > self.mem.last_addr().0 + 1 || gpa % 4096 != 0 || len % 4096 != 0 {
+            return Err(bad());
+        }
+        let host = self.mem.get_host_address(GuestAddress(gpa)).map_err(|_| bad())?;
+        let host_len = usize::try_from(len).map_err(|_| bad())?;
+        // SAFETY: `[host, host + len)` lies inside the single mapping owned by `self.mem` (checked
+        // above against its last address, and the mapping is one contiguous region starting at GPA
+        // 0). Removing write permission cannot create aliasing; the monitor never writes there
+        // because every write path goes through `check_writable`, which refuses these ranges.
+        let rc = unsafe { libc::mprotect(host.cast(), host_len, libc::PROT_READ) };
+        if rc != 0 {
+            return Err(MemoryError::Protect { gpa, len, errno: std::io::Error::last_os_error() });
+        }
+        self.read_only.push(gpa..end);
+        Ok(())
+    }
+
+    /// The ranges that are read-only on the host.
+    pub fn read_only_ranges(&self) -> &[Range<u64>] {
+        &self.read_only
+    }
+
+    /// Whether a guest-physical address falls in a host read-only range.
+    pub fn is_read_only(&self, gpa: u64) -> bool {
+        self.read_only.iter().any(|r| r.contains(&gpa))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_check_is_strict_at_end_of_ram() {
+        let ram = GuestRam::new(0x20_0000).unwrap();
+        assert!(ram.check(0x1000, 0x10).is_ok());
+        assert!(ram.check(0x20_0000 - 9, 8).is_ok());
+        // A range ending exactly at the last byte is rejected, as in solo5.
+        assert!(matches!(ram.check(0x20_0000 - 8, 8), Err(MemoryError::OutOfRange { .. })));
+        assert!(ram.check(0x20_0000, 0).is_err());
+        assert!(ram.check(u64::MAX - 1, 4).is_err());
+        assert!(ram.check(0, u64::MAX).is_err());
+    }
+
+    #[test]
+    fn test_read_only_ranges_refuse_monitor_writes() {
+        let mut ram = GuestRam::new(0x40_0000).unwrap();
+        ram.write_obj(0x10_1000, 7u64).unwrap();
+        ram.protect_read_only(0x10_0000, 0x2000).unwrap();
+        assert_eq!(ram.read_obj::<u64>(0x10_1000).unwrap(), 7);
+        assert!(matches!(ram.write_obj(0x10_1000, 1u64), Err(MemoryError::ReadOnly { .. })));
+        assert!(matches!(ram.write_slice(0xf_fff0, &[0; 0x20]), Err(MemoryError::ReadOnly { .. })));
+        assert!(ram.write_slice(0x10_2000, &[1; 16]).is_ok());
+        assert!(ram.is_read_only(0x10_1fff));
+        assert!(!ram.is_read_only(0x10_2000));
+    }
+
+    #[test]
+    fn test_protect_rejects_unaligned_and_out_of_range() {
+        let mut ram = GuestRam::new(0x20_0000).unwrap();
+        assert!(ram.protect_read_only(0x1001, 0x1000).is_err());
+        assert!(ram.protect_read_only(0x1f_f000, 0x2000).is_err());
+        assert!(ram.protect_read_only(0x1000, 0).is_err());
+    }
+}

@@ -1,0 +1,107 @@
+//! SIGINT/SIGTERM: stop the guest cleanly, wherever the vCPU thread is.
+//!
+//! The handler only does async-signal-safe work: it records the signal number, writes an eventfd
+//! (which sits in the hvt POLL epoll set, so a sleeping POLL returns) and sets `immediate_exit` in
+//! the vCPU's `kvm_run` page (so a signal that lands just before `KVM_RUN` still makes it return
+//! `EINTR` at once). The vCPU loop then sees [`StopSignals::received`] and stops.
+//!
+//! Signal dispositions are process-wide, so this is the one piece of global state in the
+//! monitor; only [`crate::Vm::run`] installs it.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::ptr;
+use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
+
+use vmm_sys_util::eventfd::{EFD_CLOEXEC, EFD_NONBLOCK, EventFd};
+
+static RECEIVED: AtomicI32 = AtomicI32::new(0);
+static EVENT_FD: AtomicI32 = AtomicI32::new(-1);
+static IMMEDIATE_EXIT: AtomicPtr<u8> = AtomicPtr::new(ptr::null_mut());
+
+/// The signals that stop a running guest.
+pub const STOP_SIGNALS: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
+
+/// The eventfd a stop signal writes, and the handler installation.
+#[derive(Debug)]
+pub struct StopSignals {
+    event: EventFd,
+}
+
+extern "C" fn on_stop_signal(signum: libc::c_int) {
+    RECEIVED.store(signum, Ordering::SeqCst);
+    let flag = IMMEDIATE_EXIT.load(Ordering::SeqCst);
+    if !flag.is_null() {
+        // SAFETY: the pointer is set by `arm_vcpu` to the `immediate_exit` byte of a live kvm_run
+        // mapping and cleared by `disarm_vcpu` before that mapping goes away.
+        unsafe { ptr::write_volatile(flag, 1) };
+    }
+    let fd = EVENT_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        let one: u64 = 1;
+        // SAFETY: write(2) is async-signal-safe; the buffer is a local u64. The result is ignored:
+        // a full counter already means "readable".
+        unsafe { libc::write(fd, ptr::from_ref(&one).cast(), size_of::<u64>()) };
+    }
+}
+
+impl StopSignals {
+    /// Creates the eventfd (no handler is installed yet).
+    pub fn new() -> std::io::Result<StopSignals> {
+        Ok(StopSignals { event: EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC)? })
+    }
+
+    /// The eventfd that becomes readable when a stop signal arrives.
+    pub fn fd(&self) -> RawFd {
+        self.event.as_raw_fd()
+    }
+
+    /// Installs the SIGINT/SIGTERM handler for this process.
+    pub fn install(&self) -> std::io::Result<()> {
+        EVENT_FD.store(self.event.as_raw_fd(), Ordering::SeqCst);
+        for signum in STOP_SIGNALS {
+            // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value.
+            let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+            action.sa_sigaction = on_stop_signal as extern "C" fn(libc::c_int) as usize;
+            // No SA_RESTART: blocking calls in the vCPU thread must return EINTR.
+            action.sa_flags = 0;
+            // SAFETY: the handler only performs async-signal-safe operations (atomics, write(2),
+            // a volatile byte store); `action` is fully initialised.
+            if unsafe { libc::sigaction(signum, &action, ptr::null_mut()) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
+    /// The stop signal received so far, if any.
+    pub fn received(&self) -> Option<i32> {
+        match RECEIVED.load(Ordering::SeqCst) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    /// Lets the handler set `*immediate_exit` so a signal racing with `KVM_RUN` is not lost.
+    ///
+    /// # Safety
+    /// `flag` must stay valid for writes until [`disarm_vcpu`](Self::disarm_vcpu) is called.
+    pub unsafe fn arm_vcpu(&self, flag: *mut u8) {
+        IMMEDIATE_EXIT.store(flag, Ordering::SeqCst);
+        if self.received().is_some() {
+            // SAFETY: the caller guarantees `flag` is valid for writes.
+            unsafe { ptr::write_volatile(flag, 1) };
+        }
+    }
+
+    /// Forgets the `immediate_exit` pointer (before the vCPU is dropped).
+    pub fn disarm_vcpu(&self) {
+        IMMEDIATE_EXIT.store(ptr::null_mut(), Ordering::SeqCst);
+    }
+}
+
+impl Drop for StopSignals {
+    fn drop(&mut self) {
+        self.disarm_vcpu();
+        let _ = EVENT_FD.compare_exchange(self.event.as_raw_fd(), -1, Ordering::SeqCst, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,131 @@
+//! Building and running one hvt guest: the ELF-to-exit-code path.
+
+use std::io::Write;
+
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use log::{debug, warn};
+use vm_memory::{GuestMemory, GuestMemoryRegion};
+
+use crate::config::VmConfig;
+use crate::error::Error;
+use crate::hvt::{self, Hvt, Manifest};
+use crate::loader::Executable;
+use crate::memory::GuestRam;
+use crate::signal::StopSignals;
+use crate::vcpu::{self, ExitStatus};
+
+const KVM_API_VERSION: i32 = 12;
+
+/// A built machine, ready to run: memory holds the kernel and boot info, devices are attached and
+/// the vCPU sits at the entry point.
+#[derive(Debug)]
+pub struct Vm {
+    // Field order is drop order: the vCPU and VM fds go before the memory they map.
+    vcpu: VcpuFd,
+    _vm: VmFd,
+    _kvm: Kvm,
+    hvt: Hvt,
+    ram: GuestRam,
+    stop: StopSignals,
+}
+
+/// The guest memory size for `mem_mib`: rounded down to the architecture's granule (at least one
+/// granule) and at most the architecture's maximum.
+pub fn guest_mem_size(mem_mib: u64) -> Result<u64, Error> {
+    let align = arch::layout::MEM_ALIGN;
+    let max = arch::layout::MEM_MAX;
+    let requested = mem_mib.checked_mul(1 << 20).ok_or(Error::MemoryTooLarge { requested: u64::MAX, max })?;
+    if requested > max {
+        return Err(Error::MemoryTooLarge { requested, max });
+    }
+    let size = (requested / align * align).max(align);
+    if size != requested {
+        warn!("adjusting memory to {size} bytes");
+    }
+    Ok(size)
+}
+
+impl Vm {
+    /// Builds the machine described by `cfg`. `console` receives the guest's PUTS output.
+    ///
+    /// Everything that can fail because of the configuration or the kernel fails here, before the
+    /// guest runs: a bad executable or manifest, a device that cannot be attached, memory or KVM
+    /// errors.
+    pub fn build(cfg: &VmConfig, console: Box<dyn Write + Send>) -> Result<Vm, Error> {
+        let image = std::fs::read(&cfg.kernel).map_err(|source| Error::Kernel { path: cfg.kernel.clone(), source })?;
+        let loader_err = |source| Error::Loader { path: cfg.kernel.clone(), source };
+        let exe = Executable::parse(&image, arch::layout::ELF_MACHINE).map_err(loader_err)?;
+        let mut manifest = Manifest::parse(exe.manifest_note())?;
+        let mem_size = guest_mem_size(cfg.mem_mib)?;
+        let devices = hvt::attach(&mut manifest, &cfg.nets, &cfg.blocks)?;
+        let cmdline = cfg.cmdline.join(" ");
+
+        let kvm = Kvm::new().map_err(Error::KvmOpen)?;
+        let version = kvm.get_api_version();
+        if version != KVM_API_VERSION {
+            return Err(Error::KvmApiVersion(version));
+        }
+        let vm = kvm.create_vm().map_err(|source| Error::Kvm { what: "KVM_CREATE_VM", source })?;
+        let mut ram = GuestRam::new(mem_size)?;
+        register_memory(&vm, &ram)?;
+        arch::setup_vm(&vm)?;
+        let kernel = exe.load(&mut ram).map_err(loader_err)?;
+        let vcpu = vm.create_vcpu(0).map_err(|source| Error::Kvm { what: "KVM_CREATE_VCPU", source })?;
+        let info = arch::setup_vcpu(&kvm, &vm, &vcpu, ram.mmap(), mem_size, kernel.entry)?;
+        hvt::write_boot_info(&ram, kernel.kernel_end, info.cpu_cycle_freq, &manifest, cmdline.as_bytes())?;
+        debug!(
+            "built VM: {} MiB, entry {:#x}, kernel_end {:#x}, cycle freq {} Hz",
+            mem_size >> 20,
+            kernel.entry,
+            kernel.kernel_end,
+            info.cpu_cycle_freq
+        );
+
+        let stop = StopSignals::new().map_err(Error::Signals)?;
+        let hvt = Hvt::new(ram.clone(), devices, console, stop.fd())?;
+        Ok(Vm { vcpu, _vm: vm, _kvm: kvm, hvt, ram, stop })
+    }
+
+    /// Runs the guest until it halts (its status), a stop signal arrives, or it faults (an error).
+    pub fn run(mut self) -> Result<ExitStatus, Error> {
+        self.stop.install().map_err(Error::Signals)?;
+        Ok(vcpu::run(&mut self.vcpu, &mut self.hvt, &self.ram, &self.stop)?)
+    }
+}
+
+fn register_memory(vm: &VmFd, ram: &GuestRam) -> Result<(), Error> {
+    for (slot, region) in (0u32..).zip(ram.mmap().iter()) {
+        let host = region.get_host_address(vm_memory::MemoryRegionAddress(0)).map_err(|_| Error::Kvm {
+            what: "guest memory host address",
+            source: kvm_ioctls::Error::new(libc::EINVAL),
+        })?;
+        let region = kvm_userspace_memory_region {
+            slot,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+            flags: 0,
+        };
+        // SAFETY: the region describes memory owned by `ram`'s mapping, which the `Vm` keeps alive
+        // (its `ram` field drops after the VM fd); the slot numbers are unique.
+        unsafe { vm.set_user_memory_region(region) }.map_err(|source| Error::Kvm { what: "KVM_SET_USER_MEMORY_REGION", source })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_guest_mem_size_rounds_down_and_caps() {
+        assert_eq!(guest_mem_size(512).unwrap(), 512 << 20);
+        assert_eq!(guest_mem_size(3).unwrap(), 2 << 20);
+        assert_eq!(guest_mem_size(1).unwrap(), 2 << 20);
+        assert_eq!(guest_mem_size(0).unwrap(), 2 << 20);
+        assert_eq!(guest_mem_size(4096).unwrap(), 4 << 30);
+        assert!(matches!(guest_mem_size(4097), Err(Error::MemoryTooLarge { .. })));
+        assert!(matches!(guest_mem_size(u64::MAX), Err(Error::MemoryTooLarge { .. })));
+    }
+}
