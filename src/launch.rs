@@ -2,11 +2,10 @@
 
 use std::io::Write;
 
-use anyhow::Context;
 use vmm::{ExitStatus, Vm, VmConfig};
 
 /// Builds the VM for `cfg` and runs it to completion; the guest console goes to `console`.
 pub fn run(cfg: &VmConfig, console: Box<dyn Write + Send>) -> anyhow::Result<ExitStatus> {
-    let vm = Vm::build(cfg, console).with_context(|| format!("could not start {}", cfg.kernel.display()))?;
+    let vm = Vm::build(cfg, console)?;
     Ok(vm.run()?)
 }

@@ -126,7 +126,13 @@ impl TryFrom<BootArgs> for VmConfig {
                 BlockConfig { name, path, sector_size }
             })
             .collect();
-        Ok(VmConfig { kernel: args.kernel, cmdline: args.args, mem_mib: args.mem, nets, blocks })
+        Ok(VmConfig {
+            kernel: args.kernel,
+            cmdline: args.args,
+            mem_mib: args.mem,
+            nets,
+            blocks,
+        })
     }
 }
 
@@ -162,9 +168,30 @@ mod tests {
         assert_eq!(cfg.mem_mib, 64);
         assert_eq!(cfg.kernel, PathBuf::from("k.hvt"));
         assert_eq!(cfg.cmdline, ["a", "--b"]);
-        assert_eq!(cfg.nets[0], NetConfig { name: "service0".into(), backend: NetBackend::Tap("tap0".into()), mac: Some(MacAddr([2, 0, 0, 0, 0, 1])) });
-        assert_eq!(cfg.nets[1], NetConfig { name: "svc1".into(), backend: NetBackend::Fd(7), mac: None });
-        assert_eq!(cfg.blocks[0], BlockConfig { name: "storage".into(), path: "/tmp/d.img".into(), sector_size: Some(4096) });
+        assert_eq!(
+            cfg.nets[0],
+            NetConfig {
+                name: "service0".into(),
+                backend: NetBackend::Tap("tap0".into()),
+                mac: Some(MacAddr([2, 0, 0, 0, 0, 1]))
+            }
+        );
+        assert_eq!(
+            cfg.nets[1],
+            NetConfig {
+                name: "svc1".into(),
+                backend: NetBackend::Fd(7),
+                mac: None
+            }
+        );
+        assert_eq!(
+            cfg.blocks[0],
+            BlockConfig {
+                name: "storage".into(),
+                path: "/tmp/d.img".into(),
+                sector_size: Some(4096)
+            }
+        );
     }
 
     #[test]
@@ -188,8 +215,14 @@ mod tests {
             (&["boot"], "KERNEL"),
             (&["boot", "--net:bad-name=tap0", "k"], "invalid device name"),
             (&["boot", "--net:service0", "k"], "NAME=VALUE"),
-            (&["boot", "--block-sector-size:d=1000", "--block:d=/x", "k"], "Block size must be a multiple of 2 greater than or equal 512"),
-            (&["boot", "--block-sector-size:d=256", "--block:d=/x", "k"], "Block size must be a multiple of 2"),
+            (
+                &["boot", "--block-sector-size:d=1000", "--block:d=/x", "k"],
+                "Block size must be a multiple of 2 greater than or equal 512",
+            ),
+            (
+                &["boot", "--block-sector-size:d=256", "--block:d=/x", "k"],
+                "Block size must be a multiple of 2",
+            ),
             (&["boot", "--block-sector-size:d=4096", "k"], "without --block:d"),
             (&["boot", "--net-mac:n=02:00:00:00:00:01", "k"], "without --net:n"),
             (&["boot", "--net-mac:n=zz", "--net:n=tap0", "k"], "invalid MAC"),
@@ -205,7 +238,7 @@ mod tests {
     #[test]
     fn test_cmdline_limit() {
         let ok = "x".repeat(CMDLINE_MAX);
-        assert!(parse(&["boot", "k", &ok]).is_ok());
+        parse(&["boot", "k", &ok]).unwrap();
         let long = "x".repeat(CMDLINE_MAX - 1);
         let err = parse(&["boot", "k", &long, "y"]).unwrap_err();
         assert!(err.contains("Guest command line too long (max=8191 characters)"), "{err}");

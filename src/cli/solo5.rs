@@ -52,24 +52,59 @@ mod tests {
     use super::*;
 
     fn norm(args: &[&str]) -> Vec<String> {
-        normalize_argv(args.iter().map(Into::into).collect()).into_iter().map(|s| s.into_string().unwrap()).collect()
+        normalize_argv(args.iter().map(Into::into).collect())
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect()
     }
 
     #[test]
     fn test_rewrites_device_options_before_kernel_only() {
         assert_eq!(
-            norm(&["unik", "--debug", "boot", "--mem=64", "--net:a=tap0", "--net-mac:a=02:00:00:00:00:01", "k", "--net:x=y"]),
-            ["unik", "--debug", "boot", "--mem=64", "--net", "a=tap0", "--net-mac", "a=02:00:00:00:00:01", "k", "--net:x=y"]
+            norm(&[
+                "unik",
+                "--debug",
+                "boot",
+                "--mem=64",
+                "--net:a=tap0",
+                "--net-mac:a=02:00:00:00:00:01",
+                "k",
+                "--net:x=y"
+            ]),
+            [
+                "unik",
+                "--debug",
+                "boot",
+                "--mem=64",
+                "--net",
+                "a=tap0",
+                "--net-mac",
+                "a=02:00:00:00:00:01",
+                "k",
+                "--net:x=y"
+            ]
         );
         assert_eq!(
             norm(&["unik", "boot", "--block:d=/f", "--block-sector-size:d=4096", "--", "--block:k"]),
-            ["unik", "boot", "--block", "d=/f", "--block-sector-size", "d=4096", "--", "--block:k"]
+            [
+                "unik",
+                "boot",
+                "--block",
+                "d=/f",
+                "--block-sector-size",
+                "d=4096",
+                "--",
+                "--block:k"
+            ]
         );
     }
 
     #[test]
     fn test_solo5_hvt_name_means_boot() {
-        assert_eq!(norm(&["/usr/bin/solo5-hvt", "--block:d=/f", "k"]), ["/usr/bin/solo5-hvt", "boot", "--block", "d=/f", "k"]);
+        assert_eq!(
+            norm(&["/usr/bin/solo5-hvt", "--block:d=/f", "k"]),
+            ["/usr/bin/solo5-hvt", "boot", "--block", "d=/f", "k"]
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemory, GuestMemoryMmap};
+use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 /// Errors reaching guest memory.
 #[derive(Debug, thiserror::Error)]
@@ -60,10 +60,19 @@ pub struct GuestRam {
 impl GuestRam {
     /// Allocates `size` bytes of zeroed anonymous memory at GPA 0 (no pages are touched).
     pub fn new(size: u64) -> Result<GuestRam, MemoryError> {
-        let len = usize::try_from(size).map_err(|_| MemoryError::Allocate { size, reason: "too large for this host".into() })?;
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), len)])
-            .map_err(|e| MemoryError::Allocate { size, reason: e.to_string() })?;
-        Ok(GuestRam { mem, size, read_only: Vec::new() })
+        let len = usize::try_from(size).map_err(|_| MemoryError::Allocate {
+            size,
+            reason: "too large for this host".into(),
+        })?;
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), len)]).map_err(|e| MemoryError::Allocate {
+            size,
+            reason: e.to_string(),
+        })?;
+        Ok(GuestRam {
+            mem,
+            size,
+            read_only: Vec::new(),
+        })
     }
 
     /// The underlying vm-memory mapping (for KVM registration and raw setup writes).
@@ -97,25 +106,46 @@ impl GuestRam {
     /// Reads a plain-data struct at a checked guest address.
     pub fn read_obj<T: ByteValued>(&self, gpa: u64) -> Result<T, MemoryError> {
         let addr = self.check(gpa, size_of::<T>() as u64)?;
-        self.mem.read_obj(addr).map_err(|_| MemoryError::OutOfRange { gpa, len: size_of::<T>() as u64 })
+        self.mem.read_obj(addr).map_err(|_| MemoryError::OutOfRange {
+            gpa,
+            len: size_of::<T>() as u64,
+        })
     }
 
     /// Writes a plain-data value at a checked, writable guest address.
     pub fn write_obj<T: ByteValued>(&self, gpa: u64, val: T) -> Result<(), MemoryError> {
         let addr = self.check_writable(gpa, size_of::<T>() as u64)?;
-        self.mem.write_obj(val, addr).map_err(|_| MemoryError::OutOfRange { gpa, len: size_of::<T>() as u64 })
+        self.mem.write_obj(val, addr).map_err(|_| MemoryError::OutOfRange {
+            gpa,
+            len: size_of::<T>() as u64,
+        })
     }
 
     /// Copies guest bytes `[gpa, gpa + buf.len())` into `buf`.
     pub fn read_slice(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         let addr = self.check(gpa, buf.len() as u64)?;
-        self.mem.read_slice(buf, addr).map_err(|_| MemoryError::OutOfRange { gpa, len: buf.len() as u64 })
+        self.mem.read_slice(buf, addr).map_err(|_| MemoryError::OutOfRange {
+            gpa,
+            len: buf.len() as u64,
+        })
     }
 
     /// Copies `buf` into guest memory at a checked, writable address.
     pub fn write_slice(&self, gpa: u64, buf: &[u8]) -> Result<(), MemoryError> {
         let addr = self.check_writable(gpa, buf.len() as u64)?;
-        self.mem.write_slice(buf, addr).map_err(|_| MemoryError::OutOfRange { gpa, len: buf.len() as u64 })
+        self.mem.write_slice(buf, addr).map_err(|_| MemoryError::OutOfRange {
+            gpa,
+            len: buf.len() as u64,
+        })
+    }
+
+    /// A monitor-side setup write (loader, boot info, page tables): bounded by the mapping, not by
+    /// the guest pointer rule, and not by host protection (setup runs before protection).
+    pub fn mmap_write(&self, gpa: u64, buf: &[u8]) -> Result<(), MemoryError> {
+        self.mem.write_slice(buf, GuestAddress(gpa)).map_err(|_| MemoryError::OutOfRange {
+            gpa,
+            len: buf.len() as u64,
+        })
     }
 
     /// Makes `[gpa, gpa + len)` read-only on the host (text and rodata of the loaded kernel).
@@ -137,7 +167,11 @@ impl GuestRam {
         // because every write path goes through `check_writable`, which refuses these ranges.
         let rc = unsafe { libc::mprotect(host.cast(), host_len, libc::PROT_READ) };
         if rc != 0 {
-            return Err(MemoryError::Protect { gpa, len, errno: std::io::Error::last_os_error() });
+            return Err(MemoryError::Protect {
+                gpa,
+                len,
+                errno: std::io::Error::last_os_error(),
+            });
         }
         self.read_only.push(gpa..end);
         Ok(())
@@ -146,6 +180,24 @@ impl GuestRam {
     /// The ranges that are read-only on the host.
     pub fn read_only_ranges(&self) -> &[Range<u64>] {
         &self.read_only
+    }
+
+    /// How many bytes of guest memory are resident on the host (pages the guest or the monitor
+    /// touched), from mincore(2). For diagnostics and the benchmark.
+    pub fn resident_bytes(&self) -> std::io::Result<u64> {
+        const PAGE: usize = 4096;
+        let len = usize::try_from(self.mem.last_addr().0 + 1).map_err(|_| std::io::Error::from_raw_os_error(libc::EOVERFLOW))?;
+        let host = self
+            .mem
+            .get_host_address(GuestAddress(0))
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EFAULT))?;
+        let mut vec = vec![0u8; len.div_ceil(PAGE)];
+        // SAFETY: `[host, host + len)` is the single mapping owned by `self.mem`; `vec` has one
+        // byte per page of it, as mincore requires.
+        if unsafe { libc::mincore(host.cast(), len, vec.as_mut_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(vec.iter().filter(|b| **b & 1 != 0).count() as u64 * PAGE as u64)
     }
 
     /// Whether a guest-physical address falls in a host read-only range.
@@ -161,13 +213,13 @@ mod tests {
     #[test]
     fn test_check_is_strict_at_end_of_ram() {
         let ram = GuestRam::new(0x20_0000).unwrap();
-        assert!(ram.check(0x1000, 0x10).is_ok());
-        assert!(ram.check(0x20_0000 - 9, 8).is_ok());
+        ram.check(0x1000, 0x10).unwrap();
+        ram.check(0x20_0000 - 9, 8).unwrap();
         // A range ending exactly at the last byte is rejected, as in solo5.
         assert!(matches!(ram.check(0x20_0000 - 8, 8), Err(MemoryError::OutOfRange { .. })));
-        assert!(ram.check(0x20_0000, 0).is_err());
-        assert!(ram.check(u64::MAX - 1, 4).is_err());
-        assert!(ram.check(0, u64::MAX).is_err());
+        ram.check(0x20_0000, 0).unwrap_err();
+        ram.check(u64::MAX - 1, 4).unwrap_err();
+        ram.check(0, u64::MAX).unwrap_err();
     }
 
     #[test]
@@ -178,7 +230,7 @@ mod tests {
         assert_eq!(ram.read_obj::<u64>(0x10_1000).unwrap(), 7);
         assert!(matches!(ram.write_obj(0x10_1000, 1u64), Err(MemoryError::ReadOnly { .. })));
         assert!(matches!(ram.write_slice(0xf_fff0, &[0; 0x20]), Err(MemoryError::ReadOnly { .. })));
-        assert!(ram.write_slice(0x10_2000, &[1; 16]).is_ok());
+        ram.write_slice(0x10_2000, &[1; 16]).unwrap();
         assert!(ram.is_read_only(0x10_1fff));
         assert!(!ram.is_read_only(0x10_2000));
     }

@@ -47,7 +47,9 @@ extern "C" fn on_stop_signal(signum: libc::c_int) {
 impl StopSignals {
     /// Creates the eventfd (no handler is installed yet).
     pub fn new() -> std::io::Result<StopSignals> {
-        Ok(StopSignals { event: EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC)? })
+        Ok(StopSignals {
+            event: EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC)?,
+        })
     }
 
     /// The eventfd that becomes readable when a stop signal arrives.

@@ -83,7 +83,13 @@ pub enum VcpuError {
 pub fn handle_exit(exit: VcpuExit<'_>, hvt: &mut Hvt, ram: &GuestRam) -> Result<Action, ExitFault> {
     let call = match exit {
         VcpuExit::IoOut(port, data) => arch::decode_pio_out(u64::from(port), data)?,
-        VcpuExit::IoIn(port, data) => return Err(arch::DecodeError::Port { port: u64::from(port), size: data.len() }.into()),
+        VcpuExit::IoIn(port, data) => {
+            return Err(arch::DecodeError::Port {
+                port: u64::from(port),
+                size: data.len(),
+            }
+            .into());
+        }
         VcpuExit::MmioWrite(addr, data) => match arch::decode_mmio_write(addr, data) {
             Ok(call) => call,
             // kvm_pvm (and any host that reports stage-2 write faults as MMIO) delivers a guest

@@ -5,7 +5,7 @@ use std::io::Write;
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use log::{debug, warn};
-use vm_memory::{GuestMemory, GuestMemoryRegion};
+use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
 use crate::config::VmConfig;
 use crate::error::Error;
@@ -35,7 +35,9 @@ pub struct Vm {
 pub fn guest_mem_size(mem_mib: u64) -> Result<u64, Error> {
     let align = arch::layout::MEM_ALIGN;
     let max = arch::layout::MEM_MAX;
-    let requested = mem_mib.checked_mul(1 << 20).ok_or(Error::MemoryTooLarge { requested: u64::MAX, max })?;
+    let requested = mem_mib
+        .checked_mul(1 << 20)
+        .ok_or(Error::MemoryTooLarge { requested: u64::MAX, max })?;
     if requested > max {
         return Err(Error::MemoryTooLarge { requested, max });
     }
@@ -53,8 +55,14 @@ impl Vm {
     /// guest runs: a bad executable or manifest, a device that cannot be attached, memory or KVM
     /// errors.
     pub fn build(cfg: &VmConfig, console: Box<dyn Write + Send>) -> Result<Vm, Error> {
-        let image = std::fs::read(&cfg.kernel).map_err(|source| Error::Kernel { path: cfg.kernel.clone(), source })?;
-        let loader_err = |source| Error::Loader { path: cfg.kernel.clone(), source };
+        let image = std::fs::read(&cfg.kernel).map_err(|source| Error::Kernel {
+            path: cfg.kernel.clone(),
+            source,
+        })?;
+        let loader_err = |source| Error::Loader {
+            path: cfg.kernel.clone(),
+            source,
+        };
         let exe = Executable::parse(&image, arch::layout::ELF_MACHINE).map_err(loader_err)?;
         let mut manifest = Manifest::parse(exe.manifest_note())?;
         let mem_size = guest_mem_size(cfg.mem_mib)?;
@@ -66,12 +74,18 @@ impl Vm {
         if version != KVM_API_VERSION {
             return Err(Error::KvmApiVersion(version));
         }
-        let vm = kvm.create_vm().map_err(|source| Error::Kvm { what: "KVM_CREATE_VM", source })?;
+        let vm = kvm.create_vm().map_err(|source| Error::Kvm {
+            what: "KVM_CREATE_VM",
+            source,
+        })?;
         let mut ram = GuestRam::new(mem_size)?;
         register_memory(&vm, &ram)?;
         arch::setup_vm(&vm)?;
         let kernel = exe.load(&mut ram).map_err(loader_err)?;
-        let vcpu = vm.create_vcpu(0).map_err(|source| Error::Kvm { what: "KVM_CREATE_VCPU", source })?;
+        let vcpu = vm.create_vcpu(0).map_err(|source| Error::Kvm {
+            what: "KVM_CREATE_VCPU",
+            source,
+        })?;
         let info = arch::setup_vcpu(&kvm, &vm, &vcpu, ram.mmap(), mem_size, kernel.entry)?;
         hvt::write_boot_info(&ram, kernel.kernel_end, info.cpu_cycle_freq, &manifest, cmdline.as_bytes())?;
         debug!(
@@ -84,13 +98,27 @@ impl Vm {
 
         let stop = StopSignals::new().map_err(Error::Signals)?;
         let hvt = Hvt::new(ram.clone(), devices, console, stop.fd())?;
-        Ok(Vm { vcpu, _vm: vm, _kvm: kvm, hvt, ram, stop })
+        Ok(Vm {
+            vcpu,
+            _vm: vm,
+            _kvm: kvm,
+            hvt,
+            ram,
+            stop,
+        })
     }
 
     /// Runs the guest until it halts (its status), a stop signal arrives, or it faults (an error).
     pub fn run(mut self) -> Result<ExitStatus, Error> {
         self.stop.install().map_err(Error::Signals)?;
-        Ok(vcpu::run(&mut self.vcpu, &mut self.hvt, &self.ram, &self.stop)?)
+        let status = vcpu::run(&mut self.vcpu, &mut self.hvt, &self.ram, &self.stop);
+        if log::log_enabled!(log::Level::Debug) {
+            match self.ram.resident_bytes() {
+                Ok(bytes) => debug!("guest memory resident: {} KiB", bytes / 1024),
+                Err(e) => debug!("guest memory residency unknown: {e}"),
+            }
+        }
+        Ok(status?)
     }
 }
 
@@ -109,7 +137,10 @@ fn register_memory(vm: &VmFd, ram: &GuestRam) -> Result<(), Error> {
         };
         // SAFETY: the region describes memory owned by `ram`'s mapping, which the `Vm` keeps alive
         // (its `ram` field drops after the VM fd); the slot numbers are unique.
-        unsafe { vm.set_user_memory_region(region) }.map_err(|source| Error::Kvm { what: "KVM_SET_USER_MEMORY_REGION", source })?;
+        unsafe { vm.set_user_memory_region(region) }.map_err(|source| Error::Kvm {
+            what: "KVM_SET_USER_MEMORY_REGION",
+            source,
+        })?;
     }
     Ok(())
 }

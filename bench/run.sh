@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Builds unik, the KVM floor and the hello guest in release mode, then runs the benchmark.
+# Usage: bash bench/run.sh [RUNS]   (default 50)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --bin unik -p unik -p unik-bench
+(cd tests/guests && CARGO_TARGET_DIR=../../target/guests cargo build --release --target x86_64-unknown-none --bin hello)
+./target/release/unik-bench "${1:-50}"

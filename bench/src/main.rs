@@ -1,0 +1,116 @@
+//! Boot-to-exit latency and memory of `unik boot`, measured side by side with a KVM floor.
+//!
+//! Usage: `unik-bench [RUNS]` from the repository root after `bash bench/run.sh` has built
+//! everything (it also runs this). Each round runs the floor and unik back to back, so machine
+//! noise hits both alike; the report is ratios and percentiles, in Markdown.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+struct Sample {
+    wall_us: u64,
+    maxrss_kib: u64,
+    stderr: String,
+}
+
+/// Spawns `cmd`, waits with wait4(2) and returns wall time and peak RSS of that child.
+fn measure(program: &Path, args: &[&str]) -> Result<Sample, String> {
+    let start = Instant::now();
+    let child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", program.display()))?;
+    let pid = i32::try_from(child.id()).map_err(|e| e.to_string())?;
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our child; the pointers are to live locals.
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+    if rc != pid {
+        return Err(format!("wait4: {}", std::io::Error::last_os_error()));
+    }
+    let mut stderr = String::new();
+    if let Some(mut err) = child.stderr {
+        use std::io::Read;
+        let _ = err.read_to_string(&mut stderr);
+    }
+    let exit = std::process::ExitStatus::from_raw(status);
+    if !exit.success() {
+        return Err(format!("{} {args:?} failed ({exit}): {stderr}", program.display()));
+    }
+    Ok(Sample {
+        wall_us,
+        maxrss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+        stderr,
+    })
+}
+
+fn percentile(sorted: &[u64], p: usize) -> u64 {
+    let idx = (sorted.len() * p / 100).min(sorted.len().saturating_sub(1));
+    sorted[idx]
+}
+
+fn summary(samples: &mut [u64]) -> (u64, u64) {
+    samples.sort_unstable();
+    (percentile(samples, 50), percentile(samples, 90))
+}
+
+/// `guest memory resident: N KiB` from unik's --debug output.
+fn guest_resident_kib(stderr: &str) -> Option<u64> {
+    stderr
+        .lines()
+        .find_map(|l| l.split("guest memory resident: ").nth(1)?.split_whitespace().next()?.parse().ok())
+}
+
+fn main() -> Result<(), String> {
+    let runs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(50);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let unik = root.join("target/release/unik");
+    let floor = root.join("target/release/kvm-floor");
+    let guest = root.join("target/guests/x86_64-unknown-none/release/hello");
+    let guest = guest.to_str().ok_or("non-UTF-8 path")?;
+
+    let configs = [("512", "--mem=512"), ("4096", "--mem=4096")];
+    let mut floor_t: Vec<Vec<u64>> = vec![Vec::new(); 2];
+    let mut unik_t: Vec<Vec<u64>> = vec![Vec::new(); 2];
+    let mut floor_rss = [0u64; 2];
+    let mut unik_rss = [0u64; 2];
+    let mut overhead = [0u64; 2];
+    for round in 0..=runs {
+        for (i, (mib, mem)) in configs.iter().enumerate() {
+            let f = measure(&floor, &[mib])?;
+            let u = measure(&unik, &["--debug", "boot", mem, guest])?;
+            if round == 0 {
+                continue; // warm-up: page cache, first-use costs
+            }
+            floor_t[i].push(f.wall_us);
+            unik_t[i].push(u.wall_us);
+            floor_rss[i] = floor_rss[i].max(f.maxrss_kib);
+            unik_rss[i] = unik_rss[i].max(u.maxrss_kib);
+            let guest_kib = guest_resident_kib(&u.stderr).ok_or_else(|| format!("no guest residency in: {}", u.stderr))?;
+            overhead[i] = overhead[i].max(u.maxrss_kib.saturating_sub(guest_kib));
+        }
+    }
+
+    println!("Boot-to-exit of `hello` ({runs} rounds, floor and unik interleaved), wall time in µs:\n");
+    println!("| --mem | floor p50 | floor p90 | unik p50 | unik p90 | unik/floor (p50) |");
+    println!("|---|---|---|---|---|---|");
+    for (i, (mib, _)) in configs.iter().enumerate() {
+        let (fp50, fp90) = summary(&mut floor_t[i]);
+        let (up50, up90) = summary(&mut unik_t[i]);
+        let ratio = up50 as f64 / fp50.max(1) as f64;
+        println!("| {mib} MiB | {fp50} | {fp90} | {up50} | {up90} | {ratio:.2}× |");
+    }
+    println!("\nPeak RSS in KiB (ru_maxrss; monitor overhead = unik peak RSS − guest pages resident at exit):\n");
+    println!("| --mem | floor | unik | unik monitor overhead |");
+    println!("|---|---|---|---|");
+    for (i, (mib, _)) in configs.iter().enumerate() {
+        println!("| {mib} MiB | {} | {} | {} |", floor_rss[i], unik_rss[i], overhead[i]);
+    }
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! Shared helpers of the integration tests: the unik binary, KVM gating, test guests, network
+//! namespaces.
+#![allow(dead_code)]
+
+pub mod guests;
+pub mod netns;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Whether /dev/kvm can be opened read-write. When it cannot, KVM tests print a skip line and
+/// return — unless `UNIK_REQUIRE_KVM=1` (set by scripts/test.sh on KVM hosts), in which case a
+/// missing KVM is a test failure, so a KVM tier can never be skipped silently.
+pub fn kvm_available() -> bool {
+    let ok = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+    if !ok {
+        assert!(
+            std::env::var_os("UNIK_REQUIRE_KVM").is_none_or(|v| v != "1"),
+            "UNIK_REQUIRE_KVM=1 but /dev/kvm is not usable"
+        );
+        eprintln!("skipping: no /dev/kvm");
+    }
+    ok
+}
+
+/// Skips the calling test (returns) when KVM is not usable.
+#[macro_export]
+macro_rules! require_kvm {
+    () => {
+        if !common::kvm_available() {
+            return;
+        }
+    };
+}
+
+/// The unik binary under test.
+pub fn unik_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_unik"))
+}
+
+/// A `Command` for the unik binary.
+pub fn unik() -> Command {
+    Command::new(unik_path())
+}
+
+/// Runs `unik boot [args]` and returns its output.
+pub fn boot(args: &[&str]) -> Output {
+    unik().arg("boot").args(args).output().expect("spawn unik")
+}
+
+/// stdout as text (lossy).
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// stderr as text (lossy).
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the exit code and that stderr contains `needle`, with the whole output on failure.
+pub fn assert_fails_with(out: &Output, code: i32, needle: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "status; stdout: {} stderr: {}",
+        stdout(out),
+        stderr(out)
+    );
+    assert!(stderr(out).contains(needle), "stderr lacks {needle:?}: {}", stderr(out));
+}
+
+/// A fresh temporary directory.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// A file of `size` bytes filled with `byte`.
+pub fn disk(dir: &tempfile::TempDir, name: &str, size: usize, byte: u8) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, vec![byte; size]).expect("write disk image");
+    path
+}

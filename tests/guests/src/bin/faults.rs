@@ -1,0 +1,54 @@
+//! Misbehaves as its command line asks; the monitor must stop it with a clear error.
+#![no_std]
+#![no_main]
+
+use core::arch::asm;
+
+use unik_test_guests::{BootInfo, entry, flag, hypercall, println, solo5_notes};
+
+solo5_notes!();
+entry!(main);
+
+#[repr(C)]
+struct Puts {
+    data: u64,
+    len: u64,
+}
+
+fn main(_bi: &BootInfo, cmdline: &str) -> i32 {
+    println!("faults: {}", cmdline);
+    if flag(cmdline, "write-text") {
+        let text = main as *const () as *mut u8;
+        // SAFETY: deliberately not: the text segment is read-only and the monitor must stop us.
+        unsafe { text.write_volatile(0xcc) };
+    }
+    if flag(cmdline, "bad-pointer") {
+        let mut arg = Puts { data: 0xffff_fff0, len: 64 };
+        hypercall(unik_test_guests::PUTS, &mut arg);
+    }
+    if flag(cmdline, "bad-hypercall") {
+        let mut arg = 0u64;
+        hypercall(0, &mut arg);
+    }
+    if flag(cmdline, "bad-width") {
+        // SAFETY: a one-byte OUT to the PUTS port; the monitor refuses the width.
+        unsafe { asm!("out dx, al", in("dx") 0x502u16, in("al") 0u8, options(nostack)) };
+    }
+    if flag(cmdline, "bad-port") {
+        // SAFETY: an OUT to a port no device owns.
+        unsafe { asm!("out dx, eax", in("dx") 0x7000u16, in("eax") 0u32, options(nostack)) };
+    }
+    if flag(cmdline, "triple-fault") {
+        // SAFETY: #UD with no IDT: the CPU triple-faults.
+        unsafe { asm!("ud2", options(nostack)) };
+    }
+    if flag(cmdline, "hlt") {
+        // SAFETY: halts the vCPU; with no interrupt source the monitor sees an HLT exit.
+        unsafe { asm!("hlt", options(nostack)) };
+    }
+    if flag(cmdline, "bad-cookie") {
+        unik_test_guests::halt_with_cookie(0, 0xffff_f000);
+    }
+    println!("faults: still running");
+    3
+}

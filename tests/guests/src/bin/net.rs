@@ -1,0 +1,55 @@
+//! Answers ARP and ICMP echo on `service0` for `ip=A.B.C.D`; halts 0 after `count=N` echoes
+//! (default 3), or 2 after `timeout=S` seconds (default 30).
+#![no_std]
+#![no_main]
+
+use unik_test_guests::net::{Reply, answer, parse_ip};
+use unik_test_guests::{BootInfo, NET, arg, device, entry, net_read, net_write, parse_u64, poll, println, solo5_notes, walltime};
+
+solo5_notes!("service0": NET);
+entry!(main);
+
+fn main(bi: &BootInfo, cmdline: &str) -> i32 {
+    let Some((h, e)) = device(bi, "service0") else {
+        println!("net: no device");
+        return 1;
+    };
+    let Some(ip) = arg(cmdline, "ip").and_then(parse_ip) else {
+        println!("net: usage: ip=A.B.C.D [count=N] [timeout=S]");
+        return 1;
+    };
+    let want = arg(cmdline, "count").and_then(parse_u64).unwrap_or(3);
+    let timeout = arg(cmdline, "timeout").and_then(parse_u64).unwrap_or(30);
+    let (mac, mtu) = e.net();
+    println!(
+        "net: mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} mtu={} ready",
+        mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], mtu
+    );
+    let deadline = walltime() + timeout * 1_000_000_000;
+    let mut answered = 0;
+    let mut frame = [0u8; 2048];
+    while answered < want {
+        if walltime() > deadline {
+            println!("net: timeout after {} pings", answered);
+            return 2;
+        }
+        if poll(1_000_000_000) & (1 << h) == 0 {
+            continue;
+        }
+        while let Ok(len) = net_read(h, &mut frame) {
+            match answer(&mut frame, len, mac, ip) {
+                Reply::None => {}
+                Reply::Arp(n) => {
+                    net_write(h, &frame[..n]);
+                }
+                Reply::Echo(n) => {
+                    if net_write(h, &frame[..n]) == 0 {
+                        answered += 1;
+                    }
+                }
+            }
+        }
+    }
+    println!("net: answered {} pings", answered);
+    0
+}

@@ -1,0 +1,181 @@
+//! Network devices: frames through a tap inside a namespace the test creates; `ping` gets answers
+//! from the guest. Also the tap-by-fd path and attach errors.
+
+#![allow(clippy::tests_outside_test_module)] // an integration test crate is a test module
+
+mod common;
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Output, Stdio};
+
+use common::guests::guest;
+use common::netns::NetNs;
+use common::{assert_fails_with, stderr, stdout};
+
+fn ping(ns: &NetNs, addr: &str, count: u32) -> Output {
+    ns.command(&["ping", "-c", &count.to_string(), "-i", "0.2", "-W", "5", addr])
+        .output()
+        .expect("run ping")
+}
+
+fn wait(child: Child) -> Output {
+    child.wait_with_output().expect("wait for unik")
+}
+
+#[test]
+fn test_guest_answers_ping_through_a_tap() {
+    require_kvm!();
+    let ns = NetNs::new();
+    ns.add_tap("tap0", "10.77.0.1/24");
+    let kernel = guest("net");
+    let unik = common::unik_path();
+    let child = ns
+        .command(&[
+            unik.to_str().unwrap(),
+            "boot",
+            "--mem=8",
+            "--net:service0=tap0",
+            "--net-mac:service0=02:00:00:00:00:99",
+        ])
+        .args([kernel.to_str().unwrap(), "ip=10.77.0.2", "count=4", "timeout=60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let p = ping(&ns, "10.77.0.2", 3);
+    // The guest still runs (it waits for a fourth echo), so the tap has carrier and the ARP entry
+    // it answered with is still there.
+    let neigh = String::from_utf8_lossy(&ns.exec_ok(&["ip", "neigh", "show", "10.77.0.2"]).stdout).into_owned();
+    let last = ping(&ns, "10.77.0.2", 1);
+    let out = wait(child);
+    assert!(
+        p.status.success() && last.status.success(),
+        "ping failed: {} / guest: {} {}",
+        String::from_utf8_lossy(&p.stdout),
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(0), "stdout: {} stderr: {}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("mac=02:00:00:00:00:99"), "stdout: {}", stdout(&out));
+    assert!(stdout(&out).contains("net: answered 4 pings"), "stdout: {}", stdout(&out));
+    assert!(neigh.contains("02:00:00:00:00:99"), "ARP entry: {neigh}");
+}
+
+/// Opens /dev/net/tun and attaches it to a new tap `name` (in the caller's namespace).
+fn open_tap(name: &str) -> OwnedFd {
+    // SAFETY: open(2) of a constant NUL-terminated path; the result is checked.
+    let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    assert!(fd >= 0, "open /dev/net/tun: {}", std::io::Error::last_os_error());
+    // SAFETY: fd was just opened and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; 16],
+        flags: i16,
+        _pad: [u8; 22],
+    }
+    let mut req = IfReq {
+        name: [0; 16],
+        flags: 0x0002 | 0x1000, // IFF_TAP | IFF_NO_PI
+        _pad: [0; 22],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: TUNSETIFF reads and writes a struct ifreq, which IfReq matches in size and layout.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF as _, &mut req) };
+    assert_eq!(rc, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
+    fd
+}
+
+#[test]
+fn test_tap_passed_as_an_open_fd() {
+    require_kvm!();
+    let ns = NetNs::new();
+    let tap = format!("ukfd{}", std::process::id() % 100_000);
+    let fd = open_tap(&tap);
+    // The fd stays attached to the tap when the interface moves into the test's namespace.
+    let out = std::process::Command::new("ip")
+        .args(["link", "set", &tap, "netns", &ns.name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ns.exec_ok(&["ip", "addr", "add", "10.78.0.1/24", "dev", &tap]);
+    ns.exec_ok(&["ip", "link", "set", &tap, "up"]);
+    let kernel = guest("net");
+    let raw = fd.as_raw_fd();
+    let mut cmd = common::unik();
+    cmd.args([
+        "boot",
+        "--mem=8",
+        "--net:service0=@3",
+        kernel.to_str().unwrap(),
+        "ip=10.78.0.2",
+        "count=2",
+        "timeout=60",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    // SAFETY: between fork and exec only dup2(2) and fcntl(2), which are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            // dup2 onto itself would keep FD_CLOEXEC, so clear it explicitly in that case.
+            let ok = if raw == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0) == 0
+            } else {
+                libc::dup2(raw, 3) == 3
+            };
+            if ok { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    drop(fd);
+    let p = ping(&ns, "10.78.0.2", 2);
+    let out = wait(child);
+    assert!(
+        p.status.success(),
+        "ping failed: {} / guest: {} {}",
+        String::from_utf8_lossy(&p.stdout),
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(0), "stdout: {} stderr: {}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("mtu=1500"), "stdout: {}", stdout(&out));
+}
+
+#[test]
+fn test_missing_interface_is_refused() {
+    let ns = NetNs::new();
+    let kernel = guest("net");
+    let unik = common::unik_path();
+    let out = ns
+        .command(&[unik.to_str().unwrap(), "boot", "--net:service0=nosuchtap", kernel.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_fails_with(&out, 1, "Could not attach interface");
+    assert!(stderr(&out).contains("nosuchtap"), "{}", stderr(&out));
+}
+
+#[test]
+fn test_interface_that_is_down_is_refused() {
+    let ns = NetNs::new();
+    ns.exec_ok(&["ip", "tuntap", "add", "dev", "tapdown", "mode", "tap"]);
+    let kernel = guest("net");
+    let unik = common::unik_path();
+    let out = ns
+        .command(&[unik.to_str().unwrap(), "boot", "--net:service0=tapdown", kernel.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_fails_with(&out, 1, "Could not attach interface");
+    assert!(ns.links().contains("tapdown"), "the monitor removed a tap it did not create");
+}
+
+#[test]
+fn test_fd_that_is_not_a_tap_is_refused() {
+    let kernel = guest("net");
+    let out = common::unik()
+        .args(["boot", "--net:service0=@0", kernel.to_str().unwrap()])
+        .stdin(std::fs::File::open("/dev/null").unwrap())
+        .output()
+        .unwrap();
+    assert_fails_with(&out, 1, "Could not attach interface");
+}

@@ -1,0 +1,42 @@
+//! The solo5-hvt ELF loader: header and segment validation, the ABI1 and MFT1 notes, loading.
+
+mod elf;
+mod notes;
+
+pub use elf::{Executable, LoadedKernel};
+
+/// Why an executable cannot be booted. Messages keep solo5-hvt's wording where scripts match on it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LoaderError {
+    /// The ELF header is not that of a 64-bit little-endian executable for this machine.
+    #[error("invalid executable: {0}")]
+    Header(String),
+    /// A position-independent executable (the default output of many bare-metal targets).
+    #[error(
+        "invalid executable: ET_DYN (position-independent) executables are not supported; link as ET_EXEC (-C relocation-model=static)"
+    )]
+    Dynamic,
+    /// A program header or segment breaks a loading rule.
+    #[error("invalid executable: phdr[{index}]: {reason}")]
+    Segment {
+        /// Index of the program header.
+        index: usize,
+        /// Which rule.
+        reason: String,
+    },
+    /// A PT_NOTE whose sizes do not add up.
+    #[error("INV_EXE: phdr[{0}] note does not fall within valid size")]
+    NoteSize(usize),
+    /// No ABI1 note.
+    #[error("No Solo5 ABI information found in executable")]
+    NoAbi,
+    /// ABI1 note for another solo5 target.
+    #[error("Executable is not for the solo5-hvt target")]
+    WrongTarget,
+    /// ABI1 note with another ABI version.
+    #[error("Executable requests unsupported ABI version {0}")]
+    AbiVersion(u32),
+    /// No MFT1 note.
+    #[error("No Solo5 manifest found in executable")]
+    NoManifest,
+}
