@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Output, Stdio};
@@ -19,8 +20,33 @@ fn ping(ns: &NetNs, addr: &str, count: u32) -> Output {
         .expect("run ping")
 }
 
-fn wait(child: Child) -> Output {
-    child.wait_with_output().expect("wait for unik")
+/// A running unik whose guest has printed its `ready` line (so no ping races the boot).
+struct Running {
+    child: Child,
+    ready: String,
+    rest: std::thread::JoinHandle<String>,
+}
+
+fn start(mut child: Child) -> Running {
+    let mut reader = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut ready = String::new();
+    reader.read_line(&mut ready).expect("read guest output");
+    assert!(ready.contains("ready"), "guest did not get ready: {ready:?}");
+    let rest = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = reader.read_to_string(&mut rest);
+        rest
+    });
+    Running { child, ready, rest }
+}
+
+impl Running {
+    /// Waits for unik; stdout holds everything the guest printed.
+    fn wait(self) -> Output {
+        let mut out = self.child.wait_with_output().expect("wait for unik");
+        out.stdout = format!("{}{}", self.ready, self.rest.join().unwrap_or_default()).into_bytes();
+        out
+    }
 }
 
 #[test]
@@ -43,12 +69,13 @@ fn test_guest_answers_ping_through_a_tap() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let guest = start(child);
     let p = ping(&ns, "10.77.0.2", 3);
     // The guest still runs (it waits for a fourth echo), so the tap has carrier and the ARP entry
     // it answered with is still there.
     let neigh = String::from_utf8_lossy(&ns.exec_ok(&["ip", "neigh", "show", "10.77.0.2"]).stdout).into_owned();
     let last = ping(&ns, "10.77.0.2", 1);
-    let out = wait(child);
+    let out = guest.wait();
     assert!(
         p.status.success() && last.status.success(),
         "ping failed: {} / guest: {} {}",
@@ -129,8 +156,9 @@ fn test_tap_passed_as_an_open_fd() {
     }
     let child = cmd.spawn().unwrap();
     drop(fd);
+    let guest = start(child);
     let p = ping(&ns, "10.78.0.2", 2);
-    let out = wait(child);
+    let out = guest.wait();
     assert!(
         p.status.success(),
         "ping failed: {} / guest: {} {}",

@@ -154,3 +154,81 @@ fn run_loop(vcpu: &mut VcpuFd, hvt: &mut Hvt, ram: &GuestRam, stop: &StopSignals
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use vmm_sys_util::eventfd::EventFd;
+
+    use super::*;
+    use crate::hvt::Devices;
+
+    fn setup() -> (Hvt, GuestRam, EventFd) {
+        let mut ram = GuestRam::new(4 << 20).unwrap();
+        ram.protect_read_only(0x10_0000, 0x1000).unwrap();
+        let stop = EventFd::new(0).unwrap();
+        let hvt = Hvt::new(
+            ram.clone(),
+            Devices::from_slots(vec![None]),
+            Box::new(std::io::sink()),
+            stop.as_raw_fd(),
+        )
+        .unwrap();
+        (hvt, ram, stop)
+    }
+
+    #[test]
+    fn test_hypercall_exits_reach_the_handlers() {
+        let (mut hvt, ram, _stop) = setup();
+        let walltime = 0x20_0000u32.to_le_bytes();
+        assert_eq!(
+            handle_exit(VcpuExit::IoOut(0x501, &walltime), &mut hvt, &ram).unwrap(),
+            Action::Continue
+        );
+        assert_ne!(ram.read_obj::<u64>(0x20_0000).unwrap(), 0);
+        ram.write_obj(0x20_0100u64, 0u64).unwrap();
+        ram.write_obj(0x20_0108u64, 7i32).unwrap();
+        let halt = 0x20_0100u32.to_le_bytes();
+        assert_eq!(
+            handle_exit(VcpuExit::IoOut(0x508, &halt), &mut hvt, &ram).unwrap(),
+            Action::Stop(ExitStatus::Halt(7))
+        );
+    }
+
+    #[test]
+    fn test_bad_exits_are_faults_with_clear_messages() {
+        let (mut hvt, ram, _stop) = setup();
+        let arg = 0x20_0000u32.to_le_bytes();
+        let mut in_data = [0u8; 4];
+        let mut mmio = [0u8; 8];
+        let cases: Vec<(VcpuExit<'_>, &str)> = vec![
+            (VcpuExit::IoOut(0x509, &arg), "Invalid guest port access: port=0x509"),
+            (VcpuExit::IoOut(0x502, &arg[..1]), "Invalid guest port access: port=0x502, size=1"),
+            (VcpuExit::IoOut(0x500, &arg), "Invalid guest hypercall: num=0"),
+            (VcpuExit::IoIn(0x502, &mut in_data), "Invalid guest port access"),
+            (VcpuExit::MmioWrite(0x10_0010, &arg), "KVM: host/guest translation fault"),
+            (VcpuExit::MmioWrite(0xfee0_0000, &arg), "Invalid guest mmio access: addr=0xfee00000"),
+            (VcpuExit::MmioRead(0xfee0_0000, &mut mmio), "Invalid guest mmio access"),
+            (VcpuExit::Shutdown, "KVM: unhandled exit: exit_reason=0x8 (shutdown: triple fault)"),
+            (VcpuExit::Hlt, "KVM: unhandled exit: exit_reason=0x5 (hlt)"),
+            (VcpuExit::InternalError, "KVM: internal error exit"),
+            (VcpuExit::FailEntry(0x21, 0), "KVM: entry failure: hw_entry_failure_reason=0x21"),
+            (VcpuExit::Intr, "KVM: unhandled exit: Intr"),
+        ];
+        for (exit, want) in cases {
+            let err = handle_exit(exit, &mut hvt, &ram).unwrap_err().to_string();
+            assert!(err.starts_with(want), "{err} does not start with {want}");
+        }
+    }
+
+    #[test]
+    fn test_exit_status_codes() {
+        assert_eq!(ExitStatus::Halt(0).code(), 0);
+        assert_eq!(ExitStatus::Halt(254).code(), 254);
+        assert_eq!(ExitStatus::Halt(255).code(), 255);
+        assert_eq!(ExitStatus::Halt(256 + 3).code(), 3);
+        assert_eq!(ExitStatus::Halt(-1).code(), 255);
+        assert_eq!(ExitStatus::Signal(15).code(), 1);
+    }
+}
