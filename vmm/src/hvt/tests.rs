@@ -317,7 +317,7 @@ fn test_attach_fills_manifest_and_checks_every_rule() {
         err(&[other.clone(), other.clone()], &[]),
         "Device 'other' is attached more than once"
     );
-    let missing = err(&[other.clone()], &[]);
+    let missing = err(std::slice::from_ref(&other), &[]);
     assert_eq!(
         missing,
         "Device 'storage' of type BLOCK_BASIC declared but not attached. All declared devices must be attached. See --help for syntax."
