@@ -3,6 +3,6 @@
 # Usage: bash bench/run.sh [RUNS]   (default 50)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --bin unik -p unik -p unik-bench
-(cd tests/guests && CARGO_TARGET_DIR=../../target/guests cargo build --release --target x86_64-unknown-none --bin hello)
+cargo build --release -p unik -p unik-bench
+(cd tests/guests && CARGO_TARGET_DIR=../../target/guests cargo build --release --target x86_64-unknown-none --bin halt)
 ./target/release/unik-bench "${1:-50}"

@@ -186,18 +186,22 @@ impl GuestRam {
     /// touched), from mincore(2). For diagnostics and the benchmark.
     pub fn resident_bytes(&self) -> std::io::Result<u64> {
         const PAGE: usize = 4096;
+        // Scanned in windows so that measuring does not itself grow the monitor's memory.
+        const WINDOW: usize = 256 << 20;
         let len = usize::try_from(self.mem.last_addr().0 + 1).map_err(|_| std::io::Error::from_raw_os_error(libc::EOVERFLOW))?;
-        let host = self
-            .mem
-            .get_host_address(GuestAddress(0))
-            .map_err(|_| std::io::Error::from_raw_os_error(libc::EFAULT))?;
-        let mut vec = vec![0u8; len.div_ceil(PAGE)];
-        // SAFETY: `[host, host + len)` is the single mapping owned by `self.mem`; `vec` has one
-        // byte per page of it, as mincore requires.
-        if unsafe { libc::mincore(host.cast(), len, vec.as_mut_ptr()) } != 0 {
-            return Err(std::io::Error::last_os_error());
+        let host = self.mem.get_host_address(GuestAddress(0)).map_err(|_| std::io::Error::from_raw_os_error(libc::EFAULT))?;
+        let mut vec = vec![0u8; WINDOW / PAGE];
+        let mut resident = 0u64;
+        for start in (0..len).step_by(WINDOW) {
+            let n = WINDOW.min(len - start);
+            // SAFETY: `[host + start, host + start + n)` lies inside the single mapping owned by
+            // `self.mem`; `vec` has at least one byte per page of it, as mincore requires.
+            if unsafe { libc::mincore(host.add(start).cast(), n, vec.as_mut_ptr()) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            resident += vec[..n.div_ceil(PAGE)].iter().filter(|b| **b & 1 != 0).count() as u64;
         }
-        Ok(vec.iter().filter(|b| **b & 1 != 0).count() as u64 * PAGE as u64)
+        Ok(resident * PAGE as u64)
     }
 
     /// Whether a guest-physical address falls in a host read-only range.
