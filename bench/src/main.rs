@@ -115,13 +115,19 @@ fn main() -> Result<(), String> {
         let (fp50, fp90) = summary(&mut floor_t[i]);
         let (up50, up90) = summary(&mut unik_t[i]);
         let ratio = up50 as f64 / fp50.max(1) as f64;
-        println!("| {mib} MiB | {fp50} | {fp90} | {up50} | {up90} | {ratio:.2}× | {} |", up50.saturating_sub(fp50));
+        println!(
+            "| {mib} MiB | {fp50} | {fp90} | {up50} | {up90} | {ratio:.2}× | {} |",
+            up50.saturating_sub(fp50)
+        );
     }
     println!("\nPeak RSS in KiB (ru_maxrss, max of 5 runs); monitor overhead = unik peak RSS − guest pages resident at exit:\n");
     println!("| --mem | floor | unik | guest resident | unik monitor overhead |");
     println!("|---|---|---|---|---|");
     for (i, (mib, _)) in configs.iter().enumerate() {
-        println!("| {mib} MiB | {} | {} | {} | {} |", floor_rss[i], unik_rss[i], guest_kib[i], overhead[i]);
+        println!(
+            "| {mib} MiB | {} | {} | {} | {} |",
+            floor_rss[i], unik_rss[i], guest_kib[i], overhead[i]
+        );
     }
     Ok(())
 }

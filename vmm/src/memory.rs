@@ -189,7 +189,10 @@ impl GuestRam {
         // Scanned in windows so that measuring does not itself grow the monitor's memory.
         const WINDOW: usize = 256 << 20;
         let len = usize::try_from(self.mem.last_addr().0 + 1).map_err(|_| std::io::Error::from_raw_os_error(libc::EOVERFLOW))?;
-        let host = self.mem.get_host_address(GuestAddress(0)).map_err(|_| std::io::Error::from_raw_os_error(libc::EFAULT))?;
+        let host = self
+            .mem
+            .get_host_address(GuestAddress(0))
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EFAULT))?;
         let mut vec = vec![0u8; WINDOW / PAGE];
         let mut resident = 0u64;
         for start in (0..len).step_by(WINDOW) {
