@@ -1,1 +1,17 @@
-//! placeholder
+//! The OCI runtime side of unik: container ids, the state directory, bundles, and the lifecycle
+//! rules of the OCI runtime specification. Nothing here opens `/dev/kvm`: the VM is built by the
+//! monitor process that a [`Spawner`] starts, so all of this is testable without KVM.
+#![warn(missing_docs)]
+
+pub mod bundle;
+pub mod container;
+pub mod error;
+pub mod id;
+pub mod process;
+pub mod spawn;
+pub mod state;
+
+pub use container::Runtime;
+pub use error::ContainerError;
+pub use spawn::{ReexecSpawner, Spawner};
+pub use state::{State, Status};

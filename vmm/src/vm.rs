@@ -63,7 +63,7 @@ impl Vm {
             path: cfg.kernel.clone(),
             source,
         };
-        let exe = Executable::parse(&image, arch::layout::ELF_MACHINE).map_err(loader_err)?;
+        let exe = Executable::parse(&image, crate::loader::HOST_MACHINE).map_err(loader_err)?;
         let mut manifest = Manifest::parse(exe.manifest_note())?;
         let mem_size = guest_mem_size(cfg.mem_mib)?;
         let devices = hvt::attach(&mut manifest, &cfg.nets, &cfg.blocks)?;

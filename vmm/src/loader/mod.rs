@@ -5,6 +5,9 @@ mod notes;
 
 pub use elf::{Executable, LoadedKernel};
 
+/// The ELF machine this host boots (`EM_X86_64` or `EM_AARCH64`).
+pub const HOST_MACHINE: u16 = arch::layout::ELF_MACHINE;
+
 /// Why an executable cannot be booted. Messages keep solo5-hvt's wording where scripts match on it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LoaderError {

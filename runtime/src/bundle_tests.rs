@@ -1,0 +1,193 @@
+use std::fs;
+
+use super::*;
+
+/// A minimal solo5-hvt ELF for this host with manifest devices `(name, type)`.
+pub(crate) fn hvt_elf(devices: &[(&str, u32)]) -> Vec<u8> {
+    let note = |ntype: u32, desc: &[u8], pad: usize| {
+        let mut n = Vec::new();
+        n.extend_from_slice(&6u32.to_le_bytes());
+        n.extend_from_slice(&u32::try_from(desc.len() + pad).unwrap().to_le_bytes());
+        n.extend_from_slice(&ntype.to_le_bytes());
+        n.extend_from_slice(b"Solo5\0\0\0");
+        n.extend(std::iter::repeat_n(0, pad));
+        n.extend_from_slice(desc);
+        n
+    };
+    let abi = note(0x3149_4241, &[1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0);
+    let mut mft = vec![1, 0, 0, 0];
+    mft.extend_from_slice(&u32::try_from(devices.len() + 1).unwrap().to_le_bytes());
+    let mut reserved = [0u8; 104];
+    reserved[68..72].copy_from_slice(&(1u32 << 30).to_le_bytes());
+    mft.extend_from_slice(&reserved);
+    for (name, kind) in devices {
+        let mut e = [0u8; 104];
+        e[..name.len()].copy_from_slice(name.as_bytes());
+        e[68..72].copy_from_slice(&kind.to_le_bytes());
+        mft.extend_from_slice(&e);
+    }
+    let mft = note(0x3154_464d, &mft, 4);
+    let text = [0xf4u8; 16];
+    let phoff = 64u64;
+    let data = phoff + 3 * 56;
+    let mut out = vec![0u8; usize::try_from(data).unwrap()];
+    out[..4].copy_from_slice(b"\x7fELF");
+    out[4] = 2;
+    out[5] = 1;
+    out[6] = 1;
+    out[16..18].copy_from_slice(&2u16.to_le_bytes());
+    out[18..20].copy_from_slice(&HOST_MACHINE.to_le_bytes());
+    out[20..24].copy_from_slice(&1u32.to_le_bytes());
+    out[24..32].copy_from_slice(&0x10_0000u64.to_le_bytes());
+    out[32..40].copy_from_slice(&phoff.to_le_bytes());
+    out[52..54].copy_from_slice(&64u16.to_le_bytes());
+    out[54..56].copy_from_slice(&56u16.to_le_bytes());
+    out[56..58].copy_from_slice(&3u16.to_le_bytes());
+    let mut off = data;
+    for (i, (ptype, flags, vaddr, bytes, align)) in [
+        (1u32, 5u32, 0x10_0000u64, &text[..], 0x1000u64),
+        (4, 4, 0, &abi[..], 4),
+        (4, 4, 0, &mft[..], 8),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let p = 64 + i * 56;
+        let len = bytes.len() as u64;
+        let memsz = if ptype == 1 { 0x1000 } else { len };
+        for (at, v) in [(8, off), (16, vaddr), (24, vaddr), (32, len), (40, memsz), (48, align)] {
+            out[p + at..p + at + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        out[p..p + 4].copy_from_slice(&ptype.to_le_bytes());
+        out[p + 4..p + 8].copy_from_slice(&flags.to_le_bytes());
+        off += len;
+    }
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&abi);
+    out.extend_from_slice(&mft);
+    out
+}
+
+/// A bundle directory with `config.json` and a rootfs holding `files`.
+pub(crate) fn bundle(config: serde_json::Value, files: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("rootfs")).unwrap();
+    for (name, data) in files {
+        let p = dir.path().join("rootfs").join(name.trim_start_matches('/'));
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, data).unwrap();
+    }
+    fs::write(dir.path().join("config.json"), serde_json::to_vec(&config).unwrap()).unwrap();
+    dir
+}
+
+pub(crate) fn config(args: &[&str], annotations: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": { "args": args, "cwd": "/", "user": { "uid": 0, "gid": 0 } },
+        "root": { "path": "rootfs" },
+        "annotations": annotations,
+        "linux": { "resources": { "memory": { "limit": 64 << 20 } } }
+    })
+}
+
+fn vm(b: &tempfile::TempDir) -> VmConfig {
+    match load(b.path()).unwrap().kind {
+        BundleKind::Unikernel(cfg) => *cfg,
+        BundleKind::NotUnikernel => panic!("not recognised as a unikernel"),
+    }
+}
+
+#[test]
+fn test_args0_with_solo5_note_is_a_unikernel() {
+    let b = bundle(
+        config(&["/app.hvt", "a", "b"], serde_json::json!({})),
+        &[("/app.hvt", &hvt_elf(&[]))],
+    );
+    let cfg = vm(&b);
+    assert_eq!(cfg.kernel, b.path().join("rootfs/app.hvt").canonicalize().unwrap());
+    assert_eq!(cfg.cmdline, ["a", "b"]);
+    assert_eq!(cfg.mem_mib, 64);
+}
+
+#[test]
+fn test_ordinary_container_is_not_a_unikernel() {
+    let b = bundle(config(&["/bin/sh"], serde_json::json!({})), &[("/bin/sh", b"\x7fELF not solo5")]);
+    assert!(matches!(load(b.path()).unwrap().kind, BundleKind::NotUnikernel));
+    let b = bundle(config(&[], serde_json::json!({})), &[]);
+    assert!(matches!(load(b.path()).unwrap().kind, BundleKind::NotUnikernel));
+}
+
+#[test]
+fn test_unik_annotations() {
+    let ann = serde_json::json!({ KERNEL: "k/app", CMDLINE: "x y", MEM: "32", "dev.unik.block.storage": "/disk.img" });
+    let b = bundle(
+        config(&[], ann),
+        &[("/k/app", &hvt_elf(&[("storage", 1)])), ("/disk.img", &[0; 512])],
+    );
+    let cfg = vm(&b);
+    assert_eq!(cfg.cmdline, ["x", "y"]);
+    assert_eq!(cfg.mem_mib, 32);
+    assert_eq!(cfg.blocks.len(), 1);
+    assert_eq!(cfg.blocks[0].name, "storage");
+}
+
+#[test]
+fn test_urunc_annotations_and_urunc_json() {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let ann = serde_json::json!({
+        "com.urunc.unikernel.binary": b64("/unikernel/app.hvt"),
+        "com.urunc.unikernel.hypervisor": b64("hvt"),
+        "com.urunc.unikernel.unikernelType": b64("mirage"),
+        "com.urunc.unikernel.cmdline": b64("--hello"),
+        "com.urunc.unikernel.block": b64("/data.img"),
+    });
+    let files: &[(&str, &[u8])] = &[("/unikernel/app.hvt", &hvt_elf(&[("rootfs", 1)])), ("/data.img", &[0; 1024])];
+    let cfg = vm(&bundle(config(&[], ann.clone()), files));
+    assert_eq!(cfg.cmdline, ["--hello"]);
+    assert_eq!(cfg.blocks[0].name, "rootfs");
+    // The same keys in urunc.json instead of annotations.
+    let json = serde_json::to_vec(&ann).unwrap();
+    let mut with_json = files.to_vec();
+    with_json.push(("/urunc.json", &json));
+    let cfg = vm(&bundle(config(&[], serde_json::json!({})), &with_json));
+    assert_eq!(cfg.cmdline, ["--hello"]);
+    // Another hypervisor is refused clearly.
+    let qemu = serde_json::json!({ "com.urunc.unikernel.binary": b64("/u"), "com.urunc.unikernel.hypervisor": b64("qemu"), "com.urunc.unikernel.unikernelType": b64("unikraft") });
+    let err = load(bundle(config(&[], qemu), &[]).path()).unwrap_err().to_string();
+    assert!(err.contains("'unikraft' with hypervisor 'qemu' is not supported yet"), "{err}");
+    let bad = serde_json::json!({ "com.urunc.unikernel.binary": "***" });
+    let err = load(bundle(config(&[], bad), &[]).path()).unwrap_err().to_string();
+    assert!(err.contains("not base64"), "{err}");
+}
+
+#[test]
+fn test_devices_must_be_wired() {
+    let b = bundle(config(&["/app"], serde_json::json!({})), &[("/app", &hvt_elf(&[("storage", 1)]))]);
+    let err = load(b.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("manifest block device 'storage' has no image: set annotation dev.unik.block.storage"),
+        "{err}"
+    );
+    let b = bundle(config(&["/app"], serde_json::json!({})), &[("/app", &hvt_elf(&[("service0", 2)]))]);
+    let err = load(b.path()).unwrap_err().to_string();
+    assert!(err.contains("network device 'service0'"), "{err}");
+}
+
+#[test]
+fn test_paths_cannot_escape_the_rootfs() {
+    let b = bundle(config(&[], serde_json::json!({ KERNEL: "../config.json" })), &[]);
+    assert!(load(b.path()).unwrap_err().to_string().contains("leaves the rootfs"));
+    let b = bundle(config(&[], serde_json::json!({ KERNEL: "/link" })), &[]);
+    std::os::unix::fs::symlink("/etc/passwd", b.path().join("rootfs/link")).unwrap();
+    assert!(load(b.path()).unwrap_err().to_string().contains("outside the rootfs"));
+}
+
+#[test]
+fn test_memory_defaults_and_missing_config() {
+    let mut c = config(&["/app"], serde_json::json!({}));
+    c["linux"] = serde_json::json!({});
+    assert_eq!(vm(&bundle(c, &[("/app", &hvt_elf(&[]))])).mem_mib, DEFAULT_MEM_MIB);
+    let dir = tempfile::tempdir().unwrap();
+    assert!(load(dir.path()).unwrap_err().to_string().contains("config.json"));
+}

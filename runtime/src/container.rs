@@ -1,0 +1,273 @@
+//! The lifecycle: create, start, state, kill, delete, pause, resume, list, ps — with the OCI
+//! runtime specification's rules, under each container's lock.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::bundle::{self, BundleKind};
+use crate::error::ContainerError;
+use crate::process;
+use crate::spawn::Spawner;
+use crate::state::{OCI_VERSION, State, StateDir, Status, list_ids, rfc3339, write_atomic};
+
+/// How long `delete --force` waits for a killed monitor to disappear.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// Containers under one root directory.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    root: PathBuf,
+}
+
+/// The live status of a container: its process, the start gate and the pause marker.
+fn live_status(dir: &StateDir, state: &State) -> Status {
+    match (state.pid, state.pid_start_time) {
+        (Some(pid), Some(start)) if process::is_alive(pid, start) => {
+            if dir.fifo().exists() {
+                Status::Created
+            } else if dir.paused_marker().exists() {
+                Status::Paused
+            } else {
+                Status::Running
+            }
+        }
+        (Some(_), _) => Status::Stopped,
+        (None, _) => state.status,
+    }
+}
+
+fn mkfifo(path: &Path) -> Result<(), ContainerError> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| ContainerError::io("fifo path")(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
+    // SAFETY: mkfifo(3) with a valid NUL-terminated path.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        return Err(ContainerError::io(format!("mkfifo {}", path.display()))(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+impl Runtime {
+    /// Containers under `root` (created on first `create`).
+    pub fn new(root: impl Into<PathBuf>) -> Runtime {
+        Runtime { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Builds the container: resolves the bundle, starts the monitor (which builds the VM and
+    /// then waits for `start`), records its pid. On any failure nothing is left behind.
+    pub fn create(&self, id: &str, bundle_path: &Path, pid_file: Option<&Path>, spawner: &dyn Spawner) -> Result<State, ContainerError> {
+        let (dir, _lock) = StateDir::create(&self.root, id)?;
+        let mut pid = None;
+        let result = self.create_in(&dir, bundle_path, pid_file, spawner, &mut pid);
+        if result.is_err() {
+            if let (Some(pid), Some(start)) = (pid, pid.and_then(process::start_time)) {
+                if let Ok(fd) = process::pidfd(pid, start) {
+                    let _ = process::send_signal(&fd, libc::SIGKILL);
+                }
+            }
+            let _ = dir.remove();
+        }
+        result
+    }
+
+    fn create_in(
+        &self,
+        dir: &StateDir,
+        bundle_path: &Path,
+        pid_file: Option<&Path>,
+        spawner: &dyn Spawner,
+        pid_out: &mut Option<i32>,
+    ) -> Result<State, ContainerError> {
+        let bundle = bundle::load(bundle_path)?;
+        let BundleKind::Unikernel(cfg) = bundle.kind else {
+            return Err(ContainerError::NotUnikernel(bundle.path));
+        };
+        let mut state = State {
+            oci_version: OCI_VERSION.into(),
+            id: dir.id().to_string(),
+            status: Status::Creating,
+            pid: None,
+            pid_start_time: None,
+            bundle: bundle.path,
+            rootfs: bundle.rootfs,
+            created: rfc3339(SystemTime::now()),
+            annotations: bundle.annotations,
+            owner: String::new(),
+        };
+        dir.save(&state)?;
+        let json = serde_json::to_vec_pretty(&cfg).map_err(|e| ContainerError::io("serialising vm.json")(std::io::Error::other(e)))?;
+        dir.write_atomic("vm.json", &json)?;
+        mkfifo(&dir.fifo())?;
+        let pid = spawner.spawn(dir)?;
+        *pid_out = Some(pid);
+        let start = process::start_time(pid)
+            .ok_or_else(|| ContainerError::Monitor(format!("the monitor (pid {pid}) exited right after starting")))?;
+        state.status = Status::Created;
+        state.pid = Some(pid);
+        state.pid_start_time = Some(start);
+        dir.save(&state)?;
+        if let Some(path) = pid_file {
+            write_atomic(
+                &std::path::absolute(path).map_err(ContainerError::io("pid file path"))?,
+                pid.to_string().as_bytes(),
+            )?;
+        }
+        Ok(state)
+    }
+
+    /// The container's state with its live status.
+    pub fn state(&self, id: &str) -> Result<State, ContainerError> {
+        let dir = StateDir::open(&self.root, id)?;
+        let mut state = dir.load()?;
+        state.status = live_status(&dir, &state);
+        Ok(state)
+    }
+
+    /// Lets a created container's guest run.
+    pub fn start(&self, id: &str) -> Result<(), ContainerError> {
+        let dir = StateDir::open(&self.root, id)?;
+        let _lock = dir.lock()?;
+        let mut state = dir.load()?;
+        let status = live_status(&dir, &state);
+        if !status.can_start() {
+            return Err(ContainerError::NotCreated {
+                id: id.to_string(),
+                status: status.to_string(),
+            });
+        }
+        // The monitor is blocked opening the fifo for reading; opening it for writing releases
+        // it. ENXIO means no reader: the monitor is gone.
+        let mut fifo = match OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(dir.fifo())
+        {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Err(ContainerError::NotRunning(id.to_string())),
+            Err(e) => return Err(ContainerError::io(format!("opening {}", dir.fifo().display()))(e)),
+        };
+        fifo.write_all(&[0]).map_err(ContainerError::io("releasing the monitor"))?;
+        drop(fifo);
+        std::fs::remove_file(dir.fifo()).map_err(ContainerError::io("removing the start fifo"))?;
+        state.status = Status::Running;
+        dir.save(&state)
+    }
+
+    /// Sends `signal` to the container's monitor (SIGTERM/SIGINT stop the guest cleanly).
+    pub fn kill(&self, id: &str, signal: i32) -> Result<(), ContainerError> {
+        let dir = StateDir::open(&self.root, id)?;
+        let _lock = dir.lock()?;
+        let state = dir.load()?;
+        let status = live_status(&dir, &state);
+        let (Some(pid), Some(start), true) = (state.pid, state.pid_start_time, status.can_kill()) else {
+            return Err(ContainerError::NotRunning(id.to_string()));
+        };
+        let fd = process::pidfd(pid, start).map_err(|_| ContainerError::NotRunning(id.to_string()))?;
+        process::send_signal(&fd, signal).map_err(ContainerError::io(format!("signalling container {id}")))?;
+        if status == Status::Paused && signal != libc::SIGKILL && signal != libc::SIGSTOP {
+            // A stopped monitor cannot act on the signal until it runs again.
+            let _ = process::send_signal(&fd, libc::SIGCONT);
+            let _ = std::fs::remove_file(dir.paused_marker());
+        }
+        Ok(())
+    }
+
+    /// Removes a stopped container; with `force`, kills it first.
+    pub fn delete(&self, id: &str, force: bool) -> Result<(), ContainerError> {
+        let dir = StateDir::open(&self.root, id)?;
+        let lock = dir.lock()?;
+        let state = dir.load()?;
+        let status = live_status(&dir, &state);
+        if !status.can_delete() {
+            if !force {
+                return Err(ContainerError::NotStopped {
+                    id: id.to_string(),
+                    status: status.to_string(),
+                });
+            }
+            if let (Some(pid), Some(start)) = (state.pid, state.pid_start_time) {
+                if let Ok(fd) = process::pidfd(pid, start) {
+                    let _ = process::send_signal(&fd, libc::SIGKILL);
+                }
+                let deadline = Instant::now() + KILL_WAIT;
+                while process::is_alive(pid, start) {
+                    if Instant::now() > deadline {
+                        return Err(ContainerError::io(format!("container {id} did not die after SIGKILL"))(
+                            std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+        drop(lock);
+        dir.remove()
+    }
+
+    /// Stops the monitor process (and so the guest) until `resume`.
+    pub fn pause(&self, id: &str) -> Result<(), ContainerError> {
+        self.set_paused(id, true)
+    }
+
+    /// Continues a paused container.
+    pub fn resume(&self, id: &str) -> Result<(), ContainerError> {
+        self.set_paused(id, false)
+    }
+
+    fn set_paused(&self, id: &str, pause: bool) -> Result<(), ContainerError> {
+        let dir = StateDir::open(&self.root, id)?;
+        let _lock = dir.lock()?;
+        let state = dir.load()?;
+        let status = live_status(&dir, &state);
+        let wanted = if pause { Status::Running } else { Status::Paused };
+        let (Some(pid), Some(start)) = (state.pid, state.pid_start_time) else {
+            return Err(ContainerError::NotRunning(id.to_string()));
+        };
+        if status != wanted {
+            return Err(if status == Status::Stopped {
+                ContainerError::NotRunning(id.to_string())
+            } else {
+                ContainerError::Monitor(format!("container {id} is {status}, not {wanted}"))
+            });
+        }
+        let fd = process::pidfd(pid, start).map_err(|_| ContainerError::NotRunning(id.to_string()))?;
+        if pause {
+            std::fs::write(dir.paused_marker(), b"").map_err(ContainerError::io("writing the pause marker"))?;
+            process::send_signal(&fd, libc::SIGSTOP).map_err(ContainerError::io(format!("pausing {id}")))
+        } else {
+            process::send_signal(&fd, libc::SIGCONT).map_err(ContainerError::io(format!("resuming {id}")))?;
+            std::fs::remove_file(dir.paused_marker()).map_err(ContainerError::io("removing the pause marker"))
+        }
+    }
+
+    /// Every container with its live status.
+    pub fn list(&self) -> Result<Vec<State>, ContainerError> {
+        list_ids(&self.root)?
+            .into_iter()
+            .filter_map(|id| self.state(&id).ok())
+            .map(Ok)
+            .collect()
+    }
+
+    /// The processes of the container: the monitor, while it lives.
+    pub fn ps(&self, id: &str) -> Result<Vec<i32>, ContainerError> {
+        let state = self.state(id)?;
+        Ok(match (state.status, state.pid) {
+            (Status::Stopped, _) | (_, None) => Vec::new(),
+            (_, Some(pid)) => vec![pid],
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "container_tests.rs"]
+mod tests;

@@ -1,0 +1,72 @@
+//! Errors of the runtime commands. Messages keep runc's wording where containerd's shim and docker
+//! match on it ("does not exist", "container not running").
+
+use std::path::PathBuf;
+
+/// Why a runtime command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    /// An id runc would refuse.
+    #[error("invalid container id '{0}': use letters, digits and _ + - . (not '.' or '..')")]
+    InvalidId(String),
+    /// No such container.
+    #[error("container {0} does not exist")]
+    NotFound(String),
+    /// The id is taken.
+    #[error("container with id {0} already exists")]
+    Exists(String),
+    /// `start` on a container that is not `created`.
+    #[error("cannot start container {id}: it is {status}, not created")]
+    NotCreated {
+        /// The container.
+        id: String,
+        /// Its status.
+        status: String,
+    },
+    /// `kill`/`pause`/`resume` on a container that is not running.
+    #[error("container {0}: container not running")]
+    NotRunning(String),
+    /// `delete` without `--force` on a container that is not stopped.
+    #[error("cannot delete container {id} that is not stopped: {status}")]
+    NotStopped {
+        /// The container.
+        id: String,
+        /// Its status.
+        status: String,
+    },
+    /// The bundle is unusable.
+    #[error("bundle {path}: {reason}")]
+    Bundle {
+        /// The bundle directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The bundle is an ordinary container, not a unikernel.
+    #[error(
+        "bundle {0} is not a unikernel: no dev.unik.kernel or com.urunc.unikernel.binary annotation, no urunc.json, and process.args[0] is not a solo5-hvt executable"
+    )]
+    NotUnikernel(PathBuf),
+    /// The monitor process reported an error while building the VM.
+    #[error("{0}")]
+    Monitor(String),
+    /// A signal name or number that does not exist.
+    #[error("unknown signal '{0}'")]
+    Signal(String),
+    /// A file-system or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was attempted.
+        what: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+impl ContainerError {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ContainerError {
+        let what = what.into();
+        move |source| ContainerError::Io { what, source }
+    }
+}

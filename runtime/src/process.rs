@@ -1,0 +1,156 @@
+//! The monitor process as the runtime sees it: liveness by pid + start time, signals by pidfd.
+
+use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::error::ContainerError;
+
+/// Start time of `pid` in clock ticks since boot (`/proc/<pid>/stat` field 22), if it exists.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces or ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After the name: field 3 (state) is the first token, so field 22 is token 19.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether `pid` is the process that was started at `start` and has not exited (zombies count
+/// as exited).
+pub fn is_alive(pid: i32, start: u64) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(close) = stat.rfind(')') else { return false };
+    let state = stat[close + 1..].split_whitespace().next().unwrap_or("");
+    state != "Z" && state != "X" && start_time(pid) == Some(start)
+}
+
+/// A pidfd for `pid`, checked against its start time so a recycled pid is never signalled.
+pub fn pidfd(pid: i32, start: u64) -> Result<OwnedFd, ContainerError> {
+    // SAFETY: pidfd_open(2) with no flags; the result is checked.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(ContainerError::io(format!("pidfd_open({pid})"))(std::io::Error::last_os_error()));
+    }
+    let fd = i32::try_from(fd).map_err(|_| ContainerError::io("pidfd_open")(std::io::Error::from_raw_os_error(libc::EBADF)))?;
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // The pidfd pins the process; if the start time still matches now, it is the right one.
+    if start_time(pid) != Some(start) {
+        return Err(ContainerError::io(format!("process {pid}"))(std::io::Error::from_raw_os_error(
+            libc::ESRCH,
+        )));
+    }
+    Ok(fd)
+}
+
+/// Sends `signal` through a pidfd.
+pub fn send_signal(fd: &OwnedFd, signal: i32) -> std::io::Result<()> {
+    // SAFETY: pidfd_send_signal(2) on a pidfd we own, with no siginfo and no flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+}
+
+const SIGNALS: &[(&str, i32)] = &[
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("ILL", libc::SIGILL),
+    ("TRAP", libc::SIGTRAP),
+    ("ABRT", libc::SIGABRT),
+    ("IOT", libc::SIGIOT),
+    ("BUS", libc::SIGBUS),
+    ("FPE", libc::SIGFPE),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("SEGV", libc::SIGSEGV),
+    ("USR2", libc::SIGUSR2),
+    ("PIPE", libc::SIGPIPE),
+    ("ALRM", libc::SIGALRM),
+    ("TERM", libc::SIGTERM),
+    ("STKFLT", libc::SIGSTKFLT),
+    ("CHLD", libc::SIGCHLD),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("TTIN", libc::SIGTTIN),
+    ("TTOU", libc::SIGTTOU),
+    ("URG", libc::SIGURG),
+    ("XCPU", libc::SIGXCPU),
+    ("XFSZ", libc::SIGXFSZ),
+    ("VTALRM", libc::SIGVTALRM),
+    ("PROF", libc::SIGPROF),
+    ("WINCH", libc::SIGWINCH),
+    ("IO", libc::SIGIO),
+    ("PWR", libc::SIGPWR),
+    ("SYS", libc::SIGSYS),
+];
+
+/// Parses `KILL`, `SIGKILL`, `sigkill` or `9` (1 to 64).
+pub fn parse_signal(s: &str) -> Result<i32, ContainerError> {
+    if let Ok(n) = s.parse::<i32>() {
+        return if (1..=64).contains(&n) {
+            Ok(n)
+        } else {
+            Err(ContainerError::Signal(s.to_string()))
+        };
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    SIGNALS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| ContainerError::Signal(s.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_parse_signal() {
+        assert_eq!(parse_signal("KILL").unwrap(), 9);
+        assert_eq!(parse_signal("SIGKILL").unwrap(), 9);
+        assert_eq!(parse_signal("sigterm").unwrap(), 15);
+        assert_eq!(parse_signal("15").unwrap(), 15);
+        assert_eq!(parse_signal("64").unwrap(), 64);
+        for bad in ["0", "65", "-1", "SIGNOPE", "", "TERMX"] {
+            let err = parse_signal(bad).unwrap_err();
+            assert!(err.to_string().contains("unknown signal"), "{err}");
+        }
+    }
+
+    #[test]
+    fn test_liveness_of_self_and_of_a_reaped_child() {
+        let me = i32::try_from(std::process::id()).unwrap();
+        let start = start_time(me).unwrap();
+        assert!(is_alive(me, start));
+        assert!(!is_alive(me, start + 1), "a different start time must read as another process");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        let start = start_time(pid).unwrap_or(0);
+        child.wait().unwrap();
+        assert!(!is_alive(pid, start));
+    }
+
+    #[test]
+    fn test_pidfd_signals_the_right_process() {
+        let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        let start = start_time(pid).unwrap();
+        pidfd(pid, start + 1).unwrap_err();
+        let fd = pidfd(pid, start).unwrap();
+        send_signal(&fd, libc::SIGKILL).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL));
+    }
+}

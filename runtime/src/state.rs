@@ -1,0 +1,362 @@
+//! The state directory `<root>/<id>/`: the only code that touches it.
+//!
+//! ```text
+//! <root>/<id>/lock        flock(2) held by every command that changes the container
+//! <root>/<id>/state.json  written only by tmp + fsync + rename (+ fsync of the directory)
+//! <root>/<id>/vm.json     the resolved VmConfig the monitor boots
+//! <root>/<id>/exec.fifo   the start gate; exists until `start`
+//! <root>/<id>/paused      exists while the container is paused
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ContainerError;
+use crate::id;
+
+/// Version of the runtime specification whose state format this is.
+pub const OCI_VERSION: &str = "1.2.0";
+
+/// Container status, as the OCI runtime specification names it.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// `create` is building the VM.
+    Creating,
+    /// Built and waiting for `start`.
+    Created,
+    /// The guest runs.
+    Running,
+    /// The monitor is stopped by `pause`.
+    Paused,
+    /// The monitor has exited.
+    Stopped,
+}
+
+impl Status {
+    /// `start` is allowed.
+    pub fn can_start(self) -> bool {
+        self == Status::Created
+    }
+
+    /// `kill` is allowed.
+    pub fn can_kill(self) -> bool {
+        matches!(self, Status::Created | Status::Running | Status::Paused)
+    }
+
+    /// `delete` without `--force` is allowed.
+    pub fn can_delete(self) -> bool {
+        self == Status::Stopped
+    }
+
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What is persisted in `state.json`; `unik state` prints it (with the live status).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    /// Runtime-spec version.
+    pub oci_version: String,
+    /// Container id.
+    pub id: String,
+    /// Last known status (refreshed from the process on every read).
+    pub status: Status,
+    /// Monitor pid once created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    /// Start time of that pid (`/proc/<pid>/stat` field 22), guarding against pid reuse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start_time: Option<u64>,
+    /// Absolute bundle path.
+    pub bundle: PathBuf,
+    /// Absolute rootfs path.
+    #[serde(default)]
+    pub rootfs: PathBuf,
+    /// RFC 3339 creation time (UTC).
+    pub created: String,
+    /// Bundle annotations.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Owner user name ("" for root, as runc reports).
+    #[serde(default)]
+    pub owner: String,
+}
+
+/// RFC 3339 UTC timestamp of `t` with nanoseconds.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
+/// A held `flock` on a container's lock file; released on drop.
+#[derive(Debug)]
+pub struct LockGuard {
+    _file: File,
+}
+
+/// One container's directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    path: PathBuf,
+    id: String,
+}
+
+impl StateDir {
+    /// Creates `<root>/<id>` (fails if it exists) and takes its lock.
+    pub fn create(root: &Path, id: &str) -> Result<(StateDir, LockGuard), ContainerError> {
+        id::validate(id)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(ContainerError::io(format!("creating root {}", root.display())))?;
+        let path = root.join(id);
+        match fs::DirBuilder::new().mode(0o700).create(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(ContainerError::Exists(id.to_string())),
+            Err(e) => return Err(ContainerError::io(format!("creating {}", path.display()))(e)),
+        }
+        let dir = StateDir { path, id: id.to_string() };
+        let lock = dir.lock()?;
+        Ok((dir, lock))
+    }
+
+    /// Opens an existing container's directory.
+    pub fn open(root: &Path, id: &str) -> Result<StateDir, ContainerError> {
+        id::validate(id).map_err(|_| ContainerError::NotFound(id.to_string()))?;
+        let path = root.join(id);
+        if !path.join("state.json").is_file() {
+            return Err(ContainerError::NotFound(id.to_string()));
+        }
+        Ok(StateDir { path, id: id.to_string() })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The container id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The start gate.
+    pub fn fifo(&self) -> PathBuf {
+        self.path.join("exec.fifo")
+    }
+
+    /// The resolved VM configuration.
+    pub fn vm_config(&self) -> PathBuf {
+        self.path.join("vm.json")
+    }
+
+    /// The pause marker.
+    pub fn paused_marker(&self) -> PathBuf {
+        self.path.join("paused")
+    }
+
+    /// Takes the exclusive lock (blocking).
+    pub fn lock(&self) -> Result<LockGuard, ContainerError> {
+        let path = self.path.join("lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .mode(0o600)
+            .open(&path)
+            .map_err(ContainerError::io(format!("opening {}", path.display())))?;
+        // SAFETY: flock(2) on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(ContainerError::io(format!("locking {}", path.display()))(
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(LockGuard { _file: file })
+    }
+
+    /// Reads `state.json`.
+    pub fn load(&self) -> Result<State, ContainerError> {
+        let path = self.path.join("state.json");
+        let text = match fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ContainerError::NotFound(self.id.clone())),
+            Err(e) => return Err(ContainerError::io(format!("reading {}", path.display()))(e)),
+        };
+        serde_json::from_slice(&text)
+            .map_err(|e| ContainerError::io(format!("parsing {}", path.display()))(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+    }
+
+    /// Writes `name` atomically: a temporary file, fsync, rename over, fsync of the directory.
+    pub fn write_atomic(&self, name: &str, data: &[u8]) -> Result<(), ContainerError> {
+        write_atomic(&self.path.join(name), data)
+    }
+
+    /// Saves `state.json` atomically.
+    pub fn save(&self, state: &State) -> Result<(), ContainerError> {
+        let json = serde_json::to_vec_pretty(state).map_err(|e| ContainerError::io("serialising state")(std::io::Error::other(e)))?;
+        self.write_atomic("state.json", &json)
+    }
+
+    /// Removes the whole directory.
+    pub fn remove(self) -> Result<(), ContainerError> {
+        match fs::remove_dir_all(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ContainerError::io(format!("removing {}", self.path.display()))(e)),
+        }
+    }
+}
+
+/// Writes `path` atomically (tmp + fsync + rename + directory fsync).
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ContainerError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let err = |what: &str| ContainerError::io(format!("{what} {}", path.display()));
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(err("writing"))?;
+    file.write_all(data).map_err(err("writing"))?;
+    file.sync_all().map_err(err("syncing"))?;
+    fs::rename(&tmp, path).map_err(err("renaming into"))?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// The ids of the containers under `root`.
+pub fn list_ids(root: &Path) -> Result<Vec<String>, ContainerError> {
+    let entries = match fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(ContainerError::io(format!("reading {}", root.display()))(e)),
+    };
+    let mut ids: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.path().join("state.json").is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(id: &str) -> State {
+        State {
+            oci_version: OCI_VERSION.into(),
+            id: id.into(),
+            status: Status::Created,
+            pid: Some(42),
+            pid_start_time: Some(7),
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            created: rfc3339(std::time::SystemTime::now()),
+            annotations: BTreeMap::new(),
+            owner: String::new(),
+        }
+    }
+
+    #[test]
+    fn test_create_save_load_remove() {
+        let root = tempfile::tempdir().unwrap();
+        let (dir, _lock) = StateDir::create(root.path(), "c1").unwrap();
+        assert!(matches!(StateDir::create(root.path(), "c1"), Err(ContainerError::Exists(_))));
+        assert!(matches!(StateDir::open(root.path(), "c1"), Err(ContainerError::NotFound(_))));
+        dir.save(&state("c1")).unwrap();
+        let opened = StateDir::open(root.path(), "c1").unwrap();
+        assert_eq!(
+            opened.load().unwrap(),
+            state("c1").clone_with_created(&opened.load().unwrap().created)
+        );
+        assert_eq!(list_ids(root.path()).unwrap(), ["c1"]);
+        opened.remove().unwrap();
+        assert!(list_ids(root.path()).unwrap().is_empty());
+        let err = StateDir::open(root.path(), "c1").unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+
+    impl State {
+        fn clone_with_created(mut self, created: &str) -> State {
+            self.created = created.into();
+            self
+        }
+    }
+
+    #[test]
+    fn test_leftover_tmp_file_does_not_break_load() {
+        let root = tempfile::tempdir().unwrap();
+        let (dir, _lock) = StateDir::create(root.path(), "c").unwrap();
+        dir.save(&state("c")).unwrap();
+        fs::write(dir.path().join(".state.json.tmp.1"), b"{ half").unwrap();
+        assert_eq!(dir.load().unwrap().id, "c");
+    }
+
+    #[test]
+    fn test_status_predicates_and_json() {
+        assert!(Status::Created.can_start() && !Status::Running.can_start());
+        assert!(Status::Running.can_kill() && Status::Paused.can_kill() && !Status::Stopped.can_kill());
+        assert!(Status::Stopped.can_delete() && !Status::Running.can_delete());
+        assert_eq!(serde_json::to_string(&Status::Paused).unwrap(), "\"paused\"");
+        let json = serde_json::to_value(state("x")).unwrap();
+        assert_eq!(json["ociVersion"], OCI_VERSION);
+        assert_eq!(json["status"], "created");
+        assert_eq!(json["pid"], 42);
+    }
+
+    #[test]
+    fn test_rfc3339() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::new(1_795_368_297, 5);
+        assert_eq!(rfc3339(t), "2026-11-22T17:24:57.000000005Z");
+        assert_eq!(rfc3339(std::time::UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
+    }
+}
