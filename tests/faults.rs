@@ -25,15 +25,33 @@ fn test_out_of_range_pointer_is_refused() {
 }
 
 #[test]
+fn test_buffer_ending_exactly_at_the_end_of_ram_is_refused() {
+    require_kvm!();
+    assert_fails_with(
+        &fault("bad-pointer-end"),
+        1,
+        &format!("Invalid guest access: gpa={:#x}, sz=16", (8 << 20) - 16),
+    );
+}
+
+#[test]
+fn test_argument_struct_outside_ram_is_refused() {
+    require_kvm!();
+    assert_fails_with(&fault("bad-arg"), 1, "Invalid guest access: gpa=0xfffffff0");
+}
+
+#[test]
 fn test_unknown_hypercall_is_refused() {
     require_kvm!();
-    assert_fails_with(&fault("bad-hypercall"), 1, "Invalid guest hypercall: num=");
+    assert_fails_with(&fault("bad-hypercall"), 1, "Invalid guest hypercall: num=0");
+    assert_fails_with(&fault("bad-hypercall-max"), 1, "Invalid guest port access: port=0x509");
 }
 
 #[test]
 fn test_wrong_width_and_port_are_refused() {
     require_kvm!();
-    assert_fails_with(&fault("bad-width"), 1, "Invalid guest port access");
+    assert_fails_with(&fault("bad-width"), 1, "Invalid guest port access: port=0x502, size=1");
+    assert_fails_with(&fault("bad-width-16"), 1, "Invalid guest port access: port=0x502, size=2");
     assert_fails_with(&fault("bad-port"), 1, "Invalid guest port access: port=0x7000");
 }
 
@@ -42,6 +60,14 @@ fn test_triple_fault_and_hlt_are_unhandled_exits() {
     require_kvm!();
     assert_fails_with(&fault("triple-fault"), 1, "KVM: unhandled exit");
     assert_fails_with(&fault("hlt"), 1, "KVM: unhandled exit");
+}
+
+#[test]
+fn test_a_well_behaved_run_of_the_fault_guest_exits_normally() {
+    require_kvm!();
+    let out = fault("nothing");
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", common::stderr(&out));
+    assert!(common::stdout(&out).contains("faults: still running"));
 }
 
 #[test]

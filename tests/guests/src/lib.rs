@@ -38,7 +38,14 @@ pub struct MftEntry {
 
 impl MftEntry {
     pub const fn new(name: &str, kind: u32) -> MftEntry {
-        let mut e = MftEntry { name: [0; 68], kind, u: [0; 2], b: 0, attached: 0, pad: [0; 7] };
+        let mut e = MftEntry {
+            name: [0; 68],
+            kind,
+            u: [0; 2],
+            b: 0,
+            attached: 0,
+            pad: [0; 7],
+        };
         let bytes = name.as_bytes();
         let mut i = 0;
         while i < bytes.len() && i < 67 {
@@ -77,7 +84,13 @@ pub struct AbiNote {
 
 impl AbiNote {
     pub const fn new(target: u32, version: u32) -> AbiNote {
-        AbiNote { namesz: 6, descsz: 16, ntype: 0x3149_4241, name: *b"Solo5\0\0\0", desc: [target, version, 0, 0] }
+        AbiNote {
+            namesz: 6,
+            descsz: 16,
+            ntype: 0x3149_4241,
+            name: *b"Solo5\0\0\0",
+            desc: [target, version, 0, 0],
+        }
     }
 }
 
@@ -96,7 +109,16 @@ pub struct MftNote<const N: usize> {
 
 impl<const N: usize> MftNote<N> {
     pub const fn new(e: [MftEntry; N]) -> MftNote<N> {
-        MftNote { namesz: 6, descsz: (4 + 8 + 104 * N) as u32, ntype: 0x3154_464d, name: *b"Solo5\0\0\0", pad: 0, version: 1, entries: N as u32, e }
+        MftNote {
+            namesz: 6,
+            descsz: (4 + 8 + 104 * N) as u32,
+            ntype: 0x3154_464d,
+            name: *b"Solo5\0\0\0",
+            pad: 0,
+            version: 1,
+            entries: N as u32,
+            e,
+        }
     }
 }
 
@@ -165,7 +187,10 @@ struct Puts {
 }
 
 pub fn puts(s: &[u8]) {
-    let mut arg = Puts { data: s.as_ptr() as u64, len: s.len() as u64 };
+    let mut arg = Puts {
+        data: s.as_ptr() as u64,
+        len: s.len() as u64,
+    };
     hypercall(PUTS, &mut arg);
 }
 
@@ -204,7 +229,12 @@ struct Poll {
 
 /// Waits up to `timeout_ns`; returns the ready set.
 pub fn poll(timeout_ns: u64) -> u64 {
-    let mut arg = Poll { timeout: timeout_ns, ready_set: 0, ret: 0, pad: 0 };
+    let mut arg = Poll {
+        timeout: timeout_ns,
+        ready_set: 0,
+        ret: 0,
+        pad: 0,
+    };
     hypercall(POLL, &mut arg);
     arg.ready_set
 }
@@ -220,13 +250,27 @@ struct Block {
 }
 
 pub fn block_write(handle: u64, offset: u64, buf: &[u8]) -> i32 {
-    let mut arg = Block { handle, offset, data: buf.as_ptr() as u64, len: buf.len() as u64, ret: -1, pad: 0 };
+    let mut arg = Block {
+        handle,
+        offset,
+        data: buf.as_ptr() as u64,
+        len: buf.len() as u64,
+        ret: -1,
+        pad: 0,
+    };
     hypercall(BLOCK_WRITE, &mut arg);
     arg.ret
 }
 
 pub fn block_read(handle: u64, offset: u64, buf: &mut [u8]) -> i32 {
-    let mut arg = Block { handle, offset, data: buf.as_mut_ptr() as u64, len: buf.len() as u64, ret: -1, pad: 0 };
+    let mut arg = Block {
+        handle,
+        offset,
+        data: buf.as_mut_ptr() as u64,
+        len: buf.len() as u64,
+        ret: -1,
+        pad: 0,
+    };
     hypercall(BLOCK_READ, &mut arg);
     arg.ret
 }
@@ -241,14 +285,26 @@ struct Net {
 }
 
 pub fn net_write(handle: u64, frame: &[u8]) -> i32 {
-    let mut arg = Net { handle, data: frame.as_ptr() as u64, len: frame.len() as u64, ret: -1, pad: 0 };
+    let mut arg = Net {
+        handle,
+        data: frame.as_ptr() as u64,
+        len: frame.len() as u64,
+        ret: -1,
+        pad: 0,
+    };
     hypercall(NET_WRITE, &mut arg);
     arg.ret
 }
 
 /// Reads a frame: `Ok(len)`, or `Err(ret)` (1 = nothing waiting).
 pub fn net_read(handle: u64, buf: &mut [u8]) -> Result<usize, i32> {
-    let mut arg = Net { handle, data: buf.as_mut_ptr() as u64, len: buf.len() as u64, ret: -1, pad: 0 };
+    let mut arg = Net {
+        handle,
+        data: buf.as_mut_ptr() as u64,
+        len: buf.len() as u64,
+        ret: -1,
+        pad: 0,
+    };
     hypercall(NET_READ, &mut arg);
     if arg.ret == 0 { Ok(arg.len as usize) } else { Err(arg.ret) }
 }
@@ -315,7 +371,11 @@ pub fn manifest(bi: &BootInfo) -> &'static [MftEntry] {
 
 /// Handle and entry of the device named `name`.
 pub fn device(bi: &BootInfo, name: &str) -> Option<(u64, &'static MftEntry)> {
-    manifest(bi).iter().enumerate().find(|(_, e)| e.name() == name.as_bytes()).map(|(i, e)| (i as u64, e))
+    manifest(bi)
+        .iter()
+        .enumerate()
+        .find(|(_, e)| e.name() == name.as_bytes())
+        .map(|(i, e)| (i as u64, e))
 }
 
 /// Console writer: one PUTS per formatted piece.

@@ -46,11 +46,14 @@ impl PollSet {
             .reset(Duration::from_nanos(arg.timeout_nsecs | 1), None)
             .map_err(|e| io(e.into()))?;
         let mut events = [EpollEvent::default(); MFT_MAX_ENTRIES + 2];
-        let n = match self.epoll.wait(-1, &mut events) {
-            Ok(n) => n,
-            // A signal: return with nothing ready; the run loop checks whether to stop.
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
-            Err(e) => return Err(io(e)),
+        // Restarted on EINTR (SIGSTOP/SIGCONT of a paused container, say): the timer keeps its
+        // deadline, and a stop signal makes the stop fd readable, so the retry returns at once.
+        let n = loop {
+            match self.epoll.wait(-1, &mut events) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io(e)),
+            }
         };
         let mut ready_set = 0u64;
         let mut ready = 0i32;

@@ -1,4 +1,11 @@
 //! Misbehaves as its command line asks; the monitor must stop it with a clear error.
+//!
+//! Tokens: `write-text`, `bad-pointer` (PUTS data at 0xffff_fff0), `bad-pointer-end` (PUTS buffer
+//! ending exactly at mem_size: the check is strict), `bad-arg` (the argument struct itself outside
+//! RAM), `bad-hypercall` (port 0x500, number 0), `bad-hypercall-max` (port 0x509, one past HALT),
+//! `bad-width` (1-byte OUT to 0x502), `bad-width-16` (2-byte OUT to 0x502), `bad-port` (OUT to
+//! 0x7000), `triple-fault` (ud2, no IDT), `hlt`, `bad-cookie` (HALT cookie outside RAM). With none
+//! of them it prints `faults: still running` and halts with 3.
 #![no_std]
 #![no_main]
 
@@ -15,7 +22,7 @@ struct Puts {
     len: u64,
 }
 
-fn main(_bi: &BootInfo, cmdline: &str) -> i32 {
+fn main(bi: &BootInfo, cmdline: &str) -> i32 {
     println!("faults: {}", cmdline);
     if flag(cmdline, "write-text") {
         let text = main as *const () as *mut u8;
@@ -23,16 +30,38 @@ fn main(_bi: &BootInfo, cmdline: &str) -> i32 {
         unsafe { text.write_volatile(0xcc) };
     }
     if flag(cmdline, "bad-pointer") {
-        let mut arg = Puts { data: 0xffff_fff0, len: 64 };
+        let mut arg = Puts {
+            data: 0xffff_fff0,
+            len: 64,
+        };
         hypercall(unik_test_guests::PUTS, &mut arg);
+    }
+    if flag(cmdline, "bad-pointer-end") {
+        let mut arg = Puts {
+            data: bi.mem_size - 16,
+            len: 16,
+        };
+        hypercall(unik_test_guests::PUTS, &mut arg);
+    }
+    if flag(cmdline, "bad-arg") {
+        // SAFETY: a PUTS whose argument struct lies outside RAM (or ends exactly at 4 GiB).
+        unsafe { asm!("out dx, eax", in("dx") 0x502u16, in("eax") 0xffff_fff0u32, options(nostack)) };
     }
     if flag(cmdline, "bad-hypercall") {
         let mut arg = 0u64;
         hypercall(0, &mut arg);
     }
+    if flag(cmdline, "bad-hypercall-max") {
+        let mut arg = 0u64;
+        hypercall(9, &mut arg);
+    }
     if flag(cmdline, "bad-width") {
         // SAFETY: a one-byte OUT to the PUTS port; the monitor refuses the width.
         unsafe { asm!("out dx, al", in("dx") 0x502u16, in("al") 0u8, options(nostack)) };
+    }
+    if flag(cmdline, "bad-width-16") {
+        // SAFETY: a two-byte OUT to the PUTS port; the monitor refuses the width.
+        unsafe { asm!("out dx, ax", in("dx") 0x502u16, in("ax") 0u16, options(nostack)) };
     }
     if flag(cmdline, "bad-port") {
         // SAFETY: an OUT to a port no device owns.

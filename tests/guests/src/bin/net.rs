@@ -48,7 +48,12 @@ fn main(bi: &BootInfo, cmdline: &str) -> i32 {
                         answered += 1;
                     }
                     let icmp = 14 + usize::from(frame[14] & 0x0f) * 4;
-                    println!("net: echo id={} seq={} ret={}", u16::from_be_bytes([frame[icmp + 4], frame[icmp + 5]]), u16::from_be_bytes([frame[icmp + 6], frame[icmp + 7]]), ret);
+                    println!(
+                        "net: echo id={} seq={} ret={}",
+                        u16::from_be_bytes([frame[icmp + 4], frame[icmp + 5]]),
+                        u16::from_be_bytes([frame[icmp + 6], frame[icmp + 7]]),
+                        ret
+                    );
                 }
             }
         }

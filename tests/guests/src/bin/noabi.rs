@@ -6,7 +6,10 @@ use unik_test_guests::{AbiNote, BootInfo, entry, println, solo5_manifest};
 
 #[used]
 #[unsafe(link_section = ".note.solo5.abi")]
-static NOT_ABI_NOTE: AbiNote = AbiNote { ntype: 0x1234_5678, ..AbiNote::new(1, 2) };
+static NOT_ABI_NOTE: AbiNote = AbiNote {
+    ntype: 0x1234_5678,
+    ..AbiNote::new(1, 2)
+};
 
 solo5_manifest!();
 entry!(main);
