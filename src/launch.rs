@@ -1,11 +1,56 @@
-//! The one VM launch path: build, then run. Every command that boots a guest comes through here.
+//! The one VM launch path: build, report, wait at the gate, run. `unik boot` and the OCI monitor
+//! both come through here.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::PathBuf;
 
+use anyhow::Context;
 use vmm::{ExitStatus, Vm, VmConfig};
 
-/// Builds the VM for `cfg` and runs it to completion; the guest console goes to `console`.
-pub fn run(cfg: &VmConfig, console: Box<dyn Write + Send>) -> anyhow::Result<ExitStatus> {
-    let vm = Vm::build(cfg, console)?;
+/// What stands between a built VM and its first instruction.
+#[derive(Debug)]
+pub enum Gate {
+    /// Nothing: run at once (`unik boot`).
+    Open,
+    /// The container's start fifo: opening it blocks until `unik start` opens the other end.
+    Fifo(PathBuf),
+}
+
+impl Gate {
+    fn wait(&self) -> anyhow::Result<()> {
+        match self {
+            Gate::Open => Ok(()),
+            Gate::Fifo(path) => {
+                let mut fifo = File::open(path).with_context(|| format!("waiting for start on {}", path.display()))?;
+                let mut byte = [0u8; 1];
+                // A byte or EOF both mean "go": the writer is `unik start`.
+                let _ = fifo.read(&mut byte);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Builds the VM for `cfg`, tells `built` how that went (before the gate, so `create` can return
+/// the exact error), waits at `gate`, and runs the guest to completion.
+pub fn run(
+    cfg: &VmConfig,
+    console: Box<dyn Write + Send>,
+    gate: &Gate,
+    built: impl FnOnce(Result<(), String>),
+) -> anyhow::Result<ExitStatus> {
+    let vm = match Vm::build(cfg, console) {
+        Ok(vm) => {
+            built(Ok(()));
+            vm
+        }
+        Err(e) => {
+            let e = anyhow::Error::new(e);
+            built(Err(crate::error_chain(&e)));
+            return Err(e);
+        }
+    };
+    gate.wait()?;
     Ok(vm.run()?)
 }

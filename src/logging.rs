@@ -1,14 +1,34 @@
-//! The one log backend: `unik: message` lines on stderr (the guest console owns stdout).
+//! The one log backend: `unik: message` lines, or runc-style JSON lines, on stderr (the guest
+//! console owns stdout) or in the `--log` file — where containerd's shim reads the last error.
 
+use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
-struct StderrLogger {
+use crate::cli::LogFormat;
+
+struct Logger {
     level: LevelFilter,
+    format: LogFormat,
+    file: Option<Mutex<File>>,
 }
 
-impl Log for StderrLogger {
+/// One log line in `format`, without the newline.
+pub fn format_line(format: LogFormat, level: Level, msg: &str) -> String {
+    match format {
+        LogFormat::Text if level == Level::Error => format!("unik: {msg}"),
+        LogFormat::Text => format!("unik: {}: {msg}", level.as_str().to_lowercase()),
+        LogFormat::Json => {
+            let time = runtime::state::rfc3339(std::time::SystemTime::now());
+            serde_json::json!({ "level": level.as_str().to_lowercase(), "msg": msg, "time": time }).to_string()
+        }
+    }
+}
+
+impl Log for Logger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         metadata.level() <= self.level
     }
@@ -17,20 +37,53 @@ impl Log for StderrLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let mut err = std::io::stderr().lock();
-        let _ = match record.level() {
-            Level::Error => writeln!(err, "unik: {}", record.args()),
-            level => writeln!(err, "unik: {}: {}", level.as_str().to_lowercase(), record.args()),
-        };
+        let line = format_line(self.format, record.level(), &record.args().to_string());
+        match &self.file {
+            Some(file) => {
+                if let Ok(mut f) = file.lock() {
+                    let _ = writeln!(f, "{line}");
+                }
+                // Errors also reach the caller's stderr, as with runc.
+                if record.level() == Level::Error {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "{}",
+                        format_line(LogFormat::Text, Level::Error, &record.args().to_string())
+                    );
+                }
+            }
+            None => {
+                let _ = writeln!(std::io::stderr().lock(), "{line}");
+            }
+        }
     }
 
     fn flush(&self) {}
 }
 
 /// Installs the logger: warnings and errors, plus debug output with `--debug`.
-pub fn init(debug: bool) {
+pub fn init(debug: bool, format: LogFormat, file: Option<&Path>) {
     let level = if debug { LevelFilter::Debug } else { LevelFilter::Warn };
-    if log::set_boxed_logger(Box::new(StderrLogger { level })).is_ok() {
+    let file = file
+        .and_then(|p| OpenOptions::new().create(true).append(true).open(p).ok())
+        .map(Mutex::new);
+    if log::set_boxed_logger(Box::new(Logger { level, format, file })).is_ok() {
         log::set_max_level(level);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_json_lines_look_like_runc() {
+        let line = format_line(LogFormat::Json, Level::Error, "container \"x\" does not exist");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["level"], "error");
+        assert_eq!(v["msg"], "container \"x\" does not exist");
+        assert!(v["time"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(format_line(LogFormat::Text, Level::Warn, "w"), "unik: warn: w");
+        assert_eq!(format_line(LogFormat::Text, Level::Error, "e"), "unik: e");
     }
 }

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::{Cli, Command};
+use commands::oci;
 
 fn main() -> ExitCode {
     let argv = cli::solo5::normalize_argv(std::env::args_os().collect());
@@ -22,9 +23,26 @@ fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
         }
     };
-    logging::init(cli.global.debug);
+    let global = &cli.global;
+    logging::init(global.debug, global.log_format, global.log.as_deref());
+    log::debug!("systemd-cgroup={} rootless={:?}", global.systemd_cgroup, global.rootless);
     let result = match cli.command {
         Command::Boot(args) => commands::boot::run(args),
+        Command::Monitor(args) => commands::monitor::run(args),
+        Command::Create(args) => oci::create(global, &args),
+        Command::Start(args) => oci::start(global, &args),
+        Command::State(args) => oci::state(global, &args),
+        Command::Kill(args) => oci::kill(global, &args),
+        Command::Delete(args) => oci::delete(global, &args),
+        Command::Run(args) => oci::run(global, &args),
+        Command::List(args) => oci::list(global, &args),
+        Command::Ps(args) => oci::ps(global, &args),
+        Command::Pause(args) => oci::pause(global, &args),
+        Command::Resume(args) => oci::resume(global, &args),
+        Command::Features => oci::features(),
+        Command::Spec(args) => oci::spec(&args),
+        Command::Exec(args) => oci::exec(&args),
+        Command::Update(args) => oci::update(global, &args),
     };
     match result {
         Ok(code) => code,

@@ -146,7 +146,9 @@ mod tests {
     fn parse(args: &[&str]) -> Result<VmConfig, String> {
         let argv = normalize_argv(std::iter::once("unik").chain(args.iter().copied()).map(Into::into).collect());
         let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
-        let Command::Boot(boot) = cli.command;
+        let Command::Boot(boot) = cli.command else {
+            unreachable!("parsed a boot command line")
+        };
         VmConfig::try_from(boot).map_err(|e| e.to_string())
     }
 

@@ -1,3 +1,5 @@
-//! One module per command; each returns the process exit code.
+//! One module per command family; each returns the process exit code.
 
 pub mod boot;
+pub mod monitor;
+pub mod oci;

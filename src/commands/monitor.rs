@@ -1,0 +1,49 @@
+//! `unik __monitor DIR`: the container's process. Builds the VM from `DIR/vm.json`, reports to
+//! `create` on fd 3, waits for `start`, runs the guest; its exit status is the container's.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use runtime::spawn::{SYNC_FD, report};
+use vmm::{ExitStatus, VmConfig};
+
+use crate::cli::oci::MonitorArgs;
+use crate::launch::{self, Gate};
+
+/// Runs the monitor. A stop signal ends it the way the signal would have (so `docker stop`
+/// reports 143, as for any container stopped by SIGTERM).
+pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
+    // SAFETY: F_GETFD only checks whether fd 3 is open.
+    if unsafe { libc::fcntl(SYNC_FD, libc::F_GETFD) } < 0 {
+        anyhow::bail!("__monitor is started by `unik create`, with its sync pipe on fd {SYNC_FD}");
+    }
+    // SAFETY: fd 3 is open (checked above) and `create` handed it to us alone.
+    let sync = unsafe { OwnedFd::from_raw_fd(SYNC_FD) };
+    let cfg: anyhow::Result<VmConfig> = std::fs::read(args.dir.join("vm.json"))
+        .context("reading vm.json")
+        .and_then(|json| serde_json::from_slice(&json).context("parsing vm.json"));
+    let cfg = match cfg {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            let _ = report(sync, Err(crate::error_chain(&e)));
+            return Err(e);
+        }
+    };
+    let mut sync = Some(sync);
+    let gate = Gate::Fifo(args.dir.join("exec.fifo"));
+    let status = launch::run(&cfg, Box::new(std::io::stdout()), &gate, |built| {
+        if let Some(fd) = sync.take() {
+            let _ = report(fd, built);
+        }
+    })?;
+    if let ExitStatus::Signal(signum) = status {
+        log::debug!("stopping on signal {signum}");
+        // SAFETY: restoring the default action and re-raising a signal in our own process.
+        unsafe {
+            libc::signal(signum, libc::SIG_DFL);
+            libc::raise(signum);
+        }
+    }
+    Ok(ExitCode::from(status.code()))
+}

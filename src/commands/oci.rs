@@ -1,0 +1,252 @@
+//! The runc-contract commands: thin wrappers over `runtime::Runtime`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use runtime::process::parse_signal;
+use runtime::{ReexecSpawner, Runtime, State, Status};
+
+use crate::cli::GlobalArgs;
+use crate::cli::oci::{CreateArgs, DeleteArgs, ExecArgs, Format, IdArgs, KillArgs, ListArgs, PsArgs, RunArgs, SpecArgs, UpdateArgs};
+
+/// The state root: `--root`, else /run/unik for root, else $XDG_RUNTIME_DIR/unik.
+pub fn root(global: &GlobalArgs) -> PathBuf {
+    if let Some(root) = &global.root {
+        return root.clone();
+    }
+    // SAFETY: geteuid(2) cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if euid != 0 => PathBuf::from(dir).join("unik"),
+        _ => PathBuf::from("/run/unik"),
+    }
+}
+
+/// The spawner that re-executes this binary as the monitor, with the same globals.
+fn spawner(global: &GlobalArgs) -> anyhow::Result<ReexecSpawner> {
+    let exe = std::fs::read_link("/proc/self/exe").context("locating the unik binary")?;
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    if global.debug {
+        args.push("--debug".into());
+    }
+    if let Some(log) = &global.log {
+        args.push("--log".into());
+        args.push(log.into());
+        args.push("--log-format".into());
+        args.push(
+            if global.log_format == crate::cli::LogFormat::Json {
+                "json"
+            } else {
+                "text"
+            }
+            .into(),
+        );
+    }
+    args.push("__monitor".into());
+    Ok(ReexecSpawner { exe, args })
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// `create`.
+pub fn create(global: &GlobalArgs, args: &CreateArgs) -> anyhow::Result<ExitCode> {
+    if args.console_socket.is_some() {
+        bail!("--console-socket (a terminal, `-t`) is not supported yet: run without -t");
+    }
+    if args.preserve_fds > 0 {
+        log::warn!(
+            "--preserve-fds {} ignored: the guest cannot use host file descriptors",
+            args.preserve_fds
+        );
+    }
+    Runtime::new(root(global)).create(&args.id, &args.bundle, args.pid_file.as_deref(), &spawner(global)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `start`.
+pub fn start(global: &GlobalArgs, args: &IdArgs) -> anyhow::Result<ExitCode> {
+    Runtime::new(root(global)).start(&args.id)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `state`.
+pub fn state(global: &GlobalArgs, args: &IdArgs) -> anyhow::Result<ExitCode> {
+    print_json(&Runtime::new(root(global)).state(&args.id)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kill`.
+pub fn kill(global: &GlobalArgs, args: &KillArgs) -> anyhow::Result<ExitCode> {
+    let signal = parse_signal(&args.signal)?;
+    Runtime::new(root(global)).kill(&args.id, signal)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `delete`.
+pub fn delete(global: &GlobalArgs, args: &DeleteArgs) -> anyhow::Result<ExitCode> {
+    Runtime::new(root(global)).delete(&args.id, args.force)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for our child `pid` and turns its wait status into an exit code (signal n → 128 + n).
+fn wait_child(pid: i32) -> anyhow::Result<u8> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid(2) on our own child with a valid status pointer.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc == pid {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err).context("waiting for the container");
+        }
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    Ok(u8::try_from(code & 0xff).unwrap_or(1))
+}
+
+/// `run`.
+pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let rt = Runtime::new(root(global));
+    create(global, &args.create)?;
+    let id = &args.create.id;
+    if let Err(e) = rt.start(id) {
+        let _ = rt.delete(id, true);
+        return Err(e.into());
+    }
+    if args.detach {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let pid = rt.state(id)?.pid.context("the container has no pid")?;
+    let code = wait_child(pid)?;
+    rt.delete(id, true)?;
+    Ok(ExitCode::from(code))
+}
+
+/// `list`.
+pub fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
+    let states = Runtime::new(root(global)).list()?;
+    if args.quiet {
+        states.iter().for_each(|s| println!("{}", s.id));
+    } else if args.format == Format::Json {
+        print_json(&states)?;
+    } else {
+        println!("{:<24}{:<10}{:<10}{:<40}{:<32}OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
+        for s in &states {
+            let pid = if s.status == Status::Stopped { 0 } else { s.pid.unwrap_or(0) };
+            let owner = if s.owner.is_empty() { "root" } else { &s.owner };
+            println!(
+                "{:<24}{:<10}{:<10}{:<40}{:<32}{owner}",
+                s.id,
+                pid,
+                s.status.as_str(),
+                s.bundle.display(),
+                s.created
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ps`.
+pub fn ps(global: &GlobalArgs, args: &PsArgs) -> anyhow::Result<ExitCode> {
+    let pids = Runtime::new(root(global)).ps(&args.id)?;
+    if args.format == Format::Json {
+        println!("{}", serde_json::to_string(&pids)?);
+    } else {
+        println!("{:>8} CMD", "PID");
+        for pid in pids {
+            let cmd = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            println!("{pid:>8} {}", cmd.trim());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pause`.
+pub fn pause(global: &GlobalArgs, args: &IdArgs) -> anyhow::Result<ExitCode> {
+    Runtime::new(root(global)).pause(&args.id)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `resume`.
+pub fn resume(global: &GlobalArgs, args: &IdArgs) -> anyhow::Result<ExitCode> {
+    Runtime::new(root(global)).resume(&args.id)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `exec`: refused.
+pub fn exec(_args: &ExecArgs) -> anyhow::Result<ExitCode> {
+    bail!("exec is not supported for unikernels: a unikernel runs a single application and cannot start another process")
+}
+
+/// `update`: the resources are read and validated; none can change on a running unikernel.
+pub fn update(global: &GlobalArgs, args: &UpdateArgs) -> anyhow::Result<ExitCode> {
+    let state: State = Runtime::new(root(global)).state(&args.id)?;
+    if let Some(path) = &args.resources {
+        let mut text = String::new();
+        if path == Path::new("-") {
+            std::io::stdin().read_to_string(&mut text)?;
+        } else {
+            text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        }
+        let _: serde_json::Value = serde_json::from_str(&text).context("--resources is not JSON")?;
+    }
+    log::warn!(
+        "container {}: resources of a running unikernel cannot change; nothing was updated",
+        state.id
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `features`: what unik supports, in the runtime-spec features format.
+pub fn features() -> anyhow::Result<ExitCode> {
+    print_json(&serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": runtime::state::OCI_VERSION,
+        "hooks": [],
+        "mountOptions": [],
+        "linux": {
+            "namespaces": [],
+            "capabilities": [],
+            "cgroup": { "v1": false, "v2": false, "systemd": false, "systemdUser": false, "rdma": false },
+            "seccomp": { "enabled": false },
+            "apparmor": { "enabled": false },
+            "selinux": { "enabled": false },
+            "intelRdt": { "enabled": false }
+        },
+        "annotations": {
+            "dev.unik.version": env!("CARGO_PKG_VERSION"),
+            "dev.unik.hvt.abi": "2"
+        },
+        "potentiallyUnsafeConfigAnnotations": []
+    }))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `spec`: a config.json for a unikernel at /unikernel.hvt in the rootfs.
+pub fn spec(args: &SpecArgs) -> anyhow::Result<ExitCode> {
+    let path = args.bundle.join("config.json");
+    if path.exists() {
+        bail!("{} already exists: remove it first", path.display());
+    }
+    let spec = serde_json::json!({
+        "ociVersion": runtime::state::OCI_VERSION,
+        "process": { "terminal": false, "user": { "uid": 0, "gid": 0 }, "args": ["/unikernel.hvt"], "cwd": "/" },
+        "root": { "path": "rootfs", "readonly": true },
+        "annotations": { "dev.unik.kernel": "/unikernel.hvt" },
+        "linux": { "resources": { "memory": { "limit": 64 << 20 } }, "namespaces": [{ "type": "network" }] }
+    });
+    std::fs::write(&path, serde_json::to_vec_pretty(&spec)?).with_context(|| format!("writing {}", path.display()))?;
+    Ok(ExitCode::SUCCESS)
+}

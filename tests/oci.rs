@@ -1,0 +1,286 @@
+//! unik as an OCI runtime, end to end: the real binary through every command, against bundles
+//! the tests build, with the monitor reaped here (the test process is a child subreaper, as
+//! containerd's shim is).
+
+#![allow(clippy::tests_outside_test_module)] // an integration test crate is a test module
+
+mod common;
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use common::guests::guest;
+use common::{stderr, tempdir};
+
+/// A bundle directory, a state root and a console file for one test.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new(args: &[&str], annotations: serde_json::Value) -> Env {
+        become_subreaper();
+        let dir = tempdir();
+        let rootfs = dir.path().join("bundle/rootfs");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        std::fs::copy(guest("hello"), rootfs.join("hello.hvt")).unwrap();
+        let config = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": { "args": args, "cwd": "/", "user": { "uid": 0, "gid": 0 } },
+            "root": { "path": "rootfs" },
+            "annotations": annotations,
+            "linux": { "resources": { "memory": { "limit": 16 << 20 } } }
+        });
+        std::fs::write(dir.path().join("bundle/config.json"), serde_json::to_vec(&config).unwrap()).unwrap();
+        Env { dir }
+    }
+
+    fn bundle(&self) -> PathBuf {
+        self.dir.path().join("bundle")
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn console(&self) -> PathBuf {
+        self.dir.path().join("console")
+    }
+
+    /// `unik --root R ARGS` for commands that may start a monitor: the monitor inherits stdio
+    /// (as a container's process does), so stdout goes to the console file and stderr to a file
+    /// read back once the command returns — pipes would stay open as long as the monitor lives.
+    fn unik(&self, args: &[&str]) -> Output {
+        let console = File::options().create(true).append(true).open(self.console()).unwrap();
+        let err_path = self.dir.path().join("stderr");
+        let err = File::create(&err_path).unwrap();
+        let status = common::unik()
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(console)
+            .stderr(err)
+            .status()
+            .unwrap();
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr: std::fs::read(&err_path).unwrap(),
+        }
+    }
+
+    /// Like `unik` but returns what the command itself printed (it starts no monitor).
+    fn query(&self, args: &[&str]) -> Output {
+        common::unik().arg("--root").arg(self.root()).args(args).output().unwrap()
+    }
+
+    fn state(&self, id: &str) -> serde_json::Value {
+        let out = self.query(&["state", id]);
+        assert!(out.status.success(), "state {id}: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn console_text(&self) -> String {
+        std::fs::read_to_string(self.console()).unwrap_or_default()
+    }
+
+    fn create(&self, id: &str) -> i32 {
+        let pid_file = self.dir.path().join(format!("{id}.pid"));
+        let out = self.unik(&[
+            "create",
+            "--bundle",
+            self.bundle().to_str().unwrap(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            id,
+        ]);
+        assert!(out.status.success(), "create: {}", stderr(&out));
+        std::fs::read_to_string(pid_file).unwrap().parse().unwrap()
+    }
+}
+
+fn become_subreaper() {
+    static ONCE: Once = Once::new();
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only changes who reaps our orphaned descendants.
+    ONCE.call_once(|| assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) }, 0));
+}
+
+/// Waits for the reparented monitor and returns its raw wait status.
+fn reap(pid: i32) -> i32 {
+    let mut status = 0;
+    // SAFETY: waitpid on a process reparented to us (we are a subreaper).
+    let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(rc, pid, "waitpid: {}", std::io::Error::last_os_error());
+    status
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn test_create_start_state_exit_delete() {
+    require_kvm!();
+    let env = Env::new(&["/hello.hvt", "exit=7"], serde_json::json!({ "example": "yes" }));
+    let pid = env.create("c1");
+    let st = env.state("c1");
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["pid"], pid);
+    assert_eq!(st["id"], "c1");
+    assert_eq!(st["annotations"]["example"], "yes");
+    assert!(st["bundle"].as_str().unwrap().ends_with("/bundle"));
+    assert!(!env.console_text().contains("Hello"), "the guest ran before start");
+    let ps = env.query(&["ps", "--format", "json", "c1"]);
+    assert_eq!(serde_json::from_slice::<Vec<i32>>(&ps.stdout).unwrap(), [pid]);
+
+    let out = env.unik(&["start", "c1"]);
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    let status = reap(pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 7, "wait status {status:#x}");
+    assert!(env.console_text().contains("Hello, world"), "console: {}", env.console_text());
+    assert_eq!(env.state("c1")["status"], "stopped");
+    let out = env.query(&["start", "c1"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("stopped, not created"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.query(&["kill", "c1", "15"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("container not running"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.query(&["delete", "c1"]);
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    assert!(!env.root().join("c1").exists());
+    let out = env.query(&["state", "c1"]);
+    assert!(!out.status.success() && stderr(&out).contains("does not exist"), "{}", stderr(&out));
+}
+
+#[test]
+fn test_sigterm_stops_a_running_guest_like_a_container() {
+    require_kvm!();
+    let env = Env::new(&["/hello.hvt", "sleep=600000"], serde_json::json!({}));
+    let pid = env.create("c2");
+    assert!(env.unik(&["start", "c2"]).status.success());
+    wait_until("running", || env.state("c2")["status"] == "running");
+    let out = env.query(&["delete", "c2"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("not stopped: running"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(env.query(&["kill", "c2", "SIGTERM"]).status.success());
+    let status = reap(pid);
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGTERM,
+        "wait status {status:#x}"
+    );
+    assert_eq!(env.state("c2")["status"], "stopped");
+    assert!(env.query(&["delete", "c2"]).status.success());
+}
+
+#[test]
+fn test_pause_resume_and_force_delete() {
+    require_kvm!();
+    let env = Env::new(&["/hello.hvt", "sleep=600000"], serde_json::json!({}));
+    let pid = env.create("c3");
+    assert!(env.unik(&["start", "c3"]).status.success());
+    assert!(env.query(&["pause", "c3"]).status.success());
+    assert_eq!(env.state("c3")["status"], "paused");
+    assert!(env.query(&["resume", "c3"]).status.success());
+    assert_eq!(env.state("c3")["status"], "running");
+    let out = env.query(&["delete", "--force", "c3"]);
+    assert!(out.status.success(), "delete --force: {}", stderr(&out));
+    let status = reap(pid);
+    assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL);
+    assert!(!env.root().join("c3").exists());
+}
+
+#[test]
+fn test_run_in_the_foreground_returns_the_guest_status() {
+    require_kvm!();
+    let env = Env::new(&["/hello.hvt", "exit=3"], serde_json::json!({}));
+    let out = env.unik(&["run", "--bundle", env.bundle().to_str().unwrap(), "c4"]);
+    assert_eq!(out.status.code(), Some(3), "run: {}", stderr(&out));
+    assert!(env.console_text().contains("Hello, world"));
+    assert!(!env.root().join("c4").exists(), "run left the container behind");
+}
+
+#[test]
+fn test_monitor_errors_come_back_from_create_and_leave_nothing() {
+    require_kvm!();
+    let env = Env::new(&["/hello.hvt"], serde_json::json!({ "dev.unik.mem": "8192" }));
+    let log = env.dir.path().join("log.json");
+    let out = env.unik(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        env.bundle().to_str().unwrap(),
+        "c5",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("exceeds the max size"), "{}", stderr(&out));
+    let last_error = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .rfind(|v| v["level"] == "error")
+        .expect("an error line in log.json");
+    assert!(last_error["msg"].as_str().unwrap().contains("exceeds the max size"), "{last_error}");
+    assert!(!env.root().join("c5").exists());
+    let out = env.query(&["list", "--format", "json"]);
+    assert_eq!(serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap().len(), 0);
+}
+
+#[test]
+fn test_bad_bundles_are_refused_clearly() {
+    let env = Env::new(&["/bin/sh"], serde_json::json!({}));
+    let out = env.unik(&["create", "--bundle", env.bundle().to_str().unwrap(), "c6"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is not a unikernel"), "{}", stderr(&out));
+    assert!(!env.root().join("c6").exists());
+    let out = env.unik(&["create", "--bundle", "/nonexistent", "c7"]);
+    assert!(stderr(&out).contains("config.json"), "{}", stderr(&out));
+    let out = env.unik(&["create", "--bundle", env.bundle().to_str().unwrap(), "../evil"]);
+    assert!(stderr(&out).contains("invalid container id"), "{}", stderr(&out));
+}
+
+#[test]
+fn test_features_spec_exec_and_update() {
+    let env = Env::new(&["/hello.hvt"], serde_json::json!({}));
+    let out = env.query(&["features"]);
+    let features: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(features["ociVersionMin"], "1.0.0");
+    let spec_dir = tempdir();
+    let out = env.query(&["spec", "--bundle", spec_dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(spec_dir.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(spec["annotations"]["dev.unik.kernel"], "/unikernel.hvt");
+    let out = env.query(&["spec", "--bundle", spec_dir.path().to_str().unwrap()]);
+    assert!(!out.status.success() && stderr(&out).contains("already exists"));
+    let out = env.query(&["exec", "--process", "/tmp/p.json", "c1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not supported for unikernels"), "{}", stderr(&out));
+    let out = env.query(&["update", "--resources", "-", "nope"]);
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+}
+
+#[test]
+fn test_runc_globals_are_accepted() {
+    let env = Env::new(&["/hello.hvt"], serde_json::json!({}));
+    let out = env.query(&["--systemd-cgroup", "--rootless=false", "--debug", "list", "-q"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
