@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what unik needs to build and test on a Debian 12 machine with KVM: Debian packages for
-# the network tests, the bare-metal Rust target the test unikernels are built for. Idempotent.
+# the network and containerd tests, the bare-metal Rust target the test unikernels are built for.
+# Idempotent.
 set -euo pipefail
 
 need_pkgs=()
@@ -8,6 +9,7 @@ command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v ping >/dev/null || need_pkgs+=(iputils-ping)
 command -v cc >/dev/null || need_pkgs+=(gcc)
 command -v readelf >/dev/null || need_pkgs+=(binutils)
+command -v containerd >/dev/null || need_pkgs+=(containerd)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

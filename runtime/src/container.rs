@@ -181,9 +181,13 @@ impl Runtime {
         Ok(())
     }
 
-    /// Removes a stopped container; with `force`, kills it first.
+    /// Removes a stopped container; with `force`, kills it first, and a container that does not
+    /// exist is not an error (runc's `delete --force`, which containerd's shim runs on cleanup).
     pub fn delete(&self, id: &str, force: bool) -> Result<(), ContainerError> {
-        let dir = StateDir::open(&self.root, id)?;
+        let dir = match StateDir::open(&self.root, id) {
+            Err(ContainerError::NotFound(_)) if force => return Ok(()),
+            other => other?,
+        };
         let lock = dir.lock()?;
         let state = dir.load()?;
         let status = live_status(&dir, &state);
