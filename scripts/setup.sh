@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what unik needs to build and test on a Debian 12 machine with KVM: Debian packages for
-# the network and containerd tests, the bare-metal Rust target the test unikernels are built for.
+# the network, containerd and docker tests, the bare-metal Rust target the test unikernels are built for.
 # Idempotent.
 set -euo pipefail
 
@@ -10,6 +10,8 @@ command -v ping >/dev/null || need_pkgs+=(iputils-ping)
 command -v cc >/dev/null || need_pkgs+=(gcc)
 command -v readelf >/dev/null || need_pkgs+=(binutils)
 command -v containerd >/dev/null || need_pkgs+=(containerd)
+[ -x /usr/bin/docker ] && command -v dockerd >/dev/null || need_pkgs+=(docker.io)
+command -v nsenter >/dev/null || need_pkgs+=(util-linux)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

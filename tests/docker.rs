@@ -1,0 +1,185 @@
+//! docker runs a unikernel with `--runtime unik`: a private dockerd (its own data, exec root and
+//! socket, inside a network namespace the test creates, with no bridge and no iptables) started
+//! with `--add-runtime unik=<the unik binary>`, and an image made with `docker import`.
+//! scripts/setup.sh installs docker.io from Debian.
+
+#![allow(clippy::tests_outside_test_module)] // an integration test crate is a test module
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::guests::guest;
+use common::netns::NetNs;
+use common::{stderr, stdout};
+
+/// Debian's docker client, which speaks the API of Debian's dockerd.
+const DOCKER: &str = "/usr/bin/docker";
+
+struct Dockerd {
+    // The namespace dockerd runs in; removed (after the daemon stops) on drop.
+    _ns: NetNs,
+    dir: tempfile::TempDir,
+    daemon: Child,
+}
+
+impl Dockerd {
+    fn start() -> Dockerd {
+        let ns = NetNs::new();
+        let dir = common::tempdir();
+        let d = dir.path().to_path_buf();
+        let log = std::fs::File::create(d.join("dockerd.log")).unwrap();
+        // nsenter, not `ip netns exec`: the latter remounts /sys and hides the cgroup mounts
+        // dockerd needs.
+        let runtime = format!("unik={}", common::unik_path().display());
+        let daemon = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", ns.name))
+            .args([
+                "dockerd",
+                "--bridge=none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--ip-masq=false",
+                "--storage-driver=vfs",
+            ])
+            .arg("--data-root")
+            .arg(d.join("data"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("--pidfile")
+            .arg(d.join("docker.pid"))
+            .arg(format!("--host=unix://{}", d.join("docker.sock").display()))
+            .args(["--add-runtime", &runtime])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd is not installed (scripts/setup.sh installs docker.io)");
+        let docker = Dockerd { _ns: ns, dir, daemon };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !docker.docker(&["version"]).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not start: {}",
+                std::fs::read_to_string(d.join("dockerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        docker
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        Command::new(DOCKER)
+            .arg("-H")
+            .arg(format!("unix://{}", self.dir.path().join("docker.sock").display()))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(out.status.success(), "docker {args:?}: {}", stderr(&out));
+        stdout(&out)
+    }
+
+    /// `docker import` of a rootfs holding the hello guest.
+    fn import_hello(&self, tag: &str) {
+        let rootfs = self.dir.path().join("rootfs");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        std::fs::copy(guest("hello"), rootfs.join("hello.hvt")).unwrap();
+        let tar = self.dir.path().join("rootfs.tar");
+        let out = Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tar: {}", stderr(&out));
+        self.ok(&["import", "--change", "CMD [\"/hello.hvt\"]", tar.to_str().unwrap(), tag]);
+    }
+
+    fn state_root(&self) -> PathBuf {
+        self.dir.path().join("exec/runtime-runc/moby")
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // SIGTERM lets dockerd stop its containerd; then make sure it is gone.
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(i32::try_from(self.daemon.id()).unwrap_or(0), libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.daemon.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+#[test]
+fn test_docker_run_top_stop_rm() {
+    require_kvm!();
+    let docker = Dockerd::start();
+    docker.import_hello("unik-hello:test");
+
+    // Foreground: console on stdout, the guest's status as the container's.
+    let out = docker.docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "unik",
+        "--network",
+        "none",
+        "unik-hello:test",
+        "/hello.hvt",
+        "exit=3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "stdout: {} stderr: {}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("Hello, world") && stdout(&out).contains("cmdline: exit=3"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Detached: running, visible to `docker top`, stopped by `docker stop` (SIGTERM → 143).
+    let name = format!("unik-{}", std::process::id());
+    docker.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--runtime",
+        "unik",
+        "--network",
+        "none",
+        "unik-hello:test",
+        "/hello.hvt",
+        "sleep=600000",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !docker.ok(&["logs", &name]).contains("cmdline: sleep=600000") {
+        assert!(Instant::now() < deadline, "no console output in docker logs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(docker.ok(&["inspect", "--format", "{{.State.Status}}", &name]).trim(), "running");
+    let top = docker.ok(&["top", &name]);
+    assert!(top.contains("__monitor"), "docker top: {top}");
+    let pid = docker.ok(&["inspect", "--format", "{{.State.Pid}}", &name]).trim().to_string();
+    docker.ok(&["stop", &name]);
+    assert_eq!(docker.ok(&["inspect", "--format", "{{.State.ExitCode}}", &name]).trim(), "143");
+    docker.ok(&["rm", &name]);
+
+    // Nothing is left: no container, no state directory, no monitor process.
+    assert!(docker.ok(&["ps", "-aq"]).trim().is_empty());
+    let left: Vec<_> = std::fs::read_dir(docker.state_root())
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "state left behind: {left:?}");
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(!cmdline.contains("__monitor"), "monitor {pid} still running");
+}
