@@ -146,6 +146,22 @@ fn test_docker_run_top_stop_rm() {
         stdout(&out)
     );
 
+    // With a terminal (-t): the shim hands unik a console socket; the guest console is the pty.
+    let out = docker.docker(&[
+        "run",
+        "--rm",
+        "-t",
+        "--runtime",
+        "unik",
+        "--network",
+        "none",
+        "unik-hello:test",
+        "/hello.hvt",
+        "exit=4",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "stdout: {} stderr: {}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("Hello, world\r\n"), "{:?}", stdout(&out));
+
     // Detached: running, visible to `docker top`, stopped by `docker stop` (SIGTERM → 143).
     let name = format!("unik-{}", std::process::id());
     docker.ok(&[

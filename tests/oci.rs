@@ -284,3 +284,66 @@ fn test_runc_globals_are_accepted() {
     let out = env.query(&["--systemd-cgroup", "--rootless=false", "--debug", "list", "-q"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn test_console_socket_receives_the_guest_terminal() {
+    require_kvm!();
+    let env = Env::new(&["/hello.hvt", "exit=9"], serde_json::json!({}));
+    let socket = env.dir.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let pid_file = env.dir.path().join("c8.pid");
+    let out = env.unik(&[
+        "create",
+        "--bundle",
+        env.bundle().to_str().unwrap(),
+        "--console-socket",
+        socket.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "c8",
+    ]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let (stream, _) = listener.accept().unwrap();
+    let master = recv_fd(&stream);
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    assert!(env.unik(&["start", "c8"]).status.success());
+    let status = reap(pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 9, "wait status {status:#x}");
+    let mut console = String::new();
+    let mut file = File::from(master);
+    let mut buf = [0u8; 256];
+    // The slave side is closed now; read until EIO/EOF.
+    while let Ok(n) = std::io::Read::read(&mut file, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        console.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(console.contains("Hello, world\r\n"), "{console:?}");
+    assert!(!env.console_text().contains("Hello"), "output went to stdout, not the terminal");
+    assert!(env.query(&["delete", "c8"]).status.success());
+}
+
+/// Receives one fd sent with SCM_RIGHTS.
+fn recv_fd(stream: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut buf = [0u8; 64];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control = [0u8; 64];
+    // SAFETY: a zeroed msghdr pointing at live buffers; recvmsg fills them, and the control
+    // message (checked non-null) carries one fd.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = control.len();
+        assert!(libc::recvmsg(stream.as_raw_fd(), &mut msg, 0) > 0);
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        assert!(!cmsg.is_null());
+        std::os::fd::OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>()))
+    }
+}

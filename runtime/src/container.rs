@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::bundle::{self, BundleKind};
+use crate::console;
 use crate::error::ContainerError;
 use crate::process;
 use crate::spawn::Spawner;
@@ -15,6 +16,15 @@ use crate::state::{OCI_VERSION, State, StateDir, Status, list_ids, rfc3339, writ
 
 /// How long `delete --force` waits for a killed monitor to disappear.
 const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// Options of `create`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CreateOptions<'a> {
+    /// Where to write the monitor's pid.
+    pub pid_file: Option<&'a Path>,
+    /// Where to send a terminal's master fd; the guest console is then that terminal.
+    pub console_socket: Option<&'a Path>,
+}
 
 /// Containers under one root directory.
 #[derive(Debug, Clone)]
@@ -64,10 +74,10 @@ impl Runtime {
 
     /// Builds the container: resolves the bundle, starts the monitor (which builds the VM and
     /// then waits for `start`), records its pid. On any failure nothing is left behind.
-    pub fn create(&self, id: &str, bundle_path: &Path, pid_file: Option<&Path>, spawner: &dyn Spawner) -> Result<State, ContainerError> {
+    pub fn create(&self, id: &str, bundle_path: &Path, opts: &CreateOptions<'_>, spawner: &dyn Spawner) -> Result<State, ContainerError> {
         let (dir, _lock) = StateDir::create(&self.root, id)?;
         let mut pid = None;
-        let result = self.create_in(&dir, bundle_path, pid_file, spawner, &mut pid);
+        let result = self.create_in(&dir, bundle_path, opts, spawner, &mut pid);
         if result.is_err() {
             if let (Some(pid), Some(start)) = (pid, pid.and_then(process::start_time)) {
                 if let Ok(fd) = process::pidfd(pid, start) {
@@ -83,7 +93,7 @@ impl Runtime {
         &self,
         dir: &StateDir,
         bundle_path: &Path,
-        pid_file: Option<&Path>,
+        opts: &CreateOptions<'_>,
         spawner: &dyn Spawner,
         pid_out: &mut Option<i32>,
     ) -> Result<State, ContainerError> {
@@ -107,7 +117,8 @@ impl Runtime {
         let json = serde_json::to_vec_pretty(&cfg).map_err(|e| ContainerError::io("serialising vm.json")(std::io::Error::other(e)))?;
         dir.write_atomic("vm.json", &json)?;
         mkfifo(&dir.fifo())?;
-        let pid = spawner.spawn(dir)?;
+        let pty = opts.console_socket.map(|_| console::open_pty()).transpose()?;
+        let pid = spawner.spawn(dir, pty.as_ref().map(|(_, slave)| slave))?;
         *pid_out = Some(pid);
         let start = process::start_time(pid)
             .ok_or_else(|| ContainerError::Monitor(format!("the monitor (pid {pid}) exited right after starting")))?;
@@ -115,7 +126,10 @@ impl Runtime {
         state.pid = Some(pid);
         state.pid_start_time = Some(start);
         dir.save(&state)?;
-        if let Some(path) = pid_file {
+        if let (Some(socket), Some((master, slave))) = (opts.console_socket, &pty) {
+            console::send_fd(socket, &console::pty_name(slave), master)?;
+        }
+        if let Some(path) = opts.pid_file {
             write_atomic(
                 &std::path::absolute(path).map_err(ContainerError::io("pid file path"))?,
                 pid.to_string().as_bytes(),

@@ -7,7 +7,7 @@ use crate::bundle::tests::{bundle, config, hvt_elf};
 struct FakeMonitor;
 
 impl Spawner for FakeMonitor {
-    fn spawn(&self, dir: &StateDir) -> Result<i32, ContainerError> {
+    fn spawn(&self, dir: &StateDir, _terminal: Option<&std::os::fd::OwnedFd>) -> Result<i32, ContainerError> {
         let child = Command::new("sh")
             .args(["-c", "read x < \"$1\"; exec sleep 30", "sh"])
             .arg(dir.fifo())
@@ -20,7 +20,7 @@ impl Spawner for FakeMonitor {
 struct FailingMonitor;
 
 impl Spawner for FailingMonitor {
-    fn spawn(&self, _dir: &StateDir) -> Result<i32, ContainerError> {
+    fn spawn(&self, _dir: &StateDir, _terminal: Option<&std::os::fd::OwnedFd>) -> Result<i32, ContainerError> {
         Err(ContainerError::Monitor("Could not open /dev/kvm: boom".into()))
     }
 }
@@ -46,7 +46,17 @@ fn test_full_lifecycle() {
     let rt = Runtime::new(root.path());
     let b = unikernel_bundle();
     let pid_file = b.path().join("init.pid");
-    let created = rt.create("c1", b.path(), Some(&pid_file), &FakeMonitor).unwrap();
+    let created = rt
+        .create(
+            "c1",
+            b.path(),
+            &CreateOptions {
+                pid_file: Some(&pid_file),
+                console_socket: None,
+            },
+            &FakeMonitor,
+        )
+        .unwrap();
     let pid = created.pid.unwrap();
     assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), pid.to_string());
     let st = rt.state("c1").unwrap();
@@ -84,7 +94,11 @@ fn test_force_delete_of_a_created_container() {
     let root = tempfile::tempdir().unwrap();
     let rt = Runtime::new(root.path());
     let b = unikernel_bundle();
-    let pid = rt.create("c2", b.path(), None, &FakeMonitor).unwrap().pid.unwrap();
+    let pid = rt
+        .create("c2", b.path(), &CreateOptions::default(), &FakeMonitor)
+        .unwrap()
+        .pid
+        .unwrap();
     rt.delete("c2", true).unwrap();
     assert!(!root.path().join("c2").exists());
     let start = process::start_time(pid);
@@ -96,18 +110,18 @@ fn test_failed_create_leaves_nothing() {
     let root = tempfile::tempdir().unwrap();
     let rt = Runtime::new(root.path());
     let b = unikernel_bundle();
-    let err = rt.create("c3", b.path(), None, &FailingMonitor).unwrap_err();
+    let err = rt.create("c3", b.path(), &CreateOptions::default(), &FailingMonitor).unwrap_err();
     assert_eq!(err.to_string(), "Could not open /dev/kvm: boom");
     assert!(!root.path().join("c3").exists());
     let plain = bundle(config(&["/bin/true"], serde_json::json!({})), &[("/bin/true", b"#!")]);
-    let err = rt.create("c4", plain.path(), None, &FakeMonitor).unwrap_err();
+    let err = rt.create("c4", plain.path(), &CreateOptions::default(), &FakeMonitor).unwrap_err();
     assert!(err.to_string().contains("is not a unikernel"), "{err}");
     assert!(!root.path().join("c4").exists());
-    rt.create("c5", b.path(), None, &FakeMonitor).unwrap();
-    let err = rt.create("c5", b.path(), None, &FakeMonitor).unwrap_err();
+    rt.create("c5", b.path(), &CreateOptions::default(), &FakeMonitor).unwrap();
+    let err = rt.create("c5", b.path(), &CreateOptions::default(), &FakeMonitor).unwrap_err();
     assert_eq!(err.to_string(), "container with id c5 already exists");
     rt.delete("c5", true).unwrap();
-    rt.create("../x", b.path(), None, &FakeMonitor).unwrap_err();
+    rt.create("../x", b.path(), &CreateOptions::default(), &FakeMonitor).unwrap_err();
 }
 
 #[test]
@@ -131,7 +145,7 @@ fn test_start_after_the_monitor_died() {
     let root = tempfile::tempdir().unwrap();
     let rt = Runtime::new(root.path());
     let b = unikernel_bundle();
-    rt.create("c6", b.path(), None, &FakeMonitor).unwrap();
+    rt.create("c6", b.path(), &CreateOptions::default(), &FakeMonitor).unwrap();
     rt.kill("c6", libc::SIGKILL).unwrap();
     wait_for(&rt, "c6", Status::Stopped);
     let err = rt.start("c6").unwrap_err().to_string();

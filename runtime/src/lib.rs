@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod bundle;
+pub mod console;
 pub mod container;
 pub mod error;
 pub mod id;
@@ -11,7 +12,7 @@ pub mod process;
 pub mod spawn;
 pub mod state;
 
-pub use container::Runtime;
+pub use container::{CreateOptions, Runtime};
 pub use error::ContainerError;
 pub use spawn::{ReexecSpawner, Spawner};
 pub use state::{State, Status};

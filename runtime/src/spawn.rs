@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
@@ -65,8 +65,9 @@ pub fn read_report(fd: OwnedFd) -> Result<Result<(), String>, ContainerError> {
 pub trait Spawner {
     /// Starts the monitor for the container in `dir` and returns its pid once it reports the VM
     /// built; a failure it reports comes back as [`ContainerError::Monitor`] (and the monitor is
-    /// gone).
-    fn spawn(&self, dir: &StateDir) -> Result<i32, ContainerError>;
+    /// gone). With `terminal`, that fd (a pty slave) is the monitor's stdin, stdout and stderr and
+    /// its controlling terminal; otherwise the monitor inherits the caller's stdio.
+    fn spawn(&self, dir: &StateDir, terminal: Option<&OwnedFd>) -> Result<i32, ContainerError>;
 }
 
 /// The production spawner: runs `exe args... <state dir>` (unik's hidden `__monitor` command)
@@ -90,11 +91,26 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 }
 
 impl Spawner for ReexecSpawner {
-    fn spawn(&self, dir: &StateDir) -> Result<i32, ContainerError> {
+    fn spawn(&self, dir: &StateDir, terminal: Option<&OwnedFd>) -> Result<i32, ContainerError> {
         let (read, write) = pipe().map_err(ContainerError::io("creating the sync pipe"))?;
         let raw = write.as_raw_fd();
         let mut cmd = Command::new(&self.exe);
         cmd.args(&self.args).arg(dir.path());
+        if let Some(tty) = terminal {
+            let dup = |what| tty.try_clone().map(Stdio::from).map_err(ContainerError::io(what));
+            cmd.stdin(dup("terminal stdin")?)
+                .stdout(dup("terminal stdout")?)
+                .stderr(dup("terminal stderr")?);
+            // SAFETY: setsid(2) and ioctl(TIOCSCTTY) on fd 0 (the pty slave) are async-signal-safe.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         // SAFETY: between fork and exec only dup2(2)/fcntl(2), which are async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {

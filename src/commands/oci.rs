@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use runtime::process::parse_signal;
-use runtime::{ReexecSpawner, Runtime, State, Status};
+use runtime::{CreateOptions, ReexecSpawner, Runtime, State, Status};
 
 use crate::cli::GlobalArgs;
 use crate::cli::oci::{CreateArgs, DeleteArgs, ExecArgs, Format, IdArgs, KillArgs, ListArgs, PsArgs, RunArgs, SpecArgs, UpdateArgs};
@@ -55,16 +55,17 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 
 /// `create`.
 pub fn create(global: &GlobalArgs, args: &CreateArgs) -> anyhow::Result<ExitCode> {
-    if args.console_socket.is_some() {
-        bail!("--console-socket (a terminal, `-t`) is not supported yet: run without -t");
-    }
     if args.preserve_fds > 0 {
         log::warn!(
             "--preserve-fds {} ignored: the guest cannot use host file descriptors",
             args.preserve_fds
         );
     }
-    Runtime::new(root(global)).create(&args.id, &args.bundle, args.pid_file.as_deref(), &spawner(global)?)?;
+    let opts = CreateOptions {
+        pid_file: args.pid_file.as_deref(),
+        console_socket: args.console_socket.as_deref(),
+    };
+    Runtime::new(root(global)).create(&args.id, &args.bundle, &opts, &spawner(global)?)?;
     Ok(ExitCode::SUCCESS)
 }
 
