@@ -30,8 +30,10 @@ struct Running {
 fn start(mut child: Child) -> Running {
     let mut reader = BufReader::new(child.stdout.take().expect("piped stdout"));
     let mut ready = String::new();
-    reader.read_line(&mut ready).expect("read guest output");
-    assert!(ready.contains("ready"), "guest did not get ready: {ready:?}");
+    while !ready.lines().any(|l| l.ends_with(" ready")) {
+        let n = reader.read_line(&mut ready).expect("read guest output");
+        assert!(n > 0, "guest did not get ready: {ready:?}");
+    }
     let rest = std::thread::spawn(move || {
         let mut rest = String::new();
         let _ = reader.read_to_string(&mut rest);

@@ -8,7 +8,7 @@ mod common;
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::process::{Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
@@ -346,4 +346,142 @@ fn recv_fd(stream: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
         assert!(!cmsg.is_null());
         std::os::fd::OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>()))
     }
+}
+
+/// Two namespaces joined by veth pairs: "host" holds 10.9N.0.1 on `vhN`, "container" holds
+/// 10.9N.0.2 on `cethN` with a default route, as docker or a CNI plugin would set up.
+struct Net {
+    host: common::netns::NetNs,
+    container: common::netns::NetNs,
+}
+
+impl Net {
+    fn new(pairs: u8) -> Net {
+        let net = Net {
+            host: common::netns::NetNs::new(),
+            container: common::netns::NetNs::new(),
+        };
+        for n in 0..pairs {
+            let (vh, ceth) = (format!("vh{n}"), format!("ceth{n}"));
+            let out = Command::new("ip")
+                .args([
+                    "link",
+                    "add",
+                    &vh,
+                    "netns",
+                    &net.host.name,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    &ceth,
+                    "netns",
+                    &net.container.name,
+                ])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "veth: {}", String::from_utf8_lossy(&out.stderr));
+            net.host.exec_ok(&["ip", "addr", "add", &format!("10.9{n}.0.1/24"), "dev", &vh]);
+            net.host.exec_ok(&["ip", "link", "set", &vh, "up"]);
+            net.container
+                .exec_ok(&["ip", "addr", "add", &format!("10.9{n}.0.2/24"), "dev", &ceth]);
+            net.container.exec_ok(&["ip", "link", "set", &ceth, "up"]);
+            if n == 0 {
+                net.container.exec_ok(&["ip", "route", "add", "default", "via", "10.90.0.1"]);
+            }
+        }
+        net
+    }
+
+    fn ping(&self, addr: &str, count: u32) -> bool {
+        self.host
+            .command(&["ping", "-c", &count.to_string(), "-i", "0.2", "-W", "5", addr])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+
+    /// The container side: no ingress qdisc left on the interfaces, no unik tap left.
+    fn assert_clean(&self) {
+        let links = self.container.links();
+        assert!(!links.contains(": uk"), "tap left behind: {links}");
+        let qdiscs = String::from_utf8_lossy(&self.container.exec_ok(&["tc", "qdisc", "show"]).stdout).into_owned();
+        assert!(!qdiscs.contains("ingress"), "splice left behind: {qdiscs}");
+    }
+}
+
+fn net_env(net: &Net, args: &[&str]) -> Env {
+    let env = Env::new(args, serde_json::json!({ "dev.unik.net.template": "ip={ip} gw={gateway}" }));
+    std::fs::copy(guest("net"), env.bundle().join("rootfs/net.hvt")).unwrap();
+    let path = env.bundle().join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["linux"]["namespaces"] = serde_json::json!([{ "type": "network", "path": format!("/run/netns/{}", net.container.name) }]);
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    env
+}
+
+fn wait_console(env: &Env, needle: &str) {
+    wait_until(needle, || env.console_text().contains(needle));
+}
+
+#[test]
+fn test_guest_takes_over_the_container_interface() {
+    require_kvm!();
+    let net = Net::new(1);
+    let env = net_env(&net, &["/net.hvt", "count=3", "timeout=60"]);
+    let pid = env.create("n1");
+    assert!(env.unik(&["start", "n1"]).status.success());
+    wait_console(&env, "ready");
+    assert!(net.ping("10.90.0.2", 3), "ping failed; console: {}", env.console_text());
+    let status = reap(pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "wait status {status:#x}; console: {}",
+        env.console_text()
+    );
+    let console = env.console_text();
+    assert!(console.contains("net: cmdline: ip=10.90.0.2 gw=10.90.0.1 count=3"), "{console}");
+    let link = String::from_utf8_lossy(&net.container.exec_ok(&["ip", "-o", "link", "show", "ceth0"]).stdout).into_owned();
+    let mac = link.split("link/ether ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap();
+    assert!(
+        console.contains(&format!("net: mac={mac}")),
+        "guest MAC is not ceth0's {mac}: {console}"
+    );
+    assert!(console.contains("net: answered 3 pings"), "{console}");
+    net.assert_clean();
+    assert!(env.query(&["delete", "n1"]).status.success());
+}
+
+#[test]
+fn test_two_unikernels_share_a_namespace_and_kill_cleans_up() {
+    require_kvm!();
+    let net = Net::new(2);
+    let a = net_env(&net, &["/net.hvt", "count=1000", "timeout=120"]);
+    let b = net_env(&net, &["/net.hvt", "count=1000", "timeout=120"]);
+    let pa = a.create("na");
+    let pb = b.create("nb");
+    assert!(a.unik(&["start", "na"]).status.success() && b.unik(&["start", "nb"]).status.success());
+    wait_console(&a, "ready");
+    wait_console(&b, "ready");
+    assert!(
+        net.ping("10.90.0.2", 2),
+        "ping 10.90.0.2 failed: {} / {}",
+        a.console_text(),
+        b.console_text()
+    );
+    assert!(
+        net.ping("10.91.0.2", 2),
+        "ping 10.91.0.2 failed: {} / {}",
+        a.console_text(),
+        b.console_text()
+    );
+    // One guest stops cleanly (SIGTERM), the other is killed outright and cleaned up by delete.
+    assert!(a.query(&["kill", "na", "TERM"]).status.success());
+    reap(pa);
+    assert!(b.query(&["kill", "nb", "KILL"]).status.success());
+    reap(pb);
+    assert!(a.query(&["delete", "na"]).status.success());
+    assert!(b.query(&["delete", "nb"]).status.success());
+    net.assert_clean();
 }

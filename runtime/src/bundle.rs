@@ -13,12 +13,13 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use base64::Engine;
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use vmm::hvt::{DeviceType, Manifest};
 use vmm::loader::{Executable, HOST_MACHINE};
 use vmm::{BlockConfig, VmConfig};
 
 use crate::error::ContainerError;
+use crate::network::{NetPlan, Netns};
 
 /// unik's annotation prefix.
 pub const PREFIX: &str = "dev.unik.";
@@ -30,6 +31,10 @@ pub const CMDLINE: &str = "dev.unik.cmdline";
 pub const MEM: &str = "dev.unik.mem";
 /// `dev.unik.block.<NAME>`: image inside the rootfs for manifest block device NAME.
 pub const BLOCK_PREFIX: &str = "dev.unik.block.";
+/// Guest command-line template for the network settings (or a ready template's name).
+pub const NET_TEMPLATE: &str = "dev.unik.net.template";
+/// The container interface the guest takes over (default: the first free one with IPv4).
+pub const NET_INTERFACE: &str = "dev.unik.net.interface";
 const URUNC_PREFIX: &str = "com.urunc.unikernel.";
 /// Guest memory when the bundle sets no limit.
 pub const DEFAULT_MEM_MIB: u64 = vmm::config::DEFAULT_MEM_MIB;
@@ -54,6 +59,8 @@ pub struct Bundle {
     pub annotations: BTreeMap<String, String>,
     /// What it is.
     pub kind: BundleKind,
+    /// Its network (namespace, devices to wire).
+    pub network: NetPlan,
 }
 
 fn bundle_err(path: &Path, reason: impl Into<String>) -> ContainerError {
@@ -129,22 +136,43 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
         .and_then(|l| l.resources().as_ref())
         .and_then(|r| r.memory().as_ref())
         .and_then(|m| m.limit());
-    let kind = classify(&path, &rootfs, &annotations, &args, mem_limit)?;
+    let (kind, devices) = classify(&path, &rootfs, &annotations, &args, mem_limit)?;
+    let netns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .and_then(|nss| nss.iter().find(|ns| ns.typ() == LinuxNamespaceType::Network))
+        .map_or(Netns::Host, |ns| ns.path().clone().map_or(Netns::New, Netns::Path));
+    let resolv_conf = spec
+        .mounts()
+        .as_ref()
+        .and_then(|ms| ms.iter().find(|m| m.destination() == Path::new("/etc/resolv.conf")))
+        .and_then(|m| m.source().clone());
+    let network = NetPlan {
+        netns,
+        devices,
+        interface: annotations.get(NET_INTERFACE).cloned(),
+        template: annotations.get(NET_TEMPLATE).cloned(),
+        resolv_conf,
+        tap: String::new(),
+    };
     Ok(Bundle {
         path,
         rootfs,
         annotations,
         kind,
+        network,
     })
 }
 
+/// The bundle's kind and the names of the kernel's network devices.
 fn classify(
     bundle: &Path,
     rootfs: &Path,
     annotations: &BTreeMap<String, String>,
     args: &[String],
     mem_limit: Option<i64>,
-) -> Result<BundleKind, ContainerError> {
+) -> Result<(BundleKind, Vec<String>), ContainerError> {
     let err = |reason: String| bundle_err(bundle, reason);
     let urunc = urunc_keys(annotations, rootfs).map_err(err)?;
     let (kernel, cmdline_annotation) = if let Some(k) = annotations.get(KERNEL) {
@@ -161,7 +189,7 @@ fn classify(
     } else {
         match args.first().map(|a0| resolve_in_rootfs(rootfs, a0)) {
             Some(Ok(path)) if is_hvt(&path) => (path, None),
-            _ => return Ok(BundleKind::NotUnikernel),
+            _ => return Ok((BundleKind::NotUnikernel, Vec::new())),
         }
     };
     let image = std::fs::read(&kernel).map_err(|e| err(format!("kernel {}: {e}", kernel.display())))?;
@@ -203,19 +231,20 @@ fn classify(
             sector_size: None,
         });
     }
-    if let Some(net) = manifest.entries().iter().find(|e| e.kind == DeviceType::Net) {
-        return Err(err(format!(
-            "manifest network device '{}': container networking is not supported yet",
-            net.name()
-        )));
-    }
-    Ok(BundleKind::Unikernel(Box::new(VmConfig {
+    let nets = manifest
+        .entries()
+        .iter()
+        .filter(|e| e.kind == DeviceType::Net)
+        .map(|e| e.name())
+        .collect();
+    let cfg = VmConfig {
         kernel,
         cmdline,
         mem_mib,
         nets: Vec::new(),
         blocks,
-    })))
+    };
+    Ok((BundleKind::Unikernel(Box::new(cfg)), nets))
 }
 
 #[cfg(test)]

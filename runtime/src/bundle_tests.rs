@@ -169,9 +169,21 @@ fn test_devices_must_be_wired() {
         err.contains("manifest block device 'storage' has no image: set annotation dev.unik.block.storage"),
         "{err}"
     );
-    let b = bundle(config(&["/app"], serde_json::json!({})), &[("/app", &hvt_elf(&[("service0", 2)]))]);
-    let err = load(b.path()).unwrap_err().to_string();
-    assert!(err.contains("network device 'service0'"), "{err}");
+    let mut c = config(&["/app"], serde_json::json!({ NET_TEMPLATE: "mirage" }));
+    c["linux"]["namespaces"] = serde_json::json!([{ "type": "network", "path": "/run/netns/x" }]);
+    c["mounts"] = serde_json::json!([{ "destination": "/etc/resolv.conf", "source": "/r/resolv.conf", "type": "bind" }]);
+    let b = bundle(c, &[("/app", &hvt_elf(&[("service0", 2)]))]);
+    let loaded = load(b.path()).unwrap();
+    assert_eq!(loaded.network.devices, ["service0"]);
+    assert_eq!(loaded.network.netns, Netns::Path("/run/netns/x".into()));
+    assert_eq!(loaded.network.template.as_deref(), Some("mirage"));
+    assert_eq!(loaded.network.resolv_conf, Some("/r/resolv.conf".into()));
+    let mut c = config(&["/app"], serde_json::json!({}));
+    c["linux"]["namespaces"] = serde_json::json!([{ "type": "network" }]);
+    assert_eq!(
+        load(bundle(c, &[("/app", &hvt_elf(&[]))]).path()).unwrap().network.netns,
+        Netns::New
+    );
 }
 
 #[test]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::bundle::{self, BundleKind};
 use crate::console;
 use crate::error::ContainerError;
+use crate::network::{self, NetPlan};
 use crate::process;
 use crate::spawn::Spawner;
 use crate::state::{OCI_VERSION, State, StateDir, Status, list_ids, rfc3339, write_atomic};
@@ -59,6 +60,41 @@ fn mkfifo(path: &Path) -> Result<(), ContainerError> {
         ));
     }
     Ok(())
+}
+
+/// After a monitor died without cleaning up (SIGKILL), its tap is gone but the container
+/// interface still has the ingress qdisc redirecting into it: remove that, inside the
+/// container's network namespace (from a thread, so only that thread changes namespace).
+fn remove_stale_splice(dir: &StateDir) {
+    let Ok(name) = std::fs::read(dir.path().join("wired.json"))
+        .map_err(|_| ())
+        .and_then(|j| serde_json::from_slice::<String>(&j).map_err(|_| ()))
+    else {
+        return;
+    };
+    let Ok(plan) = std::fs::read(dir.path().join("network.json"))
+        .map_err(|_| ())
+        .and_then(|j| serde_json::from_slice::<NetPlan>(&j).map_err(|_| ()))
+    else {
+        return;
+    };
+    // A namespace the monitor created itself died with it; only a named one can hold leftovers.
+    if !matches!(plan.netns, network::Netns::Path(_)) {
+        return;
+    }
+    let joined = std::thread::spawn(move || {
+        network::enter(&plan).ok()?;
+        let c = std::ffi::CString::new(name).ok()?;
+        // SAFETY: if_nametoindex with a NUL-terminated name.
+        let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+        (index != 0).then(|| network::tc::del_ingress(index))
+    })
+    .join();
+    if let Ok(Some(Err(e))) = joined {
+        if e.raw_os_error() != Some(libc::EINVAL) && e.raw_os_error() != Some(libc::ENOENT) {
+            log::warn!("container {}: removing the network splice: {e}", dir.id());
+        }
+    }
 }
 
 impl Runtime {
@@ -116,6 +152,13 @@ impl Runtime {
         dir.save(&state)?;
         let json = serde_json::to_vec_pretty(&cfg).map_err(|e| ContainerError::io("serialising vm.json")(std::io::Error::other(e)))?;
         dir.write_atomic("vm.json", &json)?;
+        let network = NetPlan {
+            tap: network::tap_name(dir.id()),
+            ..bundle.network
+        };
+        let json =
+            serde_json::to_vec_pretty(&network).map_err(|e| ContainerError::io("serialising network.json")(std::io::Error::other(e)))?;
+        dir.write_atomic("network.json", &json)?;
         mkfifo(&dir.fifo())?;
         let pty = opts.console_socket.map(|_| console::open_pty()).transpose()?;
         let pid = spawner.spawn(dir, pty.as_ref().map(|(_, slave)| slave))?;
@@ -228,6 +271,7 @@ impl Runtime {
             }
         }
         drop(lock);
+        remove_stale_splice(&dir);
         dir.remove()
     }
 

@@ -8,6 +8,7 @@ pub mod console;
 pub mod container;
 pub mod error;
 pub mod id;
+pub mod network;
 pub mod process;
 pub mod spawn;
 pub mod state;

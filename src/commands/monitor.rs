@@ -5,6 +5,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use runtime::network::{self, NetPlan, Wired};
 use runtime::spawn::{SYNC_FD, report};
 use vmm::{ExitStatus, VmConfig};
 
@@ -20,11 +21,10 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     }
     // SAFETY: fd 3 is open (checked above) and `create` handed it to us alone.
     let sync = unsafe { OwnedFd::from_raw_fd(SYNC_FD) };
-    let cfg: anyhow::Result<VmConfig> = std::fs::read(args.dir.join("vm.json"))
-        .context("reading vm.json")
-        .and_then(|json| serde_json::from_slice(&json).context("parsing vm.json"));
-    let cfg = match cfg {
-        Ok(cfg) => cfg,
+    // Everything before the VM is built reports its error through the sync pipe too.
+    let prepared = prepare(&args.dir);
+    let (cfg, wired) = match prepared {
+        Ok(p) => p,
         Err(e) => {
             let _ = report(sync, Err(crate::error_chain(&e)));
             return Err(e);
@@ -37,6 +37,8 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             let _ = report(fd, built);
         }
     })?;
+    // Remove the splice before exiting (the tap goes with our fd).
+    drop(wired);
     if let ExitStatus::Signal(signum) = status {
         log::debug!("stopping on signal {signum}");
         // SAFETY: restoring the default action and re-raising a signal in our own process.
@@ -46,4 +48,23 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::from(status.code()))
+}
+
+/// Reads the VM and network configuration, joins the container's network namespace and wires
+/// the unikernel's network device to the container interface.
+fn prepare(dir: &std::path::Path) -> anyhow::Result<(VmConfig, Option<Wired>)> {
+    let mut cfg: VmConfig =
+        serde_json::from_slice(&std::fs::read(dir.join("vm.json")).context("reading vm.json")?).context("parsing vm.json")?;
+    let plan: NetPlan = match std::fs::read(dir.join("network.json")) {
+        Ok(json) => serde_json::from_slice(&json).context("parsing network.json")?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => NetPlan::default(),
+        Err(e) => return Err(e).context("reading network.json"),
+    };
+    network::enter(&plan)?;
+    let wired = network::wire(&plan, &mut cfg)?;
+    if let Some(w) = &wired {
+        log::debug!("guest network: {} via tap {} ({:?})", w.interface.name, plan.tap, w.values);
+        runtime::state::write_atomic(&dir.join("wired.json"), serde_json::to_string(&w.interface.name)?.as_bytes())?;
+    }
+    Ok((cfg, wired))
 }

@@ -65,7 +65,8 @@ impl IfReq {
 
 /// Issues `ioctl(fd, request, &mut req)`.
 fn ifreq_ioctl(fd: RawFd, request: libc::c_ulong, req: &mut IfReq) -> io::Result<()> {
-    // SAFETY: every request used here (TUNSETIFF, TUNGETIFF, SIOCGIFFLAGS, SIOCGIFMTU) reads and/or
+    // SAFETY: every request used here (TUNSETIFF, TUNGETIFF, SIOC[GS]IFFLAGS, SIOC[GS]IFMTU,
+    // SIOCGIFHWADDR) reads and/or
     // writes a `struct ifreq`, which `IfReq` matches in size (40 bytes) and layout.
     let rc = unsafe { libc::ioctl(fd, request as _, std::ptr::from_mut(req)) };
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
@@ -98,11 +99,51 @@ fn interface_flags(name: &str) -> Result<i16, TapError> {
     }
 }
 
-fn interface_mtu(name: &str) -> io::Result<u16> {
+/// The MTU of interface `name` in the current network namespace.
+pub fn interface_mtu(name: &str) -> io::Result<u16> {
     let sock = query_socket()?;
     let mut req = IfReq::new(name);
     ifreq_ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req)?;
     u16::try_from(req.int()).map_err(|_| io::Error::from_raw_os_error(libc::ERANGE))
+}
+
+/// The hardware (MAC) address of interface `name`.
+pub fn hw_addr(name: &str) -> io::Result<[u8; 6]> {
+    let sock = query_socket()?;
+    let mut req = IfReq::new(name);
+    ifreq_ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req)?;
+    // data = struct sockaddr { sa_family: u16, sa_data: [u8; 14] }; the MAC leads sa_data.
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&req.data[2..8]);
+    Ok(mac)
+}
+
+/// Creates tap `name` (not persistent: it disappears when the returned fd is closed) with `mtu`,
+/// and brings it up. The fd is non-blocking, without packet-information headers.
+pub fn create(name: &str, mtu: u16) -> Result<File, TapError> {
+    let os = |what: &str| {
+        let what = format!("{name}: {what}");
+        move |source| TapError::Os { what, source }
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open("/dev/net/tun")
+        .map_err(os("/dev/net/tun"))?;
+    let mut req = IfReq::new(name);
+    req.data[..2].copy_from_slice(&(IFF_TAP | IFF_NO_PI).to_ne_bytes());
+    ifreq_ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req).map_err(os("TUNSETIFF"))?;
+    let sock = query_socket().map_err(os("socket"))?;
+    let mut req = IfReq::new(name);
+    req.data[..4].copy_from_slice(&i32::from(mtu).to_ne_bytes());
+    ifreq_ioctl(sock.as_raw_fd(), libc::SIOCSIFMTU, &mut req).map_err(os("SIOCSIFMTU"))?;
+    let mut req = IfReq::new(name);
+    ifreq_ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req).map_err(os("SIOCGIFFLAGS"))?;
+    let flags = req.short() | IFF_UP;
+    req.data[..2].copy_from_slice(&flags.to_ne_bytes());
+    ifreq_ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &mut req).map_err(os("SIOCSIFFLAGS"))?;
+    Ok(file)
 }
 
 /// An open tap queue: non-blocking, no packet-information header.

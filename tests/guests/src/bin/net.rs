@@ -10,6 +10,7 @@ solo5_notes!("service0": NET);
 entry!(main);
 
 fn main(bi: &BootInfo, cmdline: &str) -> i32 {
+    println!("net: cmdline: {}", cmdline);
     let Some((h, e)) = device(bi, "service0") else {
         println!("net: no device");
         return 1;

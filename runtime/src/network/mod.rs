@@ -1,0 +1,234 @@
+//! Container networking for unikernels: inside the container's network namespace, a tap per
+//! container is spliced to the container's interface with tc (ingress u32 + mirred redirect, both
+//! ways), and the guest takes over the interface's MAC, IPv4 address, prefix, gateway and DNS,
+//! passed on its command line through a template.
+//!
+//! The tap belongs to the monitor process (it is not persistent), so it and its filters vanish
+//! when the monitor exits however it exits; the filter on the container interface is removed by
+//! the monitor on its way out, or by `delete` after a SIGKILL.
+
+pub mod link;
+mod netlink;
+pub mod tc;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use vmm::{MacAddr, NetBackend, NetConfig, VmConfig};
+
+use crate::error::ContainerError;
+
+/// Which network namespace the monitor runs in.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Netns {
+    /// The caller's (the bundle has no network namespace).
+    #[default]
+    Host,
+    /// A new, empty one (a network namespace without a path).
+    New,
+    /// An existing one (docker's, a CNI pod's).
+    Path(PathBuf),
+}
+
+/// What the monitor must set up before building the VM (`network.json` in the state dir).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct NetPlan {
+    /// The namespace to run in.
+    pub netns: Netns,
+    /// Manifest network devices to wire (at most one today).
+    pub devices: Vec<String>,
+    /// The container interface to take over (default: the first free one with IPv4).
+    pub interface: Option<String>,
+    /// Guest command-line template (placeholders: {ip} {prefix} {cidr} {netmask} {gateway}
+    /// {dns} {mac} {args}); without {args} it is put before the guest's arguments.
+    pub template: Option<String>,
+    /// The bundle's resolv.conf (the source of its /etc/resolv.conf mount).
+    pub resolv_conf: Option<PathBuf>,
+    /// Name of the tap to create.
+    pub tap: String,
+}
+
+/// Ready templates, by name (`dev.unik.net.template=mirage`).
+pub const TEMPLATES: &[(&str, &str)] = &[
+    ("mirage", "--ipv4={cidr} --ipv4-gateway={gateway}"),
+    (
+        "rumprun",
+        r#"{"cmdline":"{args}","net":{"if":"ukvmif0","cloner":"True","type":"inet","method":"static","addr":"{ip}","mask":"{prefix}","gw":"{gateway}"}}"#,
+    ),
+];
+
+/// The tap name for a container id: `uk` + 8 hex digits of a hash of the id (fits IFNAMSIZ and
+/// differs between containers sharing a namespace).
+pub fn tap_name(id: &str) -> String {
+    // FNV-1a: stable across builds, unlike std's hasher.
+    let hash = id.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    format!("uk{hash:08x}")
+}
+
+/// Joins or creates the plan's network namespace (the calling thread; call it single-threaded).
+pub fn enter(plan: &NetPlan) -> Result<(), ContainerError> {
+    match &plan.netns {
+        Netns::Host => Ok(()),
+        Netns::New => {
+            // SAFETY: unshare(2) of the network namespace for this single-threaded process.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(ContainerError::io("creating a network namespace")(std::io::Error::last_os_error()));
+            }
+            Ok(())
+        }
+        Netns::Path(path) => {
+            let ns = File::open(path).map_err(ContainerError::io(format!("opening network namespace {}", path.display())))?;
+            // SAFETY: setns(2) with a namespace fd we own.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(ContainerError::io(format!("joining network namespace {}", path.display()))(
+                    std::io::Error::last_os_error(),
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A spliced tap; dropping it removes the splice from the container interface.
+#[derive(Debug)]
+pub struct Wired {
+    /// The tap's fd, handed to the VM as `NetBackend::Fd`.
+    pub tap: File,
+    /// The container interface.
+    pub interface: link::Interface,
+    /// Placeholder values.
+    pub values: BTreeMap<&'static str, String>,
+}
+
+impl Drop for Wired {
+    fn drop(&mut self) {
+        if let Err(e) = tc::del_ingress(self.interface.index) {
+            log::warn!("removing the splice from {}: {e}", self.interface.name);
+        }
+    }
+}
+
+fn net_err(reason: String) -> ContainerError {
+    ContainerError::Monitor(format!("container network: {reason}"))
+}
+
+/// Creates the tap, splices it to the container interface and adds the device to `cfg` (with
+/// the interface's MAC) and the expanded template to its command line. `None` when the kernel
+/// declares no network device.
+pub fn wire(plan: &NetPlan, cfg: &mut VmConfig) -> Result<Option<Wired>, ContainerError> {
+    let Some(device) = plan.devices.first() else { return Ok(None) };
+    if plan.devices.len() > 1 {
+        return Err(net_err(format!(
+            "the unikernel declares {} network devices; one per container is supported",
+            plan.devices.len()
+        )));
+    }
+    // An interface another unikernel already spliced has an ingress qdisc: take the next one.
+    let mut tried = Vec::new();
+    let interface = loop {
+        let iface = link::find(plan.interface.as_deref(), &|name| tried.iter().any(|t: &String| t == name)).map_err(net_err)?;
+        match tc::add_ingress(iface.index) {
+            Ok(()) => break iface,
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && plan.interface.is_none() => tried.push(iface.name),
+            Err(e) => return Err(net_err(format!("{}: adding the ingress qdisc: {e}", iface.name))),
+        }
+    };
+    let undo = |e: String| {
+        let _ = tc::del_ingress(interface.index);
+        net_err(e)
+    };
+    let tap = vmm::host::tap::create(&plan.tap, interface.mtu).map_err(|e| undo(e.to_string()))?;
+    let c = std::ffi::CString::new(plan.tap.clone()).map_err(|_| undo(format!("bad tap name {}", plan.tap)))?;
+    // SAFETY: if_nametoindex with a NUL-terminated name.
+    let tap_index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    let splice = tc::add_ingress(tap_index)
+        .and_then(|()| tc::add_redirect(interface.index, tap_index))
+        .and_then(|()| tc::add_redirect(tap_index, interface.index));
+    splice.map_err(|e| undo(format!("splicing {} to {}: {e}", plan.tap, interface.name)))?;
+
+    let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    let gateway = link::default_gateway(&routes, &interface.name)
+        .map(|g| g.to_string())
+        .unwrap_or_default();
+    let dns = plan
+        .resolv_conf
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .map(|c| link::nameservers(&c))
+        .unwrap_or_default();
+    let mask = u32::MAX.checked_shl(32 - u32::from(interface.prefix)).unwrap_or(0);
+    let values = BTreeMap::from([
+        ("ip", interface.ip.to_string()),
+        ("prefix", interface.prefix.to_string()),
+        ("cidr", format!("{}/{}", interface.ip, interface.prefix)),
+        ("netmask", std::net::Ipv4Addr::from(mask).to_string()),
+        ("gateway", gateway),
+        ("dns", dns.first().cloned().unwrap_or_default()),
+        ("mac", MacAddr(interface.mac).to_string()),
+    ]);
+    if let Some(template) = &plan.template {
+        cfg.cmdline = expand(template, &values, &cfg.cmdline);
+    }
+    cfg.nets.push(NetConfig {
+        name: device.clone(),
+        backend: NetBackend::Fd(tap.as_raw_fd()),
+        mac: Some(MacAddr(interface.mac)),
+    });
+    Ok(Some(Wired { tap, interface, values }))
+}
+
+/// Expands a command-line template (a ready template's name or the template itself).
+pub fn expand(template: &str, values: &BTreeMap<&'static str, String>, args: &[String]) -> Vec<String> {
+    let template = TEMPLATES.iter().find(|(name, _)| *name == template).map_or(template, |(_, t)| *t);
+    let mut text = template.to_string();
+    for (key, value) in values {
+        text = text.replace(&format!("{{{key}}}"), value);
+    }
+    if text.contains("{args}") {
+        return vec![text.replace("{args}", &args.join(" "))];
+    }
+    text.split_whitespace().map(String::from).chain(args.iter().cloned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values() -> BTreeMap<&'static str, String> {
+        BTreeMap::from([
+            ("ip", "10.0.0.5".to_string()),
+            ("prefix", "20".to_string()),
+            ("cidr", "10.0.0.5/20".to_string()),
+            ("gateway", "10.0.0.1".to_string()),
+        ])
+    }
+
+    #[test]
+    fn test_templates() {
+        let args = vec!["--x".to_string()];
+        assert_eq!(
+            expand("mirage", &values(), &args),
+            ["--ipv4=10.0.0.5/20", "--ipv4-gateway=10.0.0.1", "--x"]
+        );
+        assert_eq!(expand("ip={ip}", &values(), &args), ["ip=10.0.0.5", "--x"]);
+        let rump = expand("rumprun", &values(), &["a".into(), "b".into()]);
+        assert_eq!(rump.len(), 1);
+        let json: serde_json::Value = serde_json::from_str(&rump[0]).unwrap();
+        assert_eq!(json["cmdline"], "a b");
+        assert_eq!(json["net"]["addr"], "10.0.0.5");
+        assert_eq!(json["net"]["mask"], "20");
+        assert_eq!(json["net"]["gw"], "10.0.0.1");
+    }
+
+    #[test]
+    fn test_tap_names_fit_and_differ() {
+        let a = tap_name("container-a");
+        assert!(a.len() < 16 && a.starts_with("uk"));
+        assert_ne!(a, tap_name("container-b"));
+        assert_eq!(a, tap_name("container-a"));
+    }
+}
