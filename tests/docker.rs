@@ -1,5 +1,6 @@
 //! docker runs a unikernel with `--runtime unik`: a private dockerd (its own data, exec root and
-//! socket, inside a network namespace the test creates, with no bridge and no iptables) started
+//! socket, inside a network namespace the test creates, with its bridge on 10.95.0.1/24 and no
+//! iptables) started
 //! with `--add-runtime unik=<the unik binary>`, and an image made with `docker import`.
 //! scripts/setup.sh installs docker.io from Debian.
 
@@ -34,7 +35,10 @@ impl Dockerd {
         // nsenter, not `ip netns exec`: the latter remounts /sys and hides the cgroup mounts
         // dockerd needs.
         let runtime = format!("unik={}", common::unik_path().display());
+        // A clean environment: what cargo sets for the test must not leak into the daemon.
         let daemon = Command::new("nsenter")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .arg(format!("--net=/run/netns/{}", ns.name))
             .args([
                 "dockerd",
@@ -80,16 +84,27 @@ impl Dockerd {
 
     fn ok(&self, args: &[&str]) -> String {
         let out = self.docker(args);
-        assert!(out.status.success(), "docker {args:?}: {}", stderr(&out));
+        if !out.status.success() {
+            let log = std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            panic!(
+                "docker {args:?}: {}\ndockerd.log (last lines, newest first):\n{}",
+                stderr(&out),
+                tail.join("\n")
+            );
+        }
         stdout(&out)
     }
 
-    /// `docker import` of a rootfs holding the hello guest.
-    fn import_hello(&self, tag: &str) {
-        let rootfs = self.dir.path().join("rootfs");
+    /// `docker import` of a rootfs holding guest `name` as `/NAME.hvt` and `files`.
+    fn import(&self, tag: &str, name: &str, files: &[(&str, &[u8])], cmd: &str) {
+        let rootfs = self.dir.path().join(format!("rootfs-{name}"));
         std::fs::create_dir_all(&rootfs).unwrap();
-        std::fs::copy(guest("hello"), rootfs.join("hello.hvt")).unwrap();
-        let tar = self.dir.path().join("rootfs.tar");
+        std::fs::copy(guest(name), rootfs.join(format!("{name}.hvt"))).unwrap();
+        for (file, data) in files {
+            std::fs::write(rootfs.join(file), data).unwrap();
+        }
+        let tar = self.dir.path().join(format!("rootfs-{name}.tar"));
         let out = Command::new("tar")
             .arg("-C")
             .arg(&rootfs)
@@ -99,7 +114,19 @@ impl Dockerd {
             .output()
             .unwrap();
         assert!(out.status.success(), "tar: {}", stderr(&out));
-        self.ok(&["import", "--change", "CMD [\"/hello.hvt\"]", tar.to_str().unwrap(), tag]);
+        self.ok(&["import", "--change", &format!("CMD {cmd}"), tar.to_str().unwrap(), tag]);
+    }
+
+    fn wait_logs(&self, name: &str, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.ok(&["logs", name]).contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in docker logs of {name}: {}",
+                self.ok(&["logs", name])
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn state_root(&self) -> PathBuf {
@@ -125,7 +152,7 @@ impl Drop for Dockerd {
 fn test_docker_run_top_stop_rm() {
     require_kvm!();
     let docker = Dockerd::start();
-    docker.import_hello("unik-hello:test");
+    docker.import("unik-hello:test", "hello", &[], r#"["/hello.hvt"]"#);
 
     // Foreground: console on stdout, the guest's status as the container's.
     let out = docker.docker(&[
@@ -177,11 +204,7 @@ fn test_docker_run_top_stop_rm() {
         "/hello.hvt",
         "sleep=600000",
     ]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !docker.ok(&["logs", &name]).contains("cmdline: sleep=600000") {
-        assert!(Instant::now() < deadline, "no console output in docker logs");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    docker.wait_logs(&name, "cmdline: sleep=600000");
     assert_eq!(docker.ok(&["inspect", "--format", "{{.State.Status}}", &name]).trim(), "running");
     let top = docker.ok(&["top", &name]);
     assert!(top.contains("__monitor"), "docker top: {top}");

@@ -1,7 +1,8 @@
 //! OCI bundles: which ones are unikernels, and the VM each one describes.
 //!
 //! A bundle is a unikernel when, in this order:
-//! 1. it carries unik's annotations (`dev.unik.kernel`, …), or
+//! 1. it carries unik's annotations (`dev.unik.kernel`, …; or `<rootfs>/unik.json` with the same
+//!    keys, for docker, which passes no image annotations), or
 //! 2. urunc's (`com.urunc.unikernel.*`, base64 values), or `<rootfs>/urunc.json` with the same keys
 //!    (images built for urunc run unchanged), or
 //! 3. `process.args[0]`, resolved inside the rootfs, is a solo5-hvt executable (its ABI note).
@@ -19,6 +20,7 @@ use vmm::loader::{Executable, HOST_MACHINE};
 use vmm::{BlockConfig, VmConfig};
 
 use crate::error::ContainerError;
+use crate::hooks::Hooks;
 use crate::network::{NetPlan, Netns};
 
 /// unik's annotation prefix.
@@ -61,6 +63,8 @@ pub struct Bundle {
     pub kind: BundleKind,
     /// Its network (namespace, devices to wire).
     pub network: NetPlan,
+    /// Its OCI hooks.
+    pub hooks: Hooks,
 }
 
 fn bundle_err(path: &Path, reason: impl Into<String>) -> ContainerError {
@@ -128,7 +132,15 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
     let spec = Spec::load(path.join("config.json")).map_err(|e| bundle_err(&path, format!("config.json: {e}")))?;
     let root = spec.root().as_ref().map_or(PathBuf::from("rootfs"), |r| r.path().clone());
     let rootfs = if root.is_absolute() { root } else { path.join(root) };
-    let annotations: BTreeMap<String, String> = spec.annotations().clone().unwrap_or_default().into_iter().collect();
+    let mut annotations: BTreeMap<String, String> = spec.annotations().clone().unwrap_or_default().into_iter().collect();
+    // docker (before 24) passes no annotations: an image can carry unik's in /unik.json instead.
+    if !annotations.keys().any(|k| k.starts_with(PREFIX)) {
+        if let Ok(json) = std::fs::read(rootfs.join("unik.json")) {
+            let extra: BTreeMap<String, String> =
+                serde_json::from_slice(&json).map_err(|e| bundle_err(&path, format!("unik.json: {e}")))?;
+            annotations.extend(extra.into_iter().filter(|(k, _)| k.starts_with(PREFIX)));
+        }
+    }
     let args: Vec<String> = spec.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default();
     let mem_limit = spec
         .linux()
@@ -156,12 +168,14 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
         resolv_conf,
         tap: String::new(),
     };
+    let hooks = Hooks::from_spec(spec.hooks().as_ref());
     Ok(Bundle {
         path,
         rootfs,
         annotations,
         kind,
         network,
+        hooks,
     })
 }
 

@@ -203,3 +203,20 @@ fn test_memory_defaults_and_missing_config() {
     let dir = tempfile::tempdir().unwrap();
     assert!(load(dir.path()).unwrap_err().to_string().contains("config.json"));
 }
+
+#[test]
+fn test_unik_json_in_the_rootfs_supplies_annotations() {
+    let json = serde_json::to_vec(&serde_json::json!({ NET_TEMPLATE: "mirage", "other.key": "x" })).unwrap();
+    let b = bundle(
+        config(&["/app"], serde_json::json!({})),
+        &[("/app", &hvt_elf(&[("service0", 2)])), ("/unik.json", &json)],
+    );
+    let loaded = load(b.path()).unwrap();
+    assert_eq!(loaded.network.template.as_deref(), Some("mirage"));
+    assert!(!loaded.annotations.contains_key("other.key"));
+    let b = bundle(
+        config(&["/app"], serde_json::json!({})),
+        &[("/app", &hvt_elf(&[])), ("/unik.json", b"{")],
+    );
+    assert!(load(b.path()).unwrap_err().to_string().contains("unik.json"));
+}

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::bundle::{self, BundleKind};
 use crate::console;
 use crate::error::ContainerError;
+use crate::hooks::{self, Hooks};
 use crate::network::{self, NetPlan};
 use crate::process;
 use crate::spawn::Spawner;
@@ -17,6 +18,21 @@ use crate::state::{OCI_VERSION, State, StateDir, Status, list_ids, rfc3339, writ
 
 /// How long `delete --force` waits for a killed monitor to disappear.
 const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// The OCI state hooks receive on stdin.
+fn state_json(state: &State, pid: i32) -> Result<Vec<u8>, ContainerError> {
+    let mut s = state.clone();
+    s.pid = Some(pid);
+    serde_json::to_vec(&s).map_err(|e| ContainerError::io("serialising the state for hooks")(std::io::Error::other(e)))
+}
+
+/// The hooks saved at create time.
+fn saved_hooks(dir: &StateDir) -> Hooks {
+    std::fs::read(dir.path().join("hooks.json"))
+        .ok()
+        .and_then(|j| serde_json::from_slice(&j).ok())
+        .unwrap_or_default()
+}
 
 /// Options of `create`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -160,8 +176,23 @@ impl Runtime {
             serde_json::to_vec_pretty(&network).map_err(|e| ContainerError::io("serialising network.json")(std::io::Error::other(e)))?;
         dir.write_atomic("network.json", &json)?;
         mkfifo(&dir.fifo())?;
+        let hooks_json =
+            serde_json::to_vec(&bundle.hooks).map_err(|e| ContainerError::io("serialising hooks.json")(std::io::Error::other(e)))?;
+        dir.write_atomic("hooks.json", &hooks_json)?;
         let pty = opts.console_socket.map(|_| console::open_pty()).transpose()?;
-        let pid = spawner.spawn(dir, pty.as_ref().map(|(_, slave)| slave))?;
+        log::debug!(
+            "hooks: {} prestart, {} createRuntime, {} createContainer",
+            bundle.hooks.prestart.len(),
+            bundle.hooks.create_runtime.len(),
+            bundle.hooks.create_container.len()
+        );
+        let mut run_create_hooks = |pid: i32| {
+            let json = state_json(&state, pid)?;
+            hooks::run("prestart", &bundle.hooks.prestart, &json)?;
+            hooks::run("createRuntime", &bundle.hooks.create_runtime, &json)?;
+            hooks::run("createContainer", &bundle.hooks.create_container, &json)
+        };
+        let pid = spawner.spawn(dir, pty.as_ref().map(|(_, slave)| slave), &mut run_create_hooks)?;
         *pid_out = Some(pid);
         let start = process::start_time(pid)
             .ok_or_else(|| ContainerError::Monitor(format!("the monitor (pid {pid}) exited right after starting")))?;
@@ -216,7 +247,14 @@ impl Runtime {
         drop(fifo);
         std::fs::remove_file(dir.fifo()).map_err(ContainerError::io("removing the start fifo"))?;
         state.status = Status::Running;
-        dir.save(&state)
+        dir.save(&state)?;
+        let hooks = saved_hooks(&dir);
+        if let (Some(pid), false) = (state.pid, hooks.poststart.is_empty()) {
+            if let Err(e) = state_json(&state, pid).and_then(|json| hooks::run("poststart", &hooks.poststart, &json)) {
+                log::warn!("{e}");
+            }
+        }
+        Ok(())
     }
 
     /// Sends `signal` to the container's monitor (SIGTERM/SIGINT stop the guest cleanly).
@@ -272,7 +310,16 @@ impl Runtime {
         }
         drop(lock);
         remove_stale_splice(&dir);
-        dir.remove()
+        let hooks = saved_hooks(&dir);
+        dir.remove()?;
+        if !hooks.poststop.is_empty() {
+            let mut stopped = state.clone();
+            stopped.status = Status::Stopped;
+            if let Err(e) = state_json(&stopped, state.pid.unwrap_or(0)).and_then(|json| hooks::run("poststop", &hooks.poststop, &json)) {
+                log::warn!("{e}");
+            }
+        }
+        Ok(())
     }
 
     /// Stops the monitor process (and so the guest) until `resume`.

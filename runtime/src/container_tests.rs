@@ -7,20 +7,32 @@ use crate::bundle::tests::{bundle, config, hvt_elf};
 struct FakeMonitor;
 
 impl Spawner for FakeMonitor {
-    fn spawn(&self, dir: &StateDir, _terminal: Option<&std::os::fd::OwnedFd>) -> Result<i32, ContainerError> {
+    fn spawn(
+        &self,
+        dir: &StateDir,
+        _terminal: Option<&std::os::fd::OwnedFd>,
+        hooks: &mut dyn FnMut(i32) -> Result<(), ContainerError>,
+    ) -> Result<i32, ContainerError> {
         let child = Command::new("sh")
             .args(["-c", "read x < \"$1\"; exec sleep 30", "sh"])
             .arg(dir.fifo())
             .spawn()
             .map_err(ContainerError::io("spawn"))?;
-        Ok(i32::try_from(child.id()).unwrap())
+        let pid = i32::try_from(child.id()).unwrap();
+        hooks(pid)?;
+        Ok(pid)
     }
 }
 
 struct FailingMonitor;
 
 impl Spawner for FailingMonitor {
-    fn spawn(&self, _dir: &StateDir, _terminal: Option<&std::os::fd::OwnedFd>) -> Result<i32, ContainerError> {
+    fn spawn(
+        &self,
+        _dir: &StateDir,
+        _terminal: Option<&std::os::fd::OwnedFd>,
+        _hooks: &mut dyn FnMut(i32) -> Result<(), ContainerError>,
+    ) -> Result<i32, ContainerError> {
         Err(ContainerError::Monitor("Could not open /dev/kvm: boom".into()))
     }
 }

@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod console;
 pub mod container;
 pub mod error;
+pub mod hooks;
 pub mod id;
 pub mod network;
 pub mod process;

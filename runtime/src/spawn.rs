@@ -1,12 +1,16 @@
 //! Starting the monitor process, and the one-line sync protocol it answers with.
 //!
-//! `create` starts the monitor with a pipe on fd 3. The monitor builds the whole VM and then
-//! writes exactly one JSON line — `{"ok":true}` or `{"error":"<why>"}` — and closes the pipe; so
-//! `create` returns the monitor's exact error, and succeeds only once the VM is ready to run.
+//! `create` starts the monitor with a socket on fd 3 and they speak in JSON lines:
+//! 1. monitor → `{"namespaces":true}` once it is in the container's namespaces; `create` then runs
+//!    the prestart/createRuntime/createContainer hooks and answers one byte (`g`) — or closes the
+//!    socket and kills the monitor if a hook fails;
+//! 2. monitor → `{"ok":true}` once the VM is built, or `{"error":"<why>"}` at any point.
+//!
+//! So `create` returns the monitor's exact error, and succeeds only once the VM is ready to run.
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -34,6 +38,28 @@ pub enum SyncMessage {
         /// Why.
         error: String,
     },
+    /// The monitor is in the container's namespaces and waits for the hooks.
+    Namespaces {
+        /// Always true.
+        namespaces: bool,
+    },
+}
+
+fn write_line(mut w: impl Write, msg: &SyncMessage) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    w.write_all(&line)
+}
+
+/// Tells `create` the namespaces exist, and waits until its hooks have run.
+pub fn namespaces_ready(fd: &OwnedFd) -> std::io::Result<()> {
+    let mut file = File::from(fd.try_clone()?);
+    write_line(&mut file, &SyncMessage::Namespaces { namespaces: true })?;
+    let mut go = [0u8; 1];
+    match file.read(&mut go)? {
+        1 => Ok(()),
+        _ => Err(std::io::Error::other("create gave up (a hook failed)")),
+    }
 }
 
 /// Writes the monitor's report on `fd` and closes it.
@@ -42,22 +68,46 @@ pub fn report(fd: OwnedFd, result: Result<(), String>) -> std::io::Result<()> {
         Ok(()) => SyncMessage::Ok { ok: true },
         Err(error) => SyncMessage::Error { error },
     };
-    let mut line = serde_json::to_vec(&msg).map_err(std::io::Error::other)?;
-    line.push(b'\n');
-    File::from(fd).write_all(&line)
+    write_line(File::from(fd), &msg)
 }
 
-/// Reads the monitor's report from the read end of the sync pipe.
-pub fn read_report(fd: OwnedFd) -> Result<Result<(), String>, ContainerError> {
-    let mut text = String::new();
-    File::from(fd)
-        .read_to_string(&mut text)
-        .map_err(ContainerError::io("reading the monitor's report"))?;
-    match serde_json::from_str::<SyncMessage>(text.trim()) {
-        Ok(SyncMessage::Ok { ok: true }) => Ok(Ok(())),
-        Ok(SyncMessage::Error { error }) => Ok(Err(error)),
-        _ if text.is_empty() => Ok(Err("the monitor exited before reporting".into())),
-        _ => Ok(Err(format!("the monitor sent a malformed report: {text:?}"))),
+/// Parses one line of the monitor's.
+fn parse_line(line: &str) -> Result<SyncMessage, String> {
+    match serde_json::from_str::<SyncMessage>(line.trim()) {
+        Ok(msg) => Ok(msg),
+        Err(_) if line.is_empty() => Err("the monitor exited before reporting".into()),
+        Err(_) => Err(format!("the monitor sent a malformed report: {line:?}")),
+    }
+}
+
+/// Reads the monitor's reports from our end of the sync socket, running `hooks` with its pid
+/// when it reaches its namespaces. `Ok(Err(why))` is a failure the monitor (or a hook) reported.
+pub fn read_report(
+    fd: OwnedFd,
+    pid: i32,
+    hooks: &mut dyn FnMut(i32) -> Result<(), ContainerError>,
+) -> Result<Result<(), String>, ContainerError> {
+    let mut reader = BufReader::new(File::from(fd));
+    loop {
+        let mut line = String::new();
+        reader
+            .read_line(&mut line)
+            .map_err(ContainerError::io("reading the monitor's report"))?;
+        match parse_line(&line) {
+            Ok(SyncMessage::Ok { ok: true }) => return Ok(Ok(())),
+            Ok(SyncMessage::Error { error }) => return Ok(Err(error)),
+            Ok(SyncMessage::Namespaces { .. }) => {
+                if let Err(e) = hooks(pid) {
+                    return Ok(Err(e.to_string()));
+                }
+                reader
+                    .get_mut()
+                    .write_all(b"g")
+                    .map_err(ContainerError::io("releasing the monitor"))?;
+            }
+            Ok(SyncMessage::Ok { ok: false }) => return Ok(Err("the monitor reported failure".into())),
+            Err(why) => return Ok(Err(why)),
+        }
     }
 }
 
@@ -67,7 +117,14 @@ pub trait Spawner {
     /// built; a failure it reports comes back as [`ContainerError::Monitor`] (and the monitor is
     /// gone). With `terminal`, that fd (a pty slave) is the monitor's stdin, stdout and stderr and
     /// its controlling terminal; otherwise the monitor inherits the caller's stdio.
-    fn spawn(&self, dir: &StateDir, terminal: Option<&OwnedFd>) -> Result<i32, ContainerError>;
+    /// `hooks` runs with the monitor's pid once the monitor is in its namespaces, before it wires
+    /// the network and builds the VM.
+    fn spawn(
+        &self,
+        dir: &StateDir,
+        terminal: Option<&OwnedFd>,
+        hooks: &mut dyn FnMut(i32) -> Result<(), ContainerError>,
+    ) -> Result<i32, ContainerError>;
 }
 
 /// The production spawner: runs `exe args... <state dir>` (unik's hidden `__monitor` command)
@@ -80,10 +137,10 @@ pub struct ReexecSpawner {
     pub args: Vec<OsString>,
 }
 
-fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+fn socketpair() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two descriptors into `fds`; checked below.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+    // SAFETY: socketpair writes two descriptors into `fds`; checked below.
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: both descriptors are fresh and owned by nobody else.
@@ -91,8 +148,13 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 }
 
 impl Spawner for ReexecSpawner {
-    fn spawn(&self, dir: &StateDir, terminal: Option<&OwnedFd>) -> Result<i32, ContainerError> {
-        let (read, write) = pipe().map_err(ContainerError::io("creating the sync pipe"))?;
+    fn spawn(
+        &self,
+        dir: &StateDir,
+        terminal: Option<&OwnedFd>,
+        hooks: &mut dyn FnMut(i32) -> Result<(), ContainerError>,
+    ) -> Result<i32, ContainerError> {
+        let (read, write) = socketpair().map_err(ContainerError::io("creating the sync socket"))?;
         let raw = write.as_raw_fd();
         let mut cmd = Command::new(&self.exe);
         cmd.args(&self.args).arg(dir.path());
@@ -127,7 +189,7 @@ impl Spawner for ReexecSpawner {
             .map_err(ContainerError::io(format!("starting the monitor {}", self.exe.display())))?;
         drop(write);
         let pid = i32::try_from(child.id()).map_err(|_| ContainerError::Monitor("monitor pid out of range".into()))?;
-        match read_report(read)? {
+        match read_report(read, pid, hooks)? {
             // The monitor lives on after `create` exits; whoever reaps orphans (containerd's shim,
             // a subreaper) collects its exit status.
             Ok(()) => Ok(pid),
@@ -145,15 +207,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn test_report_round_trip() {
-        let (r, w) = pipe().unwrap();
+    fn test_sync_protocol() {
+        let none = &mut |_: i32| Ok(());
+        let (r, w) = socketpair().unwrap();
         report(w, Ok(())).unwrap();
-        assert_eq!(read_report(r).unwrap(), Ok(()));
-        let (r, w) = pipe().unwrap();
+        assert_eq!(read_report(r, 1, none).unwrap(), Ok(()));
+        let (r, w) = socketpair().unwrap();
         report(w, Err("Could not open /dev/kvm".into())).unwrap();
-        assert_eq!(read_report(r).unwrap(), Err("Could not open /dev/kvm".into()));
-        let (r, w) = pipe().unwrap();
+        assert_eq!(read_report(r, 1, none).unwrap(), Err("Could not open /dev/kvm".into()));
+        let (r, w) = socketpair().unwrap();
         drop(w);
-        assert_eq!(read_report(r).unwrap(), Err("the monitor exited before reporting".into()));
+        assert_eq!(read_report(r, 1, none).unwrap(), Err("the monitor exited before reporting".into()));
+        // Namespaces, hooks with the pid, go, then the build result.
+        let (r, w) = socketpair().unwrap();
+        let monitor = std::thread::spawn(move || {
+            namespaces_ready(&w).unwrap();
+            report(w, Ok(())).unwrap();
+        });
+        let mut seen = None;
+        assert_eq!(
+            read_report(r, 42, &mut |pid| {
+                seen = Some(pid);
+                Ok(())
+            })
+            .unwrap(),
+            Ok(())
+        );
+        monitor.join().unwrap();
+        assert_eq!(seen, Some(42));
+        // A failing hook: the monitor's wait ends with an error when the socket closes.
+        let (r, w) = socketpair().unwrap();
+        let monitor = std::thread::spawn(move || namespaces_ready(&w).unwrap_err());
+        let res = read_report(r, 1, &mut |_| Err(ContainerError::Monitor("prestart hook /x: boom".into()))).unwrap();
+        assert_eq!(res, Err("prestart hook /x: boom".into()));
+        monitor.join().unwrap();
     }
 }

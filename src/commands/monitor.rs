@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use runtime::network::{self, NetPlan, Wired};
-use runtime::spawn::{SYNC_FD, report};
+use runtime::spawn::{SYNC_FD, namespaces_ready, report};
 use vmm::{ExitStatus, VmConfig};
 
 use crate::cli::oci::MonitorArgs;
@@ -22,7 +22,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     // SAFETY: fd 3 is open (checked above) and `create` handed it to us alone.
     let sync = unsafe { OwnedFd::from_raw_fd(SYNC_FD) };
     // Everything before the VM is built reports its error through the sync pipe too.
-    let prepared = prepare(&args.dir);
+    let prepared = prepare(&args.dir, &sync);
     let (cfg, wired) = match prepared {
         Ok(p) => p,
         Err(e) => {
@@ -50,9 +50,9 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(status.code()))
 }
 
-/// Reads the VM and network configuration, joins the container's network namespace and wires
-/// the unikernel's network device to the container interface.
-fn prepare(dir: &std::path::Path) -> anyhow::Result<(VmConfig, Option<Wired>)> {
+/// Reads the VM and network configuration, joins the container's network namespace, waits for
+/// the create hooks and wires the unikernel's network device to the container interface.
+fn prepare(dir: &std::path::Path, sync: &OwnedFd) -> anyhow::Result<(VmConfig, Option<Wired>)> {
     let mut cfg: VmConfig =
         serde_json::from_slice(&std::fs::read(dir.join("vm.json")).context("reading vm.json")?).context("parsing vm.json")?;
     let plan: NetPlan = match std::fs::read(dir.join("network.json")) {
@@ -61,6 +61,9 @@ fn prepare(dir: &std::path::Path) -> anyhow::Result<(VmConfig, Option<Wired>)> {
         Err(e) => return Err(e).context("reading network.json"),
     };
     network::enter(&plan)?;
+    // `create` runs the prestart/createRuntime hooks now (docker's moves the container
+    // interface into our namespace), then lets us go on.
+    namespaces_ready(sync).context("waiting for the create hooks")?;
     let wired = network::wire(&plan, &mut cfg)?;
     if let Some(w) = &wired {
         log::debug!("guest network: {} via tap {} ({:?})", w.interface.name, plan.tap, w.values);

@@ -20,14 +20,19 @@ pub struct Interface {
     pub prefix: u8,
 }
 
-/// Up, non-loopback interfaces with an IPv4 address, in the kernel's order: (name, ip, prefix).
-fn ipv4_interfaces() -> std::io::Result<Vec<(String, Ipv4Addr, u8)>> {
+/// An interface name with one of its IPv4 addresses and that address's prefix length.
+type Ipv4Interface = (String, Ipv4Addr, u8);
+
+/// Up, non-loopback interfaces with an IPv4 address, in the kernel's order; and a description of
+/// every interface, for error messages.
+fn ipv4_interfaces() -> std::io::Result<(Vec<Ipv4Interface>, Vec<String>)> {
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs allocates a list we free below.
     if unsafe { libc::getifaddrs(&mut head) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
     let mut out = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
     let mut cur = head;
     while !cur.is_null() {
         // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
@@ -35,6 +40,12 @@ fn ipv4_interfaces() -> std::io::Result<Vec<(String, Ipv4Addr, u8)>> {
         cur = ifa.ifa_next;
         let up = ifa.ifa_flags & libc::IFF_UP as u32 != 0;
         let loopback = ifa.ifa_flags & libc::IFF_LOOPBACK as u32 != 0;
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }.to_string_lossy().into_owned();
+        let label = format!("{name}{}", if up { "" } else { " (down)" });
+        if !seen.contains(&label) {
+            seen.push(label);
+        }
         if !up || loopback || ifa.ifa_addr.is_null() || ifa.ifa_netmask.is_null() {
             continue;
         }
@@ -48,25 +59,26 @@ fn ipv4_interfaces() -> std::io::Result<Vec<(String, Ipv4Addr, u8)>> {
             let m = &*ifa.ifa_netmask.cast::<libc::sockaddr_in>();
             (u32::from_be(a.sin_addr.s_addr), u32::from_be(m.sin_addr.s_addr))
         };
-        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }.to_string_lossy().into_owned();
         out.push((name, Ipv4Addr::from(addr), u8::try_from(mask.count_ones()).unwrap_or(32)));
     }
     // SAFETY: frees the list getifaddrs returned; no reference into it survives.
     unsafe { libc::freeifaddrs(head) };
-    Ok(out)
+    Ok((out, seen))
 }
 
 /// The interface named `wanted`, or else the first up interface with an IPv4 address that is not
 /// in `taken`.
 pub fn find(wanted: Option<&str>, taken: &dyn Fn(&str) -> bool) -> Result<Interface, String> {
-    let candidates = ipv4_interfaces().map_err(|e| format!("listing interfaces: {e}"))?;
+    let (candidates, seen) = ipv4_interfaces().map_err(|e| format!("listing interfaces: {e}"))?;
     let (name, ip, prefix) = candidates
         .into_iter()
         .find(|(name, ..)| wanted.map_or(!taken(name), |w| w == name))
-        .ok_or_else(|| match wanted {
-            Some(w) => format!("the container has no interface '{w}' that is up with an IPv4 address"),
-            None => "the container has no free interface that is up with an IPv4 address".to_string(),
+        .ok_or_else(|| {
+            let what = wanted.map_or("free interface".to_string(), |w| format!("interface '{w}'"));
+            format!(
+                "the container has no {what} that is up with an IPv4 address (it has: {})",
+                seen.join(", ")
+            )
         })?;
     let c = std::ffi::CString::new(name.clone()).map_err(|_| format!("bad interface name {name}"))?;
     // SAFETY: if_nametoindex with a NUL-terminated name.
