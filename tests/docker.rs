@@ -42,7 +42,7 @@ impl Dockerd {
             .arg(format!("--net=/run/netns/{}", ns.name))
             .args([
                 "dockerd",
-                "--bridge=none",
+                "--bip=10.95.0.1/24",
                 "--iptables=false",
                 "--ip6tables=false",
                 "--ip-masq=false",
@@ -221,4 +221,47 @@ fn test_docker_run_top_stop_rm() {
     assert!(left.is_empty(), "state left behind: {left:?}");
     let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     assert!(!cmdline.contains("__monitor"), "monitor {pid} still running");
+}
+
+#[test]
+fn test_docker_container_ip_reaches_the_guest() {
+    require_kvm!();
+    let docker = Dockerd::start();
+    // docker passes no image annotations; the template travels in /unik.json.
+    let unik_json = br#"{"dev.unik.net.template": "ip={ip} gw={gateway}"}"#;
+    docker.import(
+        "unik-net:test",
+        "net",
+        &[("unik.json", unik_json)],
+        r#"["/net.hvt", "count=3", "timeout=60"]"#,
+    );
+    let name = format!("unik-net-{}", std::process::id());
+    docker.ok(&["run", "-d", "--name", &name, "--runtime", "unik", "unik-net:test"]);
+    docker.wait_logs(&name, " ready");
+    let ip = docker
+        .ok(&["inspect", "--format", "{{.NetworkSettings.IPAddress}}", &name])
+        .trim()
+        .to_string();
+    let mac = docker
+        .ok(&["inspect", "--format", "{{.NetworkSettings.MacAddress}}", &name])
+        .trim()
+        .to_string();
+    // The daemon's namespace is the host side of docker's bridge.
+    let ping = docker
+        ._ns
+        .command(&["ping", "-c", "3", "-i", "0.2", "-W", "5", &ip])
+        .output()
+        .unwrap();
+    assert!(
+        ping.status.success(),
+        "ping {ip}: {} / logs: {}",
+        stdout(&ping),
+        docker.ok(&["logs", &name])
+    );
+    assert_eq!(docker.ok(&["wait", &name]).trim(), "0");
+    let logs = docker.ok(&["logs", &name]);
+    assert!(logs.contains(&format!("net: cmdline: ip={ip} gw=10.95.0.1")), "{logs}");
+    assert!(logs.contains(&format!("net: mac={mac}")), "{logs}");
+    assert!(logs.contains("net: answered 3 pings"), "{logs}");
+    docker.ok(&["rm", &name]);
 }
