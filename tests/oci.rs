@@ -485,3 +485,55 @@ fn test_two_unikernels_share_a_namespace_and_kill_cleans_up() {
     assert!(b.query(&["delete", "nb"]).status.success());
     net.assert_clean();
 }
+
+/// The cgroup directories of `rel` in every hierarchy the machine mounts.
+fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        return vec![root.join(rel)];
+    }
+    std::fs::read_dir(root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("cgroup.procs").exists() && !p.ends_with("cpuset"))
+        .map(|p| p.join(rel))
+        .collect()
+}
+
+#[test]
+fn test_monitor_joins_the_cgroup_with_room_for_guest_memory() {
+    require_kvm!();
+    let env = Env::new(&["/hello.hvt", "sleep=600000"], serde_json::json!({}));
+    let parent = format!("unik-test-{}", std::process::id());
+    let rel = format!("{parent}/c9");
+    let path = env.bundle().join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["linux"]["cgroupsPath"] = serde_json::json!(format!("/{rel}"));
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+
+    let pid = env.create("c9");
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(cgroup.lines().any(|l| l.ends_with(&format!(":/{rel}"))), "{cgroup}");
+    let limit = (16u64 << 20) + (32 << 20);
+    let dirs = cgroup_dirs(&rel);
+    let memory: Vec<String> = ["memory.max", "memory.limit_in_bytes"]
+        .iter()
+        .flat_map(|f| dirs.iter().map(move |d| d.join(f)))
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .collect();
+    assert_eq!(
+        memory.iter().map(|m| m.trim()).collect::<Vec<_>>(),
+        [limit.to_string()],
+        "memory limit files: {memory:?}"
+    );
+
+    assert!(env.unik(&["start", "c9"]).status.success());
+    assert!(env.query(&["kill", "c9", "KILL"]).status.success());
+    reap(pid);
+    assert!(env.query(&["delete", "c9"]).status.success());
+    for d in cgroup_dirs(&rel) {
+        assert!(!d.exists(), "cgroup {} left behind", d.display());
+        let _ = std::fs::remove_dir(d.parent().unwrap());
+    }
+}

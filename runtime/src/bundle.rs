@@ -65,6 +65,10 @@ pub struct Bundle {
     pub network: NetPlan,
     /// Its OCI hooks.
     pub hooks: Hooks,
+    /// `linux.cgroupsPath`.
+    pub cgroups_path: Option<String>,
+    /// Whether `linux.resources.memory.limit` is set.
+    pub memory_limited: bool,
 }
 
 fn bundle_err(path: &Path, reason: impl Into<String>) -> ContainerError {
@@ -169,6 +173,12 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
         tap: String::new(),
     };
     let hooks = Hooks::from_spec(spec.hooks().as_ref());
+    let cgroups_path = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.display().to_string());
+    let memory_limited = mem_limit.is_some_and(|l| l > 0);
     Ok(Bundle {
         path,
         rootfs,
@@ -176,6 +186,8 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
         kind,
         network,
         hooks,
+        cgroups_path,
+        memory_limited,
     })
 }
 

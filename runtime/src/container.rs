@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::bundle::{self, BundleKind};
+use crate::cgroups::{self, CgroupPlan};
 use crate::console;
 use crate::error::ContainerError;
 use crate::hooks::{self, Hooks};
@@ -41,12 +42,16 @@ pub struct CreateOptions<'a> {
     pub pid_file: Option<&'a Path>,
     /// Where to send a terminal's master fd; the guest console is then that terminal.
     pub console_socket: Option<&'a Path>,
+    /// `cgroupsPath` uses systemd's `slice:prefix:name` syntax.
+    pub systemd_cgroup: bool,
 }
 
 /// Containers under one root directory.
 #[derive(Debug, Clone)]
 pub struct Runtime {
     root: PathBuf,
+    /// Where cgroup hierarchies are mounted; `None` leaves cgroups alone.
+    cgroup_root: Option<PathBuf>,
 }
 
 /// The live status of a container: its process, the start gate and the pause marker.
@@ -116,7 +121,23 @@ fn remove_stale_splice(dir: &StateDir) {
 impl Runtime {
     /// Containers under `root` (created on first `create`).
     pub fn new(root: impl Into<PathBuf>) -> Runtime {
-        Runtime { root: root.into() }
+        Runtime {
+            root: root.into(),
+            cgroup_root: Some(PathBuf::from("/sys/fs/cgroup")),
+        }
+    }
+
+    /// The same, without touching cgroups (unit tests).
+    pub fn without_cgroups(mut self) -> Runtime {
+        self.cgroup_root = None;
+        self
+    }
+
+    /// The cgroup plan saved at create time.
+    fn saved_cgroup(dir: &StateDir) -> Option<CgroupPlan> {
+        std::fs::read(dir.path().join("cgroup.json"))
+            .ok()
+            .and_then(|j| serde_json::from_slice(&j).ok())
     }
 
     /// The root directory.
@@ -186,7 +207,23 @@ impl Runtime {
             bundle.hooks.create_runtime.len(),
             bundle.hooks.create_container.len()
         );
+        let cgroup_path =
+            cgroups::relative_path(bundle.cgroups_path.as_deref(), opts.systemd_cgroup).map_err(|reason| ContainerError::Bundle {
+                path: state.bundle.clone(),
+                reason,
+            })?;
+        let cgroup = cgroup_path.map(|path| CgroupPlan {
+            path,
+            memory_limit: bundle.memory_limited.then(|| (cfg.mem_mib << 20) + cgroups::MONITOR_OVERHEAD),
+        });
+        if let (Some(_), Some(cgroup)) = (&self.cgroup_root, &cgroup) {
+            let json = serde_json::to_vec(cgroup).map_err(|e| ContainerError::io("serialising cgroup.json")(std::io::Error::other(e)))?;
+            dir.write_atomic("cgroup.json", &json)?;
+        }
         let mut run_create_hooks = |pid: i32| {
+            if let (Some(root), Some(cgroup)) = (&self.cgroup_root, &cgroup) {
+                cgroups::join(root, cgroup, pid)?;
+            }
             let json = state_json(&state, pid)?;
             hooks::run("prestart", &bundle.hooks.prestart, &json)?;
             hooks::run("createRuntime", &bundle.hooks.create_runtime, &json)?;
@@ -310,6 +347,9 @@ impl Runtime {
         }
         drop(lock);
         remove_stale_splice(&dir);
+        if let (Some(root), Some(plan)) = (&self.cgroup_root, Runtime::saved_cgroup(&dir)) {
+            cgroups::remove(root, &plan);
+        }
         let hooks = saved_hooks(&dir);
         dir.remove()?;
         if !hooks.poststop.is_empty() {

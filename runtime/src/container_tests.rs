@@ -55,7 +55,7 @@ fn wait_for(rt: &Runtime, id: &str, status: Status) {
 #[test]
 fn test_full_lifecycle() {
     let root = tempfile::tempdir().unwrap();
-    let rt = Runtime::new(root.path());
+    let rt = Runtime::new(root.path()).without_cgroups();
     let b = unikernel_bundle();
     let pid_file = b.path().join("init.pid");
     let created = rt
@@ -64,7 +64,7 @@ fn test_full_lifecycle() {
             b.path(),
             &CreateOptions {
                 pid_file: Some(&pid_file),
-                console_socket: None,
+                ..Default::default()
             },
             &FakeMonitor,
         )
@@ -104,7 +104,7 @@ fn test_full_lifecycle() {
 #[test]
 fn test_force_delete_of_a_created_container() {
     let root = tempfile::tempdir().unwrap();
-    let rt = Runtime::new(root.path());
+    let rt = Runtime::new(root.path()).without_cgroups();
     let b = unikernel_bundle();
     let pid = rt
         .create("c2", b.path(), &CreateOptions::default(), &FakeMonitor)
@@ -120,7 +120,7 @@ fn test_force_delete_of_a_created_container() {
 #[test]
 fn test_failed_create_leaves_nothing() {
     let root = tempfile::tempdir().unwrap();
-    let rt = Runtime::new(root.path());
+    let rt = Runtime::new(root.path()).without_cgroups();
     let b = unikernel_bundle();
     let err = rt.create("c3", b.path(), &CreateOptions::default(), &FailingMonitor).unwrap_err();
     assert_eq!(err.to_string(), "Could not open /dev/kvm: boom");
@@ -139,7 +139,7 @@ fn test_failed_create_leaves_nothing() {
 #[test]
 fn test_commands_on_missing_containers() {
     let root = tempfile::tempdir().unwrap();
-    let rt = Runtime::new(root.path());
+    let rt = Runtime::new(root.path()).without_cgroups();
     for err in [
         rt.start("nope").unwrap_err(),
         rt.kill("nope", 15).unwrap_err(),
@@ -155,7 +155,7 @@ fn test_commands_on_missing_containers() {
 #[test]
 fn test_start_after_the_monitor_died() {
     let root = tempfile::tempdir().unwrap();
-    let rt = Runtime::new(root.path());
+    let rt = Runtime::new(root.path()).without_cgroups();
     let b = unikernel_bundle();
     rt.create("c6", b.path(), &CreateOptions::default(), &FakeMonitor).unwrap();
     rt.kill("c6", libc::SIGKILL).unwrap();

@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod bundle;
+pub mod cgroups;
 pub mod console;
 pub mod container;
 pub mod error;

@@ -42,7 +42,7 @@ pub struct GlobalArgs {
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Accepted for runc compatibility (cgroups are not managed yet).
+    /// linux.cgroupsPath uses systemd's slice:prefix:name syntax.
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
     /// Accepted for runc compatibility.

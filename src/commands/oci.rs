@@ -64,6 +64,7 @@ pub fn create(global: &GlobalArgs, args: &CreateArgs) -> anyhow::Result<ExitCode
     let opts = CreateOptions {
         pid_file: args.pid_file.as_deref(),
         console_socket: args.console_socket.as_deref(),
+        systemd_cgroup: global.systemd_cgroup,
     };
     Runtime::new(root(global)).create(&args.id, &args.bundle, &opts, &spawner(global)?)?;
     Ok(ExitCode::SUCCESS)
