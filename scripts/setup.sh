@@ -12,6 +12,8 @@ command -v readelf >/dev/null || need_pkgs+=(binutils)
 command -v containerd >/dev/null || need_pkgs+=(containerd)
 [ -x /usr/bin/docker ] && command -v dockerd >/dev/null || need_pkgs+=(docker.io)
 command -v nsenter >/dev/null || need_pkgs+=(util-linux)
+command -v runc >/dev/null || need_pkgs+=(runc)
+[ -x /bin/busybox ] || need_pkgs+=(busybox-static)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

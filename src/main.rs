@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod delegate;
 mod launch;
 mod logging;
 
@@ -14,7 +15,7 @@ use commands::oci;
 
 fn main() -> ExitCode {
     let argv = cli::solo5::normalize_argv(std::env::args_os().collect());
-    let cli = match Cli::try_parse_from(argv) {
+    let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
         Err(e) => {
             // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2);
@@ -26,6 +27,10 @@ fn main() -> ExitCode {
     let global = &cli.global;
     logging::init(global.debug, global.log_format, global.log.as_deref());
     log::debug!("systemd-cgroup={} rootless={:?}", global.systemd_cgroup, global.rootless);
+    if let Err(e) = delegate::maybe_exec_runc(&cli, &argv, &oci::root(global)) {
+        log::error!("{}", error_chain(&e));
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Boot(args) => commands::boot::run(args),
         Command::Monitor(args) => commands::monitor::run(args),

@@ -54,6 +54,11 @@ impl Env {
     /// (as a container's process does), so stdout goes to the console file and stderr to a file
     /// read back once the command returns — pipes would stay open as long as the monitor lives.
     fn unik(&self, args: &[&str]) -> Output {
+        self.unik_with(args, &[])
+    }
+
+    /// [`unik`](Self::unik) with extra environment variables.
+    fn unik_with(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
         let console = File::options().create(true).append(true).open(self.console()).unwrap();
         let err_path = self.dir.path().join("stderr");
         let err = File::create(&err_path).unwrap();
@@ -64,6 +69,7 @@ impl Env {
             .stdin(Stdio::null())
             .stdout(console)
             .stderr(err)
+            .envs(envs.iter().copied())
             .status()
             .unwrap();
         Output {
@@ -247,14 +253,16 @@ fn test_monitor_errors_come_back_from_create_and_leave_nothing() {
 
 #[test]
 fn test_bad_bundles_are_refused_clearly() {
+    // Without runc, an ordinary bundle is refused rather than handed over.
+    const NO_RUNC: &[(&str, &str)] = &[("UNIK_RUNC", "/nonexistent/runc")];
     let env = Env::new(&["/bin/sh"], serde_json::json!({}));
-    let out = env.unik(&["create", "--bundle", env.bundle().to_str().unwrap(), "c6"]);
+    let out = env.unik_with(&["create", "--bundle", env.bundle().to_str().unwrap(), "c6"], NO_RUNC);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("is not a unikernel"), "{}", stderr(&out));
     assert!(!env.root().join("c6").exists());
-    let out = env.unik(&["create", "--bundle", "/nonexistent", "c7"]);
+    let out = env.unik_with(&["create", "--bundle", "/nonexistent", "c7"], NO_RUNC);
     assert!(stderr(&out).contains("config.json"), "{}", stderr(&out));
-    let out = env.unik(&["create", "--bundle", env.bundle().to_str().unwrap(), "../evil"]);
+    let out = env.unik_with(&["create", "--bundle", env.bundle().to_str().unwrap(), "../evil"], NO_RUNC);
     assert!(stderr(&out).contains("invalid container id"), "{}", stderr(&out));
 }
 
@@ -536,4 +544,35 @@ fn test_monitor_joins_the_cgroup_with_room_for_guest_memory() {
         assert!(!d.exists(), "cgroup {} left behind", d.display());
         let _ = std::fs::remove_dir(d.parent().unwrap());
     }
+}
+
+#[test]
+fn test_ordinary_containers_are_handed_to_runc() {
+    let env = Env::new(&["/hello.hvt"], serde_json::json!({}));
+    // A busybox bundle from runc's own template.
+    let bundle = env.dir.path().join("busybox");
+    std::fs::create_dir_all(bundle.join("rootfs/bin")).unwrap();
+    std::fs::copy("/bin/busybox", bundle.join("rootfs/bin/busybox")).expect("busybox-static (scripts/setup.sh installs it)");
+    let out = Command::new("runc")
+        .arg("spec")
+        .current_dir(&bundle)
+        .output()
+        .expect("runc (scripts/setup.sh installs it)");
+    assert!(out.status.success(), "runc spec: {}", stderr(&out));
+    let path = bundle.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["process"]["terminal"] = serde_json::json!(false);
+    config["process"]["args"] = serde_json::json!(["/bin/busybox", "sh", "-c", "exit 3"]);
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+
+    let out = env.unik(&["run", "--bundle", bundle.to_str().unwrap(), "plain"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    // runc keeps its state apart; the container is gone after run.
+    assert!(!env.root().join("runc/plain").exists());
+    let out = env.unik(&["create", "--bundle", bundle.to_str().unwrap(), "plain2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(env.root().join("runc/plain2/state.json").exists());
+    assert_eq!(env.state("plain2")["status"], "created");
+    assert!(env.query(&["delete", "--force", "plain2"]).status.success());
+    assert!(!env.root().join("runc/plain2").exists());
 }

@@ -1,0 +1,105 @@
+//! Bundles that are not unikernels go to runc, when it is installed, with the same arguments:
+//! a Kubernetes pod's pause container, or an ordinary image by mistake, still runs. runc keeps
+//! its state under `<root>/runc`, and every later command for such a container is handed over too.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+use crate::cli::{Cli, Command};
+
+/// runc's state directory under unik's root.
+pub fn runc_root(root: &Path) -> PathBuf {
+    root.join("runc")
+}
+
+/// runc, if it is on PATH (`UNIK_RUNC` overrides, for tests).
+pub fn find_runc() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("UNIK_RUNC") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join("runc"))
+        .find(|p| p.is_file())
+}
+
+/// The container id a command acts on, and for `create`/`run` the bundle.
+fn target(cli: &Cli) -> Option<(&str, Option<&Path>)> {
+    Some(match &cli.command {
+        Command::Create(a) => (a.id.as_str(), Some(a.bundle.as_path())),
+        Command::Run(a) => (a.create.id.as_str(), Some(a.create.bundle.as_path())),
+        Command::Start(a) | Command::State(a) | Command::Pause(a) | Command::Resume(a) => (a.id.as_str(), None),
+        Command::Kill(a) => (a.id.as_str(), None),
+        Command::Delete(a) => (a.id.as_str(), None),
+        Command::Ps(a) => (a.id.as_str(), None),
+        Command::Update(a) => (a.id.as_str(), None),
+        _ => return None,
+    })
+}
+
+/// `argv` with `--root R` replaced by (or given) `--root R/runc`, and runc as argv[0].
+fn runc_argv(argv: &[OsString], root: &Path) -> Vec<OsString> {
+    let mut out = Vec::with_capacity(argv.len() + 2);
+    out.push("--root".into());
+    out.push(runc_root(root).into_os_string());
+    let mut args = argv.iter().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--root" {
+            args.next();
+        } else if a.to_str().is_some_and(|s| s.starts_with("--root=")) {
+            // dropped: replaced above
+        } else {
+            out.push(a.clone());
+        }
+    }
+    out
+}
+
+/// Replaces this process with runc when the command is for a runc container (or creates one
+/// from a bundle that is not a unikernel). Returns only when unik handles the command itself.
+pub fn maybe_exec_runc(cli: &Cli, argv: &[OsString], root: &Path) -> anyhow::Result<()> {
+    let Some((id, bundle)) = target(cli) else { return Ok(()) };
+    let delegated = runc_root(root).join(id).join("state.json").is_file()
+        || bundle.is_some_and(|b| {
+            matches!(
+                runtime::bundle::load(b).map(|b| b.kind),
+                Ok(runtime::bundle::BundleKind::NotUnikernel)
+            )
+        });
+    if !delegated {
+        return Ok(());
+    }
+    let Some(runc) = find_runc() else {
+        // The unik path reports the bundle error ("is not a unikernel ...").
+        return Ok(());
+    };
+    log::debug!("{id} is not a unikernel: handing over to {}", runc.display());
+    let err = std::process::Command::new(&runc).args(runc_argv(argv, root)).exec();
+    Err(anyhow::Error::new(err).context(format!("running {}", runc.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_runc_argv_moves_the_root() {
+        let argv: Vec<OsString> = ["unik", "--root", "/r", "--log", "l.json", "create", "--bundle", "b", "id"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        let out: Vec<String> = runc_argv(&argv, Path::new("/r"))
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        assert_eq!(out, ["--root", "/r/runc", "--log", "l.json", "create", "--bundle", "b", "id"]);
+        let argv: Vec<OsString> = ["unik", "--root=/r", "kill", "id", "9"].iter().map(Into::into).collect();
+        let out: Vec<String> = runc_argv(&argv, Path::new("/r"))
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        assert_eq!(out, ["--root", "/r/runc", "kill", "id", "9"]);
+    }
+}
