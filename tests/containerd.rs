@@ -34,8 +34,10 @@ impl Containerd {
         );
         std::fs::write(d.join("config.toml"), config).unwrap();
         let log = std::fs::File::create(d.join("containerd.log")).unwrap();
-        let daemon = ns
-            .command(&["containerd", "--config", d.join("config.toml").to_str().unwrap()])
+        // nsenter, not `ip netns exec`, which remounts /sys and hides the cgroup mounts.
+        let daemon = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", ns.name))
+            .args(["containerd", "--config", d.join("config.toml").to_str().unwrap()])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
