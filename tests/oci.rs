@@ -312,7 +312,7 @@ fn test_console_socket_receives_the_guest_terminal() {
     ]);
     assert!(out.status.success(), "create: {}", stderr(&out));
     let (stream, _) = listener.accept().unwrap();
-    let master = recv_fd(&stream);
+    let master = runtime::console::recv_fd(&stream).unwrap();
     let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
     assert!(env.unik(&["start", "c8"]).status.success());
     let status = reap(pid);
@@ -330,30 +330,6 @@ fn test_console_socket_receives_the_guest_terminal() {
     assert!(console.contains("Hello, world\r\n"), "{console:?}");
     assert!(!env.console_text().contains("Hello"), "output went to stdout, not the terminal");
     assert!(env.query(&["delete", "c8"]).status.success());
-}
-
-/// Receives one fd sent with SCM_RIGHTS.
-fn recv_fd(stream: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    let mut buf = [0u8; 64];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let mut control = [0u8; 64];
-    // SAFETY: a zeroed msghdr pointing at live buffers; recvmsg fills them, and the control
-    // message (checked non-null) carries one fd.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = control.len();
-        assert!(libc::recvmsg(stream.as_raw_fd(), &mut msg, 0) > 0);
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        assert!(!cmsg.is_null());
-        std::os::fd::OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>()))
-    }
 }
 
 /// Two namespaces joined by veth pairs: "host" holds 10.9N.0.1 on `vhN`, "container" holds

@@ -60,6 +60,39 @@ pub fn send_fd(socket: &Path, name: &str, fd: &OwnedFd) -> Result<(), ContainerE
     Ok(())
 }
 
+/// Receives one fd sent with SCM_RIGHTS on `stream` (the other end of [`send_fd`]).
+pub fn recv_fd(stream: &UnixStream) -> std::io::Result<OwnedFd> {
+    let mut buf = [0u8; 256];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control = [0u8; 64];
+    // SAFETY: a zeroed msghdr is valid; the pointers set below outlive the recvmsg call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len();
+    // SAFETY: recvmsg on our socket into the buffers described by `msg`.
+    if unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `msg` was filled by recvmsg; CMSG_FIRSTHDR returns null or a header inside `control`.
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    // SAFETY: a non-null header lies inside `control`; its level/type are checked before reading
+    // the one int of data an SCM_RIGHTS message with one fd carries.
+    unsafe {
+        if cmsg.is_null() || (*cmsg).cmsg_level != libc::SOL_SOCKET || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "no file descriptor in the message",
+            ));
+        }
+        Ok(OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>())))
+    }
+}
+
 /// The name of a pty slave (`/dev/pts/N`).
 pub fn pty_name(slave: &OwnedFd) -> String {
     std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd()))
@@ -74,28 +107,6 @@ mod tests {
 
     use super::*;
 
-    /// Receives one fd sent with SCM_RIGHTS.
-    pub(crate) fn recv_fd(stream: &UnixStream) -> OwnedFd {
-        let mut buf = [0u8; 64];
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        let mut control = [0u8; 64];
-        // SAFETY: zeroed msghdr pointing at live buffers; recvmsg fills them.
-        unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = control.len();
-            assert!(libc::recvmsg(stream.as_raw_fd(), &mut msg, 0) > 0);
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            assert!(!cmsg.is_null());
-            OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>()))
-        }
-    }
-
     #[test]
     fn test_pty_master_travels_over_the_socket() {
         let dir = tempfile::tempdir().unwrap();
@@ -105,7 +116,7 @@ mod tests {
         assert!(pty_name(&slave).starts_with("/dev/pts/"));
         send_fd(&path, &pty_name(&slave), &master).unwrap();
         let (stream, _) = listener.accept().unwrap();
-        let received = recv_fd(&stream);
+        let received = recv_fd(&stream).unwrap();
         std::fs::File::from(slave).write_all(b"hi\n").unwrap();
         let mut buf = [0u8; 8];
         let n = std::fs::File::from(received).read(&mut buf).unwrap();
