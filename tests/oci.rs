@@ -226,6 +226,12 @@ fn test_run_in_the_foreground_returns_the_guest_status() {
 fn test_monitor_errors_come_back_from_create_and_leave_nothing() {
     require_kvm!();
     let env = Env::new(&["/hello.hvt"], serde_json::json!({ "dev.unik.mem": "8192" }));
+    // The monitor joins its cgroup before the build fails: nothing of it may remain either.
+    let rel = format!("unik-test-err-{}/c5", std::process::id());
+    let path = env.bundle().join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["linux"]["cgroupsPath"] = serde_json::json!(format!("/{rel}"));
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
     let log = env.dir.path().join("log.json");
     let out = env.unik(&[
         "--log",
@@ -247,6 +253,10 @@ fn test_monitor_errors_come_back_from_create_and_leave_nothing() {
         .expect("an error line in log.json");
     assert!(last_error["msg"].as_str().unwrap().contains("exceeds the max size"), "{last_error}");
     assert!(!env.root().join("c5").exists());
+    for d in cgroup_dirs(&rel) {
+        assert!(!d.exists(), "cgroup {} left behind", d.display());
+        let _ = std::fs::remove_dir(d.parent().unwrap());
+    }
     let out = env.query(&["list", "--format", "json"]);
     assert_eq!(serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap().len(), 0);
 }

@@ -156,6 +156,15 @@ impl Runtime {
                 if let Ok(fd) = process::pidfd(pid, start) {
                     let _ = process::send_signal(&fd, libc::SIGKILL);
                 }
+                let deadline = Instant::now() + KILL_WAIT;
+                while process::is_alive(pid, start) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            // A monitor that failed after joining its cgroup (a hook, the VM build) left the
+            // directories behind.
+            if let (Some(root), Some(plan)) = (&self.cgroup_root, Runtime::saved_cgroup(&dir)) {
+                cgroups::remove(root, &plan);
             }
             let _ = dir.remove();
         }
