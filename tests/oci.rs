@@ -522,6 +522,27 @@ fn test_monitor_joins_the_cgroup_with_room_for_guest_memory() {
         "memory limit files: {memory:?}"
     );
 
+    // update --resources: the memory limit moves (never below guest memory + overhead), pids too.
+    let res = env.dir.path().join("resources.json");
+    std::fs::write(&res, br#"{"memory":{"limit":100663296},"pids":{"limit":50}}"#).unwrap();
+    let out = env.query(&["update", "--resources", res.to_str().unwrap(), "c9"]);
+    assert!(out.status.success(), "update: {}", stderr(&out));
+    let read = |file: &str| {
+        dirs.iter()
+            .filter_map(|d| std::fs::read_to_string(d.join(file)).ok())
+            .map(|v| v.trim().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!([read("memory.limit_in_bytes"), read("memory.max")].concat(), ["100663296"]);
+    assert_eq!(read("pids.max"), ["50"]);
+    std::fs::write(&res, br#"{"memory":{"limit":8388608}}"#).unwrap();
+    let out = env.query(&["update", "--resources", res.to_str().unwrap(), "c9"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("below the 16 MiB of guest memory"),
+        "{}",
+        stderr(&out)
+    );
+
     assert!(env.unik(&["start", "c9"]).status.success());
     assert!(env.query(&["kill", "c9", "KILL"]).status.success());
     reap(pid);

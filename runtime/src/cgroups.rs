@@ -120,6 +120,21 @@ pub fn join(root: &Path, plan: &CgroupPlan, pid: i32) -> Result<(), ContainerErr
     Ok(())
 }
 
+/// Writes `value` to `file` in every hierarchy of the plan that has it; whether any had it.
+pub fn set(root: &Path, plan: &CgroupPlan, files: &[&str], value: &str) -> Result<bool, ContainerError> {
+    let mut any = false;
+    for h in hierarchies(root) {
+        for file in files {
+            let f = h.join(&plan.path).join(file);
+            if f.exists() {
+                std::fs::write(&f, value).map_err(io(format!("setting {}", f.display())))?;
+                any = true;
+            }
+        }
+    }
+    Ok(any)
+}
+
 /// Removes the plan's (now empty) cgroup directories; leftovers are only logged.
 pub fn remove(root: &Path, plan: &CgroupPlan) {
     for h in hierarchies(root) {

@@ -407,6 +407,46 @@ impl Runtime {
         }
     }
 
+    /// Applies what can change on a running unikernel from `update --resources`: the memory limit
+    /// of its cgroup (never below guest memory plus the monitor's overhead) and the pids limit.
+    /// Returns what was not applied.
+    pub fn update(&self, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<Vec<String>, ContainerError> {
+        let dir = StateDir::open(&self.root, id)?;
+        let _lock = dir.lock()?;
+        let mut ignored = Vec::new();
+        let (Some(root), Some(plan)) = (&self.cgroup_root, Runtime::saved_cgroup(&dir)) else {
+            return Err(ContainerError::Monitor(format!(
+                "container {id} has no cgroup to update (its bundle sets no cgroupsPath)"
+            )));
+        };
+        let vm: vmm::VmConfig = std::fs::read(dir.vm_config())
+            .ok()
+            .and_then(|j| serde_json::from_slice(&j).ok())
+            .ok_or_else(|| ContainerError::Monitor(format!("container {id}: vm.json is missing")))?;
+        if let Some(limit) = resources.memory().as_ref().and_then(|m| m.limit()).filter(|l| *l > 0) {
+            let floor = (vm.mem_mib << 20) + cgroups::MONITOR_OVERHEAD;
+            let limit = limit.unsigned_abs();
+            if limit < floor {
+                return Err(ContainerError::Monitor(format!(
+                    "memory limit {limit} is below the {} MiB of guest memory plus the monitor's overhead ({floor} bytes)",
+                    vm.mem_mib
+                )));
+            }
+            cgroups::set(root, &plan, &["memory.max", "memory.limit_in_bytes"], &limit.to_string())?;
+        }
+        if let Some(pids) = resources.pids().as_ref().map(|p| p.limit()) {
+            let value = if pids > 0 { pids.to_string() } else { "max".to_string() };
+            cgroups::set(root, &plan, &["pids.max"], &value)?;
+        }
+        if resources.cpu().is_some() {
+            ignored.push("cpu".to_string());
+        }
+        if resources.block_io().is_some() {
+            ignored.push("blockIO".to_string());
+        }
+        Ok(ignored)
+    }
+
     /// Every container with its live status.
     pub fn list(&self) -> Result<Vec<State>, ContainerError> {
         list_ids(&self.root)?

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use runtime::process::parse_signal;
-use runtime::{CreateOptions, ReexecSpawner, Runtime, State, Status};
+use runtime::{CreateOptions, ReexecSpawner, Runtime, Status};
 
 use crate::cli::GlobalArgs;
 use crate::cli::oci::{CreateArgs, DeleteArgs, ExecArgs, Format, IdArgs, KillArgs, ListArgs, PsArgs, RunArgs, SpecArgs, UpdateArgs};
@@ -192,22 +192,26 @@ pub fn exec(_args: &ExecArgs) -> anyhow::Result<ExitCode> {
     bail!("exec is not supported for unikernels: a unikernel runs a single application and cannot start another process")
 }
 
-/// `update`: the resources are read and validated; none can change on a running unikernel.
+/// `update`: applies what can change on a running unikernel (memory and pids limits).
 pub fn update(global: &GlobalArgs, args: &UpdateArgs) -> anyhow::Result<ExitCode> {
-    let state: State = Runtime::new(root(global)).state(&args.id)?;
-    if let Some(path) = &args.resources {
-        let mut text = String::new();
-        if path == Path::new("-") {
-            std::io::stdin().read_to_string(&mut text)?;
-        } else {
-            text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        }
-        let _: serde_json::Value = serde_json::from_str(&text).context("--resources is not JSON")?;
+    let rt = Runtime::new(root(global));
+    rt.state(&args.id)?;
+    let Some(path) = &args.resources else {
+        bail!("update needs --resources FILE (or - for stdin) with LinuxResources JSON");
+    };
+    let mut text = String::new();
+    if path == Path::new("-") {
+        std::io::stdin().read_to_string(&mut text)?;
+    } else {
+        text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     }
-    log::warn!(
-        "container {}: resources of a running unikernel cannot change; nothing was updated",
-        state.id
-    );
+    let resources: oci_spec::runtime::LinuxResources = serde_json::from_str(&text).context("--resources is not LinuxResources JSON")?;
+    for what in rt.update(&args.id, &resources)? {
+        log::warn!(
+            "container {}: {what} resources cannot change on a running unikernel; not applied",
+            args.id
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
