@@ -264,4 +264,8 @@ fn test_docker_container_ip_reaches_the_guest() {
     assert!(logs.contains(&format!("net: mac={mac}")), "{logs}");
     assert!(logs.contains("net: answered 3 pings"), "{logs}");
     docker.ok(&["rm", &name]);
+    let left: Vec<_> = std::fs::read_dir(docker.state_root())
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "state left behind: {left:?}");
 }

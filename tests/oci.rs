@@ -282,6 +282,8 @@ fn test_features_spec_exec_and_update() {
     let out = env.query(&["features"]);
     let features: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(features["ociVersionMin"], "1.0.0");
+    assert_eq!(features["hooks"][0], "prestart");
+    assert_eq!(features["linux"]["namespaces"], serde_json::json!(["network"]));
     let spec_dir = tempdir();
     let out = env.query(&["spec", "--bundle", spec_dir.path().to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -220,12 +220,12 @@ pub fn features() -> anyhow::Result<ExitCode> {
     print_json(&serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": runtime::state::OCI_VERSION,
-        "hooks": [],
+        "hooks": ["prestart", "createRuntime", "createContainer", "poststart", "poststop"],
         "mountOptions": [],
         "linux": {
-            "namespaces": [],
+            "namespaces": ["network"],
             "capabilities": [],
-            "cgroup": { "v1": false, "v2": false, "systemd": false, "systemdUser": false, "rdma": false },
+            "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false },
             "seccomp": { "enabled": false },
             "apparmor": { "enabled": false },
             "selinux": { "enabled": false },
