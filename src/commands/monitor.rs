@@ -1,5 +1,6 @@
-//! `unik __monitor DIR`: the container's process. Builds the VM from `DIR/vm.json`, reports to
-//! `create` on fd 3, waits for `start`, runs the guest; its exit status is the container's.
+//! `unik __monitor DIR`: the container's process. Joins the container's network namespace, waits
+//! for the create hooks, wires the network, builds the VM from `DIR/vm.json`, reports to `create`
+//! on fd 3, waits for `start` and runs the guest; its exit status is the container's.
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::ExitCode;
@@ -17,13 +18,12 @@ use crate::launch::{self, Gate};
 pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     // SAFETY: F_GETFD only checks whether fd 3 is open.
     if unsafe { libc::fcntl(SYNC_FD, libc::F_GETFD) } < 0 {
-        anyhow::bail!("__monitor is started by `unik create`, with its sync pipe on fd {SYNC_FD}");
+        anyhow::bail!("__monitor is started by `unik create`, with its sync socket on fd {SYNC_FD}");
     }
     // SAFETY: fd 3 is open (checked above) and `create` handed it to us alone.
     let sync = unsafe { OwnedFd::from_raw_fd(SYNC_FD) };
-    // Everything before the VM is built reports its error through the sync pipe too.
-    let prepared = prepare(&args.dir, &sync);
-    let (cfg, wired) = match prepared {
+    // Everything before the VM is built reports its error through the sync socket too.
+    let (cfg, wired) = match prepare(&args.dir, &sync) {
         Ok(p) => p,
         Err(e) => {
             let _ = report(sync, Err(crate::error_chain(&e)));
