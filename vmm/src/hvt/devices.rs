@@ -173,13 +173,26 @@ pub(super) fn block_write(ram: &GuestRam, gpa: u64, devices: &Devices) -> Result
         return set_ret(ram, gpa, offset_of!(HcBlock, ret), result::EINVAL);
     };
     ram.check(arg.data, arg.len)?;
-    let mut buf = vec![0u8; usize::try_from(arg.len).map_err(|_| HvtError::InvalidHypercall(4))?];
-    ram.read_slice(arg.data, &mut buf)?;
-    disk.write_at(&buf, arg.offset).map_err(|source| HvtError::HostIo {
-        what: format!("Write to {} at {}", disk.path().display(), arg.offset),
-        source,
-    })?;
+    for (done, n) in chunks(arg.len) {
+        let mut buf = vec![0u8; n];
+        ram.read_slice(arg.data + done, &mut buf)?;
+        disk.write_at(&buf, arg.offset + done).map_err(|source| HvtError::HostIo {
+            what: format!("Write to {} at {}", disk.path().display(), arg.offset + done),
+            source,
+        })?;
+    }
     set_ret(ram, gpa, offset_of!(HcBlock, ret), result::OK)
+}
+
+/// Splits a guest-sized transfer into bounded host buffers: (offset, length) pieces, so a guest
+/// asking for a huge transfer cannot make the monitor allocate as much.
+fn chunks(len: u64) -> impl Iterator<Item = (u64, usize)> {
+    const CHUNK: u64 = 1 << 20;
+    (0..len.div_ceil(CHUNK)).map(move |i| {
+        let done = i * CHUNK;
+        // At most CHUNK, which fits usize.
+        (done, usize::try_from((len - done).min(CHUNK)).unwrap_or(0))
+    })
 }
 
 pub(super) fn block_read(ram: &GuestRam, gpa: u64, devices: &Devices) -> Result<(), HvtError> {
@@ -189,12 +202,14 @@ pub(super) fn block_read(ram: &GuestRam, gpa: u64, devices: &Devices) -> Result<
         return set_ret(ram, gpa, offset_of!(HcBlock, ret), result::EINVAL);
     };
     ram.check_writable(arg.data, arg.len)?;
-    let mut buf = vec![0u8; usize::try_from(arg.len).map_err(|_| HvtError::InvalidHypercall(5))?];
-    disk.read_at(&mut buf, arg.offset).map_err(|source| HvtError::HostIo {
-        what: format!("Read from {} at {}", disk.path().display(), arg.offset),
-        source,
-    })?;
-    ram.write_slice(arg.data, &buf)?;
+    for (done, n) in chunks(arg.len) {
+        let mut buf = vec![0u8; n];
+        disk.read_at(&mut buf, arg.offset + done).map_err(|source| HvtError::HostIo {
+            what: format!("Read from {} at {}", disk.path().display(), arg.offset + done),
+            source,
+        })?;
+        ram.write_slice(arg.data + done, &buf)?;
+    }
     set_ret(ram, gpa, offset_of!(HcBlock, ret), result::OK)
 }
 

@@ -352,3 +352,26 @@ fn test_boot_info_layout() {
     );
     write_boot_info(&ram, 0, 1, &m, &long[..CMDLINE_MAX]).unwrap();
 }
+
+#[test]
+fn test_block_transfers_larger_than_a_chunk() {
+    let size = 3 << 20;
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    let data: Vec<u8> = (0..size).map(|i| u8::try_from(i % 251).unwrap()).collect();
+    file.write_all(&data).unwrap();
+    let dev = Device::Block(Disk::open(file.path()).unwrap(), 512);
+    let mut f = fixture(vec![None, Some(dev)]);
+    // 2.5 MiB (three chunks) from offset 512 into guest memory at 1 MiB, then back at offset 0;
+    // the argument struct sits below the buffer.
+    let (arg, buf, len) = (0x1000, 0x10_0000, (5 << 20) / 2);
+    put_u64s(&f.ram, arg, &[1, 512, buf, len, 0x7777]);
+    f.hvt.handle(5, arg).unwrap();
+    assert_eq!(ret_at(&f.ram, arg + 32), result::OK);
+    let mut got = vec![0u8; usize::try_from(len).unwrap()];
+    f.ram.read_slice(buf, &mut got).unwrap();
+    assert!(got == data[512..512 + got.len()], "read data differs");
+    put_u64s(&f.ram, arg, &[1, 0, buf, len, 0x7777]);
+    f.hvt.handle(4, arg).unwrap();
+    assert_eq!(ret_at(&f.ram, arg + 32), result::OK);
+    assert!(std::fs::read(file.path()).unwrap()[..got.len()] == got[..], "written data differs");
+}
