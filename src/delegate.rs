@@ -1,4 +1,5 @@
-//! Bundles that are not unikernels go to runc, when it is installed, with the same arguments:
+//! Bundles that are not unikernels go to runc, when it is installed, with the same arguments
+//! (`create` finds out, and hands its own command line over):
 //! a Kubernetes pod's pause container, or an ordinary image by mistake, still runs. runc keeps
 //! its state under `<root>/runc`, and every later command for such a container is handed over too.
 
@@ -25,16 +26,14 @@ pub fn find_runc() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The container id a command acts on, and for `create`/`run` the bundle.
-fn target(cli: &Cli) -> Option<(&str, Option<&Path>)> {
+/// The container id a command for an existing container acts on.
+fn target(cli: &Cli) -> Option<&str> {
     Some(match &cli.command {
-        Command::Create(a) => (a.id.as_str(), Some(a.bundle.as_path())),
-        Command::Run(a) => (a.create.id.as_str(), Some(a.create.bundle.as_path())),
-        Command::Start(a) | Command::State(a) | Command::Pause(a) | Command::Resume(a) => (a.id.as_str(), None),
-        Command::Kill(a) => (a.id.as_str(), None),
-        Command::Delete(a) => (a.id.as_str(), None),
-        Command::Ps(a) => (a.id.as_str(), None),
-        Command::Update(a) => (a.id.as_str(), None),
+        Command::Start(a) | Command::State(a) | Command::Pause(a) | Command::Resume(a) => a.id.as_str(),
+        Command::Kill(a) => a.id.as_str(),
+        Command::Delete(a) => a.id.as_str(),
+        Command::Ps(a) => a.id.as_str(),
+        Command::Update(a) => a.id.as_str(),
         _ => return None,
     })
 }
@@ -57,25 +56,20 @@ fn runc_argv(argv: &[OsString], root: &Path) -> Vec<OsString> {
     out
 }
 
-/// Replaces this process with runc when the command is for a runc container (or creates one
-/// from a bundle that is not a unikernel). Returns only when unik handles the command itself.
-pub fn maybe_exec_runc(cli: &Cli, argv: &[OsString], root: &Path) -> anyhow::Result<()> {
-    let Some((id, bundle)) = target(cli) else { return Ok(()) };
-    let delegated = runc_root(root).join(id).join("state.json").is_file()
-        || bundle.is_some_and(|b| {
-            matches!(
-                runtime::bundle::load(b).map(|b| b.kind),
-                Ok(runtime::bundle::BundleKind::NotUnikernel)
-            )
-        });
-    if !delegated {
-        return Ok(());
+/// Replaces this process with runc when the command is for a container runc created. Returns
+/// only when unik handles the command itself.
+pub fn exec_runc_if_its_container(cli: &Cli, argv: &[OsString], root: &Path) -> anyhow::Result<()> {
+    match target(cli) {
+        Some(id) if runc_root(root).join(id).join("state.json").is_file() => exec_runc(argv, root),
+        _ => Ok(()),
     }
-    let Some(runc) = find_runc() else {
-        // The unik path reports the bundle error ("is not a unikernel ...").
-        return Ok(());
-    };
-    log::debug!("{id} is not a unikernel: handing over to {}", runc.display());
+}
+
+/// Replaces this process with runc, given the same arguments, if runc is installed; returns
+/// `Ok` (and unik goes on to report its own error) when it is not.
+pub fn exec_runc(argv: &[OsString], root: &Path) -> anyhow::Result<()> {
+    let Some(runc) = find_runc() else { return Ok(()) };
+    log::debug!("not a unikernel: handing over to {}", runc.display());
     let err = std::process::Command::new(&runc).args(runc_argv(argv, root)).exec();
     Err(anyhow::Error::new(err).context(format!("running {}", runc.display())))
 }

@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     let global = &cli.global;
     logging::init(global.debug, global.log_format, global.log.as_deref());
     log::debug!("systemd-cgroup={} rootless={:?}", global.systemd_cgroup, global.rootless);
-    if let Err(e) = delegate::maybe_exec_runc(&cli, &argv, &oci::root(global)) {
+    if let Err(e) = delegate::exec_runc_if_its_container(&cli, &argv, &oci::root(global)) {
         log::error!("{}", error_chain(&e));
         return ExitCode::FAILURE;
     }

@@ -66,8 +66,16 @@ pub fn create(global: &GlobalArgs, args: &CreateArgs) -> anyhow::Result<ExitCode
         console_socket: args.console_socket.as_deref(),
         systemd_cgroup: global.systemd_cgroup,
     };
-    Runtime::new(root(global)).create(&args.id, &args.bundle, &opts, &spawner(global)?)?;
-    Ok(ExitCode::SUCCESS)
+    match Runtime::new(root(global)).create(&args.id, &args.bundle, &opts, &spawner(global)?) {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(e @ runtime::ContainerError::NotUnikernel(_)) => {
+            // An ordinary container: runc takes over this very command line, if installed
+            // (nothing of it was left under our root).
+            crate::delegate::exec_runc(&std::env::args_os().collect::<Vec<_>>(), &root(global))?;
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `start`.
