@@ -5,7 +5,10 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-/// Why a tap could not be attached.
+use vmm_sys_util::ioctl::ioctl_with_mut_ref;
+
+/// Why a tap could not be attached. Each message starts with the interface name (or `@FD`), to
+/// follow solo5-hvt's "Could not attach interface: IFACE: ...".
 #[derive(Debug, thiserror::Error)]
 pub enum TapError {
     /// No interface of that name.
@@ -14,10 +17,14 @@ pub enum TapError {
     /// The interface exists but is not up.
     #[error("{0}: interface is down")]
     Down(String),
+    /// The interface exists but is not a tap the monitor can attach to: a physical NIC, a bridge,
+    /// a tun, loopback..., or a multi-queue tap (the kernel refuses all of them with EINVAL).
+    #[error("{0}: not a single-queue tap interface")]
+    NotTapInterface(String),
     /// An ioctl or open failed.
     #[error("{what}: {source}")]
     Os {
-        /// What was attempted.
+        /// What was attempted, starting with the interface name.
         what: String,
         /// What the OS said.
         source: io::Error,
@@ -25,6 +32,9 @@ pub enum TapError {
     /// A file descriptor that is not a tap device.
     #[error("@{0}: not a tap device file descriptor")]
     NotTap(RawFd),
+    /// A tap fd whose frames carry extra headers the guest does not expect.
+    #[error("@{0}: tap must be set up with IFF_NO_PI and without IFF_VNET_HDR")]
+    FrameHeaders(RawFd),
 }
 
 const IFNAMSIZ: usize = 16;
@@ -32,6 +42,7 @@ const IFNAMSIZ: usize = 16;
 const IFF_UP: i16 = 0x1;
 const IFF_TAP: i16 = 0x2;
 const IFF_NO_PI: i16 = 0x1000;
+const IFF_VNET_HDR: i16 = 0x4000;
 
 /// `struct ifreq`: a name and a 24-byte union (flags or MTU here).
 #[repr(C)]
@@ -58,17 +69,21 @@ impl IfReq {
         i16::from_ne_bytes([self.data[0], self.data[1]])
     }
 
+    fn set_short(&mut self, v: i16) {
+        self.data[..2].copy_from_slice(&v.to_ne_bytes());
+    }
+
     fn int(&self) -> i32 {
         i32::from_ne_bytes([self.data[0], self.data[1], self.data[2], self.data[3]])
     }
 }
 
 /// Issues `ioctl(fd, request, &mut req)`.
-fn ifreq_ioctl(fd: RawFd, request: libc::c_ulong, req: &mut IfReq) -> io::Result<()> {
+fn ifreq_ioctl(fd: &impl AsRawFd, request: libc::c_ulong, req: &mut IfReq) -> io::Result<()> {
     // SAFETY: every request used here (TUNSETIFF, TUNGETIFF, SIOC[GS]IFFLAGS, SIOC[GS]IFMTU,
-    // SIOCGIFHWADDR) reads and/or
-    // writes a `struct ifreq`, which `IfReq` matches in size (40 bytes) and layout.
-    let rc = unsafe { libc::ioctl(fd, request as _, std::ptr::from_mut(req)) };
+    // SIOCGIFHWADDR) reads and/or writes one `struct ifreq`, which `IfReq` matches in size
+    // (40 bytes) and layout; `req` is a live exclusive reference for the whole call.
+    let rc = unsafe { ioctl_with_mut_ref(fd, request, req) };
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
@@ -83,13 +98,25 @@ fn query_socket() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// `/dev/net/tun`, opened read-write, non-blocking and close-on-exec.
+fn open_tun() -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open("/dev/net/tun")
+}
+
+/// A `map_err` adapter: `TapError::Os` with "NAME: WHAT".
+fn os_err(name: &str, what: &str) -> impl FnOnce(io::Error) -> TapError {
+    let what = format!("{name}: {what}");
+    move |source| TapError::Os { what, source }
+}
+
 fn interface_flags(name: &str) -> Result<i16, TapError> {
-    let sock = query_socket().map_err(|source| TapError::Os {
-        what: "socket".into(),
-        source,
-    })?;
+    let sock = query_socket().map_err(os_err(name, "socket"))?;
     let mut req = IfReq::new(name);
-    match ifreq_ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) {
+    match ifreq_ioctl(&sock, libc::SIOCGIFFLAGS, &mut req) {
         Ok(()) => Ok(req.short()),
         Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Err(TapError::NoSuchInterface(name.to_string())),
         Err(source) => Err(TapError::Os {
@@ -99,11 +126,35 @@ fn interface_flags(name: &str) -> Result<i16, TapError> {
     }
 }
 
+/// Attaches `file` (an open `/dev/net/tun`) to tap `name` without packet-information headers.
+fn set_iff(file: &File, name: &str) -> Result<(), TapError> {
+    let mut req = IfReq::new(name);
+    req.set_short(IFF_TAP | IFF_NO_PI);
+    match ifreq_ioctl(file, libc::TUNSETIFF, &mut req) {
+        Ok(()) => {}
+        // The kernel's answer when `name` exists but is not a tap (or is a multi-queue one).
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Err(TapError::NotTapInterface(name.to_string())),
+        Err(source) => {
+            return Err(TapError::Os {
+                what: format!("{name}: TUNSETIFF"),
+                source,
+            });
+        }
+    }
+    if req.name() != name {
+        return Err(TapError::Os {
+            what: format!("{name}: kernel attached '{}' instead", req.name()),
+            source: io::Error::from_raw_os_error(libc::EINVAL),
+        });
+    }
+    Ok(())
+}
+
 /// The MTU of interface `name` in the current network namespace.
 pub fn interface_mtu(name: &str) -> io::Result<u16> {
     let sock = query_socket()?;
     let mut req = IfReq::new(name);
-    ifreq_ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req)?;
+    ifreq_ioctl(&sock, libc::SIOCGIFMTU, &mut req)?;
     u16::try_from(req.int()).map_err(|_| io::Error::from_raw_os_error(libc::ERANGE))
 }
 
@@ -111,7 +162,7 @@ pub fn interface_mtu(name: &str) -> io::Result<u16> {
 pub fn hw_addr(name: &str) -> io::Result<[u8; 6]> {
     let sock = query_socket()?;
     let mut req = IfReq::new(name);
-    ifreq_ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req)?;
+    ifreq_ioctl(&sock, libc::SIOCGIFHWADDR, &mut req)?;
     // data = struct sockaddr { sa_family: u16, sa_data: [u8; 14] }; the MAC leads sa_data.
     let mut mac = [0u8; 6];
     mac.copy_from_slice(&req.data[2..8]);
@@ -121,28 +172,16 @@ pub fn hw_addr(name: &str) -> io::Result<[u8; 6]> {
 /// Creates tap `name` (not persistent: it disappears when the returned fd is closed) with `mtu`,
 /// and brings it up. The fd is non-blocking, without packet-information headers.
 pub fn create(name: &str, mtu: u16) -> Result<File, TapError> {
-    let os = |what: &str| {
-        let what = format!("{name}: {what}");
-        move |source| TapError::Os { what, source }
-    };
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open("/dev/net/tun")
-        .map_err(os("/dev/net/tun"))?;
-    let mut req = IfReq::new(name);
-    req.data[..2].copy_from_slice(&(IFF_TAP | IFF_NO_PI).to_ne_bytes());
-    ifreq_ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req).map_err(os("TUNSETIFF"))?;
-    let sock = query_socket().map_err(os("socket"))?;
+    let file = open_tun().map_err(os_err(name, "/dev/net/tun"))?;
+    set_iff(&file, name)?;
+    let sock = query_socket().map_err(os_err(name, "socket"))?;
     let mut req = IfReq::new(name);
     req.data[..4].copy_from_slice(&i32::from(mtu).to_ne_bytes());
-    ifreq_ioctl(sock.as_raw_fd(), libc::SIOCSIFMTU, &mut req).map_err(os("SIOCSIFMTU"))?;
+    ifreq_ioctl(&sock, libc::SIOCSIFMTU, &mut req).map_err(os_err(name, "SIOCSIFMTU"))?;
     let mut req = IfReq::new(name);
-    ifreq_ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req).map_err(os("SIOCGIFFLAGS"))?;
-    let flags = req.short() | IFF_UP;
-    req.data[..2].copy_from_slice(&flags.to_ne_bytes());
-    ifreq_ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &mut req).map_err(os("SIOCSIFFLAGS"))?;
+    ifreq_ioctl(&sock, libc::SIOCGIFFLAGS, &mut req).map_err(os_err(name, "SIOCGIFFLAGS"))?;
+    req.set_short(req.short() | IFF_UP);
+    ifreq_ioctl(&sock, libc::SIOCSIFFLAGS, &mut req).map_err(os_err(name, "SIOCSIFFLAGS"))?;
     Ok(file)
 }
 
@@ -158,38 +197,16 @@ pub struct Tap {
 pub const DEFAULT_MTU: u16 = 1500;
 
 impl Tap {
-    /// Opens the existing, up tap interface `name`.
+    /// Opens the existing, up tap interface `name` (solo5's `--net:NAME=IFACE`): the interface
+    /// must exist and be up beforehand; the monitor never creates or configures it.
     pub fn open(name: &str) -> Result<Tap, TapError> {
         let flags = interface_flags(name)?;
         if flags & IFF_UP == 0 {
             return Err(TapError::Down(name.to_string()));
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open("/dev/net/tun")
-            .map_err(|source| TapError::Os {
-                what: "/dev/net/tun".into(),
-                source,
-            })?;
-        let mut req = IfReq::new(name);
-        let tap_flags = IFF_TAP | IFF_NO_PI;
-        req.data[..2].copy_from_slice(&tap_flags.to_ne_bytes());
-        ifreq_ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req).map_err(|source| TapError::Os {
-            what: format!("{name}: TUNSETIFF"),
-            source,
-        })?;
-        if req.name() != name {
-            return Err(TapError::Os {
-                what: format!("{name}: kernel attached '{}' instead", req.name()),
-                source: io::Error::from_raw_os_error(libc::EINVAL),
-            });
-        }
-        let mtu = interface_mtu(name).map_err(|source| TapError::Os {
-            what: format!("{name}: SIOCGIFMTU"),
-            source,
-        })?;
+        let file = open_tun().map_err(os_err(name, "/dev/net/tun"))?;
+        set_iff(&file, name)?;
+        let mtu = interface_mtu(name).map_err(os_err(name, "SIOCGIFMTU"))?;
         Ok(Tap {
             file,
             name: name.to_string(),
@@ -197,8 +214,14 @@ impl Tap {
         })
     }
 
-    /// Takes an already-open tap fd (solo5's `--net:NAME=@FD`). The fd is duplicated, set
-    /// non-blocking, and its MTU read from the interface it is attached to.
+    /// Takes an already-open tap fd (solo5's `--net:NAME=@FD`), set non-blocking; its MTU is read
+    /// from the interface it is attached to ([`DEFAULT_MTU`] if that fails, e.g. because the
+    /// interface lives in another network namespace).
+    ///
+    /// The monitor keeps its own close-on-exec duplicate and leaves `fd` itself open: callers such
+    /// as the runtime's container networking still own (and close) the original. `O_NONBLOCK` is
+    /// shared by both descriptors. A descriptor that is not a tap, or whose frames would carry a
+    /// packet-information or virtio-net header, is refused and left as it was.
     pub fn from_fd(fd: RawFd) -> Result<Tap, TapError> {
         // SAFETY: F_DUPFD_CLOEXEC on any integer is safe; an invalid fd yields EBADF.
         let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
@@ -211,10 +234,13 @@ impl Tap {
         // SAFETY: `dup` is a fresh descriptor that nothing else owns.
         let file = unsafe { File::from_raw_fd(dup) };
         let mut req = IfReq::default();
-        if ifreq_ioctl(dup, libc::TUNGETIFF, &mut req).is_err() || req.short() & IFF_TAP == 0 {
+        if ifreq_ioctl(&file, libc::TUNGETIFF, &mut req).is_err() || req.short() & IFF_TAP == 0 {
             return Err(TapError::NotTap(fd));
         }
-        // SAFETY: F_GETFL/F_SETFL on a descriptor we own.
+        if req.short() & IFF_NO_PI == 0 || req.short() & IFF_VNET_HDR != 0 {
+            return Err(TapError::FrameHeaders(fd));
+        }
+        // SAFETY: F_GETFL/F_SETFL on a descriptor `file` owns; no memory is passed.
         let ok = unsafe {
             let fl = libc::fcntl(dup, libc::F_GETFL);
             fl >= 0 && libc::fcntl(dup, libc::F_SETFL, fl | libc::O_NONBLOCK) == 0
@@ -230,8 +256,9 @@ impl Tap {
         Ok(Tap { file, name, mtu })
     }
 
-    /// Wraps any fd as a tap (unit tests: a socketpair end stands in for a tap).
-    pub fn from_file_for_tests(file: File, mtu: u16) -> Tap {
+    /// Wraps any non-blocking fd as a tap (unit tests: a socketpair end stands in for a tap).
+    #[cfg(test)]
+    pub(crate) fn from_file_for_tests(file: File, mtu: u16) -> Tap {
         Tap {
             file,
             name: "test".into(),
@@ -254,7 +281,7 @@ impl Tap {
         self.file.as_raw_fd()
     }
 
-    /// Reads one frame; `Ok(None)` when none is waiting.
+    /// Reads one frame; `Ok(None)` when none is waiting (EAGAIN, EINTR or end of file).
     pub fn read_frame(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         match self.file.read(buf) {
             Ok(0) => Ok(None),
@@ -264,7 +291,7 @@ impl Tap {
         }
     }
 
-    /// Writes one whole frame.
+    /// Writes one whole frame with a single write(2); a short write is an error.
     pub fn write_frame(&mut self, frame: &[u8]) -> io::Result<()> {
         let n = self.file.write(frame)?;
         if n != frame.len() {
@@ -274,5 +301,176 @@ impl Tap {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vmm_sys_util::ioctl::ioctl_with_val;
+
+    use super::*;
+    use crate::config::MacAddr;
+
+    /// A fresh interface name that no other test (or engineer) uses.
+    fn random_name() -> String {
+        let m = MacAddr::random().0;
+        format!("uk{:02x}{:02x}{:02x}{:02x}{:02x}", m[1], m[2], m[3], m[4], m[5])
+    }
+
+    /// `/dev/net/tun` attached to a new tap `name` with `flags`, left down; `None` (the test is
+    /// skipped) where taps cannot be created (no /dev/net/tun, no CAP_NET_ADMIN).
+    fn raw_tap(name: &str, flags: i16, nonblock: bool) -> Option<File> {
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true);
+        if nonblock {
+            opts.custom_flags(libc::O_NONBLOCK);
+        }
+        let file = match opts.open("/dev/net/tun") {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("skipping: /dev/net/tun: {e}");
+                return None;
+            }
+        };
+        let mut req = IfReq::new(name);
+        req.set_short(flags);
+        if let Err(e) = ifreq_ioctl(&file, libc::TUNSETIFF, &mut req) {
+            eprintln!("skipping: TUNSETIFF: {e}");
+            return None;
+        }
+        Some(file)
+    }
+
+    fn set_persist(file: &File, on: bool) {
+        // SAFETY: TUNSETPERSIST takes its argument by value; no memory is passed.
+        let rc = unsafe { ioctl_with_val(file, libc::TUNSETPERSIST, libc::c_ulong::from(on)) };
+        assert_eq!(rc, 0, "TUNSETPERSIST: {}", io::Error::last_os_error());
+    }
+
+    fn fd_flags(fd: RawFd) -> i32 {
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+        let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).unwrap().trim();
+        i32::from_str_radix(flags, 8).unwrap()
+    }
+
+    #[test]
+    fn test_ifreq_matches_struct_ifreq() {
+        assert_eq!(size_of::<IfReq>(), 40);
+        let mut req = IfReq::new("a-very-long-interface-name");
+        assert_eq!(req.name(), "a-very-long-int");
+        req.set_short(IFF_TAP | IFF_NO_PI);
+        assert_eq!(req.short(), 0x1002);
+    }
+
+    #[test]
+    fn test_open_missing_interface() {
+        let name = random_name();
+        let err = Tap::open(&name).unwrap_err();
+        assert_eq!(err.to_string(), format!("{name}: no such interface"));
+    }
+
+    #[test]
+    fn test_open_refuses_a_down_tap() {
+        let name = random_name();
+        let Some(_tap) = raw_tap(&name, IFF_TAP | IFF_NO_PI, true) else {
+            return;
+        };
+        let err = Tap::open(&name).unwrap_err();
+        assert_eq!(err.to_string(), format!("{name}: interface is down"));
+    }
+
+    #[test]
+    fn test_open_refuses_an_interface_that_is_not_a_tap() {
+        match interface_flags("lo") {
+            Ok(flags) if flags & IFF_UP != 0 => {}
+            _ => {
+                eprintln!("skipping: no loopback interface up here");
+                return;
+            }
+        }
+        let err = Tap::open("lo").unwrap_err();
+        assert_eq!(err.to_string(), "lo: not a single-queue tap interface");
+    }
+
+    #[test]
+    fn test_create_then_open_an_up_tap() {
+        let name = random_name();
+        let Some(probe) = raw_tap(&name, IFF_TAP | IFF_NO_PI, true) else {
+            return;
+        };
+        drop(probe);
+        /// Removes the persistent tap however the test ends.
+        struct Unpersist(String);
+        impl Drop for Unpersist {
+            fn drop(&mut self) {
+                if let Some(f) = raw_tap(&self.0, IFF_TAP | IFF_NO_PI, true) {
+                    set_persist(&f, false);
+                }
+            }
+        }
+        let created = create(&name, 1400).unwrap();
+        let _cleanup = Unpersist(name.clone());
+        set_persist(&created, true);
+        assert_eq!(interface_mtu(&name).unwrap(), 1400);
+        assert_ne!(hw_addr(&name).unwrap(), [0; 6]);
+        // Attached elsewhere: the tap is busy.
+        let busy = Tap::open(&name).unwrap_err().to_string();
+        assert!(busy.starts_with(&format!("{name}: TUNSETIFF: ")), "{busy}");
+        drop(created);
+        let mut tap = Tap::open(&name).unwrap();
+        assert_eq!((tap.name(), tap.mtu()), (name.as_str(), 1400));
+        let flags = fd_flags(tap.raw_fd());
+        assert_eq!(flags & (libc::O_NONBLOCK | libc::O_CLOEXEC), libc::O_NONBLOCK | libc::O_CLOEXEC);
+        // Nothing has been sent to it: no frame, and no blocking.
+        let mut buf = [0u8; 2048];
+        assert_eq!(tap.read_frame(&mut buf).unwrap(), None);
+    }
+
+    #[test]
+    fn test_from_fd_duplicates_a_tap_fd() {
+        let name = random_name();
+        let Some(file) = raw_tap(&name, IFF_TAP | IFF_NO_PI, false) else {
+            return;
+        };
+        let fd = file.as_raw_fd();
+        let mut tap = Tap::from_fd(fd).unwrap();
+        assert_eq!((tap.name(), tap.mtu()), (name.as_str(), 1500));
+        assert_ne!(tap.raw_fd(), fd);
+        assert_eq!(fd_flags(tap.raw_fd()) & libc::O_CLOEXEC, libc::O_CLOEXEC);
+        // Non-blocking now (shared with the original), so an empty tap reads as "no frame".
+        assert_eq!(fd_flags(fd) & libc::O_NONBLOCK, libc::O_NONBLOCK);
+        let mut buf = [0u8; 2048];
+        assert_eq!(tap.read_frame(&mut buf).unwrap(), None);
+        // The caller's fd stays open and attached after the tap goes away.
+        drop(tap);
+        let mut req = IfReq::default();
+        ifreq_ioctl(&file, libc::TUNGETIFF, &mut req).unwrap();
+        assert_eq!(req.name(), name);
+    }
+
+    #[test]
+    fn test_from_fd_refuses_what_is_not_a_plain_tap() {
+        let (r, _w) = std::io::pipe().unwrap();
+        let fd = r.as_raw_fd();
+        assert_eq!(
+            Tap::from_fd(fd).unwrap_err().to_string(),
+            format!("@{fd}: not a tap device file descriptor")
+        );
+        let err = Tap::from_fd(1_000_000).unwrap_err().to_string();
+        assert!(err.starts_with("@1000000: "), "{err}");
+        // A tap with virtio-net headers would hand the guest 10 or 12 extra bytes per frame.
+        let name = random_name();
+        let Some(vnet) = raw_tap(&name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, true) else {
+            return;
+        };
+        let fd = vnet.as_raw_fd();
+        assert_eq!(
+            Tap::from_fd(fd).unwrap_err().to_string(),
+            format!("@{fd}: tap must be set up with IFF_NO_PI and without IFF_VNET_HDR")
+        );
+        // A tun (layer 3) is not a tap.
+        let name = random_name();
+        let Some(tun) = raw_tap(&name, 0x1 | IFF_NO_PI, true) else { return };
+        assert!(matches!(Tap::from_fd(tun.as_raw_fd()), Err(TapError::NotTap(_))));
     }
 }

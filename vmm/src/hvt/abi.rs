@@ -189,6 +189,26 @@ mod tests {
         );
         assert_eq!(size_of::<HcHalt>(), 16);
         assert_eq!((offset_of!(HcHalt, cookie), offset_of!(HcHalt, exit_status)), (0, 8));
+        // The trailing padding is an explicit field, so ByteValued has no hidden bytes.
+        assert_eq!(
+            (
+                offset_of!(HcPoll, _pad),
+                offset_of!(HcBlock, _pad),
+                offset_of!(HcNet, _pad),
+                offset_of!(HcHalt, _pad)
+            ),
+            (20, 36, 28, 12)
+        );
+        for align in [
+            align_of::<HcWalltime>(),
+            align_of::<HcPuts>(),
+            align_of::<HcPoll>(),
+            align_of::<HcBlock>(),
+            align_of::<HcNet>(),
+            align_of::<HcHalt>(),
+        ] {
+            assert_eq!(align, 8);
+        }
     }
 
     #[test]

@@ -12,6 +12,8 @@ use crate::memory::GuestRam;
 
 /// Ethernet header bytes on top of the MTU.
 const ETH_HEADER: u64 = 14;
+/// Largest frame a tap can deliver: the largest MTU (64 KiB) plus the Ethernet header.
+const MAX_FRAME: usize = 65536 + 14;
 /// Default sector size.
 const DEFAULT_SECTOR_SIZE: u16 = 512;
 
@@ -225,7 +227,8 @@ pub(super) fn net_write(ram: &GuestRam, gpa: u64, devices: &mut Devices) -> Resu
         return set_ret(ram, gpa, offset_of!(HcNet, ret), result::EINVAL);
     }
     ram.check(arg.data, arg.len)?;
-    let mut frame = vec![0u8; usize::try_from(arg.len).map_err(|_| HvtError::InvalidHypercall(6))?];
+    // At most MTU + 14 (< 64 KiB + 14) by the check above, so the conversion cannot fail.
+    let mut frame = vec![0u8; usize::try_from(arg.len).unwrap_or(0)];
     ram.read_slice(arg.data, &mut frame)?;
     tap.write_frame(&frame).map_err(|source| HvtError::HostIo {
         what: format!("Write to tap {}", tap.name()),
@@ -241,7 +244,9 @@ pub(super) fn net_read(ram: &GuestRam, gpa: u64, devices: &mut Devices) -> Resul
         return set_ret(ram, gpa, offset_of!(HcNet, ret), result::EINVAL);
     };
     ram.check_writable(arg.data, arg.len)?;
-    let size = usize::try_from(arg.len).map_err(|_| HvtError::InvalidHypercall(7))?.min(65536 + 14);
+    // The whole buffer is checked; the host copy needs no more than the largest frame a tap can
+    // deliver, so a guest-sized length never becomes a guest-sized allocation.
+    let size = usize::try_from(arg.len).unwrap_or(usize::MAX).min(MAX_FRAME);
     let mut frame = vec![0u8; size];
     match tap.read_frame(&mut frame).map_err(|source| HvtError::HostIo {
         what: format!("Read from tap {}", tap.name()),

@@ -333,4 +333,36 @@ pub(crate) mod tests {
         let m = Manifest::parse(&mft(&devs)).unwrap();
         assert_eq!(m.find("d63"), Some(63));
     }
+
+    #[test]
+    fn test_names_types_and_lookup() {
+        let long = "n".repeat(MFT_NAME_SIZE - 1);
+        let bytes = mft(&[(long.as_str(), 2), ("odd", 7), ("net0", 2)]);
+        let m = Manifest::parse(&bytes).unwrap();
+        assert_eq!(m.find(&long), Some(1));
+        assert_eq!(m.entries()[1].name(), long);
+        assert_eq!(m.entries()[2].kind, DeviceType::Other(7));
+        assert_eq!(m.entries()[2].kind.label(), "UNKNOWN");
+        assert_eq!(m.entries()[3].kind.label(), "NET_BASIC");
+        assert_eq!(m.entries()[0].kind, DeviceType::Reserved);
+        // The reserved entry is never found by name, not even by the empty name.
+        assert_eq!(m.find(""), None);
+        // Lookup is exact: no prefix matches, no case folding.
+        assert_eq!(m.find("net"), None);
+        assert_eq!(m.find("NET0"), None);
+        assert!(m.entries().iter().all(|e| e.attachment == Attachment::None));
+        // An unattached manifest serialises to its input.
+        assert_eq!(m.to_bytes(), bytes);
+        // Attaching an index past the end is ignored.
+        let mut m = m;
+        m.attach(
+            99,
+            Attachment::Net {
+                mac: [0; 6],
+                mtu: 1500,
+                hostfd: 3,
+            },
+        );
+        assert_eq!(m.to_bytes(), bytes);
+    }
 }

@@ -15,10 +15,10 @@ mod poll;
 use std::io::Write;
 use std::os::fd::RawFd;
 
-pub use abi::HypercallNr;
-pub use boot_info::{BOOT_INFO_GPA, BOOT_INFO_SIZE, CMDLINE_MAX, write_boot_info};
+pub use abi::*;
+pub use boot_info::{BOOT_INFO_GPA, BOOT_INFO_SIZE, CMDLINE_MAX, boot_info_bytes, write_boot_info};
 pub use devices::{Device, Devices, attach};
-pub use manifest::{DeviceType, Manifest, ManifestError};
+pub use manifest::{Attachment, DeviceType, Entry, Manifest, ManifestError};
 
 use crate::memory::{GuestRam, MemoryError};
 use poll::PollSet;

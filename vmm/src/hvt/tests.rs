@@ -375,3 +375,187 @@ fn test_block_transfers_larger_than_a_chunk() {
     assert_eq!(ret_at(&f.ram, arg + 32), result::OK);
     assert!(std::fs::read(file.path()).unwrap()[..got.len()] == got[..], "written data differs");
 }
+
+#[test]
+fn test_only_out_fields_are_written_back() {
+    let (_file, dev) = disk_fixture(4096);
+    let mut f = fixture(vec![None, Some(dev)]);
+    // BLOCK_READ: handle, offset, data and len stay as the guest wrote them; the 4 bytes after
+    // `ret` (padding) are not touched either.
+    put_u64s(&f.ram, ARG, &[1, 512, BUF, 512, u64::MAX]);
+    f.hvt.handle(5, ARG).unwrap();
+    let words: Vec<u64> = (0..4).map(|i| f.ram.read_obj::<u64>(ARG + 8 * i).unwrap()).collect();
+    assert_eq!(words, [1, 512, BUF, 512]);
+    assert_eq!(ret_at(&f.ram, ARG + 32), result::OK);
+    assert_eq!(f.ram.read_obj::<u32>(ARG + 36).unwrap(), u32::MAX);
+    // POLL: the timeout stays.
+    put_u64s(&f.ram, ARG, &[0, u64::MAX, u64::MAX]);
+    f.hvt.handle(3, ARG).unwrap();
+    assert_eq!(f.ram.read_obj::<u64>(ARG).unwrap(), 0);
+    assert_eq!(f.ram.read_obj::<u64>(ARG + 8).unwrap(), 0);
+    assert_eq!(ret_at(&f.ram, ARG + 16), 0);
+    assert_eq!(f.ram.read_obj::<u32>(ARG + 20).unwrap(), u32::MAX);
+}
+
+#[test]
+fn test_argument_structs_must_lie_below_the_end_of_ram() {
+    let (_file, dev) = disk_fixture(4096);
+    let (a, _b) = UnixDatagram::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    let tap = Tap::from_file_for_tests(std::fs::File::from(std::os::fd::OwnedFd::from(a)), 1500);
+    let mut f = fixture(vec![None, Some(dev), Some(Device::Net(tap))]);
+    // Each struct placed so that it ends exactly at the end of RAM: rejected (strict rule), and
+    // one byte lower: accepted.
+    for (nr, size) in [(1u32, 8u64), (2, 16), (3, 24), (4, 40), (5, 40), (6, 32), (7, 32), (8, 16)] {
+        let err = f.hvt.handle(nr, MEM - size).unwrap_err().to_string();
+        assert_eq!(err, format!("Invalid guest access: gpa={:#x}, sz={size}", MEM - size), "nr {nr}");
+        f.hvt.handle(nr, u64::MAX - 4).unwrap_err();
+    }
+    // WALLTIME one byte lower fits.
+    f.hvt.handle(1, MEM - 9).unwrap();
+}
+
+#[test]
+fn test_data_buffers_are_checked() {
+    let (_file, dev) = disk_fixture(4096);
+    let (a, peer) = UnixDatagram::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    let tap = Tap::from_file_for_tests(std::fs::File::from(std::os::fd::OwnedFd::from(a)), 1500);
+    let mut ram = GuestRam::new(MEM).unwrap();
+    ram.protect_read_only(0x10_0000, 0x1000).unwrap();
+    let stop = EventFd::new(0).unwrap();
+    let mut hvt = Hvt::new(
+        ram.clone(),
+        Devices::from_slots(vec![None, Some(dev), Some(Device::Net(tap))]),
+        Box::new(Console::default()),
+        std::os::fd::AsRawFd::as_raw_fd(&stop),
+    )
+    .unwrap();
+    let invalid = |r: Result<HvtOutcome, HvtError>| r.unwrap_err().to_string();
+    // BLOCK_READ / BLOCK_WRITE with a buffer ending exactly at the end of RAM.
+    put_u64s(&ram, ARG, &[1, 0, MEM - 512, 512, 0]);
+    assert!(invalid(hvt.handle(5, ARG)).starts_with("Invalid guest access: gpa=0x3ffe00, sz=512"));
+    assert!(invalid(hvt.handle(4, ARG)).starts_with("Invalid guest access"));
+    // BLOCK_WRITE may read from read-only memory (the guest writing out its own rodata).
+    put_u64s(&ram, ARG, &[1, 0, 0x10_0000, 512, 0]);
+    hvt.handle(4, ARG).unwrap();
+    assert_eq!(ret_at(&ram, ARG + 32), result::OK);
+    // NET_READ into read-only memory, or into a buffer ending at the end of RAM: a fault even
+    // when no frame is waiting (the whole buffer is checked first).
+    put_u64s(&ram, ARG, &[2, 0x10_0800, 1514, 0]);
+    assert!(invalid(hvt.handle(7, ARG)).contains("read-only"));
+    put_u64s(&ram, ARG, &[2, MEM - 1514, 1514, 0]);
+    assert!(invalid(hvt.handle(7, ARG)).starts_with("Invalid guest access"));
+    // NET_WRITE from a buffer ending at the end of RAM.
+    put_u64s(&ram, ARG, &[2, MEM - 60, 60, 0]);
+    assert!(invalid(hvt.handle(6, ARG)).starts_with("Invalid guest access"));
+    // A NET_READ buffer smaller than the frame gets the first `len` bytes (datagram semantics of
+    // the stand-in; a tap truncates the same way).
+    peer.send(&[9; 100]).unwrap();
+    put_u64s(&ram, ARG, &[2, BUF, 10, 0]);
+    hvt.handle(7, ARG).unwrap();
+    assert_eq!((ret_at(&ram, ARG + 24), ram.read_obj::<u64>(ARG + 16).unwrap()), (result::OK, 10));
+}
+
+#[test]
+fn test_halt_cookie_must_lie_below_the_end_of_ram() {
+    let mut f = fixture(vec![None]);
+    f.ram.write_obj(ARG + 8, 3i32).unwrap();
+    f.ram.write_obj(ARG, MEM - 512).unwrap();
+    let err = f.hvt.handle(8, ARG).unwrap_err().to_string();
+    assert_eq!(err, format!("Invalid guest access: gpa={:#x}, sz=512", MEM - 512));
+    f.ram.write_obj(ARG, MEM - 513).unwrap();
+    assert_eq!(f.hvt.handle(8, ARG).unwrap(), HvtOutcome::Halt(3));
+    f.ram.write_obj(ARG + 8, -1i32).unwrap();
+    f.ram.write_obj(ARG, 0u64).unwrap();
+    assert_eq!(f.hvt.handle(8, ARG).unwrap(), HvtOutcome::Halt(-1));
+}
+
+#[test]
+fn test_block_length_and_type_rules() {
+    let (_file, dev) = disk_fixture(4096);
+    let (a, _b) = UnixDatagram::pair().unwrap();
+    let tap = Tap::from_file_for_tests(std::fs::File::from(std::os::fd::OwnedFd::from(a)), 1500);
+    let mut f = fixture(vec![None, Some(dev), Some(Device::Net(tap))]);
+    // len > SSIZE_MAX, len 0 at a valid offset (allowed: nothing to transfer), the last block.
+    for (offset, len, want) in [(0, u64::MAX / 2 + 1, result::EINVAL), (0, 0, result::OK), (3584, 512, result::OK)] {
+        put_u64s(&f.ram, ARG, &[1, offset, BUF, len, 0x7777]);
+        f.hvt.handle(5, ARG).unwrap();
+        assert_eq!(ret_at(&f.ram, ARG + 32), want, "offset {offset} len {len}");
+    }
+    // A net handle for a block call, the reserved entry 0 and an unknown handle: EINVAL, for
+    // both directions.
+    for nr in [4, 5] {
+        for handle in [0, 2, 3, 64] {
+            put_u64s(&f.ram, ARG, &[handle, 0, BUF, 512, 0x7777]);
+            f.hvt.handle(nr, ARG).unwrap();
+            assert_eq!(ret_at(&f.ram, ARG + 32), result::EINVAL, "nr {nr} handle {handle}");
+        }
+    }
+    // NET_READ on the block handle.
+    put_u64s(&f.ram, ARG, &[1, BUF, 1514, 0x7777]);
+    f.hvt.handle(7, ARG).unwrap();
+    assert_eq!(ret_at(&f.ram, ARG + 24), result::EINVAL);
+}
+
+#[test]
+fn test_calls_are_registered_per_device_kind() {
+    let (_file, dev) = disk_fixture(512);
+    let mut f = fixture(vec![None, Some(dev)]);
+    for nr in [6, 7] {
+        assert_eq!(
+            f.hvt.handle(nr, ARG).unwrap_err().to_string(),
+            format!("Invalid guest hypercall: num={nr}")
+        );
+    }
+    let (mut f, _peer) = net_fixture();
+    for nr in [4, 5] {
+        assert_eq!(
+            f.hvt.handle(nr, ARG).unwrap_err().to_string(),
+            format!("Invalid guest hypercall: num={nr}")
+        );
+    }
+}
+
+#[test]
+fn test_puts_of_nothing_and_of_a_long_string() {
+    let mut f = fixture(vec![None]);
+    put_u64s(&f.ram, ARG, &[BUF, 0]);
+    f.hvt.handle(2, ARG).unwrap();
+    assert!(f.console.0.lock().unwrap().is_empty());
+    // Longer than the copy chunk: delivered whole and in order.
+    let text: Vec<u8> = (0..200_000u32).map(|i| b'a' + u8::try_from(i % 26).unwrap()).collect();
+    f.ram.write_slice(BUF, &text).unwrap();
+    put_u64s(&f.ram, ARG, &[BUF, text.len() as u64]);
+    f.hvt.handle(2, ARG).unwrap();
+    assert!(*f.console.0.lock().unwrap() == text);
+}
+
+#[test]
+fn test_poll_reports_only_the_readable_device() {
+    let (a1, _p1) = UnixDatagram::pair().unwrap();
+    let (a2, p2) = UnixDatagram::pair().unwrap();
+    let tap = |s: UnixDatagram| Device::Net(Tap::from_file_for_tests(std::fs::File::from(std::os::fd::OwnedFd::from(s)), 1500));
+    let (_file, dev) = disk_fixture(512);
+    // Handles: 1 block, 2 and 3 net; only 3 has a frame waiting.
+    let mut f = fixture(vec![None, Some(dev), Some(tap(a1)), Some(tap(a2))]);
+    p2.send(&[1; 60]).unwrap();
+    put_u64s(&f.ram, ARG, &[1_000_000_000, 0, 0]);
+    let t = Instant::now();
+    f.hvt.handle(3, ARG).unwrap();
+    assert!(t.elapsed() < Duration::from_millis(500));
+    assert_eq!(f.ram.read_obj::<u64>(ARG + 8).unwrap(), 1 << 3);
+    assert_eq!(ret_at(&f.ram, ARG + 16), 1);
+    // The poll arg struct in read-only memory is a fault, not a crash.
+    let mut ram = GuestRam::new(MEM).unwrap();
+    ram.protect_read_only(0x10_0000, 0x1000).unwrap();
+    let stop = EventFd::new(0).unwrap();
+    let mut hvt = Hvt::new(
+        ram,
+        Devices::default(),
+        Box::new(Console::default()),
+        std::os::fd::AsRawFd::as_raw_fd(&stop),
+    )
+    .unwrap();
+    assert!(hvt.handle(3, 0x10_0000).unwrap_err().to_string().contains("read-only"));
+}

@@ -220,9 +220,19 @@ impl<'a> Executable<'a> {
         self.manifest
     }
 
-    /// Checks the segments and entry point against guest memory, copies them into fresh
-    /// (zero-filled) guest memory, and makes non-writable segments read-only on the host.
+    /// Checks the segments and entry point against guest memory (`p_vaddr < mem_size`,
+    /// `p_vaddr + p_filesz <= mem_size`, aligned end `<= mem_size`, `0x100000 <= e_entry <
+    /// mem_size`), copies each segment's file bytes to `p_vaddr`, and makes every non-writable
+    /// segment's aligned range read-only on the host.
+    ///
+    /// `ram` must be freshly allocated (zero-filled). `[p_filesz, p_memsz)` is zero because of
+    /// that: only the rest of the page the file bytes end in is cleared by hand (it is resident
+    /// anyway); whole BSS pages are left untouched, so they cost host memory only once the guest
+    /// uses them. Memory that already holds a kernel is refused (its text is read-only on the host).
     pub fn load(&self, ram: &mut GuestRam) -> Result<LoadedKernel, LoaderError> {
+        if !ram.read_only_ranges().is_empty() {
+            return Err(LoaderError::AlreadyLoaded);
+        }
         let mem_size = ram.size();
         if self.entry < GUEST_MIN_BASE || self.entry >= mem_size {
             return Err(LoaderError::Header(format!(
@@ -234,19 +244,32 @@ impl<'a> Executable<'a> {
         for seg in &self.segments {
             let ph = &seg.ph;
             let bad = |reason: String| LoaderError::Segment { index: seg.index, reason };
-            if ph.p_vaddr >= mem_size || ph.p_vaddr + ph.p_filesz > mem_size || seg.end > mem_size {
+            let file_end = ph.p_vaddr.checked_add(ph.p_filesz).filter(|e| *e <= mem_size);
+            let Some(file_end) = file_end.filter(|_| ph.p_vaddr < mem_size && seg.end <= mem_size) else {
                 return Err(bad(format!(
                     "segment {:#x}..{:#x} does not fit in {mem_size:#x} bytes of memory",
                     seg.start, seg.end
                 )));
-            }
+            };
             // Offsets were checked against the file in `parse`; these conversions cannot fail.
             let off = usize::try_from(ph.p_offset).map_err(|_| bad("file offset".into()))?;
             let len = usize::try_from(ph.p_filesz).map_err(|_| bad("file size".into()))?;
+            let bytes = off.checked_add(len).and_then(|end| self.image.get(off..end));
+            let bytes = bytes.ok_or_else(|| bad("segment reaches past the end of the file".into()))?;
             let copy_err = |_| bad("could not copy into guest memory".into());
-            ram.mmap_write(ph.p_vaddr, &self.image[off..off + len]).map_err(copy_err)?;
-            // [p_filesz, p_memsz) needs no writes: guest memory starts zero-filled and segments do
-            // not overlap, and leaving BSS untouched keeps it from costing host memory at boot.
+            ram.mmap_write(ph.p_vaddr, bytes).map_err(copy_err)?;
+            // The rest of the last file page up to p_memsz; `seg.end` (page aligned, <= mem_size)
+            // bounds it, and `p_vaddr + p_memsz <= seg.end`.
+            let mem_end = ph.p_vaddr.saturating_add(ph.p_memsz);
+            let tail = file_end
+                .checked_next_multiple_of(PAGE)
+                .unwrap_or(file_end)
+                .min(mem_end)
+                .saturating_sub(file_end);
+            if tail > 0 {
+                let zeros = vec![0u8; usize::try_from(tail).map_err(|_| bad("BSS size".into()))?];
+                ram.mmap_write(file_end, &zeros).map_err(copy_err)?;
+            }
             kernel_end = kernel_end.max(seg.end);
         }
         for seg in self.segments.iter().filter(|s| s.ph.p_flags & PF_W == 0) {

@@ -250,3 +250,161 @@ fn test_notes_are_required_and_checked() {
         "No Solo5 manifest found in executable"
     );
 }
+
+#[test]
+fn test_bss_only_segment_is_not_kernel_end_and_bss_tail_is_zeroed() {
+    let mut segs = good_segments();
+    // The BSS-only PT_LOAD solo5's linker script emits: skipped, so not part of kernel_end.
+    segs.push(Seg {
+        data: vec![],
+        ..load_seg(PF_R | PF_W, 0x10_5000, 0, 0x20_0000)
+    });
+    let img = image(ET_EXEC, 0x10_0000, &segs);
+    let exe = Executable::parse(&img, EM_X86_64).unwrap();
+    let mut ram = GuestRam::new(8 << 20).unwrap();
+    // Stale bytes where the data segment's BSS starts (same page as its file bytes).
+    ram.mmap_write(0x10_2000, &[0xee; 0x1000]).unwrap();
+    let k = exe.load(&mut ram).unwrap();
+    assert_eq!(k.kernel_end, 0x10_5000);
+    assert_eq!(ram.read_obj::<u8>(0x10_200f).unwrap(), 0xcc);
+    let mut tail = vec![0xffu8; 0x1000 - 0x10];
+    ram.read_slice(0x10_2010, &mut tail).unwrap();
+    assert!(tail.iter().all(|b| *b == 0), "BSS tail of the last file page not zeroed");
+    // Read-only text is refused to the guest-pointer write path.
+    assert!(ram.write_obj(0x10_0000, 1u8).is_err());
+    ram.write_obj(0x10_2000, 1u8).unwrap();
+}
+
+#[test]
+fn test_loading_twice_is_refused() {
+    let img = image(ET_EXEC, 0x10_0000, &good_segments());
+    let exe = Executable::parse(&img, EM_X86_64).unwrap();
+    let mut ram = GuestRam::new(8 << 20).unwrap();
+    exe.load(&mut ram).unwrap();
+    assert_eq!(exe.load(&mut ram), Err(LoaderError::AlreadyLoaded));
+}
+
+#[test]
+fn test_rejects_other_header_fields() {
+    let good = image(ET_EXEC, 0x10_0000, &good_segments());
+    let mut img = good.clone();
+    img[20] = 2;
+    assert!(parse_err(&img).contains("ELF version"));
+    let rel = image(1, 0x10_0000, &good_segments());
+    assert!(parse_err(&rel).contains("not ET_EXEC"));
+    let mut img = good.clone();
+    img[52] = 63;
+    assert!(parse_err(&img).contains("sizes"));
+    // e_phnum = 0.
+    let mut img = good.clone();
+    img[56..58].copy_from_slice(&0u16.to_le_bytes());
+    assert!(parse_err(&img).contains("sizes"));
+    // EI_OSABI and EI_ABIVERSION are deliberately not checked.
+    let mut img = good;
+    img[7] = 9;
+    img[8] = 3;
+    Executable::parse(&img, EM_X86_64).unwrap();
+    // The machine is the caller's.
+    let arm = image(ET_EXEC, 0x10_0000, &good_segments());
+    assert!(Executable::parse(&arm, 183).unwrap_err().to_string().contains("machine 62"));
+}
+
+#[test]
+fn test_dynamic_executable_says_et_dyn() {
+    let err = parse_err(&image(ET_DYN, 0x10_0000, &good_segments()));
+    assert!(err.starts_with("invalid executable: ET_DYN"), "{err}");
+    assert!(err.contains("ET_EXEC"), "{err}");
+}
+
+#[test]
+fn test_segment_past_end_of_file_is_rejected() {
+    let mut img = image(ET_EXEC, 0x10_0000, &good_segments());
+    // phdr[0].p_filesz: far more than the file holds.
+    let p = 64 + 32;
+    img[p..p + 8].copy_from_slice(&0x10_0000u64.to_le_bytes());
+    img[p + 8..p + 16].copy_from_slice(&0x10_0000u64.to_le_bytes());
+    let err = parse_err(&img);
+    assert!(err.contains("phdr[0]") && err.contains("past the end of the file"), "{err}");
+}
+
+#[test]
+fn test_segment_file_bytes_past_memory_end() {
+    // The file part ends past memory (2 MiB), whatever the memory size.
+    let mut ram = GuestRam::new(2 << 20).unwrap();
+    let img = image(
+        ET_EXEC,
+        0x10_0000,
+        &[load_seg(PF_R, 0x1f_f000, 0x2000, 0x2000), abi_note(1, 2), mft_note()],
+    );
+    let err = Executable::parse(&img, EM_X86_64).unwrap().load(&mut ram).unwrap_err();
+    assert!(
+        err.to_string().contains("phdr[0]") && err.to_string().contains("does not fit"),
+        "{err}"
+    );
+    // A segment starting at the end of memory.
+    let img = image(
+        ET_EXEC,
+        0x10_0000,
+        &[
+            load_seg(PF_R, 0x10_0000, 0x10, 0x1000),
+            load_seg(PF_R, 0x20_0000, 0x10, 0x1000),
+            abi_note(1, 2),
+            mft_note(),
+        ],
+    );
+    let err = Executable::parse(&img, EM_X86_64).unwrap().load(&mut ram).unwrap_err();
+    assert!(err.to_string().contains("phdr[1]"), "{err}");
+    // Nothing was made read-only by the failed loads.
+    assert!(ram.read_only_ranges().is_empty());
+}
+
+#[test]
+fn test_note_lookup_skips_foreign_and_short_notes() {
+    // An OpenBSD-style note first (another owner), then a 16-byte PT_NOTE (skipped: shorter than
+    // header + name), then the real ones.
+    let mut openbsd = Vec::new();
+    openbsd.extend_from_slice(&8u32.to_le_bytes());
+    openbsd.extend_from_slice(&4u32.to_le_bytes());
+    openbsd.extend_from_slice(&1u32.to_le_bytes());
+    openbsd.extend_from_slice(b"OpenBSD\0");
+    openbsd.extend_from_slice(&0u32.to_le_bytes());
+    let note_seg = |data: Vec<u8>| Seg {
+        p_type: PT_NOTE,
+        flags: PF_R,
+        vaddr: 0,
+        data,
+        memsz: 0,
+        align: 4,
+    };
+    let segs = vec![
+        load_seg(PF_R | PF_X, 0x10_0000, 0x10, 0x1000),
+        note_seg(openbsd),
+        note_seg(vec![0; 16]),
+        abi_note(1, 2),
+        mft_note(),
+    ];
+    Executable::parse(&image(ET_EXEC, 0x10_0000, &segs), EM_X86_64).unwrap();
+    // An 8-byte PT_NOTE cannot even hold a note header: the executable is invalid.
+    let segs = vec![
+        load_seg(PF_R | PF_X, 0x10_0000, 0x10, 0x1000),
+        note_seg(vec![0; 8]),
+        abi_note(1, 2),
+        mft_note(),
+    ];
+    assert_eq!(
+        parse_err(&image(ET_EXEC, 0x10_0000, &segs)),
+        "INV_EXE: phdr[1] note does not fall within valid size"
+    );
+}
+
+#[test]
+fn test_manifest_descsz_smaller_than_its_pad_is_buggy_elf() {
+    // solo5's test_buggyelf: the MFT1 n_descsz (2) is smaller than the 4-byte alignment pad.
+    let mut mft = mft_note();
+    mft.data[4..8].copy_from_slice(&2u32.to_le_bytes());
+    let segs = vec![load_seg(PF_R | PF_X, 0x10_0000, 0x10, 0x1000), abi_note(1, 2), mft];
+    assert_eq!(
+        parse_err(&image(ET_EXEC, 0x10_0000, &segs)),
+        "INV_EXE: phdr[2] note does not fall within valid size"
+    );
+}

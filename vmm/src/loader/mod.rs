@@ -42,4 +42,7 @@ pub enum LoaderError {
     /// No MFT1 note.
     #[error("No Solo5 manifest found in executable")]
     NoManifest,
+    /// `load` called on guest memory that already holds a kernel.
+    #[error("Guest memory already holds a loaded kernel")]
+    AlreadyLoaded,
 }
