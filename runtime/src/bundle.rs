@@ -11,35 +11,34 @@
 //! (an image inside the rootfs) or urunc's single `block` annotation, otherwise a clear error.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
-use base64::Engine;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use vmm::hvt::{DeviceType, Manifest};
 use vmm::loader::{Executable, HOST_MACHINE};
 use vmm::{BlockConfig, VmConfig};
 
+pub use crate::annotations::{BLOCK_PREFIX, CMDLINE, KERNEL, MEM, NET_INTERFACE, NET_TEMPLATE, PREFIX};
+use crate::annotations::{merge_unik_json, urunc_keys};
 use crate::error::ContainerError;
 use crate::hooks::Hooks;
 use crate::network::{NetPlan, Netns};
+pub use crate::solo5::is_solo5_hvt;
 
-/// unik's annotation prefix.
-pub const PREFIX: &str = "dev.unik.";
-/// Path of the unikernel inside the rootfs.
-pub const KERNEL: &str = "dev.unik.kernel";
-/// Guest command line when `process.args` has none.
-pub const CMDLINE: &str = "dev.unik.cmdline";
-/// Guest memory in MiB (overrides the memory limit).
-pub const MEM: &str = "dev.unik.mem";
-/// `dev.unik.block.<NAME>`: image inside the rootfs for manifest block device NAME.
-pub const BLOCK_PREFIX: &str = "dev.unik.block.";
-/// Guest command-line template for the network settings (or a ready template's name).
-pub const NET_TEMPLATE: &str = "dev.unik.net.template";
-/// The container interface the guest takes over (default: the first free one with IPv4).
-pub const NET_INTERFACE: &str = "dev.unik.net.interface";
-const URUNC_PREFIX: &str = "com.urunc.unikernel.";
 /// Guest memory when the bundle sets no limit.
 pub const DEFAULT_MEM_MIB: u64 = vmm::config::DEFAULT_MEM_MIB;
+/// The least guest memory a limit maps to.
+pub const MIN_MEM_MIB: u64 = 2;
+
+/// Guest memory for `linux.resources.memory.limit` (bytes): whole MiB rounded down, at least
+/// [`MIN_MEM_MIB`]; [`DEFAULT_MEM_MIB`] without a limit (absent, 0 or -1 for unlimited).
+pub fn guest_mem_mib(limit: Option<i64>) -> u64 {
+    match limit {
+        Some(l) if l > 0 => (l.unsigned_abs() >> 20).max(MIN_MEM_MIB),
+        _ => DEFAULT_MEM_MIB,
+    }
+}
 
 /// What a bundle is.
 #[derive(Debug)]
@@ -78,56 +77,68 @@ fn bundle_err(path: &Path, reason: impl Into<String>) -> ContainerError {
     }
 }
 
-/// Resolves `inside` (absolute or relative to the rootfs) to a host path that stays inside the
-/// rootfs even through symlinks.
+/// Most symlinks followed while resolving one path (Linux's limit).
+const MAX_SYMLINKS: u32 = 40;
+
+/// Resolves `inside` (absolute or relative to the rootfs) to the host path of an existing file
+/// in the rootfs, following symlinks the way the container would see them: an absolute target
+/// starts again at the rootfs. `..` in `inside` is refused, and so is a symlink whose target
+/// climbs above the rootfs.
 pub fn resolve_in_rootfs(rootfs: &Path, inside: &str) -> Result<PathBuf, String> {
-    let mut path = rootfs.to_path_buf();
-    for c in Path::new(inside).components() {
+    let root = rootfs.canonicalize().map_err(|e| format!("rootfs {}: {e}", rootfs.display()))?;
+    // Components still to walk, last one first; ".." can only come from symlink targets.
+    let mut pending: Vec<OsString> = Vec::new();
+    for c in Path::new(inside).components().rev() {
         match c {
-            Component::Normal(part) => path.push(part),
+            Component::Normal(part) => pending.push(part.to_os_string()),
             Component::RootDir | Component::CurDir => {}
             Component::ParentDir | Component::Prefix(_) => return Err(format!("'{inside}' leaves the rootfs")),
         }
     }
-    let real = path.canonicalize().map_err(|e| format!("'{inside}' in the rootfs: {e}"))?;
-    let root = rootfs.canonicalize().map_err(|e| format!("rootfs {}: {e}", rootfs.display()))?;
-    if !real.starts_with(&root) {
-        return Err(format!("'{inside}' resolves outside the rootfs"));
-    }
-    Ok(real)
-}
-
-/// urunc's keys from the annotations, or from `<rootfs>/urunc.json`; values base64-decoded.
-fn urunc_keys(annotations: &BTreeMap<String, String>, rootfs: &Path) -> Result<BTreeMap<String, String>, String> {
-    let decode = |k: &str, v: &str| {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(v.trim())
-            .map_err(|e| format!("{URUNC_PREFIX}{k}: not base64: {e}"))?;
-        String::from_utf8(bytes).map_err(|_| format!("{URUNC_PREFIX}{k}: not UTF-8"))
-    };
-    let mut keys = BTreeMap::new();
-    for (k, v) in annotations {
-        if let Some(key) = k.strip_prefix(URUNC_PREFIX) {
-            keys.insert(key.to_string(), decode(key, v)?);
+    let mut path = root.clone();
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        if part == ".." {
+            if path == root {
+                return Err(format!("'{inside}' resolves outside the rootfs"));
+            }
+            path.pop();
+            continue;
         }
-    }
-    if keys.is_empty() {
-        let json = rootfs.join("urunc.json");
-        if let Ok(text) = std::fs::read(&json) {
-            let map: BTreeMap<String, String> = serde_json::from_slice(&text).map_err(|e| format!("urunc.json: {e}"))?;
-            for (k, v) in map {
-                let key = k.strip_prefix(URUNC_PREFIX).unwrap_or(&k).to_string();
-                let value = decode(&key, &v)?;
-                keys.insert(key, value);
+        path.push(&part);
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("'{inside}' in the rootfs: {e}"))?;
+        if !meta.file_type().is_symlink() {
+            continue;
+        }
+        links += 1;
+        if links > MAX_SYMLINKS {
+            return Err(format!("'{inside}' in the rootfs: too many levels of symbolic links"));
+        }
+        let target = std::fs::read_link(&path).map_err(|e| format!("'{inside}' in the rootfs: {e}"))?;
+        path.pop();
+        if target.is_absolute() {
+            path.clone_from(&root);
+        }
+        for c in target.components().rev() {
+            match c {
+                Component::Normal(p) => pending.push(p.to_os_string()),
+                Component::ParentDir => pending.push("..".into()),
+                Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
             }
         }
     }
-    Ok(keys)
+    Ok(path)
 }
 
-/// Whether `path` is a solo5-hvt executable for this host.
-fn is_hvt(path: &Path) -> bool {
-    std::fs::read(path).is_ok_and(|image| Executable::parse(&image, HOST_MACHINE).is_ok())
+/// Whether `process.args[0]` of a bundle without annotations names a solo5-hvt executable.
+fn args0_is_hvt(path: &Path) -> bool {
+    match is_solo5_hvt(path) {
+        Ok(yes) => yes,
+        Err(e) => {
+            log::debug!("{}: {e}: not a unikernel", path.display());
+            false
+        }
+    }
 }
 
 /// Loads `<bundle>/config.json` and decides what the bundle is.
@@ -138,13 +149,7 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
     let rootfs = if root.is_absolute() { root } else { path.join(root) };
     let mut annotations: BTreeMap<String, String> = spec.annotations().clone().unwrap_or_default().into_iter().collect();
     // docker (before 24) passes no annotations: an image can carry unik's in /unik.json instead.
-    if !annotations.keys().any(|k| k.starts_with(PREFIX)) {
-        if let Ok(json) = std::fs::read(rootfs.join("unik.json")) {
-            let extra: BTreeMap<String, String> =
-                serde_json::from_slice(&json).map_err(|e| bundle_err(&path, format!("unik.json: {e}")))?;
-            annotations.extend(extra.into_iter().filter(|(k, _)| k.starts_with(PREFIX)));
-        }
-    }
+    merge_unik_json(&mut annotations, &rootfs).map_err(|e| bundle_err(&path, e))?;
     let args: Vec<String> = spec.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default();
     let mem_limit = spec
         .linux()
@@ -214,7 +219,7 @@ fn classify(
         (resolve_in_rootfs(rootfs, binary).map_err(err)?, urunc.get("cmdline").cloned())
     } else {
         match args.first().map(|a0| resolve_in_rootfs(rootfs, a0)) {
-            Some(Ok(path)) if is_hvt(&path) => (path, None),
+            Some(Ok(path)) if args0_is_hvt(&path) => (path, None),
             _ => return Ok((BundleKind::NotUnikernel, Vec::new())),
         }
     };
@@ -229,10 +234,12 @@ fn classify(
         (false, None) => Vec::new(),
     };
     let mem_mib = match annotations.get(MEM) {
-        Some(m) => m.parse().map_err(|_| err(format!("{MEM}: '{m}' is not a number of MiB")))?,
-        None => mem_limit
-            .filter(|l| *l > 0)
-            .map_or(DEFAULT_MEM_MIB, |l| (l.unsigned_abs() >> 20).max(2)),
+        Some(m) => m
+            .parse()
+            .ok()
+            .filter(|m| *m >= MIN_MEM_MIB)
+            .ok_or_else(|| err(format!("{MEM}: '{m}' is not a number of MiB (at least {MIN_MEM_MIB})")))?,
+        None => guest_mem_mib(mem_limit),
     };
     let block_entries: Vec<String> = manifest
         .entries()

@@ -1,5 +1,7 @@
 use std::fs;
 
+use base64::Engine;
+
 use super::*;
 
 /// A minimal solo5-hvt ELF for this host with manifest devices `(name, type)`.
@@ -191,8 +193,16 @@ fn test_paths_cannot_escape_the_rootfs() {
     let b = bundle(config(&[], serde_json::json!({ KERNEL: "../config.json" })), &[]);
     assert!(load(b.path()).unwrap_err().to_string().contains("leaves the rootfs"));
     let b = bundle(config(&[], serde_json::json!({ KERNEL: "/link" })), &[]);
-    std::os::unix::fs::symlink("/etc/passwd", b.path().join("rootfs/link")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../etc/passwd", b.path().join("rootfs/link")).unwrap();
     assert!(load(b.path()).unwrap_err().to_string().contains("outside the rootfs"));
+    // An absolute target means the rootfs's /etc/passwd, not the host's.
+    let b = bundle(config(&[], serde_json::json!({ KERNEL: "/link" })), &[]);
+    std::os::unix::fs::symlink("/etc/passwd", b.path().join("rootfs/link")).unwrap();
+    let err = load(b.path()).unwrap_err().to_string();
+    assert!(err.contains("'/link' in the rootfs: No such file"), "{err}");
+    let b = bundle(config(&[], serde_json::json!({ KERNEL: "/loop" })), &[]);
+    std::os::unix::fs::symlink("/loop", b.path().join("rootfs/loop")).unwrap();
+    assert!(load(b.path()).unwrap_err().to_string().contains("too many levels"));
 }
 
 #[test]
@@ -219,4 +229,79 @@ fn test_unik_json_in_the_rootfs_supplies_annotations() {
         &[("/app", &hvt_elf(&[])), ("/unik.json", b"{")],
     );
     assert!(load(b.path()).unwrap_err().to_string().contains("unik.json"));
+}
+
+#[test]
+fn test_memory_limit_mapping() {
+    assert_eq!(guest_mem_mib(None), DEFAULT_MEM_MIB);
+    assert_eq!(guest_mem_mib(Some(-1)), DEFAULT_MEM_MIB);
+    assert_eq!(guest_mem_mib(Some(0)), DEFAULT_MEM_MIB);
+    assert_eq!(guest_mem_mib(Some(1)), MIN_MEM_MIB);
+    assert_eq!(guest_mem_mib(Some((3 << 20) - 1)), MIN_MEM_MIB);
+    assert_eq!(guest_mem_mib(Some((7 << 20) + (1 << 19))), 7);
+    assert_eq!(guest_mem_mib(Some(1 << 30)), 1024);
+    for bad in ["0", "1", "lots", "-5"] {
+        let b = bundle(config(&["/app"], serde_json::json!({ MEM: bad })), &[("/app", &hvt_elf(&[]))]);
+        let err = load(b.path()).unwrap_err().to_string();
+        assert!(err.contains("is not a number of MiB"), "{err}");
+    }
+    let mut c = config(&["/app"], serde_json::json!({}));
+    c["linux"]["resources"]["memory"]["limit"] = serde_json::json!(-1);
+    assert_eq!(vm(&bundle(c, &[("/app", &hvt_elf(&[]))])).mem_mib, DEFAULT_MEM_MIB);
+}
+
+#[test]
+fn test_args0_needs_the_hvt_abi_note() {
+    let solo5 = hvt_elf(&[]);
+    let at = solo5.windows(6).position(|w| w == b"Solo5\0").unwrap();
+    // The same ELF with the note's owner changed is an ordinary executable.
+    let mut foreign = solo5.clone();
+    foreign[at..at + 5].copy_from_slice(b"GNU\0\0");
+    let b = bundle(config(&["/app"], serde_json::json!({})), &[("/app", &foreign)]);
+    assert!(matches!(load(b.path()).unwrap().kind, BundleKind::NotUnikernel));
+    // An spt unikernel (ABI target 2) is not one unik runs.
+    let mut spt = solo5.clone();
+    spt[at + 8] = 2;
+    let b = bundle(config(&["/app"], serde_json::json!({})), &[("/app", &spt)]);
+    assert!(matches!(load(b.path()).unwrap().kind, BundleKind::NotUnikernel));
+    // args[0] that does not exist in the rootfs: runc's business.
+    let b = bundle(config(&["/nope"], serde_json::json!({})), &[]);
+    assert!(matches!(load(b.path()).unwrap().kind, BundleKind::NotUnikernel));
+}
+
+#[test]
+fn test_args0_symlink_out_of_the_rootfs_is_not_followed() {
+    let b = bundle(config(&["/app"], serde_json::json!({})), &[]);
+    let outside = b.path().join("outside.hvt");
+    fs::write(&outside, hvt_elf(&[])).unwrap();
+    std::os::unix::fs::symlink(&outside, b.path().join("rootfs/app")).unwrap();
+    assert!(matches!(load(b.path()).unwrap().kind, BundleKind::NotUnikernel));
+    // Symlinks that stay inside are followed inside, absolute ones from the rootfs.
+    let b = bundle(
+        config(&["/bin/app"], serde_json::json!({})),
+        &[("/opt/real.hvt", &hvt_elf(&[])), ("/bin/x", b"")],
+    );
+    std::os::unix::fs::symlink("../opt/real.hvt", b.path().join("rootfs/bin/app")).unwrap();
+    assert!(vm(&b).kernel.ends_with("rootfs/opt/real.hvt"));
+    fs::remove_file(b.path().join("rootfs/bin/app")).unwrap();
+    std::os::unix::fs::symlink("/opt", b.path().join("rootfs/o")).unwrap();
+    std::os::unix::fs::symlink("/o/./real.hvt", b.path().join("rootfs/bin/app")).unwrap();
+    assert!(vm(&b).kernel.ends_with("rootfs/opt/real.hvt"));
+}
+
+#[test]
+fn test_block_images_cannot_escape_the_rootfs() {
+    let ann = serde_json::json!({ KERNEL: "/app", "dev.unik.block.storage": "../../etc/passwd" });
+    let b = bundle(config(&[], ann), &[("/app", &hvt_elf(&[("storage", 1)]))]);
+    let err = load(b.path()).unwrap_err().to_string();
+    assert!(err.contains("leaves the rootfs"), "{err}");
+}
+
+#[test]
+fn test_cmdline_prefers_process_args() {
+    let ann = serde_json::json!({ KERNEL: "/app", CMDLINE: "from annotation" });
+    let b = bundle(config(&["/app", "from", "args"], ann.clone()), &[("/app", &hvt_elf(&[]))]);
+    assert_eq!(vm(&b).cmdline, ["from", "args"]);
+    let b = bundle(config(&["/app"], ann), &[("/app", &hvt_elf(&[]))]);
+    assert_eq!(vm(&b).cmdline, ["from", "annotation"]);
 }

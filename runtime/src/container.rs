@@ -1,6 +1,22 @@
 //! The lifecycle: create, start, state, kill, delete, pause, resume, list, ps — with the OCI
 //! runtime specification's rules, under each container's lock.
+//!
+//! * **The start gate** is `exec.fifo`, created by `create`. The monitor, once its VM is built
+//!   and reported, opens it for *reading* and blocks; `start` opens it for *writing* with
+//!   `O_NONBLOCK` (which fails with `ENXIO` instead of blocking when there is no reader), writes
+//!   one byte and unlinks it. So `start` never hangs on a dead monitor, and "the fifo exists"
+//!   means "not started yet". The monitor may still be on its way to `open` when `create`
+//!   returns; `start` waits for it (briefly, and only while it lives).
+//! * **Pause** stops the whole monitor process (all vCPU threads with it) with SIGSTOP through
+//!   its pidfd, and `resume` sends SIGCONT; both wait until `/proc` shows the change. A `paused`
+//!   marker records the intent; the container reads as paused while the marker exists *and*
+//!   the process is stopped, so an outside SIGCONT makes it running again. (No cgroup freezer:
+//!   the monitor is one process, and this works without a cgroup.)
+//! * **Crashes.** `state.json` is only replaced atomically. `create` holds the lock throughout,
+//!   and records the monitor's pid as soon as it is known: a container left `creating` by a
+//!   `create` that died reads as stopped, and `delete` kills its monitor if there is one.
 
+use std::cell::Cell;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -15,10 +31,13 @@ use crate::hooks::{self, Hooks};
 use crate::network::{self, NetPlan};
 use crate::process;
 use crate::spawn::Spawner;
-use crate::state::{OCI_VERSION, State, StateDir, Status, list_ids, rfc3339, write_atomic};
+use crate::state::{OCI_VERSION, State, StateDir, Status, list_ids, oci_state_json, rfc3339, write_atomic};
 
 /// How long `delete --force` waits for a killed monitor to disappear.
 const KILL_WAIT: Duration = Duration::from_secs(10);
+/// How long `start` waits for a live monitor to reach the start gate, and `pause`/`resume` for
+/// the monitor to stop or continue.
+const GATE_WAIT: Duration = Duration::from_secs(5);
 
 /// The OCI state hooks receive on stdin.
 fn state_json(state: &State, pid: i32) -> Result<Vec<u8>, ContainerError> {
@@ -54,13 +73,18 @@ pub struct Runtime {
     cgroup_root: Option<PathBuf>,
 }
 
-/// The live status of a container: its process, the start gate and the pause marker.
-fn live_status(dir: &StateDir, state: &State) -> Status {
+/// The live status of a container: its process, the start gate and the pause marker. `locked`:
+/// the caller holds the container's lock, so no `create` is under way.
+fn live_status(dir: &StateDir, state: &State, locked: bool) -> Status {
+    if state.status == Status::Creating {
+        // `create` holds the lock until it has recorded `created` or removed the directory.
+        return if locked { Status::Stopped } else { Status::Creating };
+    }
     match (state.pid, state.pid_start_time) {
         (Some(pid), Some(start)) if process::is_alive(pid, start) => {
             if dir.fifo().exists() {
                 Status::Created
-            } else if dir.paused_marker().exists() {
+            } else if dir.paused_marker().exists() && process::is_stopped(pid, start) {
                 Status::Paused
             } else {
                 Status::Running
@@ -68,6 +92,29 @@ fn live_status(dir: &StateDir, state: &State) -> Status {
         }
         (Some(_), _) => Status::Stopped,
         (None, _) => state.status,
+    }
+}
+
+/// Kills the recorded monitor if it still lives, and waits (up to [`KILL_WAIT`]) until it is gone.
+fn kill_and_wait(pid: Option<i32>, start: Option<u64>) -> bool {
+    let (Some(pid), Some(start)) = (pid, start) else { return true };
+    if let Ok(fd) = process::pidfd(pid, start) {
+        let _ = process::send_signal(&fd, libc::SIGKILL);
+    }
+    wait_until(KILL_WAIT, || !process::is_alive(pid, start))
+}
+
+/// Polls `done` until it holds or `limit` passes; whether it held.
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
@@ -149,17 +196,11 @@ impl Runtime {
     /// then waits for `start`), records its pid. On any failure nothing is left behind.
     pub fn create(&self, id: &str, bundle_path: &Path, opts: &CreateOptions<'_>, spawner: &dyn Spawner) -> Result<State, ContainerError> {
         let (dir, _lock) = StateDir::create(&self.root, id)?;
-        let mut pid = None;
-        let result = self.create_in(&dir, bundle_path, opts, spawner, &mut pid);
+        let monitor = Cell::new(None);
+        let result = self.create_in(&dir, bundle_path, opts, spawner, &monitor);
         if result.is_err() {
-            if let (Some(pid), Some(start)) = (pid, pid.and_then(process::start_time)) {
-                if let Ok(fd) = process::pidfd(pid, start) {
-                    let _ = process::send_signal(&fd, libc::SIGKILL);
-                }
-                let deadline = Instant::now() + KILL_WAIT;
-                while process::is_alive(pid, start) && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
+            if let Some((pid, start)) = monitor.get() {
+                kill_and_wait(Some(pid), Some(start));
             }
             // A monitor that failed after joining its cgroup (a hook, the VM build) left the
             // directories behind.
@@ -177,7 +218,7 @@ impl Runtime {
         bundle_path: &Path,
         opts: &CreateOptions<'_>,
         spawner: &dyn Spawner,
-        pid_out: &mut Option<i32>,
+        monitor: &Cell<Option<(i32, u64)>>,
     ) -> Result<State, ContainerError> {
         let bundle = bundle::load(bundle_path)?;
         let BundleKind::Unikernel(cfg) = bundle.kind else {
@@ -230,6 +271,15 @@ impl Runtime {
             dir.write_atomic("cgroup.json", &json)?;
         }
         let mut run_create_hooks = |pid: i32| {
+            // Record the monitor at once: should this `create` die from here on, `delete` finds
+            // the monitor (and kills it) instead of leaking a process blocked on the gate.
+            if let Some(start) = process::start_time(pid) {
+                monitor.set(Some((pid, start)));
+                let mut early = state.clone();
+                early.pid = Some(pid);
+                early.pid_start_time = Some(start);
+                dir.save(&early)?;
+            }
             if let (Some(root), Some(cgroup)) = (&self.cgroup_root, &cgroup) {
                 cgroups::join(root, cgroup, pid)?;
             }
@@ -239,9 +289,17 @@ impl Runtime {
             hooks::run("createContainer", &bundle.hooks.create_container, &json)
         };
         let pid = spawner.spawn(dir, pty.as_ref().map(|(_, slave)| slave), &mut run_create_hooks)?;
-        *pid_out = Some(pid);
-        let start = process::start_time(pid)
-            .ok_or_else(|| ContainerError::Monitor(format!("the monitor (pid {pid}) exited right after starting")))?;
+        let start = match monitor.get() {
+            Some((p, start)) if p == pid => start,
+            _ => process::start_time(pid)
+                .ok_or_else(|| ContainerError::Monitor(format!("the monitor (pid {pid}) exited right after starting")))?,
+        };
+        monitor.set(Some((pid, start)));
+        if !process::is_alive(pid, start) {
+            return Err(ContainerError::Monitor(format!(
+                "the monitor (pid {pid}) exited right after reporting"
+            )));
+        }
         state.status = Status::Created;
         state.pid = Some(pid);
         state.pid_start_time = Some(start);
@@ -262,8 +320,22 @@ impl Runtime {
     pub fn state(&self, id: &str) -> Result<State, ContainerError> {
         let dir = StateDir::open(&self.root, id)?;
         let mut state = dir.load()?;
-        state.status = live_status(&dir, &state);
+        if state.status == Status::Creating {
+            // Free lock while `creating`: the `create` died (or just finished: read again).
+            if let Some(_lock) = dir.try_lock()? {
+                state = dir.load()?;
+                state.status = live_status(&dir, &state, true);
+                return Ok(state);
+            }
+        }
+        state.status = live_status(&dir, &state, false);
         Ok(state)
+    }
+
+    /// `state` as `unik state` prints it (runc's shape, see [`oci_state_json`]).
+    pub fn state_json(&self, id: &str) -> Result<serde_json::Value, ContainerError> {
+        let state = self.state(id)?;
+        Ok(oci_state_json(&state, state.status))
     }
 
     /// Lets a created container's guest run.
@@ -271,23 +343,31 @@ impl Runtime {
         let dir = StateDir::open(&self.root, id)?;
         let _lock = dir.lock()?;
         let mut state = dir.load()?;
-        let status = live_status(&dir, &state);
+        let status = live_status(&dir, &state, true);
         if !status.can_start() {
             return Err(ContainerError::NotCreated {
                 id: id.to_string(),
                 status: status.to_string(),
             });
         }
-        // The monitor is blocked opening the fifo for reading; opening it for writing releases
-        // it. ENXIO means no reader: the monitor is gone.
-        let mut fifo = match OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(dir.fifo())
-        {
-            Ok(f) => f,
-            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Err(ContainerError::NotRunning(id.to_string())),
-            Err(e) => return Err(ContainerError::io(format!("opening {}", dir.fifo().display()))(e)),
+        // The monitor blocks opening the fifo for reading; opening it for writing releases it.
+        // ENXIO means no reader yet: the monitor reports `created` just before it opens the
+        // fifo, so wait for it while it lives.
+        let alive = || matches!((state.pid, state.pid_start_time), (Some(p), Some(s)) if process::is_alive(p, s));
+        let deadline = Instant::now() + GATE_WAIT;
+        let mut fifo = loop {
+            match OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(dir.fifo())
+            {
+                Ok(f) => break f,
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) && alive() && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Err(ContainerError::NotRunning(id.to_string())),
+                Err(e) => return Err(ContainerError::io(format!("opening {}", dir.fifo().display()))(e)),
+            }
         };
         fifo.write_all(&[0]).map_err(ContainerError::io("releasing the monitor"))?;
         drop(fifo);
@@ -308,7 +388,7 @@ impl Runtime {
         let dir = StateDir::open(&self.root, id)?;
         let _lock = dir.lock()?;
         let state = dir.load()?;
-        let status = live_status(&dir, &state);
+        let status = live_status(&dir, &state, true);
         let (Some(pid), Some(start), true) = (state.pid, state.pid_start_time, status.can_kill()) else {
             return Err(ContainerError::NotRunning(id.to_string()));
         };
@@ -329,30 +409,24 @@ impl Runtime {
             Err(ContainerError::NotFound(_)) if force => return Ok(()),
             other => other?,
         };
-        let lock = dir.lock()?;
-        let state = dir.load()?;
-        let status = live_status(&dir, &state);
-        if !status.can_delete() {
-            if !force {
-                return Err(ContainerError::NotStopped {
-                    id: id.to_string(),
-                    status: status.to_string(),
-                });
-            }
-            if let (Some(pid), Some(start)) = (state.pid, state.pid_start_time) {
-                if let Ok(fd) = process::pidfd(pid, start) {
-                    let _ = process::send_signal(&fd, libc::SIGKILL);
-                }
-                let deadline = Instant::now() + KILL_WAIT;
-                while process::is_alive(pid, start) {
-                    if Instant::now() > deadline {
-                        return Err(ContainerError::io(format!("container {id} did not die after SIGKILL"))(
-                            std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
-                        ));
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
+        // A concurrent delete may remove the directory while we wait for the lock.
+        let locked = dir.lock().and_then(|lock| Ok((lock, dir.load()?)));
+        let (lock, state) = match locked {
+            Err(ContainerError::NotFound(_)) if force => return Ok(()),
+            other => other?,
+        };
+        let status = live_status(&dir, &state, true);
+        if !status.can_delete() && !force {
+            return Err(ContainerError::NotStopped {
+                id: id.to_string(),
+                status: status.to_string(),
+            });
+        }
+        // Also a monitor orphaned by a `create` that died (the container reads as stopped).
+        if !kill_and_wait(state.pid, state.pid_start_time) {
+            return Err(ContainerError::io(format!("container {id} did not die after SIGKILL"))(
+                std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
+            ));
         }
         drop(lock);
         remove_stale_splice(&dir);
@@ -385,26 +459,36 @@ impl Runtime {
         let dir = StateDir::open(&self.root, id)?;
         let _lock = dir.lock()?;
         let state = dir.load()?;
-        let status = live_status(&dir, &state);
-        let wanted = if pause { Status::Running } else { Status::Paused };
-        let (Some(pid), Some(start)) = (state.pid, state.pid_start_time) else {
-            return Err(ContainerError::NotRunning(id.to_string()));
-        };
-        if status != wanted {
-            return Err(if status == Status::Stopped {
+        let status = live_status(&dir, &state, true);
+        let refused = || {
+            if pause {
                 ContainerError::NotRunning(id.to_string())
             } else {
-                ContainerError::Monitor(format!("container {id} is {status}, not {wanted}"))
-            });
-        }
-        let fd = process::pidfd(pid, start).map_err(|_| ContainerError::NotRunning(id.to_string()))?;
+                ContainerError::NotPaused(id.to_string())
+            }
+        };
+        let allowed = if pause { status.can_pause() } else { status.can_resume() };
+        let (Some(pid), Some(start), true) = (state.pid, state.pid_start_time, allowed) else {
+            return Err(refused());
+        };
+        let fd = process::pidfd(pid, start).map_err(|_| refused())?;
         if pause {
             std::fs::write(dir.paused_marker(), b"").map_err(ContainerError::io("writing the pause marker"))?;
-            process::send_signal(&fd, libc::SIGSTOP).map_err(ContainerError::io(format!("pausing {id}")))
+            process::send_signal(&fd, libc::SIGSTOP).map_err(ContainerError::io(format!("pausing {id}")))?;
         } else {
             process::send_signal(&fd, libc::SIGCONT).map_err(ContainerError::io(format!("resuming {id}")))?;
-            std::fs::remove_file(dir.paused_marker()).map_err(ContainerError::io("removing the pause marker"))
+            std::fs::remove_file(dir.paused_marker()).map_err(ContainerError::io("removing the pause marker"))?;
         }
+        // Signals arrive asynchronously: return once /proc shows the change, as runc returns
+        // once the freezer reports it.
+        if !wait_until(GATE_WAIT, || {
+            process::is_stopped(pid, start) == pause || !process::is_alive(pid, start)
+        }) {
+            return Err(ContainerError::io(format!("{} {id}", if pause { "pausing" } else { "resuming" }))(
+                std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
+            ));
+        }
+        Ok(())
     }
 
     /// Applies what can change on a running unikernel from `update --resources`: the memory limit

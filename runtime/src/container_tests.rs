@@ -163,3 +163,211 @@ fn test_start_after_the_monitor_died() {
     let err = rt.start("c6").unwrap_err().to_string();
     assert!(err.contains("stopped, not created"), "{err}");
 }
+
+/// A monitor that takes its time to reach the start gate after reporting.
+struct SlowMonitor;
+
+impl Spawner for SlowMonitor {
+    fn spawn(
+        &self,
+        dir: &StateDir,
+        _terminal: Option<&std::os::fd::OwnedFd>,
+        hooks: &mut dyn FnMut(i32) -> Result<(), ContainerError>,
+    ) -> Result<i32, ContainerError> {
+        let child = Command::new("sh")
+            .args(["-c", "sleep 0.3; read x < \"$1\"; exec sleep 30", "sh"])
+            .arg(dir.fifo())
+            .spawn()
+            .map_err(ContainerError::io("spawn"))?;
+        let pid = i32::try_from(child.id()).unwrap();
+        hooks(pid)?;
+        Ok(pid)
+    }
+}
+
+/// A `create` that dies (here: panics) after the monitor started, before recording `created`.
+struct CreatorDies;
+
+impl Spawner for CreatorDies {
+    fn spawn(
+        &self,
+        dir: &StateDir,
+        terminal: Option<&std::os::fd::OwnedFd>,
+        hooks: &mut dyn FnMut(i32) -> Result<(), ContainerError>,
+    ) -> Result<i32, ContainerError> {
+        let _pid = FakeMonitor.spawn(dir, terminal, hooks)?;
+        panic!("create killed");
+    }
+}
+
+fn created(rt: &Runtime, id: &str) -> (tempfile::TempDir, i32) {
+    let b = unikernel_bundle();
+    let pid = rt
+        .create(id, b.path(), &CreateOptions::default(), &FakeMonitor)
+        .unwrap()
+        .pid
+        .unwrap();
+    (b, pid)
+}
+
+fn err_text(r: Result<(), ContainerError>) -> String {
+    r.unwrap_err().to_string()
+}
+
+#[test]
+fn test_illegal_transitions() {
+    let root = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(root.path()).without_cgroups();
+    let (_b, _pid) = created(&rt, "t1");
+    // created: no pause, no resume, no delete without --force.
+    assert_eq!(err_text(rt.pause("t1")), "container t1: container not running");
+    assert_eq!(err_text(rt.resume("t1")), "container t1: container not paused");
+    let err = err_text(rt.delete("t1", false));
+    assert!(err.contains("not stopped: created"), "{err}");
+    rt.start("t1").unwrap();
+    // running: no start, no resume.
+    let err = err_text(rt.start("t1"));
+    assert_eq!(
+        err,
+        "cannot start an already running container: container t1 is running, not created"
+    );
+    assert_eq!(err_text(rt.resume("t1")), "container t1: container not paused");
+    rt.pause("t1").unwrap();
+    // paused: no start, no second pause, no delete; kill is allowed.
+    let err = err_text(rt.start("t1"));
+    assert!(err.starts_with("cannot start a container in the paused state"), "{err}");
+    assert_eq!(err_text(rt.pause("t1")), "container t1: container not running");
+    assert!(err_text(rt.delete("t1", false)).contains("not stopped: paused"));
+    rt.kill("t1", libc::SIGKILL).unwrap();
+    wait_for(&rt, "t1", Status::Stopped);
+    // stopped: nothing but delete.
+    let err = err_text(rt.start("t1"));
+    assert!(err.starts_with("cannot start a container that has stopped"), "{err}");
+    for err in [rt.kill("t1", 9), rt.pause("t1")] {
+        assert!(err_text(err).contains("container not running"));
+    }
+    assert_eq!(err_text(rt.resume("t1")), "container t1: container not paused");
+    rt.delete("t1", false).unwrap();
+}
+
+#[test]
+fn test_start_time_mismatch_reads_as_stopped() {
+    let root = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(root.path()).without_cgroups();
+    let (_b, pid) = created(&rt, "t2");
+    let dir = StateDir::open(root.path(), "t2").unwrap();
+    let mut st = dir.load().unwrap();
+    let start = st.pid_start_time.unwrap();
+    // As if the monitor died and its pid now belongs to another process.
+    st.pid_start_time = Some(start + 1);
+    dir.save(&st).unwrap();
+    assert_eq!(rt.state("t2").unwrap().status, Status::Stopped);
+    assert!(rt.ps("t2").unwrap().is_empty());
+    assert!(err_text(rt.kill("t2", 15)).contains("container not running"));
+    // delete must not signal the "other" process.
+    rt.delete("t2", false).unwrap();
+    assert!(
+        process::is_alive(pid, start),
+        "delete signalled a process that is not the container's"
+    );
+    kill_and_wait(Some(pid), Some(start));
+}
+
+#[test]
+fn test_start_waits_for_a_monitor_still_on_its_way_to_the_gate() {
+    let root = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(root.path()).without_cgroups();
+    let b = unikernel_bundle();
+    rt.create("t3", b.path(), &CreateOptions::default(), &SlowMonitor).unwrap();
+    rt.start("t3").unwrap();
+    assert_eq!(rt.state("t3").unwrap().status, Status::Running);
+    assert!(!root.path().join("t3/exec.fifo").exists());
+    rt.delete("t3", true).unwrap();
+}
+
+#[test]
+fn test_a_create_that_died_leaves_a_stopped_container_and_no_monitor() {
+    let root = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(root.path()).without_cgroups();
+    let b = unikernel_bundle();
+    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.create("t4", b.path(), &CreateOptions::default(), &CreatorDies)
+    }));
+    crashed.unwrap_err();
+    let st = StateDir::open(root.path(), "t4").unwrap().load().unwrap();
+    assert_eq!(st.status, Status::Creating);
+    let (pid, start) = (st.pid.unwrap(), st.pid_start_time.unwrap());
+    assert!(process::is_alive(pid, start));
+    assert_eq!(rt.state("t4").unwrap().status, Status::Stopped);
+    assert!(err_text(rt.start("t4")).contains("that has stopped"));
+    rt.delete("t4", false).unwrap();
+    assert!(!process::is_alive(pid, start), "the orphaned monitor survived delete");
+    assert!(!root.path().join("t4").exists());
+}
+
+#[test]
+fn test_a_create_in_progress_reads_as_creating() {
+    let root = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(root.path()).without_cgroups();
+    let (dir, lock) = StateDir::create(root.path(), "t5").unwrap();
+    let mut st = unikernel_state("t5");
+    st.status = Status::Creating;
+    dir.save(&st).unwrap();
+    assert_eq!(rt.state("t5").unwrap().status, Status::Creating);
+    assert_eq!(rt.list().unwrap()[0].status, Status::Creating);
+    drop(lock);
+    assert_eq!(rt.state("t5").unwrap().status, Status::Stopped);
+    rt.delete("t5", false).unwrap();
+}
+
+fn unikernel_state(id: &str) -> State {
+    State {
+        oci_version: OCI_VERSION.into(),
+        id: id.into(),
+        status: Status::Created,
+        pid: None,
+        pid_start_time: None,
+        bundle: "/b".into(),
+        rootfs: "/b/rootfs".into(),
+        created: rfc3339(SystemTime::now()),
+        annotations: Default::default(),
+        owner: String::new(),
+    }
+}
+
+#[test]
+fn test_pause_follows_the_process() {
+    let root = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(root.path()).without_cgroups();
+    let (_b, pid) = created(&rt, "t6");
+    rt.start("t6").unwrap();
+    rt.pause("t6").unwrap();
+    let start = process::start_time(pid).unwrap();
+    assert!(process::is_stopped(pid, start));
+    assert_eq!(rt.state("t6").unwrap().status, Status::Paused);
+    // Continued behind our back: running again.
+    let fd = process::pidfd(pid, start).unwrap();
+    process::send_signal(&fd, libc::SIGCONT).unwrap();
+    wait_for(&rt, "t6", Status::Running);
+    rt.pause("t6").unwrap();
+    // A catchable signal to a paused container wakes it so it can act on it.
+    rt.kill("t6", libc::SIGTERM).unwrap();
+    wait_for(&rt, "t6", Status::Stopped);
+    rt.delete("t6", false).unwrap();
+}
+
+#[test]
+fn test_state_json() {
+    let root = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(root.path()).without_cgroups();
+    let (b, pid) = created(&rt, "t7");
+    let json = rt.state_json("t7").unwrap();
+    assert_eq!(
+        (json["status"].as_str(), json["pid"].as_i64()),
+        (Some("created"), Some(i64::from(pid)))
+    );
+    assert_eq!(json["rootfs"].as_str().unwrap(), b.path().join("rootfs").to_str().unwrap());
+    assert!(json["created"].as_str().unwrap().ends_with('Z'));
+    rt.delete("t7", true).unwrap();
+    assert!(rt.state_json("t7").unwrap_err().to_string().contains("does not exist"));
+}

@@ -15,17 +15,21 @@ pub enum ContainerError {
     /// The id is taken.
     #[error("container with id {0} already exists")]
     Exists(String),
-    /// `start` on a container that is not `created`.
-    #[error("cannot start container {id}: it is {status}, not created")]
+    /// `start` on a container that is not `created`: runc's words, then ours.
+    #[error("{}: container {id} is {status}, not created", start_refusal(status))]
     NotCreated {
         /// The container.
         id: String,
         /// Its status.
         status: String,
     },
-    /// `kill`/`pause`/`resume` on a container that is not running.
+    /// `kill` or `pause` on a container that is not running (or `start` on one whose monitor is
+    /// gone).
     #[error("container {0}: container not running")]
     NotRunning(String),
+    /// `resume` on a container that is not paused.
+    #[error("container {0}: container not paused")]
+    NotPaused(String),
     /// `delete` without `--force` on a container that is not stopped.
     #[error("cannot delete container {id} that is not stopped: {status}")]
     NotStopped {
@@ -61,6 +65,15 @@ pub enum ContainerError {
         /// What the OS said.
         source: std::io::Error,
     },
+}
+
+/// What runc says when `start` finds a container in `status`.
+fn start_refusal(status: &str) -> String {
+    match status {
+        "stopped" => "cannot start a container that has stopped".into(),
+        "running" => "cannot start an already running container".into(),
+        other => format!("cannot start a container in the {other} state"),
+    }
 }
 
 impl ContainerError {

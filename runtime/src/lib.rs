@@ -3,6 +3,7 @@
 //! monitor process that a [`Spawner`] starts, so all of this is testable without KVM.
 #![warn(missing_docs)]
 
+pub mod annotations;
 pub mod bundle;
 pub mod cgroups;
 pub mod console;
@@ -12,10 +13,12 @@ pub mod hooks;
 pub mod id;
 pub mod network;
 pub mod process;
+pub mod root;
+pub mod solo5;
 pub mod spawn;
 pub mod state;
 
 pub use container::{CreateOptions, Runtime};
 pub use error::ContainerError;
 pub use spawn::{ReexecSpawner, Spawner};
-pub use state::{State, Status};
+pub use state::{State, StateDir, Status, oci_state_json};

@@ -5,24 +5,37 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::error::ContainerError;
 
+/// The state letter (field 3) and start time (field 22) of a `/proc/<pid>/stat` line.
+///
+/// The command name (field 2) is in parentheses and may itself contain spaces and parentheses,
+/// so the fields after it are counted from the *last* `)`.
+pub fn parse_stat(stat: &str) -> Option<(char, u64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // Field 3 was the first token, so field 22 is the 19th after it.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+fn stat(pid: i32) -> Option<(char, u64)> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
 /// Start time of `pid` in clock ticks since boot (`/proc/<pid>/stat` field 22), if it exists.
 pub fn start_time(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may contain spaces or ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // After the name: field 3 (state) is the first token, so field 22 is token 19.
-    rest.split_whitespace().nth(19)?.parse().ok()
+    stat(pid).map(|(_, start)| start)
 }
 
 /// Whether `pid` is the process that was started at `start` and has not exited (zombies count
 /// as exited).
 pub fn is_alive(pid: i32, start: u64) -> bool {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let Some(close) = stat.rfind(')') else { return false };
-    let state = stat[close + 1..].split_whitespace().next().unwrap_or("");
-    state != "Z" && state != "X" && start_time(pid) == Some(start)
+    stat(pid).is_some_and(|(state, s)| s == start && state != 'Z' && state != 'X' && state != 'x')
+}
+
+/// Whether `pid` (started at `start`) is stopped by a signal (SIGSTOP: state `T`).
+pub fn is_stopped(pid: i32, start: u64) -> bool {
+    stat(pid).is_some_and(|(state, s)| s == start && state == 'T')
 }
 
 /// A pidfd for `pid`, checked against its start time so a recycled pid is never signalled.
@@ -127,6 +140,35 @@ mod tests {
             let err = parse_signal(bad).unwrap_err();
             assert!(err.to_string().contains("unknown signal"), "{err}");
         }
+    }
+
+    #[test]
+    fn test_parse_stat_with_a_hostile_command_name() {
+        let tail = "S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 424242 20 21";
+        assert_eq!(parse_stat(&format!("77 (unik) {tail}")), Some(('S', 424_242)));
+        assert_eq!(parse_stat(&format!("77 (a) (b c) d) {tail}")), Some(('S', 424_242)));
+        assert_eq!(parse_stat(&format!("77 ()) {}", tail.replacen('S', "T", 1))), Some(('T', 424_242)));
+        assert_eq!(parse_stat("77 (x) S 1 2"), None);
+        assert_eq!(parse_stat("77 x S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20"), None);
+        assert_eq!(parse_stat(""), None);
+    }
+
+    #[test]
+    fn test_stopped_processes() {
+        let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        let start = start_time(pid).unwrap();
+        let fd = pidfd(pid, start).unwrap();
+        send_signal(&fd, libc::SIGSTOP).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !is_stopped(pid, start) {
+            assert!(std::time::Instant::now() < deadline, "never stopped");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(is_alive(pid, start));
+        send_signal(&fd, libc::SIGKILL).unwrap();
+        child.wait().unwrap();
+        assert!(!is_stopped(pid, start));
     }
 
     #[test]

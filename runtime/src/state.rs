@@ -1,12 +1,19 @@
 //! The state directory `<root>/<id>/`: the only code that touches it.
 //!
 //! ```text
-//! <root>/<id>/lock        flock(2) held by every command that changes the container
-//! <root>/<id>/state.json  written only by tmp + fsync + rename (+ fsync of the directory)
-//! <root>/<id>/vm.json     the resolved VmConfig the monitor boots
-//! <root>/<id>/exec.fifo   the start gate; exists until `start`
-//! <root>/<id>/paused      exists while the container is paused
+//! <root>/<id>/lock          flock(2) held by every command that changes the container, and by
+//!                           `create` from start to end
+//! <root>/<id>/state.json    written only by tmp + fsync + rename (+ fsync of the directory)
+//! <root>/<id>/vm.json       the resolved VmConfig the monitor boots
+//! <root>/<id>/network.json  the monitor's network plan; wired.json: the interface it took over
+//! <root>/<id>/hooks.json    the bundle's hooks (poststart and poststop run after create)
+//! <root>/<id>/cgroup.json   the cgroup the monitor joined
+//! <root>/<id>/exec.fifo     the start gate (mkfifo 0600); exists until `start`
+//! <root>/<id>/paused        exists while the container is paused
 //! ```
+//!
+//! Every file is written with [`write_atomic`], so a crash of any unik process leaves either the
+//! old or the new content (a leftover `.NAME.tmp.PID` is ignored and overwritten later).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -53,6 +60,16 @@ impl Status {
     /// `delete` without `--force` is allowed.
     pub fn can_delete(self) -> bool {
         self == Status::Stopped
+    }
+
+    /// `pause` is allowed.
+    pub fn can_pause(self) -> bool {
+        self == Status::Running
+    }
+
+    /// `resume` is allowed.
+    pub fn can_resume(self) -> bool {
+        self == Status::Paused
     }
 
     /// The lowercase name.
@@ -145,11 +162,7 @@ impl StateDir {
     /// Creates `<root>/<id>` (fails if it exists) and takes its lock.
     pub fn create(root: &Path, id: &str) -> Result<(StateDir, LockGuard), ContainerError> {
         id::validate(id)?;
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(root)
-            .map_err(ContainerError::io(format!("creating root {}", root.display())))?;
+        crate::root::ensure(root)?;
         let path = root.join(id);
         match fs::DirBuilder::new().mode(0o700).create(&path) {
             Ok(()) => {}
@@ -196,24 +209,45 @@ impl StateDir {
         self.path.join("paused")
     }
 
-    /// Takes the exclusive lock (blocking).
+    /// Takes the exclusive lock, waiting for whoever holds it.
     pub fn lock(&self) -> Result<LockGuard, ContainerError> {
+        self.flock(libc::LOCK_EX)?
+            .ok_or_else(|| ContainerError::io("flock")(std::io::Error::from_raw_os_error(libc::EWOULDBLOCK)))
+    }
+
+    /// Takes the exclusive lock if nobody holds it. `create` holds it from start to end, so a
+    /// container still `creating` whose lock is free was left by a `create` that died.
+    pub fn try_lock(&self) -> Result<Option<LockGuard>, ContainerError> {
+        self.flock(libc::LOCK_EX | libc::LOCK_NB)
+    }
+
+    fn flock(&self, op: libc::c_int) -> Result<Option<LockGuard>, ContainerError> {
         let path = self.path.join("lock");
-        let file = OpenOptions::new()
+        let file = match OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .custom_flags(libc::O_CLOEXEC)
             .mode(0o600)
             .open(&path)
-            .map_err(ContainerError::io(format!("opening {}", path.display())))?;
-        // SAFETY: flock(2) on a descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(ContainerError::io(format!("locking {}", path.display()))(
-                std::io::Error::last_os_error(),
-            ));
+        {
+            Ok(f) => f,
+            // The directory went away (a concurrent delete, a failed create).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ContainerError::NotFound(self.id.clone())),
+            Err(e) => return Err(ContainerError::io(format!("opening {}", path.display()))(e)),
+        };
+        loop {
+            // SAFETY: flock(2) on a descriptor we own.
+            if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+                return Ok(Some(LockGuard { _file: file }));
+            }
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EWOULDBLOCK) if op & libc::LOCK_NB != 0 => return Ok(None),
+                _ => return Err(ContainerError::io(format!("locking {}", path.display()))(e)),
+            }
         }
-        Ok(LockGuard { _file: file })
     }
 
     /// Reads `state.json`.
@@ -233,7 +267,8 @@ impl StateDir {
         write_atomic(&self.path.join(name), data)
     }
 
-    /// Saves `state.json` atomically.
+    /// Saves `state.json` atomically ([`write_atomic`]): a reader sees the old or the new state,
+    /// never a mix, even if this process dies half-way.
     pub fn save(&self, state: &State) -> Result<(), ContainerError> {
         let json = serde_json::to_vec_pretty(state).map_err(|e| ContainerError::io("serialising state")(std::io::Error::other(e)))?;
         self.write_atomic("state.json", &json)
@@ -269,6 +304,30 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ContainerError> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// What `unik state` prints, in runc's shape: `ociVersion, id, pid, status, bundle, rootfs,
+/// created, owner` and `annotations` (left out when empty). `pid` is 0 once stopped, as runc
+/// reports it.
+pub fn oci_state_json(state: &State, live: Status) -> serde_json::Value {
+    let pid = match (live, state.pid) {
+        (Status::Stopped, _) | (_, None) => 0,
+        (_, Some(pid)) => pid,
+    };
+    let mut json = serde_json::json!({
+        "ociVersion": state.oci_version,
+        "id": state.id,
+        "pid": pid,
+        "status": live,
+        "bundle": state.bundle,
+        "rootfs": state.rootfs,
+        "created": state.created,
+        "owner": state.owner,
+    });
+    if !state.annotations.is_empty() {
+        json["annotations"] = serde_json::json!(state.annotations);
+    }
+    json
 }
 
 /// The ids of the containers under `root`.
@@ -346,11 +405,42 @@ mod tests {
         assert!(Status::Created.can_start() && !Status::Running.can_start());
         assert!(Status::Running.can_kill() && Status::Paused.can_kill() && !Status::Stopped.can_kill());
         assert!(Status::Stopped.can_delete() && !Status::Running.can_delete());
+        assert!(Status::Running.can_pause() && !Status::Created.can_pause() && !Status::Paused.can_pause());
+        assert!(Status::Paused.can_resume() && !Status::Running.can_resume());
+        for s in [Status::Creating, Status::Stopped] {
+            assert!(!s.can_start() && !s.can_kill() && !s.can_pause() && !s.can_resume());
+        }
         assert_eq!(serde_json::to_string(&Status::Paused).unwrap(), "\"paused\"");
         let json = serde_json::to_value(state("x")).unwrap();
         assert_eq!(json["ociVersion"], OCI_VERSION);
         assert_eq!(json["status"], "created");
         assert_eq!(json["pid"], 42);
+    }
+
+    #[test]
+    fn test_oci_state_json_has_runcs_shape() {
+        let mut st = state("x");
+        let json = oci_state_json(&st, Status::Running);
+        let mut keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["bundle", "created", "id", "ociVersion", "owner", "pid", "rootfs", "status"]);
+        assert_eq!((json["pid"].as_i64(), json["status"].as_str()), (Some(42), Some("running")));
+        assert_eq!(oci_state_json(&st, Status::Stopped)["pid"], 0);
+        st.annotations.insert("a".into(), "b".into());
+        assert_eq!(oci_state_json(&st, Status::Created)["annotations"]["a"], "b");
+    }
+
+    #[test]
+    fn test_try_lock_sees_a_held_lock() {
+        let root = tempfile::tempdir().unwrap();
+        let (dir, lock) = StateDir::create(root.path(), "l").unwrap();
+        assert!(dir.try_lock().unwrap().is_none());
+        drop(lock);
+        let again = dir.try_lock().unwrap();
+        assert!(again.is_some());
+        drop(again);
+        dir.clone().remove().unwrap();
+        assert!(matches!(dir.lock(), Err(ContainerError::NotFound(_))));
     }
 
     #[test]
