@@ -37,23 +37,22 @@ impl Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let line = format_line(self.format, record.level(), &record.args().to_string());
+        // Each line goes out in one write: `create` and its monitor append to the same file,
+        // and O_APPEND keeps whole writes, not the pieces of a formatted one, from interleaving.
+        let line = format_line(self.format, record.level(), &record.args().to_string()) + "\n";
         match &self.file {
             Some(file) => {
                 if let Ok(mut f) = file.lock() {
-                    let _ = writeln!(f, "{line}");
+                    let _ = f.write_all(line.as_bytes());
                 }
                 // Errors also reach the caller's stderr, as with runc.
                 if record.level() == Level::Error {
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "{}",
-                        format_line(LogFormat::Text, Level::Error, &record.args().to_string())
-                    );
+                    let text = format_line(LogFormat::Text, Level::Error, &record.args().to_string()) + "\n";
+                    let _ = std::io::stderr().write_all(text.as_bytes());
                 }
             }
             None => {
-                let _ = writeln!(std::io::stderr().lock(), "{line}");
+                let _ = std::io::stderr().write_all(line.as_bytes());
             }
         }
     }
@@ -61,15 +60,22 @@ impl Log for Logger {
     fn flush(&self) {}
 }
 
-/// Installs the logger: warnings and errors, plus debug output with `--debug`.
-pub fn init(debug: bool, format: LogFormat, file: Option<&Path>) {
+/// Installs the logger: warnings and errors, plus debug output with `--debug`. A `--log` file
+/// that cannot be opened is an error (runc's too), not a silent loss of the shim's error line.
+pub fn init(debug: bool, format: LogFormat, file: Option<&Path>) -> std::io::Result<()> {
     let level = if debug { LevelFilter::Debug } else { LevelFilter::Warn };
-    let file = file
-        .and_then(|p| OpenOptions::new().create(true).append(true).open(p).ok())
-        .map(Mutex::new);
+    let file = match file {
+        Some(p) => {
+            Some(Mutex::new(OpenOptions::new().create(true).append(true).open(p).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("opening log file {}: {e}", p.display()))
+            })?))
+        }
+        None => None,
+    };
     if log::set_boxed_logger(Box::new(Logger { level, format, file })).is_ok() {
         log::set_max_level(level);
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -25,7 +25,10 @@ fn main() -> ExitCode {
         }
     };
     let global = &cli.global;
-    logging::init(global.debug, global.log_format, global.log.as_deref());
+    if let Err(e) = logging::init(global.debug, global.log_format, global.log.as_deref()) {
+        eprintln!("unik: {e}");
+        return ExitCode::FAILURE;
+    }
     log::debug!("systemd-cgroup={} rootless={:?}", global.systemd_cgroup, global.rootless);
     if let Err(e) = delegate::exec_runc_if_its_container(&cli, &argv, &oci::root(global)) {
         log::error!("{}", error_chain(&e));

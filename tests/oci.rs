@@ -303,6 +303,14 @@ fn test_runc_globals_are_accepted() {
     let env = Env::new(&["/hello.hvt"], serde_json::json!({}));
     let out = env.query(&["--systemd-cgroup", "--rootless=false", "--debug", "list", "-q"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // A log file that cannot be opened is refused, not silently dropped.
+    let out = env.query(&["--log", "/nonexistent/dir/log.json", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("opening log file /nonexistent/dir/log.json"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
