@@ -13,12 +13,14 @@ pub use hypercall::{DecodeError, HYPERCALL_MAX, HvtCall};
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 #[cfg(target_arch = "x86_64")]
+pub use x86_64::linux::{self as linux_layout, setup_linux_vcpu, setup_linux_vm};
+#[cfg(target_arch = "x86_64")]
 pub use x86_64::{decode_mmio_write, decode_pio_out, instruction_pointer, layout, setup_vcpu, setup_vm};
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
 #[cfg(target_arch = "aarch64")]
-pub use aarch64::{decode_mmio_write, decode_pio_out, instruction_pointer, layout, setup_vcpu, setup_vm};
+pub use aarch64::{decode_mmio_write, decode_pio_out, instruction_pointer, layout, setup_linux_vcpu, setup_linux_vm, setup_vcpu, setup_vm};
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 compile_error!("unik supports x86_64 and aarch64 only");
@@ -46,6 +48,28 @@ pub enum ArchError {
     /// The host cannot give the guest a usable cycle counter frequency.
     #[error("KVM: host TSC is unstable, cannot continue")]
     UnstableTsc,
+    /// The architecture cannot do this yet.
+    #[error("{0} is not supported on this architecture yet")]
+    Unsupported(&'static str),
+}
+
+/// Where and how a Linux-boot-protocol guest starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinuxEntry {
+    /// The 64-bit boot protocol: long mode, identity paging, `boot_params` address in RSI.
+    Long64 {
+        /// Entry point.
+        rip: u64,
+        /// Guest address of the zero page.
+        boot_params: u64,
+    },
+    /// The PVH entry: 32-bit protected mode, paging off, `hvm_start_info` address in EBX.
+    Pvh {
+        /// Entry point (from the kernel's XEN_ELFNOTE_PHYS32_ENTRY note).
+        rip: u64,
+        /// Guest address of `hvm_start_info`.
+        start_info: u64,
+    },
 }
 
 /// What the guest needs from its vCPU setup, returned by `setup_vcpu`.

@@ -17,7 +17,7 @@ use std::path::{Component, Path, PathBuf};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use vmm::hvt::{DeviceType, Manifest};
 use vmm::loader::{Executable, HOST_MACHINE};
-use vmm::{BlockConfig, VmConfig};
+use vmm::{BlockConfig, GuestKind, VmConfig};
 
 pub use crate::annotations::{BLOCK_PREFIX, CMDLINE, KERNEL, MEM, NET_INTERFACE, NET_TEMPLATE, PREFIX};
 use crate::annotations::{merge_unik_json, urunc_keys};
@@ -262,6 +262,7 @@ fn classify(
             name: name.clone(),
             path,
             sector_size: None,
+            read_only: false,
         });
     }
     let nets = manifest
@@ -271,11 +272,11 @@ fn classify(
         .map(|e| e.name())
         .collect();
     let cfg = VmConfig {
-        kernel,
         cmdline,
         mem_mib,
-        nets: Vec::new(),
         blocks,
+        kind: Some(GuestKind::Hvt),
+        ..VmConfig::new(kernel)
     };
     Ok((BundleKind::Unikernel(Box::new(cfg)), nets))
 }

@@ -19,8 +19,12 @@ Examples:
   unik boot --net-mac:service0=02:00:00:00:00:01 --net:service0=tap0 net.hvt
   unik boot --block:storage=disk.img --block-sector-size:storage=4096 blk.hvt
   unik boot --block storage=disk.img -- blk.hvt --guest-flag
+  unik boot --cpus=2 --initrd=initrd.img bzImage console=ttyS0   a Linux-boot-protocol kernel
+  unik boot --block-ro:root=rootfs.img --net:eth0=tap0 vmlinux     virtio-blk (read-only), virtio-net
 
-Every device the unikernel's manifest declares must be attached. The exit status is the
+Every device an hvt unikernel's manifest declares must be attached; a Linux-boot-protocol
+kernel gets one virtio-mmio device per --net/--block, in the order given, announced on its
+command line (virtio_mmio.device=...), and the serial console (ttyS0) on stdout. The exit status is the
 guest's (255 when it aborts); 1 means unik itself failed, with the reason on stderr.
 solo5-hvt's spelling (--net:NAME=IFACE) and clap's (--net NAME=IFACE) are both accepted.")]
 pub struct BootArgs {
@@ -45,6 +49,23 @@ pub struct BootArgs {
     /// Sector size of block device NAME: a power of two, at least 512 (default 512).
     #[arg(long = "block-sector-size", value_name = "NAME=SIZE", value_parser = parse_sector_size)]
     pub sector_sizes: Vec<(String, u16)>,
+
+    /// Like --block, but opened read-only and offered to the guest as read-only (virtio-blk).
+    #[arg(long = "block-ro", value_name = "NAME=PATH", value_parser = parse_block)]
+    pub blocks_ro: Vec<(String, PathBuf)>,
+
+    /// How KERNEL boots: hvt (solo5) or linux (bzImage, ELF vmlinux, PVH). Default: detected
+    /// from the image (an ELF with Solo5 notes is hvt, anything else the Linux boot protocol).
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<vmm::GuestKind>,
+
+    /// Initial ramdisk for a Linux-boot-protocol kernel.
+    #[arg(long, value_name = "PATH")]
+    pub initrd: Option<PathBuf>,
+
+    /// Number of vCPUs for a Linux-boot-protocol kernel (hvt guests have one).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=64))]
+    pub cpus: u8,
 
     /// The unikernel: a solo5-hvt ELF executable.
     #[arg(value_name = "KERNEL")]
@@ -102,7 +123,7 @@ impl TryFrom<BootArgs> for VmConfig {
             }
         }
         for (name, _) in &args.sector_sizes {
-            if !args.blocks.iter().any(|(n, _)| n == name) {
+            if !args.blocks.iter().chain(&args.blocks_ro).any(|(n, _)| n == name) {
                 bail!("--block-sector-size:{name} given without --block:{name}");
             }
         }
@@ -118,12 +139,17 @@ impl TryFrom<BootArgs> for VmConfig {
                 NetConfig { name, backend, mac }
             })
             .collect();
-        let blocks = args
-            .blocks
-            .into_iter()
-            .map(|(name, path)| {
+        let rw = args.blocks.into_iter().map(|b| (false, b));
+        let blocks = rw
+            .chain(args.blocks_ro.into_iter().map(|b| (true, b)))
+            .map(|(read_only, (name, path))| {
                 let sector_size = args.sector_sizes.iter().rev().find(|(n, _)| *n == name).map(|(_, s)| *s);
-                BlockConfig { name, path, sector_size }
+                BlockConfig {
+                    name,
+                    path,
+                    sector_size,
+                    read_only,
+                }
             })
             .collect();
         Ok(VmConfig {
@@ -132,6 +158,9 @@ impl TryFrom<BootArgs> for VmConfig {
             mem_mib: args.mem,
             nets,
             blocks,
+            kind: args.kind,
+            initrd: args.initrd,
+            vcpus: args.cpus,
         })
     }
 }
@@ -191,7 +220,8 @@ mod tests {
             BlockConfig {
                 name: "storage".into(),
                 path: "/tmp/d.img".into(),
-                sector_size: Some(4096)
+                sector_size: Some(4096),
+                read_only: false,
             }
         );
     }

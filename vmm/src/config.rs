@@ -28,10 +28,45 @@ pub struct VmConfig {
     /// Block devices, attached to manifest entries by name.
     #[serde(default)]
     pub blocks: Vec<BlockConfig>,
+    /// The kernel's boot protocol; detected from the image when absent.
+    #[serde(default)]
+    pub kind: Option<GuestKind>,
+    /// Initial ramdisk (Linux boot protocol only).
+    #[serde(default)]
+    pub initrd: Option<PathBuf>,
+    /// Number of vCPUs (Linux boot protocol only; hvt guests have one).
+    #[serde(default = "default_vcpus")]
+    pub vcpus: u8,
 }
 
 fn default_mem_mib() -> u64 {
     DEFAULT_MEM_MIB
+}
+
+fn default_vcpus() -> u8 {
+    1
+}
+
+/// How a kernel boots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestKind {
+    /// A solo5-hvt unikernel: hypercalls, manifest devices.
+    Hvt,
+    /// The Linux boot protocol (bzImage, ELF vmlinux, PVH): virtio-mmio devices, serial console.
+    Linux,
+}
+
+impl FromStr for GuestKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "hvt" | "solo5" => Ok(GuestKind::Hvt),
+            "linux" => Ok(GuestKind::Linux),
+            _ => Err(format!("unknown guest kind '{s}': expected hvt or linux")),
+        }
+    }
 }
 
 impl VmConfig {
@@ -43,6 +78,9 @@ impl VmConfig {
             mem_mib: DEFAULT_MEM_MIB,
             nets: Vec::new(),
             blocks: Vec::new(),
+            kind: None,
+            initrd: None,
+            vcpus: 1,
         }
     }
 }
@@ -110,6 +148,9 @@ pub struct BlockConfig {
     /// Sector size in bytes: a power of two, at least 512 (default 512).
     #[serde(default)]
     pub sector_size: Option<u16>,
+    /// Open the file read-only and tell the guest so (virtio-blk only; hvt has no such flag).
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// A 48-bit Ethernet address.
@@ -233,9 +274,19 @@ mod tests {
             name: "storage".into(),
             path: "/d.img".into(),
             sector_size: Some(4096),
+            read_only: true,
         });
+        cfg.kind = Some(GuestKind::Linux);
+        cfg.initrd = Some("/initrd".into());
+        cfg.vcpus = 2;
         let json = serde_json::to_string(&cfg).unwrap();
         assert_eq!(serde_json::from_str::<VmConfig>(&json).unwrap(), cfg);
         serde_json::from_str::<VmConfig>(r#"{"kernel":"/k","bogus":1}"#).unwrap_err();
+        // Older vm.json files (no kind, initrd, vcpus) still parse, with the defaults.
+        let old: VmConfig = serde_json::from_str(r#"{"kernel":"/k"}"#).unwrap();
+        assert_eq!((old.kind, old.initrd, old.vcpus), (None, None, 1));
+        assert_eq!("linux".parse::<GuestKind>(), Ok(GuestKind::Linux));
+        assert_eq!("solo5".parse::<GuestKind>(), Ok(GuestKind::Hvt));
+        assert!("qemu".parse::<GuestKind>().unwrap_err().contains("expected hvt or linux"));
     }
 }

@@ -63,6 +63,13 @@ pub enum Error {
     /// The run ended in a fault.
     #[error(transparent)]
     Vcpu(#[from] VcpuError),
+    /// The request does not fit this kind of guest or this host.
+    #[error("{0}")]
+    Unsupported(&'static str),
+    /// A Linux-boot-protocol guest could not be built.
+    #[cfg(target_arch = "x86_64")]
+    #[error(transparent)]
+    Linux(#[from] crate::linux::LinuxError),
     /// Signal handling could not be set up.
     #[error("Could not set up signal handling: {0}")]
     Signals(std::io::Error),

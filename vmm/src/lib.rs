@@ -6,16 +6,19 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod devices;
 pub mod error;
 pub mod host;
 pub mod hvt;
+#[cfg(target_arch = "x86_64")]
+pub mod linux;
 pub mod loader;
 pub mod memory;
 pub mod signal;
 pub mod vcpu;
 pub mod vm;
 
-pub use config::{BlockConfig, MacAddr, NetBackend, NetConfig, VmConfig};
+pub use config::{BlockConfig, GuestKind, MacAddr, NetBackend, NetConfig, VmConfig};
 pub use error::Error;
 pub use vcpu::{Action, ExitStatus};
 pub use vm::Vm;

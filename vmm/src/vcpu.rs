@@ -7,6 +7,7 @@
 
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
+use crate::devices::{Bus, GuestExit};
 use crate::hvt::{Hvt, HvtError, HvtOutcome};
 use crate::memory::GuestRam;
 use crate::signal::StopSignals;
@@ -18,6 +19,9 @@ pub enum ExitStatus {
     Halt(i32),
     /// A stop signal (SIGINT/SIGTERM) ended the run.
     Signal(i32),
+    /// A Linux-boot-protocol guest reset the machine (i8042 pulse or a KVM reset event); the VM
+    /// stops, as a microVM's does.
+    Reset,
 }
 
 impl ExitStatus {
@@ -27,6 +31,7 @@ impl ExitStatus {
         match self {
             ExitStatus::Halt(status) => status.to_le_bytes()[0],
             ExitStatus::Signal(_) => 1,
+            ExitStatus::Reset => 0,
         }
     }
 }
@@ -110,24 +115,79 @@ pub fn handle_exit(exit: VcpuExit<'_>, hvt: &mut Hvt, ram: &GuestRam) -> Result<
     })
 }
 
+/// Dispatches one exit of a Linux-boot-protocol guest to the port-I/O and MMIO buses. Unlike
+/// hvt, an access where no device sits is not a fault (Linux probes): reads see all ones (ports)
+/// or zeros (MMIO), writes are dropped.
+pub fn handle_linux_exit(exit: VcpuExit<'_>, pio: &Bus, mmio: &Bus) -> Result<Action, ExitFault> {
+    let written = match exit {
+        VcpuExit::IoOut(port, data) => pio.write(u64::from(port), data),
+        VcpuExit::MmioWrite(addr, data) => mmio.write(addr, data),
+        VcpuExit::IoIn(port, data) => {
+            if !pio.read(u64::from(port), data) {
+                data.fill(0xff);
+            }
+            return Ok(Action::Continue);
+        }
+        VcpuExit::MmioRead(addr, data) => {
+            if !mmio.read(addr, data) {
+                data.fill(0);
+            }
+            return Ok(Action::Continue);
+        }
+        // With the in-kernel irqchip KVM handles HLT itself; an exit still means "run again".
+        VcpuExit::Hlt | VcpuExit::Intr => return Ok(Action::Continue),
+        VcpuExit::SystemEvent(kvm_bindings::KVM_SYSTEM_EVENT_SHUTDOWN, _) => return Ok(Action::Stop(ExitStatus::Halt(0))),
+        VcpuExit::SystemEvent(kvm_bindings::KVM_SYSTEM_EVENT_RESET, _) => return Ok(Action::Stop(ExitStatus::Reset)),
+        VcpuExit::InternalError => return Err(ExitFault::Internal(0)),
+        VcpuExit::FailEntry(reason, _cpu) => return Err(ExitFault::FailEntry(reason)),
+        VcpuExit::Shutdown => return Err(ExitFault::Unhandled("exit_reason=0x8 (shutdown: triple fault)".into())),
+        other => return Err(ExitFault::Unhandled(format!("{other:?}"))),
+    };
+    Ok(match written {
+        Some(Some(GuestExit::Status(status))) => Action::Stop(ExitStatus::Halt(i32::from(status))),
+        Some(Some(GuestExit::Reset)) => Action::Stop(ExitStatus::Reset),
+        Some(None) | None => Action::Continue,
+    })
+}
+
 /// Runs the vCPU until HALT, a stop signal or a fault.
 pub fn run(vcpu: &mut VcpuFd, hvt: &mut Hvt, ram: &GuestRam, stop: &StopSignals) -> Result<ExitStatus, VcpuError> {
+    run_with(vcpu, stop, &|| false, |exit| handle_exit(exit, hvt, ram))
+}
+
+/// Runs the boot vCPU with `handle` dispatching its exits, until an exit stops it, a stop signal
+/// arrives, `done()` turns true (another vCPU ended the machine) or a fault.
+pub fn run_with(
+    vcpu: &mut VcpuFd,
+    stop: &StopSignals,
+    done: &dyn Fn() -> bool,
+    handle: impl FnMut(VcpuExit<'_>) -> Result<Action, ExitFault>,
+) -> Result<ExitStatus, VcpuError> {
     let flag = std::ptr::from_mut(&mut vcpu.get_kvm_run().immediate_exit);
     // SAFETY: `flag` points into the kvm_run mapping owned by `vcpu`, which outlives this function;
     // `disarm_vcpu` runs before we return.
     unsafe { stop.arm_vcpu(flag) };
-    let result = run_loop(vcpu, hvt, ram, stop);
+    let result = run_loop(vcpu, &|| stop.received(), done, handle);
     stop.disarm_vcpu();
     result
 }
 
-fn run_loop(vcpu: &mut VcpuFd, hvt: &mut Hvt, ram: &GuestRam, stop: &StopSignals) -> Result<ExitStatus, VcpuError> {
+/// The loop of any vCPU: `signal()` is the stop signal received, if any (boot vCPU only).
+pub(crate) fn run_loop(
+    vcpu: &mut VcpuFd,
+    signal: &dyn Fn() -> Option<i32>,
+    done: &dyn Fn() -> bool,
+    mut handle: impl FnMut(VcpuExit<'_>) -> Result<Action, ExitFault>,
+) -> Result<ExitStatus, VcpuError> {
     loop {
-        if let Some(signum) = stop.received() {
+        if let Some(signum) = signal() {
             return Ok(ExitStatus::Signal(signum));
         }
+        if done() {
+            return Ok(ExitStatus::Reset);
+        }
         let action = match vcpu.run() {
-            Ok(exit) => handle_exit(exit, hvt, ram),
+            Ok(exit) => handle(exit),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 vcpu.set_kvm_immediate_exit(0);
                 continue;
@@ -230,5 +290,6 @@ mod tests {
         assert_eq!(ExitStatus::Halt(256 + 3).code(), 3);
         assert_eq!(ExitStatus::Halt(-1).code(), 255);
         assert_eq!(ExitStatus::Signal(15).code(), 1);
+        assert_eq!(ExitStatus::Reset.code(), 0);
     }
 }

@@ -7,7 +7,7 @@ use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use log::{debug, warn};
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
-use crate::config::VmConfig;
+use crate::config::{GuestKind, VmConfig};
 use crate::error::Error;
 use crate::hvt::{self, Hvt, Manifest};
 use crate::loader::Executable;
@@ -17,10 +17,61 @@ use crate::vcpu::{self, ExitStatus};
 
 const KVM_API_VERSION: i32 = 12;
 
-/// A built machine, ready to run: memory holds the kernel and boot info, devices are attached and
-/// the vCPU sits at the entry point.
+/// A built machine of either guest kind, ready to run.
 #[derive(Debug)]
-pub struct Vm {
+pub struct Vm(Machine);
+
+#[derive(Debug)]
+enum Machine {
+    Hvt(HvtVm),
+    #[cfg(target_arch = "x86_64")]
+    Linux(crate::linux::LinuxVm),
+}
+
+impl Vm {
+    /// Builds the machine described by `cfg`, for the kind it names or the kernel image shows.
+    /// `console` receives the guest's console output (hvt PUTS or the serial port).
+    ///
+    /// Everything that can fail because of the configuration or the kernel fails here, before the
+    /// guest runs.
+    pub fn build(cfg: &VmConfig, console: Box<dyn Write + Send>) -> Result<Vm, Error> {
+        let kind = match cfg.kind {
+            Some(kind) => kind,
+            None => crate::loader::detect_kind(&cfg.kernel).map_err(|source| Error::Kernel {
+                path: cfg.kernel.clone(),
+                source,
+            })?,
+        };
+        match kind {
+            GuestKind::Hvt => {
+                if cfg.initrd.is_some() || cfg.vcpus > 1 || cfg.blocks.iter().any(|b| b.read_only) {
+                    return Err(Error::Unsupported(
+                        "--initrd, --cpus > 1 and read-only block devices are for Linux-boot-protocol kernels; this is a solo5-hvt unikernel",
+                    ));
+                }
+                Ok(Vm(Machine::Hvt(HvtVm::build(cfg, console)?)))
+            }
+            #[cfg(target_arch = "x86_64")]
+            GuestKind::Linux => Ok(Vm(Machine::Linux(crate::linux::LinuxVm::build(cfg, console)?))),
+            #[cfg(not(target_arch = "x86_64"))]
+            GuestKind::Linux => Err(Error::Unsupported("Linux-boot-protocol kernels run on x86_64 only for now")),
+        }
+    }
+
+    /// Runs the guest to its end: its exit status, or the fault that stopped it.
+    pub fn run(self) -> Result<ExitStatus, Error> {
+        match self.0 {
+            Machine::Hvt(vm) => vm.run(),
+            #[cfg(target_arch = "x86_64")]
+            Machine::Linux(vm) => vm.run(),
+        }
+    }
+}
+
+/// A built hvt machine, ready to run: memory holds the kernel and boot info, devices are attached
+/// and the vCPU sits at the entry point.
+#[derive(Debug)]
+pub struct HvtVm {
     // Field order is drop order: the vCPU and VM fds go before the memory they map.
     vcpu: VcpuFd,
     _vm: VmFd,
@@ -48,13 +99,13 @@ pub fn guest_mem_size(mem_mib: u64) -> Result<u64, Error> {
     Ok(size)
 }
 
-impl Vm {
+impl HvtVm {
     /// Builds the machine described by `cfg`. `console` receives the guest's PUTS output.
     ///
     /// Everything that can fail because of the configuration or the kernel fails here, before the
     /// guest runs: a bad executable or manifest, a device that cannot be attached, memory or KVM
     /// errors.
-    pub fn build(cfg: &VmConfig, console: Box<dyn Write + Send>) -> Result<Vm, Error> {
+    pub fn build(cfg: &VmConfig, console: Box<dyn Write + Send>) -> Result<HvtVm, Error> {
         let image = std::fs::read(&cfg.kernel).map_err(|source| Error::Kernel {
             path: cfg.kernel.clone(),
             source,
@@ -79,7 +130,7 @@ impl Vm {
             source,
         })?;
         let mut ram = GuestRam::new(mem_size)?;
-        register_memory(&vm, &ram)?;
+        register_memory(&vm, ram.mmap())?;
         arch::setup_vm(&vm)?;
         let kernel = exe.load(&mut ram).map_err(loader_err)?;
         let vcpu = vm.create_vcpu(0).map_err(|source| Error::Kvm {
@@ -98,7 +149,7 @@ impl Vm {
 
         let stop = StopSignals::new().map_err(Error::Signals)?;
         let hvt = Hvt::new(ram.clone(), devices, console, stop.fd())?;
-        Ok(Vm {
+        Ok(HvtVm {
             vcpu,
             _vm: vm,
             _kvm: kvm,
@@ -122,8 +173,9 @@ impl Vm {
     }
 }
 
-fn register_memory(vm: &VmFd, ram: &GuestRam) -> Result<(), Error> {
-    for (slot, region) in (0u32..).zip(ram.mmap().iter()) {
+/// Registers every region of `mem` with KVM.
+pub(crate) fn register_memory(vm: &VmFd, mem: &vm_memory::GuestMemoryMmap) -> Result<(), Error> {
+    for (slot, region) in (0u32..).zip(mem.iter()) {
         let host = region.get_host_address(vm_memory::MemoryRegionAddress(0)).map_err(|_| Error::Kvm {
             what: "guest memory host address",
             source: kvm_ioctls::Error::new(libc::EINVAL),

@@ -28,6 +28,22 @@ pub fn setup_vcpu(_kvm: &Kvm, vm: &VmFd, vcpu: &VcpuFd, mem: &GuestMemoryMmap, m
     Ok(VcpuInfo { cpu_cycle_freq: freq })
 }
 
+/// Linux-boot-protocol guests are x86_64-only for now (aarch64 needs a device tree).
+pub fn setup_linux_vm(_vm: &VmFd) -> Result<(), ArchError> {
+    Err(ArchError::Unsupported("booting a Linux-boot-protocol kernel"))
+}
+
+/// See [`setup_linux_vm`].
+pub fn setup_linux_vcpu(
+    _kvm: &Kvm,
+    _vcpu: &VcpuFd,
+    _mem: &GuestMemoryMmap,
+    _index: u8,
+    _entry: crate::LinuxEntry,
+) -> Result<(), ArchError> {
+    Err(ArchError::Unsupported("booting a Linux-boot-protocol kernel"))
+}
+
 /// The guest program counter (for error messages).
 pub fn instruction_pointer(vcpu: &VcpuFd) -> Result<u64, ArchError> {
     regs::get_pc(vcpu)

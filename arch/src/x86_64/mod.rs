@@ -3,6 +3,7 @@
 mod cpuid;
 mod gdt;
 pub mod layout;
+pub mod linux;
 mod paging;
 mod regs;
 

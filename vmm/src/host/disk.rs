@@ -20,8 +20,13 @@ impl Disk {
     /// The capacity is where a seek to the end lands, which is the size of a regular file and
     /// also of a block device (whose metadata reports 0 bytes).
     pub fn open(path: &Path) -> io::Result<Disk> {
+        Disk::open_with(path, false)
+    }
+
+    /// Opens `path`, read-only when `read_only` (then writes fail with EBADF in the kernel).
+    pub fn open_with(path: &Path, read_only: bool) -> io::Result<Disk> {
         // std opens with O_CLOEXEC.
-        let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+        let mut file = OpenOptions::new().read(true).write(!read_only).open(path)?;
         let capacity = file.seek(SeekFrom::End(0))?;
         Ok(Disk {
             file,
@@ -48,6 +53,11 @@ impl Disk {
     /// Reads exactly `buf.len()` bytes at `offset` (pread); a short read is an error.
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.file.read_exact_at(buf, offset)
+    }
+
+    /// Makes written data durable (fdatasync).
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
     }
 
     /// Writes all of `buf` at `offset` (pwrite, continued after a partial write).

@@ -128,8 +128,12 @@ fn interface_flags(name: &str) -> Result<i16, TapError> {
 
 /// Attaches `file` (an open `/dev/net/tun`) to tap `name` without packet-information headers.
 fn set_iff(file: &File, name: &str) -> Result<(), TapError> {
+    set_iff_flags(file, name, IFF_TAP | IFF_NO_PI)
+}
+
+fn set_iff_flags(file: &File, name: &str, flags: i16) -> Result<(), TapError> {
     let mut req = IfReq::new(name);
-    req.set_short(IFF_TAP | IFF_NO_PI);
+    req.set_short(flags);
     match ifreq_ioctl(file, libc::TUNSETIFF, &mut req) {
         Ok(()) => {}
         // The kernel's answer when `name` exists but is not a tap (or is a multi-queue one).
@@ -191,7 +195,17 @@ pub struct Tap {
     file: File,
     name: String,
     mtu: u16,
+    vnet_hdr: bool,
 }
+
+/// Length of the virtio-net header a vnet-header tap puts before each frame (`virtio_net_hdr_v1`).
+pub const VNET_HDR_LEN: usize = 12;
+/// `TUN_F_CSUM`: the guest accepts frames with partial checksums.
+pub const TUN_F_CSUM: u32 = 1;
+/// `TUN_F_TSO4`.
+pub const TUN_F_TSO4: u32 = 2;
+/// `TUN_F_TSO6`.
+pub const TUN_F_TSO6: u32 = 4;
 
 /// MTU assumed when a tap passed by fd lives where its MTU cannot be queried.
 pub const DEFAULT_MTU: u16 = 1500;
@@ -211,7 +225,44 @@ impl Tap {
             file,
             name: name.to_string(),
             mtu,
+            vnet_hdr: false,
         })
+    }
+
+    /// Opens the existing, up tap `name` with a 12-byte virtio-net header before every frame
+    /// (for virtio-net, whose header then passes through unchanged and carries offloads).
+    pub fn open_vnet(name: &str) -> Result<Tap, TapError> {
+        if interface_flags(name)? & IFF_UP == 0 {
+            return Err(TapError::Down(name.to_string()));
+        }
+        let file = open_tun().map_err(os_err(name, "/dev/net/tun"))?;
+        set_iff_flags(&file, name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)?;
+        let size = i32::try_from(VNET_HDR_LEN).unwrap_or(12);
+        // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer, which outlives the call.
+        if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETVNETHDRSZ, &raw const size) } < 0 {
+            return Err(os_err(name, "TUNSETVNETHDRSZ")(io::Error::last_os_error()));
+        }
+        let mtu = interface_mtu(name).map_err(os_err(name, "SIOCGIFMTU"))?;
+        Ok(Tap {
+            file,
+            name: name.to_string(),
+            mtu,
+            vnet_hdr: true,
+        })
+    }
+
+    /// Whether frames carry a virtio-net header.
+    pub fn vnet_hdr(&self) -> bool {
+        self.vnet_hdr
+    }
+
+    /// Tells the tap which offloads the guest takes (`TUN_F_*`); vnet-header taps only.
+    pub fn set_offload(&self, flags: u32) -> io::Result<()> {
+        // SAFETY: TUNSETOFFLOAD takes its argument by value; no memory is passed.
+        if unsafe { libc::ioctl(self.file.as_raw_fd(), libc::TUNSETOFFLOAD, libc::c_ulong::from(flags)) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// Takes an already-open tap fd (solo5's `--net:NAME=@FD`), set non-blocking; its MTU is read
@@ -253,7 +304,12 @@ impl Tap {
         }
         let name = req.name();
         let mtu = interface_mtu(&name).unwrap_or(DEFAULT_MTU);
-        Ok(Tap { file, name, mtu })
+        Ok(Tap {
+            file,
+            name,
+            mtu,
+            vnet_hdr: false,
+        })
     }
 
     /// Wraps any non-blocking fd as a tap (unit tests: a socketpair end stands in for a tap).
@@ -263,6 +319,7 @@ impl Tap {
             file,
             name: "test".into(),
             mtu,
+            vnet_hdr: false,
         }
     }
 

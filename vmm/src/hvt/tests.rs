@@ -282,6 +282,7 @@ fn test_attach_fills_manifest_and_checks_every_rule() {
         name: name.into(),
         path: path.into(),
         sector_size,
+        read_only: false,
     };
     let bytes = mft(&[("storage", 1), ("other", 1)]);
     let mut m = Manifest::parse(&bytes).unwrap();

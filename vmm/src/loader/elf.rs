@@ -85,7 +85,7 @@ fn header_err(what: &str) -> LoaderError {
 }
 
 /// Parses the program header table.
-fn program_headers(image: &[u8]) -> Result<Vec<ProgramHeader>, LoaderError> {
+pub(crate) fn program_headers(image: &[u8]) -> Result<Vec<ProgramHeader>, LoaderError> {
     let phoff = usize::try_from(u64_at(image, 32)).map_err(|_| header_err("program headers outside the file"))?;
     let phnum = usize::from(u16_at(image, 56));
     let table_end = phnum.checked_mul(PHDR_SIZE).and_then(|n| n.checked_add(phoff));

@@ -46,3 +46,38 @@ pub enum LoaderError {
     #[error("Guest memory already holds a loaded kernel")]
     AlreadyLoaded,
 }
+
+/// Which boot protocol the kernel at `path` speaks: an ELF with a Solo5 note is a solo5-hvt
+/// unikernel; a bzImage or any other ELF boots with the Linux boot protocol. Anything else is
+/// handed to the hvt loader, whose error then says what is wrong with it.
+pub fn detect_kind(path: &std::path::Path) -> std::io::Result<crate::config::GuestKind> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)?.take(1 << 20).read_to_end(&mut head)?;
+    Ok(kind_of(&head))
+}
+
+/// [`detect_kind`] on the first bytes of an image (the first MiB is plenty: program headers and
+/// notes of every kernel come first).
+pub fn kind_of(head: &[u8]) -> crate::config::GuestKind {
+    use crate::config::GuestKind;
+    if head.get(0x202..0x206) == Some(b"HdrS") {
+        return GuestKind::Linux;
+    }
+    if head.len() >= 64 && head.starts_with(b"\x7fELF") && head[4] == 2 {
+        if let Ok(phdrs) = elf::program_headers(head) {
+            let solo5 = phdrs.iter().any(|ph| {
+                ph.p_type == elf::PT_NOTE
+                    && ph.p_filesz >= 20
+                    && usize::try_from(ph.p_offset)
+                        .ok()
+                        .and_then(|off| head.get(off.checked_add(12)?..off.checked_add(18)?))
+                        .is_some_and(|name| name == b"Solo5\0")
+            });
+            if !solo5 {
+                return GuestKind::Linux;
+            }
+        }
+    }
+    GuestKind::Hvt
+}

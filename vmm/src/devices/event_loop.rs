@@ -1,0 +1,146 @@
+//! The device thread: an event-manager loop over the virtio queues' ioeventfds, the devices'
+//! backend fds (taps) and, when the console is a terminal, stdin for the serial port.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use event_manager::{EventManager, EventOps, EventSet, Events, MutEventSubscriber, SubscriberOps};
+use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+
+use super::bus::lock;
+use super::legacy::Uart;
+use super::virtio::mmio::MmioTransport;
+
+const BACKEND: u32 = u32::MAX;
+
+/// One virtio device's events: its queue kicks and its backend.
+#[derive(Debug)]
+pub struct VirtioEvents {
+    /// The device.
+    pub transport: Arc<Mutex<MmioTransport>>,
+    /// One ioeventfd per queue, in queue order.
+    pub kicks: Vec<EventFd>,
+}
+
+impl MutEventSubscriber for VirtioEvents {
+    fn init(&mut self, ops: &mut EventOps) {
+        for (i, kick) in (0u32..).zip(&self.kicks) {
+            if let Err(e) = ops.add(Events::with_data(kick, i, EventSet::IN)) {
+                log::warn!("event loop: watching queue {i}: {e:?}");
+            }
+        }
+        if let Some(fd) = lock(&self.transport).backend_fd() {
+            if let Err(e) = ops.add(Events::with_data_raw(fd, BACKEND, EventSet::IN | EventSet::EDGE_TRIGGERED)) {
+                log::warn!("event loop: watching the backend: {e:?}");
+            }
+        }
+    }
+
+    fn process(&mut self, events: Events, _ops: &mut EventOps) {
+        let data = events.data();
+        if data == BACKEND {
+            lock(&self.transport).backend_ready();
+            return;
+        }
+        let Some(kick) = self.kicks.get(data as usize) else { return };
+        // Drains the counter: one pass serves every kick so far.
+        let _ = kick.read();
+        lock(&self.transport).kick(data as usize);
+    }
+}
+
+/// Guest console input from the terminal.
+struct Stdin(Arc<Mutex<Uart>>);
+
+impl MutEventSubscriber for Stdin {
+    fn init(&mut self, ops: &mut EventOps) {
+        if let Err(e) = ops.add(Events::new_raw(libc::STDIN_FILENO, EventSet::IN)) {
+            log::debug!("event loop: stdin: {e:?}");
+        }
+    }
+
+    fn process(&mut self, events: Events, ops: &mut EventOps) {
+        let mut buf = [0u8; 64];
+        // SAFETY: reading into a local buffer of the given length.
+        let n = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
+        match usize::try_from(n) {
+            Ok(0) | Err(_) => {
+                // EOF or error: stop watching.
+                let _ = ops.remove(events);
+            }
+            Ok(n) => {
+                let taken = lock(&self.0).input(&buf[..n]);
+                if taken < n {
+                    log::debug!("serial: receive FIFO full, {} input bytes dropped", n - taken);
+                }
+            }
+        }
+    }
+}
+
+/// Ends the loop.
+struct Stop(EventFd, Arc<AtomicBool>);
+
+impl MutEventSubscriber for Stop {
+    fn init(&mut self, ops: &mut EventOps) {
+        let _ = ops.add(Events::new(&self.0, EventSet::IN));
+    }
+
+    fn process(&mut self, _events: Events, _ops: &mut EventOps) {
+        let _ = self.0.read();
+        self.1.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The running device thread.
+#[derive(Debug)]
+pub struct EventLoop {
+    stop: EventFd,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EventLoop {
+    /// Starts the thread serving `devices`, and stdin for `uart` when stdin is a terminal.
+    pub fn start(devices: Vec<VirtioEvents>, uart: Option<Arc<Mutex<Uart>>>) -> std::io::Result<EventLoop> {
+        let mut manager: EventManager<Box<dyn MutEventSubscriber + Send>> =
+            EventManager::new().map_err(|e| std::io::Error::other(format!("event manager: {e:?}")))?;
+        for d in devices {
+            manager.add_subscriber(Box::new(d));
+        }
+        // SAFETY: isatty only inspects fd 0.
+        if let Some(uart) = uart.filter(|_| unsafe { libc::isatty(libc::STDIN_FILENO) } == 1) {
+            manager.add_subscriber(Box::new(Stdin(uart)));
+        }
+        let stop = EventFd::new(EFD_NONBLOCK)?;
+        let stopped = Arc::new(AtomicBool::new(false));
+        manager.add_subscriber(Box::new(Stop(stop.try_clone()?, stopped.clone())));
+        let thread = std::thread::Builder::new().name("unik-devices".into()).spawn(move || {
+            while !stopped.load(Ordering::SeqCst) {
+                if let Err(e) = manager.run() {
+                    log::warn!("event loop: {e:?}");
+                    break;
+                }
+            }
+        })?;
+        Ok(EventLoop {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The fd that stops the loop when written (for tests).
+    pub fn stop_fd(&self) -> RawFd {
+        self.stop.as_raw_fd()
+    }
+}
+
+impl Drop for EventLoop {
+    fn drop(&mut self) {
+        let _ = self.stop.write(1);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! virtio-blk on a host file: read, write, flush and get-id; read-only devices.
+//!
+//! Every request chain is checked before any I/O: a device-readable header of at least 16
+//! bytes first, a device-writable status byte last, data buffers whose direction matches the
+//! request, a length that is a whole number of sectors and a range inside the disk (with
+//! checked arithmetic). A request that breaks a rule gets IOERR (or UNSUPP for an unknown
+//! type); a chain without a usable status byte is returned with length 0, as there is nowhere
+//! to put an answer. Data moves through a fixed bounce buffer, so a guest cannot make the
+//! monitor allocate, and every guest access goes through vm-memory's bounds checks.
+
+use std::io;
+
+use virtio_queue::desc::split::Descriptor;
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{Address, ByteValued, Bytes};
+
+use super::{Mem, TYPE_BLOCK, VirtioDevice, read_config_bytes};
+use crate::host::disk::Disk;
+
+/// Queue size of the one request queue.
+pub const QUEUE_SIZE: u16 = 256;
+const SECTOR: u64 = 512;
+const BOUNCE: usize = 128 << 10;
+
+/// `VIRTIO_BLK_F_RO`.
+pub const F_RO: u64 = 1 << 5;
+/// `VIRTIO_BLK_F_BLK_SIZE`.
+pub const F_BLK_SIZE: u64 = 1 << 6;
+/// `VIRTIO_BLK_F_FLUSH`.
+pub const F_FLUSH: u64 = 1 << 9;
+
+/// Request types.
+pub mod req {
+    /// Read.
+    pub const IN: u32 = 0;
+    /// Write.
+    pub const OUT: u32 = 1;
+    /// Flush.
+    pub const FLUSH: u32 = 4;
+    /// Device ID string.
+    pub const GET_ID: u32 = 8;
+}
+
+/// Status codes.
+pub mod status {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// The request failed.
+    pub const IOERR: u8 = 1;
+    /// The request type is not supported.
+    pub const UNSUPP: u8 = 2;
+}
+
+/// Length of the ID string GET_ID returns.
+pub const ID_LEN: usize = 20;
+
+/// `struct virtio_blk_outhdr`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestHeader {
+    /// Request type.
+    pub type_: u32,
+    /// Reserved (ioprio in legacy).
+    pub reserved: u32,
+    /// First sector (512-byte units).
+    pub sector: u64,
+}
+
+// SAFETY: plain-old-data: integers only, no padding (4 + 4 + 8 bytes).
+unsafe impl ByteValued for RequestHeader {}
+
+/// A virtio block device.
+pub struct Block {
+    disk: Disk,
+    read_only: bool,
+    block_size: u32,
+    id: [u8; ID_LEN],
+    config: Vec<u8>,
+    bounce: Vec<u8>,
+}
+
+impl std::fmt::Debug for Block {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Block")
+            .field("disk", &self.disk)
+            .field("read_only", &self.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Block {
+    /// A device on `disk`; `id` is what GET_ID returns (truncated to 20 bytes).
+    pub fn new(disk: Disk, read_only: bool, block_size: u32, id: &str) -> Block {
+        let mut id_bytes = [0u8; ID_LEN];
+        let n = id.len().min(ID_LEN);
+        id_bytes[..n].copy_from_slice(&id.as_bytes()[..n]);
+        // virtio_blk_config: capacity (u64) @0, size_max @8, seg_max @12, geometry @16, blk_size @20.
+        let mut config = vec![0u8; 24];
+        config[..8].copy_from_slice(&(disk.capacity() / SECTOR).to_le_bytes());
+        config[20..24].copy_from_slice(&block_size.to_le_bytes());
+        Block {
+            disk,
+            read_only,
+            block_size,
+            id: id_bytes,
+            config,
+            bounce: vec![0; BOUNCE],
+        }
+    }
+
+    /// Serves one chain; returns the number of bytes written into device-writable buffers.
+    fn execute(&mut self, mem: &Mem, descs: &[Descriptor]) -> Option<u32> {
+        let (status_desc, rest) = descs.split_last()?;
+        if !status_desc.is_write_only() || status_desc.len() < 1 || rest.is_empty() {
+            return None;
+        }
+        let (header_desc, data) = rest.split_first()?;
+        let (code, written) = match self.request(mem, header_desc, data) {
+            Ok(written) => (status::OK, written),
+            Err(code) => (code, 0),
+        };
+        mem.write_obj(code, status_desc.addr()).ok()?;
+        Some(written.saturating_add(1))
+    }
+
+    /// Runs the request; the error is the status to answer with.
+    fn request(&mut self, mem: &Mem, header_desc: &Descriptor, data: &[Descriptor]) -> Result<u32, u8> {
+        const IOERR: u8 = status::IOERR;
+        if header_desc.is_write_only() || (header_desc.len() as usize) < size_of::<RequestHeader>() {
+            return Err(IOERR);
+        }
+        let header: RequestHeader = mem.read_obj(header_desc.addr()).map_err(|_| IOERR)?;
+        match header.type_ {
+            req::IN | req::OUT => {
+                let write = header.type_ == req::OUT;
+                if write && self.read_only {
+                    return Err(IOERR);
+                }
+                // Reads fill device-writable buffers; writes take device-readable ones.
+                if data.iter().any(|d| d.is_write_only() == write) {
+                    return Err(IOERR);
+                }
+                let len: u64 = data.iter().map(|d| u64::from(d.len())).sum();
+                let start = header.sector.checked_mul(SECTOR).ok_or(IOERR)?;
+                let end = start.checked_add(len).ok_or(IOERR)?;
+                if len % SECTOR != 0 || end > self.disk.capacity() {
+                    return Err(IOERR);
+                }
+                let mut offset = start;
+                for d in data {
+                    self.transfer(mem, d, offset, write).map_err(|e| {
+                        log::debug!("virtio-blk: {} at {offset}: {e}", if write { "write" } else { "read" });
+                        IOERR
+                    })?;
+                    offset += u64::from(d.len());
+                }
+                Ok(if write { 0 } else { u32::try_from(len).unwrap_or(u32::MAX) })
+            }
+            req::FLUSH => self.disk.sync().map(|()| 0).map_err(|_| IOERR),
+            req::GET_ID => {
+                let d = data.first().filter(|d| d.is_write_only()).ok_or(IOERR)?;
+                let n = (d.len() as usize).min(ID_LEN);
+                mem.write_slice(&self.id[..n], d.addr()).map_err(|_| IOERR)?;
+                Ok(u32::try_from(n).unwrap_or(0))
+            }
+            _ => Err(status::UNSUPP),
+        }
+    }
+
+    /// Moves one descriptor's bytes between guest memory and the disk at `offset`.
+    fn transfer(&mut self, mem: &Mem, d: &Descriptor, offset: u64, write: bool) -> io::Result<()> {
+        let mut done = 0u64;
+        let total = u64::from(d.len());
+        while done < total {
+            let n = usize::try_from((total - done).min(BOUNCE as u64)).unwrap_or(BOUNCE);
+            let buf = &mut self.bounce[..n];
+            let gpa = d
+                .addr()
+                .checked_add(done)
+                .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+            if write {
+                mem.read_slice(buf, gpa).map_err(io::Error::other)?;
+                self.disk.write_at(buf, offset + done)?;
+            } else {
+                self.disk.read_at(buf, offset + done)?;
+                mem.write_slice(buf, gpa).map_err(io::Error::other)?;
+            }
+            done += n as u64;
+        }
+        Ok(())
+    }
+}
+
+impl VirtioDevice for Block {
+    fn device_type(&self) -> u32 {
+        TYPE_BLOCK
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &[QUEUE_SIZE]
+    }
+
+    fn features(&self) -> u64 {
+        let ro = if self.read_only { F_RO } else { 0 };
+        F_FLUSH | F_BLK_SIZE | ro
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        read_config_bytes(&self.config, offset, data);
+    }
+
+    fn activate(&mut self, _acked: u64) -> Result<(), String> {
+        log::debug!(
+            "virtio-blk: {} active ({} sectors, block size {}{})",
+            self.disk.path().display(),
+            self.disk.capacity() / SECTOR,
+            self.block_size,
+            if self.read_only { ", read-only" } else { "" }
+        );
+        Ok(())
+    }
+
+    fn process_queue(&mut self, mem: &Mem, queues: &mut [Queue], index: usize) -> bool {
+        let Some(queue) = queues.get_mut(index) else { return false };
+        let mut used_any = false;
+        loop {
+            if queue.disable_notification(mem).is_err() {
+                return used_any;
+            }
+            while let Some(chain) = queue.pop_descriptor_chain(mem) {
+                let head = chain.head_index();
+                let descs: Vec<Descriptor> = chain.collect();
+                let len = self.execute(mem, &descs).unwrap_or_else(|| {
+                    log::debug!("virtio-blk: malformed request chain (head {head}, {} descriptors)", descs.len());
+                    0
+                });
+                if let Err(e) = queue.add_used(mem, head, len) {
+                    log::warn!("virtio-blk: returning a request failed: {e}");
+                    return used_any;
+                }
+                used_any = true;
+            }
+            match queue.enable_notification(mem) {
+                Ok(true) => {}
+                _ => break,
+            }
+        }
+        used_any && queue.needs_notification(mem).unwrap_or(true)
+    }
+}
+
+#[cfg(test)]
+#[path = "block_tests.rs"]
+mod tests;

@@ -1,0 +1,364 @@
+//! The virtio-mmio transport, version 2 (virtio 1.x): the register file a driver programs, the
+//! device status state machine, feature negotiation and queue setup.
+//!
+//! Only valid transitions are taken: status bits are added in the order ACKNOWLEDGE → DRIVER →
+//! FEATURES_OK → DRIVER_OK (FAILED at any time, 0 resets); features are accepted only between
+//! DRIVER and FEATURES_OK and only from what was offered; queues are configured only between
+//! FEATURES_OK and DRIVER_OK while not ready. Anything else is ignored (and logged), as a
+//! device would, so a confused driver cannot put the transport in an impossible state.
+
+use virtio_queue::{Queue, QueueT};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::{Mem, VIRTIO_F_VERSION_1, VirtioDevice};
+use crate::devices::bus::{BusDevice, GuestExit};
+
+/// Size of one device's register window.
+pub const MMIO_LEN: u64 = 0x1000;
+
+const MAGIC: u32 = 0x7472_6976; // "virt"
+const VERSION: u32 = 2;
+const VENDOR_ID: u32 = 0x4b49_4e55; // "UNIK"
+
+/// Device status bits.
+pub mod status {
+    /// The guest noticed the device.
+    pub const ACKNOWLEDGE: u32 = 1;
+    /// The guest has a driver for it.
+    pub const DRIVER: u32 = 2;
+    /// The driver is ready.
+    pub const DRIVER_OK: u32 = 4;
+    /// Feature negotiation is done.
+    pub const FEATURES_OK: u32 = 8;
+    /// The device hit an error it cannot recover from.
+    pub const DEVICE_NEEDS_RESET: u32 = 64;
+    /// The driver gave up.
+    pub const FAILED: u32 = 128;
+}
+use status::{ACKNOWLEDGE, DEVICE_NEEDS_RESET, DRIVER, DRIVER_OK, FAILED, FEATURES_OK};
+
+/// Interrupt status: the used ring changed.
+pub const INT_VRING: u32 = 1;
+/// Interrupt status: the configuration changed (or the device needs a reset).
+pub const INT_CONFIG: u32 = 2;
+
+/// Register offsets.
+mod reg {
+    pub const MAGIC: u64 = 0x000;
+    pub const VERSION: u64 = 0x004;
+    pub const DEVICE_ID: u64 = 0x008;
+    pub const VENDOR_ID: u64 = 0x00c;
+    pub const DEVICE_FEATURES: u64 = 0x010;
+    pub const DEVICE_FEATURES_SEL: u64 = 0x014;
+    pub const DRIVER_FEATURES: u64 = 0x020;
+    pub const DRIVER_FEATURES_SEL: u64 = 0x024;
+    pub const QUEUE_SEL: u64 = 0x030;
+    pub const QUEUE_NUM_MAX: u64 = 0x034;
+    pub const QUEUE_NUM: u64 = 0x038;
+    pub const QUEUE_READY: u64 = 0x044;
+    pub const QUEUE_NOTIFY: u64 = 0x050;
+    pub const INTERRUPT_STATUS: u64 = 0x060;
+    pub const INTERRUPT_ACK: u64 = 0x064;
+    pub const STATUS: u64 = 0x070;
+    pub const QUEUE_DESC_LOW: u64 = 0x080;
+    pub const QUEUE_DESC_HIGH: u64 = 0x084;
+    pub const QUEUE_DRIVER_LOW: u64 = 0x090;
+    pub const QUEUE_DRIVER_HIGH: u64 = 0x094;
+    pub const QUEUE_DEVICE_LOW: u64 = 0x0a0;
+    pub const QUEUE_DEVICE_HIGH: u64 = 0x0a4;
+    pub const CONFIG_GENERATION: u64 = 0x0fc;
+    pub const CONFIG: u64 = 0x100;
+}
+
+/// Offset of the QueueNotify register, for the ioeventfds.
+pub const QUEUE_NOTIFY_OFFSET: u64 = reg::QUEUE_NOTIFY;
+
+/// One virtio-mmio device: transport state, its queues and the device behind them.
+pub struct MmioTransport {
+    device: Box<dyn VirtioDevice>,
+    mem: Mem,
+    queues: Vec<Queue>,
+    irq: EventFd,
+    status: u32,
+    interrupt_status: u32,
+    device_features_sel: u32,
+    driver_features_sel: u32,
+    acked_features: u64,
+    queue_sel: u32,
+}
+
+impl std::fmt::Debug for MmioTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MmioTransport")
+            .field("device_type", &self.device.device_type())
+            .field("status", &self.status)
+            .field("acked_features", &self.acked_features)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MmioTransport {
+    /// Wraps `device`; `irq` is its interrupt line (an irqfd).
+    pub fn new(device: Box<dyn VirtioDevice>, mem: Mem, irq: EventFd) -> Result<MmioTransport, virtio_queue::Error> {
+        let queues = device
+            .queue_max_sizes()
+            .iter()
+            .map(|max| Queue::new(*max))
+            .collect::<Result<_, _>>()?;
+        Ok(MmioTransport {
+            device,
+            mem,
+            queues,
+            irq,
+            status: 0,
+            interrupt_status: 0,
+            device_features_sel: 0,
+            driver_features_sel: 0,
+            acked_features: 0,
+            queue_sel: 0,
+        })
+    }
+
+    /// The device status register.
+    pub fn status(&self) -> u32 {
+        self.status
+    }
+
+    /// The features the driver accepted.
+    pub fn acked_features(&self) -> u64 {
+        self.acked_features
+    }
+
+    /// Number of queues.
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// The device's backend fd, for the event loop.
+    pub fn backend_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.device.backend_fd()
+    }
+
+    fn offered(&self) -> u64 {
+        self.device.features() | VIRTIO_F_VERSION_1
+    }
+
+    fn running(&self) -> bool {
+        self.status & (DRIVER_OK | FAILED | DEVICE_NEEDS_RESET) == DRIVER_OK
+    }
+
+    fn selected(&mut self) -> Option<&mut Queue> {
+        self.queues.get_mut(usize::try_from(self.queue_sel).ok()?)
+    }
+
+    /// Queue setup is allowed between FEATURES_OK and DRIVER_OK, on a queue that is not ready.
+    fn selected_for_setup(&mut self) -> Option<&mut Queue> {
+        if self.status & (FEATURES_OK | DRIVER_OK | FAILED) != FEATURES_OK {
+            return None;
+        }
+        self.selected().filter(|q| !q.ready())
+    }
+
+    fn signal(&mut self, bits: u32) {
+        self.interrupt_status |= bits;
+        if let Err(e) = self.irq.write(1) {
+            log::warn!("virtio: raising the interrupt failed: {e}");
+        }
+    }
+
+    /// Queue `index` was kicked (by the ioeventfd or a QueueNotify write).
+    pub fn kick(&mut self, index: usize) {
+        if !self.running() || index >= self.queues.len() {
+            return;
+        }
+        if self.device.process_queue(&self.mem, &mut self.queues, index) {
+            self.signal(INT_VRING);
+        }
+    }
+
+    /// The backend fd became ready.
+    pub fn backend_ready(&mut self) {
+        if self.running() && self.device.process_backend(&self.mem, &mut self.queues) {
+            self.signal(INT_VRING);
+        }
+    }
+
+    fn reset(&mut self) {
+        self.device.reset();
+        for q in &mut self.queues {
+            q.reset();
+        }
+        self.status = 0;
+        self.interrupt_status = 0;
+        self.acked_features = 0;
+        self.device_features_sel = 0;
+        self.driver_features_sel = 0;
+        self.queue_sel = 0;
+    }
+
+    fn set_status(&mut self, new: u32) {
+        if new == 0 {
+            self.reset();
+            return;
+        }
+        let old = self.status;
+        if new & old != old {
+            log::debug!("virtio: status {old:#x} -> {new:#x} clears bits without a reset; ignored");
+            return;
+        }
+        if new & FAILED != 0 {
+            self.status |= FAILED;
+        }
+        for bit in [ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK] {
+            if new & bit == 0 || self.status & bit != 0 {
+                continue;
+            }
+            let allowed = match bit {
+                ACKNOWLEDGE => true,
+                DRIVER => self.status & ACKNOWLEDGE != 0,
+                // A modern device needs VERSION_1; without it FEATURES_OK stays clear, which
+                // is how the driver learns the features were not accepted.
+                FEATURES_OK => self.status & DRIVER != 0 && self.acked_features & VIRTIO_F_VERSION_1 != 0,
+                _ => self.status & FEATURES_OK != 0,
+            };
+            if !allowed {
+                log::debug!("virtio: status bit {bit:#x} out of order (status {:#x}); ignored", self.status);
+                return;
+            }
+            if bit == DRIVER_OK {
+                self.activate();
+                if self.status & DEVICE_NEEDS_RESET != 0 {
+                    return;
+                }
+            }
+            self.status |= bit;
+        }
+    }
+
+    fn activate(&mut self) {
+        // VIRTIO_RING_F_EVENT_IDX is not offered: notifications use the ring flags.
+        for (i, q) in self.queues.iter_mut().enumerate() {
+            if q.ready() && !q.is_valid(&self.mem) {
+                log::warn!("virtio: queue {i} is not valid (size or ring addresses); the device needs a reset");
+                self.needs_reset();
+                return;
+            }
+        }
+        if let Err(e) = self.device.activate(self.acked_features) {
+            log::warn!("virtio: activating device type {} failed: {e}", self.device.device_type());
+            self.needs_reset();
+        }
+    }
+
+    fn needs_reset(&mut self) {
+        self.status |= DEVICE_NEEDS_RESET;
+        self.signal(INT_CONFIG);
+    }
+
+    fn read_reg(&mut self, offset: u64) -> u32 {
+        match offset {
+            reg::MAGIC => MAGIC,
+            reg::VERSION => VERSION,
+            reg::DEVICE_ID => self.device.device_type(),
+            reg::VENDOR_ID => VENDOR_ID,
+            reg::DEVICE_FEATURES => match self.device_features_sel {
+                0 => low(self.offered()),
+                1 => high(self.offered()),
+                _ => 0,
+            },
+            reg::QUEUE_NUM_MAX => self.selected().map_or(0, |q| u32::from(q.max_size())),
+            reg::QUEUE_READY => self.selected().map_or(0, |q| u32::from(q.ready())),
+            reg::INTERRUPT_STATUS => self.interrupt_status,
+            reg::STATUS => self.status,
+            reg::CONFIG_GENERATION => 0,
+            _ => 0,
+        }
+    }
+
+    fn write_reg(&mut self, offset: u64, v: u32) {
+        match offset {
+            reg::DEVICE_FEATURES_SEL => self.device_features_sel = v,
+            reg::DRIVER_FEATURES_SEL => self.driver_features_sel = v,
+            reg::DRIVER_FEATURES => {
+                if self.status & (DRIVER | FEATURES_OK | FAILED) != DRIVER {
+                    log::debug!("virtio: features written in status {:#x}; ignored", self.status);
+                    return;
+                }
+                let offered = self.offered();
+                self.acked_features = match self.driver_features_sel {
+                    0 => (self.acked_features & !0xffff_ffff) | (u64::from(v) & offered & 0xffff_ffff),
+                    1 => (self.acked_features & 0xffff_ffff) | ((u64::from(v) << 32) & offered),
+                    _ => self.acked_features,
+                };
+            }
+            reg::QUEUE_SEL => self.queue_sel = v,
+            reg::QUEUE_NUM => {
+                if let Some(q) = self.selected_for_setup() {
+                    // virtio-queue keeps the old size when `v` is not a power of two within max;
+                    // is_valid() then refuses the queue at DRIVER_OK.
+                    q.set_size(u16::try_from(v).unwrap_or(0));
+                }
+            }
+            reg::QUEUE_READY => {
+                let setup = self.status & (FEATURES_OK | DRIVER_OK) == FEATURES_OK;
+                if let Some(q) = self.selected().filter(|_| setup) {
+                    q.set_ready(v == 1);
+                }
+            }
+            reg::QUEUE_NOTIFY => self.kick(usize::try_from(v).unwrap_or(usize::MAX)),
+            reg::INTERRUPT_ACK => self.interrupt_status &= !v,
+            reg::STATUS => self.set_status(v),
+            reg::QUEUE_DESC_LOW..=reg::QUEUE_DEVICE_HIGH => {
+                let Some(q) = self.selected_for_setup() else { return };
+                match offset {
+                    reg::QUEUE_DESC_LOW => q.set_desc_table_address(Some(v), None),
+                    reg::QUEUE_DESC_HIGH => q.set_desc_table_address(None, Some(v)),
+                    reg::QUEUE_DRIVER_LOW => q.set_avail_ring_address(Some(v), None),
+                    reg::QUEUE_DRIVER_HIGH => q.set_avail_ring_address(None, Some(v)),
+                    reg::QUEUE_DEVICE_LOW => q.set_used_ring_address(Some(v), None),
+                    reg::QUEUE_DEVICE_HIGH => q.set_used_ring_address(None, Some(v)),
+                    _ => {}
+                }
+            }
+            _ => log::debug!("virtio: write of {v:#x} to read-only or unknown register {offset:#x}; ignored"),
+        }
+    }
+}
+
+fn low(v: u64) -> u32 {
+    u32::try_from(v & 0xffff_ffff).unwrap_or(0)
+}
+
+fn high(v: u64) -> u32 {
+    u32::try_from(v >> 32).unwrap_or(0)
+}
+
+impl BusDevice for MmioTransport {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        if offset >= reg::CONFIG {
+            self.device.read_config(offset - reg::CONFIG, data);
+            return;
+        }
+        data.fill(0);
+        // Registers are 32-bit wide and 32-bit aligned; anything else reads as zero.
+        if data.len() == 4 && offset % 4 == 0 {
+            data.copy_from_slice(&self.read_reg(offset).to_le_bytes());
+        }
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> Option<GuestExit> {
+        if offset >= reg::CONFIG {
+            log::debug!("virtio: configuration space is read-only; write at {offset:#x} ignored");
+            return None;
+        }
+        match <[u8; 4]>::try_from(data) {
+            Ok(bytes) if offset % 4 == 0 => self.write_reg(offset, u32::from_le_bytes(bytes)),
+            _ => log::debug!("virtio: {}-byte write at {offset:#x} ignored", data.len()),
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+#[path = "mmio_tests.rs"]
+mod tests;
