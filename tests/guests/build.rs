@@ -1,5 +1,19 @@
+/// Guests booted like Linux (PVH note, no solo5 notes); they link with linux.ld.
+const LINUX_GUESTS: &[&str] = &["virtio"];
+
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
-    println!("cargo:rustc-link-arg=-T{dir}/guest.ld");
+    // One linker script per binary: solo5-hvt guests use guest.ld, the others linux.ld.
+    for entry in std::fs::read_dir(format!("{dir}/src/bin")).expect("src/bin") {
+        let path = entry.expect("src/bin entry").path();
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let bin = path.file_stem().and_then(|s| s.to_str()).expect("bin name");
+        let script = if LINUX_GUESTS.contains(&bin) { "linux.ld" } else { "guest.ld" };
+        println!("cargo:rustc-link-arg-bin={bin}=-T{dir}/{script}");
+    }
     println!("cargo:rerun-if-changed=guest.ld");
+    println!("cargo:rerun-if-changed=linux.ld");
+    println!("cargo:rerun-if-changed=src/bin");
 }

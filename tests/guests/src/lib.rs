@@ -1,11 +1,14 @@
 //! A minimal solo5-hvt guest runtime for unik's test unikernels: the two ELF notes, the x86_64
-//! hypercalls, console output, the boot info and the manifest copy.
+//! hypercalls, console output, the boot info and the manifest copy. `linux` and `virtio` are for
+//! the guest booted like Linux (PVH or the 64-bit boot protocol) that drives virtio-mmio devices.
 #![no_std]
 
 use core::arch::asm;
 use core::fmt::{self, Write};
 
+pub mod linux;
 pub mod net;
+pub mod virtio;
 
 /// `struct hvt_boot_info`.
 #[repr(C)]

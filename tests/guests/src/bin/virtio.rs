@@ -1,0 +1,325 @@
+//! A guest booted like Linux (PVH note or the 64-bit boot protocol, no solo5 notes) that drives
+//! the virtio-mmio devices named by `virtio_mmio.device=` on its command line and reports on the
+//! 16550 serial port:
+//! - block (first device): capacity, read, GET_ID, write + readback, flush, out-of-range read and
+//!   a malformed request; `blk-count` also prints how many block devices there are;
+//! - net (first device, with `ip=A.B.C.D` or `net-tx=N`): answers ARP and `pings=N` ICMP echo
+//!   requests (default 3; gives up after `timeout=S` seconds, default 30), or sends N broadcast
+//!   frames as fast as it can with `net-tx=N`.
+//!
+//! Ends with `virtio: done` and exit status `exit=N` (default 0); 1 = a device failed to set up,
+//! 2 = net timeout, 3 = panic, 4 = a request did not complete.
+#![no_std]
+#![no_main]
+
+use core::fmt;
+use unik_test_guests::linux::{BOOT_PVH, Boot, exit};
+use unik_test_guests::net::{Reply, answer, parse_ip};
+use unik_test_guests::virtio::{self, D_NEXT, D_WRITE, DEV_BLOCK, DEV_NET, Dma, Mmio, QSIZE, Queue, QueueMem};
+use unik_test_guests::{arg, flag, linux_entry, parse_u64, rdtsc, sprintln};
+
+linux_entry!(main);
+
+/// How long a request may take, in TSC cycles (seconds at any plausible TSC rate).
+const WAIT: u64 = 1 << 34;
+/// How long the malformed block request gets before it counts as ignored.
+const WAIT_MALFORMED: u64 = 1 << 31;
+
+fn main(boot: &Boot) -> u8 {
+    let cmdline = boot.cmdline;
+    sprintln!("virtio: boot={}", if boot.kind == BOOT_PVH { "pvh" } else { "linux" });
+    sprintln!("virtio: cmdline: {}", cmdline);
+    sprintln!("virtio: mem={}", boot.mem_bytes);
+
+    let (mut blk, mut nblk, mut net) = (None, 0, None);
+    for base in virtio::devices(cmdline) {
+        let m = Mmio { base };
+        match m.probe() {
+            Err(e) => sprintln!("virtio: device at {:#x}: {}", base, e),
+            Ok(DEV_BLOCK) => {
+                nblk += 1;
+                blk = blk.or(Some(m));
+            }
+            Ok(DEV_NET) => net = net.or(Some(m)),
+            Ok(_) => {}
+        }
+    }
+    if flag(cmdline, "blk-count") {
+        sprintln!("virtio-blk: devices={}", nblk);
+    }
+    if let Some(m) = blk {
+        block_test(m);
+    }
+    if let Some(m) = net {
+        let ip = arg(cmdline, "ip").and_then(parse_ip);
+        let tx = arg(cmdline, "net-tx").and_then(parse_u64);
+        if ip.is_some() || tx.is_some() {
+            net_test(m, cmdline, ip.unwrap_or([0; 4]), tx);
+        }
+    }
+    sprintln!("virtio: done");
+    arg(cmdline, "exit").and_then(parse_u64).unwrap_or(0) as u8
+}
+
+/// Reports a device that could not be set up and exits 1.
+fn setup_failed(dev: &str, e: &str) -> ! {
+    sprintln!("{}: setup failed: {}", dev, e);
+    exit(1)
+}
+
+/// Bytes as ASCII, non-printables as '.'.
+struct Ascii<'a>(&'a [u8]);
+
+impl fmt::Display for Ascii<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        for &c in self.0 {
+            fmt::Write::write_char(f, if (0x20..0x7f).contains(&c) { c as char } else { '.' })?;
+        }
+        Ok(())
+    }
+}
+
+// ---- block ----
+
+const BLK_F_RO: u64 = 1 << 5;
+const BLK_F_FLUSH: u64 = 1 << 9;
+const T_IN: u32 = 0;
+const T_OUT: u32 = 1;
+const T_FLUSH: u32 = 4;
+const T_GET_ID: u32 = 8;
+
+#[repr(C)]
+struct BlkHdr {
+    typ: u32,
+    reserved: u32,
+    sector: u64,
+}
+
+static BLK_Q: Dma<QueueMem> = Dma::zeroed();
+static BLK_HDR: Dma<BlkHdr> = Dma::zeroed();
+static BLK_DATA: Dma<[u8; 512]> = Dma::zeroed();
+static BLK_STATUS: Dma<u8> = Dma::zeroed();
+
+const PATTERN: &[u8; 16] = b"unik-virtio-blk!";
+
+fn blk_data() -> &'static mut [u8; 512] {
+    // SAFETY: only used between requests, when the device does not own the buffer.
+    unsafe { &mut *BLK_DATA.get() }
+}
+
+/// Runs one request (header, then `len` bytes of BLK_DATA unless 0, then the status byte) and
+/// returns its status (0xff if the device wrote none).
+fn blk_request(q: &mut Queue, typ: u32, sector: u64, len: u32, device_writes: bool) -> u8 {
+    // SAFETY: the device owns none of these between requests.
+    unsafe {
+        BLK_HDR.get().write_volatile(BlkHdr { typ, reserved: 0, sector });
+        BLK_STATUS.get().write_volatile(0xff);
+    }
+    if len == 0 {
+        q.set(0, BLK_HDR.addr(), 16, D_NEXT, 2);
+    } else {
+        q.set(0, BLK_HDR.addr(), 16, D_NEXT, 1);
+        q.set(1, BLK_DATA.addr(), len, D_NEXT | if device_writes { D_WRITE } else { 0 }, 2);
+    }
+    q.set(2, BLK_STATUS.addr(), 1, D_WRITE, 0);
+    q.submit(0);
+    if q.wait(WAIT).is_none() {
+        sprintln!("virtio-blk: timeout (request type {})", typ);
+        exit(4);
+    }
+    // SAFETY: the device is done with the request.
+    unsafe { BLK_STATUS.get().read_volatile() }
+}
+
+fn block_test(m: Mmio) {
+    let features = m.init(BLK_F_RO | BLK_F_FLUSH).unwrap_or_else(|e| setup_failed("virtio-blk", e));
+    let mut q = m.queue(0, &BLK_Q).unwrap_or_else(|e| setup_failed("virtio-blk", e));
+    m.driver_ok();
+    let capacity = m.config_u64(0);
+    let flush = features & BLK_F_FLUSH != 0;
+    sprintln!(
+        "virtio-blk: capacity={} ro={} flush={}",
+        capacity,
+        u8::from(features & BLK_F_RO != 0),
+        u8::from(flush)
+    );
+
+    let s = blk_request(&mut q, T_IN, 0, 512, true);
+    sprintln!("virtio-blk: read0 status={} first={}", s, Ascii(&blk_data()[..8]));
+
+    blk_data()[..20].fill(0);
+    let s = blk_request(&mut q, T_GET_ID, 0, 20, true);
+    let id = &blk_data()[..20];
+    let id = &id[..id.iter().position(|b| *b == 0).unwrap_or(20)];
+    sprintln!("virtio-blk: id status={} id={}", s, Ascii(id));
+
+    for c in blk_data().chunks_exact_mut(16) {
+        c.copy_from_slice(PATTERN);
+    }
+    let s = blk_request(&mut q, T_OUT, 1, 512, false);
+    sprintln!("virtio-blk: write status={}", s);
+    blk_data().fill(0);
+    let s = blk_request(&mut q, T_IN, 1, 512, true);
+    let ok = blk_data().chunks_exact(16).all(|c| c == PATTERN);
+    sprintln!("virtio-blk: readback status={} match={}", s, u8::from(ok));
+
+    if flush {
+        let s = blk_request(&mut q, T_FLUSH, 0, 0, false);
+        sprintln!("virtio-blk: flush status={}", s);
+    }
+
+    let s = blk_request(&mut q, T_IN, capacity, 512, true);
+    sprintln!("virtio-blk: oob status={}", s);
+
+    // A chain of just the header: no data, no status descriptor.
+    // SAFETY: the device owns no buffer between requests.
+    unsafe { BLK_HDR.get().write_volatile(BlkHdr { typ: T_IN, reserved: 0, sector: 0 }) };
+    q.set(0, BLK_HDR.addr(), 16, 0, 0);
+    q.submit(0);
+    let used = q.wait(WAIT_MALFORMED).is_some();
+    sprintln!("virtio-blk: malformed {}", if used { "used" } else { "ignored" });
+}
+
+// ---- net ----
+
+const NET_F_MAC: u64 = 1 << 5;
+/// virtio_net_hdr_v1 (VERSION_1, no mergeable buffers).
+const NET_HDR: usize = 12;
+const FRAME: usize = 1514;
+const NET_BUF: usize = NET_HDR + FRAME;
+const RX_BUFS: usize = 8;
+
+static NET_RXQ: Dma<QueueMem> = Dma::zeroed();
+static NET_TXQ: Dma<QueueMem> = Dma::zeroed();
+static RX: Dma<[[u8; NET_BUF]; RX_BUFS]> = Dma::zeroed();
+static TX: Dma<[[u8; NET_BUF]; QSIZE]> = Dma::zeroed();
+
+fn rx_addr(i: u16) -> u64 {
+    RX.addr() + u64::from(i) * NET_BUF as u64
+}
+
+fn tx_addr(i: u16) -> u64 {
+    TX.addr() + u64::from(i) * NET_BUF as u64
+}
+
+/// TSC cycles per second: CPUID leaf 0x15 (crystal ratio) or 0x16 (base MHz), else a guess.
+fn tsc_hz() -> u64 {
+    use core::arch::x86_64::__cpuid;
+    let max = __cpuid(0).eax;
+    if max >= 0x15 {
+        let l = __cpuid(0x15);
+        if l.eax != 0 && l.ebx != 0 && l.ecx != 0 {
+            return u64::from(l.ecx) * u64::from(l.ebx) / u64::from(l.eax);
+        }
+    }
+    if max >= 0x16 {
+        let mhz = __cpuid(0x16).eax & 0xffff;
+        if mhz != 0 {
+            return u64::from(mhz) * 1_000_000;
+        }
+    }
+    3_000_000_000
+}
+
+fn net_test(m: Mmio, cmdline: &str, ip: [u8; 4], tx_count: Option<u64>) {
+    let features = m.init(NET_F_MAC).unwrap_or_else(|e| setup_failed("virtio-net", e));
+    let mut rx = m.queue(0, &NET_RXQ).unwrap_or_else(|e| setup_failed("virtio-net", e));
+    let mut tx = m.queue(1, &NET_TXQ).unwrap_or_else(|e| setup_failed("virtio-net", e));
+    m.driver_ok();
+    let mut mac = [0x02, 0, 0, 0, 0, 0x01];
+    if features & NET_F_MAC != 0 {
+        for (i, b) in mac.iter_mut().enumerate() {
+            *b = m.config_u8(i);
+        }
+    }
+    let posted = (RX_BUFS as u16).min(rx.size);
+    for i in 0..posted {
+        rx.set(i, rx_addr(i), NET_BUF as u32, D_WRITE, 0);
+        rx.push(i);
+    }
+    rx.notify();
+    sprintln!(
+        "virtio-net: mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} ready",
+        mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]
+    );
+    // SAFETY: the device owns TX buffers only while their descriptor is in flight; every use
+    // below is of a buffer not in flight.
+    let txb = unsafe { &mut *TX.get() };
+
+    if let Some(n) = tx_count {
+        // Broadcast frames of ethertype 0x88b5 with zero payload, one per descriptor.
+        let mut free = [0u16; QSIZE];
+        for i in 0..tx.size {
+            let f = &mut txb[usize::from(i)][NET_HDR..];
+            f[0..6].fill(0xff);
+            f[6..12].copy_from_slice(&mac);
+            f[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+            tx.set(i, tx_addr(i), NET_BUF as u32, 0, 0);
+            free[usize::from(i)] = i;
+        }
+        let (mut nfree, mut sent, mut done) = (usize::from(tx.size), 0, 0);
+        let mut last = rdtsc();
+        while done < n {
+            while let Some((id, _)) = tx.pop() {
+                free[nfree] = id;
+                nfree += 1;
+                done += 1;
+                last = rdtsc();
+            }
+            if nfree > 0 && sent < n {
+                while nfree > 0 && sent < n {
+                    nfree -= 1;
+                    tx.push(free[nfree]);
+                    sent += 1;
+                }
+                tx.notify();
+                m.ack();
+            } else if rdtsc().wrapping_sub(last) > WAIT {
+                sprintln!("virtio-net: timeout after {} frames", done);
+                exit(4);
+            }
+        }
+        m.ack();
+        sprintln!("virtio-net: sent {} frames", n);
+        return;
+    }
+
+    let want = arg(cmdline, "pings").and_then(parse_u64).unwrap_or(3);
+    let timeout = arg(cmdline, "timeout").and_then(parse_u64).unwrap_or(30);
+    let (start, limit) = (rdtsc(), timeout.saturating_mul(tsc_hz()));
+    let mut answered = 0;
+    while answered < want {
+        let Some((id, len)) = rx.pop() else {
+            if rdtsc().wrapping_sub(start) > limit {
+                sprintln!("virtio-net: timeout after {} pings", answered);
+                exit(2);
+            }
+            core::hint::spin_loop();
+            continue;
+        };
+        m.ack();
+        // Copy the frame (header stripped) into TX buffer 0, whose header stays all zero, and
+        // turn it into the reply there; then give the RX buffer back.
+        let len = (len as usize).clamp(NET_HDR, NET_BUF) - NET_HDR;
+        // SAFETY: the device returned this RX buffer and gets it back only below.
+        let rxb = unsafe { &*RX.get() };
+        let frame = &rxb[usize::from(id)][NET_HDR..NET_HDR + len];
+        txb[0][NET_HDR..NET_HDR + len].copy_from_slice(frame);
+        rx.submit(id);
+        let n = match answer(&mut txb[0][NET_HDR..], len, mac, ip) {
+            Reply::None => continue,
+            Reply::Arp(n) => n,
+            Reply::Echo(n) => {
+                answered += 1;
+                n
+            }
+        };
+        tx.set(0, tx_addr(0), (NET_HDR + n) as u32, 0, 0);
+        tx.submit(0);
+        if tx.wait(WAIT).is_none() {
+            sprintln!("virtio-net: transmit timeout");
+            exit(4);
+        }
+    }
+    sprintln!("virtio-net: answered {} pings", answered);
+}
