@@ -121,7 +121,12 @@ impl Mmio {
     /// accepted features. Queues are set up next, then `driver_ok`.
     pub fn init(&self, wanted: u64) -> Result<u64, &'static str> {
         self.w(STATUS, 0);
+        let mut spins = 0;
         while self.r(STATUS) != 0 {
+            spins += 1;
+            if spins > 1_000_000 {
+                return Err("reset did not complete");
+            }
             core::hint::spin_loop();
         }
         self.w(STATUS, S_ACKNOWLEDGE);
