@@ -8,7 +8,7 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-const DEVICE_OPTIONS: [&str; 4] = ["--net-mac:", "--net:", "--block-sector-size:", "--block:"];
+const DEVICE_OPTIONS: [&str; 5] = ["--net-mac:", "--net:", "--block-sector-size:", "--block-ro:", "--block:"];
 
 /// Rewrites solo5-hvt spellings in `argv` (including `argv[0]`) into clap's.
 pub fn normalize_argv(argv: Vec<OsString>) -> Vec<OsString> {

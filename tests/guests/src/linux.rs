@@ -42,6 +42,13 @@ pub fn serial_write(s: &[u8]) {
 
 /// Ends the VM with `status` via the debug-exit port; halts forever if that returns (QEMU
 /// without isa-debug-exit).
+/// Pulses the reset line through the i8042 controller (command 0xfe on port 0x64), as Linux's
+/// `reboot=k` does; the monitor ends the VM.
+pub fn reset() -> ! {
+    outb(0x64, 0xfe);
+    exit(6)
+}
+
 pub fn exit(status: u8) -> ! {
     outb(EXIT_PORT, status);
     loop {

@@ -7,6 +7,7 @@
 //!   requests (default 3; gives up after `timeout=S` seconds, default 30), or sends N broadcast
 //!   frames as fast as it can with `net-tx=N`.
 //!
+//! `spin` then loops forever (for stop signals); `reset` pulses the i8042 reset line.
 //! Ends with `virtio: done` and exit status `exit=N` (default 0); 1 = a device failed to set up,
 //! 2 = net timeout, 3 = panic, 4 = a request did not complete.
 #![no_std]
@@ -56,6 +57,17 @@ fn main(boot: &Boot) -> u8 {
         if ip.is_some() || tx.is_some() {
             net_test(m, cmdline, ip.unwrap_or([0; 4]), tx);
         }
+    }
+    if flag(cmdline, "spin") {
+        // For stop-signal tests: never ends by itself.
+        sprintln!("virtio: spinning");
+        loop {
+            core::hint::spin_loop();
+        }
+    }
+    if flag(cmdline, "reset") {
+        sprintln!("virtio: reset");
+        unik_test_guests::linux::reset();
     }
     sprintln!("virtio: done");
     arg(cmdline, "exit").and_then(parse_u64).unwrap_or(0) as u8
