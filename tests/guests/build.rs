@@ -12,6 +12,11 @@ fn main() {
         let bin = path.file_stem().and_then(|s| s.to_str()).expect("bin name");
         let script = if LINUX_GUESTS.contains(&bin) { "linux.ld" } else { "guest.ld" };
         println!("cargo:rustc-link-arg-bin={bin}=-T{dir}/{script}");
+        if LINUX_GUESTS.contains(&bin) {
+            // Their 32-bit PVH entry and note need absolute addresses: always ET_EXEC, even
+            // when the workspace is built as static-pie (as a test of hvt's ET_DYN refusal does).
+            println!("cargo:rustc-link-arg-bin={bin}=--no-pie");
+        }
     }
     println!("cargo:rerun-if-changed=guest.ld");
     println!("cargo:rerun-if-changed=linux.ld");
