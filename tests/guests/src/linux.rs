@@ -243,6 +243,7 @@ macro_rules! linux_entry {
             "mov %ax, %ss",
             "mov %ax, %fs",
             "mov %ax, %gs",
+            "mov %esi, %esi", // upper halves are undefined after the mode switch
             "lea guest_stack_top(%rip), %rsp",
             "mov $1, %edi",
             "call guest_entry",
