@@ -21,7 +21,12 @@ fn test_virtio_blk_write_read_flush_and_errors() {
     let dir = tempdir();
     let img = disk(&dir, "d0.img", 1 << 20, b'A');
     let kernel = guest("virtio");
-    let out = boot(&["--mem=32", &format!("--block:d0={}", img.display()), kernel.to_str().unwrap(), "exit=5"]);
+    let out = boot(&[
+        "--mem=32",
+        &format!("--block:d0={}", img.display()),
+        kernel.to_str().unwrap(),
+        "exit=5",
+    ]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(5), "stdout: {text} stderr: {}", stderr(&out));
     for line in [
@@ -134,7 +139,13 @@ fn test_sigterm_stops_a_linux_guest() {
     let img = disk(&dir, "d.img", 4096, 0);
     let kernel = guest("virtio");
     let mut child = common::unik()
-        .args(["boot", "--mem=16", &format!("--block:d={}", img.display()), kernel.to_str().unwrap(), "spin"])
+        .args([
+            "boot",
+            "--mem=16",
+            &format!("--block:d={}", img.display()),
+            kernel.to_str().unwrap(),
+            "spin",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -177,7 +188,12 @@ fn test_64_bit_boot_protocol_and_reset() {
     let dir = tempdir();
     let img = disk(&dir, "d.img", 4096, b'L');
     let kernel = without_pvh_note(&dir);
-    let out = boot(&["--mem=16", &format!("--block:d={}", img.display()), kernel.to_str().unwrap(), "reset"]);
+    let out = boot(&[
+        "--mem=16",
+        &format!("--block:d={}", img.display()),
+        kernel.to_str().unwrap(),
+        "reset",
+    ]);
     let text = stdout(&out);
     // A reset ends the VM like a poweroff: status 0.
     assert_eq!(out.status.code(), Some(0), "stdout: {text} stderr: {}", stderr(&out));

@@ -209,3 +209,32 @@ fn test_fd_that_is_not_a_tap_is_refused() {
         .unwrap();
     assert_fails_with(&out, 1, "Could not attach interface");
 }
+
+#[test]
+fn test_virtio_net_guest_answers_ping_through_a_vnet_tap() {
+    require_kvm!();
+    let ns = NetNs::new();
+    ns.add_tap("tap0", "10.79.0.1/24");
+    let kernel = guest("virtio");
+    let unik = common::unik_path();
+    let child = ns
+        .command(&[
+            unik.to_str().unwrap(),
+            "boot",
+            "--mem=16",
+            "--net:eth0=tap0",
+            "--net-mac:eth0=02:00:00:00:00:42",
+        ])
+        .args([kernel.to_str().unwrap(), "ip=10.79.0.2", "pings=3", "timeout=60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guest = start(child);
+    assert!(guest.ready.contains("virtio-net: mac=02:00:00:00:00:42 ready"), "{}", guest.ready);
+    let p = ping(&ns, "10.79.0.2", 3);
+    let out = guest.wait();
+    assert!(p.status.success(), "ping: {}", String::from_utf8_lossy(&p.stdout));
+    assert_eq!(out.status.code(), Some(0), "stdout: {} stderr: {}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("virtio-net: answered 3 pings"), "{}", stdout(&out));
+}
