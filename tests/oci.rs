@@ -6,6 +6,8 @@
 
 mod common;
 
+use base64::Engine as _;
+
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -455,6 +457,60 @@ fn test_guest_takes_over_the_container_interface() {
     assert!(console.contains("net: answered 3 pings"), "{console}");
     net.assert_clean();
     assert!(env.query(&["delete", "n1"]).status.success());
+}
+
+#[test]
+fn test_urunc_firecracker_bundle_boots_in_process_with_virtio() {
+    require_kvm!();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let net = Net::new(1);
+    // An image built for urunc + Firecracker: unik boots the kernel itself (Linux boot
+    // protocol), its block image as virtio-blk, its network as virtio-net on the container
+    // interface.
+    let env = Env::new(
+        &[],
+        serde_json::json!({
+            "com.urunc.unikernel.binary": b64("/kernel"),
+            "com.urunc.unikernel.hypervisor": b64("firecracker"),
+            "com.urunc.unikernel.unikernelType": b64("linux"),
+            "com.urunc.unikernel.block": b64("/rootfs.img"),
+            "com.urunc.unikernel.cmdline": b64("exit=7"),
+            "dev.unik.net.template": "ip={ip} pings=2 timeout=60",
+        }),
+    );
+    std::fs::copy(guest("virtio"), env.bundle().join("rootfs/kernel")).unwrap();
+    std::fs::write(env.bundle().join("rootfs/rootfs.img"), vec![b'U'; 64 << 10]).unwrap();
+    let path = env.bundle().join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["linux"]["namespaces"] = serde_json::json!([{ "type": "network", "path": format!("/run/netns/{}", net.container.name) }]);
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let pid = env.create("v1");
+    assert!(env.unik(&["start", "v1"]).status.success());
+    wait_console(&env, "ready");
+    assert!(net.ping("10.90.0.2", 2), "ping failed; console: {}", env.console_text());
+    let status = reap(pid);
+    let console = env.console_text();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 7,
+        "wait status {status:#x}; console: {console}"
+    );
+    assert!(
+        console.contains(
+            "virtio: cmdline: ip=10.90.0.2 pings=2 timeout=60 exit=7 virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=4K@0xd0001000:6"
+        ),
+        "{console}"
+    );
+    assert!(console.contains("virtio-blk: read0 status=0 first=UUUUUUUU"), "{console}");
+    assert!(console.contains("virtio-blk: id status=0 id=rootfs"), "{console}");
+    let link = String::from_utf8_lossy(&net.container.exec_ok(&["ip", "-o", "link", "show", "ceth0"]).stdout).into_owned();
+    let mac = link.split("link/ether ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap();
+    assert!(
+        console.contains(&format!("virtio-net: mac={mac} ready")),
+        "guest MAC is not ceth0's {mac}: {console}"
+    );
+    assert!(console.contains("virtio-net: answered 2 pings"), "{console}");
+    net.assert_clean();
+    assert!(env.query(&["delete", "v1"]).status.success());
 }
 
 #[test]

@@ -14,6 +14,10 @@ pub const PREFIX: &str = "dev.unik.";
 pub const KERNEL: &str = "dev.unik.kernel";
 /// Guest command line (split at whitespace) when `process.args` has no arguments.
 pub const CMDLINE: &str = "dev.unik.cmdline";
+/// Guest kind: `hvt` or `linux` (default: detected from the kernel image).
+pub const KIND: &str = "dev.unik.kind";
+/// Initial ramdisk inside the rootfs (Linux-boot guests).
+pub const INITRD: &str = "dev.unik.initrd";
 /// Guest memory in MiB (overrides the memory limit).
 pub const MEM: &str = "dev.unik.mem";
 /// `dev.unik.block.<NAME>`: image inside the rootfs for manifest block device NAME.

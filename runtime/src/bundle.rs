@@ -7,8 +7,13 @@
 //!    (images built for urunc run unchanged), or
 //! 3. `process.args[0]`, resolved inside the rootfs, is a solo5-hvt executable (its ABI note).
 //!
-//! Every device in the kernel's manifest is wired: block devices from `dev.unik.block.<NAME>`
-//! (an image inside the rootfs) or urunc's single `block` annotation, otherwise a clear error.
+//! The guest kind is `dev.unik.kind`, urunc's hypervisor (`hvt`, or `qemu`/`firecracker` for
+//! Unikraft and Linux guests, which unik boots itself with the Linux boot protocol), or what the
+//! kernel image shows. For an hvt guest every device in the kernel's manifest is wired: block
+//! devices from `dev.unik.block.<NAME>` (an image inside the rootfs) or urunc's single `block`
+//! annotation, otherwise a clear error. A Linux-boot guest gets one virtio-blk device per
+//! `dev.unik.block.<NAME>` (or urunc's `block`, as "rootfs"), an initrd from `dev.unik.initrd`
+//! or urunc's `initrd`, and one virtio-net card on the container interface when there is one.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -19,7 +24,7 @@ use vmm::hvt::{DeviceType, Manifest};
 use vmm::loader::{Executable, HOST_MACHINE};
 use vmm::{BlockConfig, GuestKind, VmConfig};
 
-pub use crate::annotations::{BLOCK_PREFIX, CMDLINE, KERNEL, MEM, NET_INTERFACE, NET_TEMPLATE, PREFIX};
+pub use crate::annotations::{BLOCK_PREFIX, CMDLINE, INITRD, KERNEL, KIND, MEM, NET_INTERFACE, NET_TEMPLATE, PREFIX};
 use crate::annotations::{merge_unik_json, urunc_keys};
 use crate::error::ContainerError;
 use crate::hooks::Hooks;
@@ -157,7 +162,7 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
         .and_then(|l| l.resources().as_ref())
         .and_then(|r| r.memory().as_ref())
         .and_then(|m| m.limit());
-    let (kind, devices) = classify(&path, &rootfs, &annotations, &args, mem_limit)?;
+    let classified = classify(&path, &rootfs, &annotations, &args, mem_limit)?;
     let netns = spec
         .linux()
         .as_ref()
@@ -171,12 +176,17 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
         .and_then(|m| m.source().clone());
     let network = NetPlan {
         netns,
-        devices,
+        devices: classified.devices,
         interface: annotations.get(NET_INTERFACE).cloned(),
-        template: annotations.get(NET_TEMPLATE).cloned(),
+        template: annotations
+            .get(NET_TEMPLATE)
+            .cloned()
+            .or(classified.default_template.map(String::from)),
         resolv_conf,
         tap: String::new(),
+        virtio: classified.virtio,
     };
+    let kind = classified.kind;
     let hooks = Hooks::from_spec(spec.hooks().as_ref());
     let cgroups_path = spec
         .linux()
@@ -196,38 +206,79 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
     })
 }
 
-/// The bundle's kind and the names of the kernel's network devices.
+/// What `classify` found: the bundle's kind and what its network wiring needs.
+struct Classified {
+    kind: BundleKind,
+    /// Network devices to wire: the manifest's (hvt) or one virtio-net card (Linux boot).
+    devices: Vec<String>,
+    /// A Linux-boot guest: its card is optional and its tap carries virtio-net headers.
+    virtio: bool,
+    /// The template the guest kind expects when the bundle names none.
+    default_template: Option<&'static str>,
+}
+
+/// The guest kind an urunc `hypervisor`/`unikernelType` pair asks for.
+fn urunc_kind(urunc: &BTreeMap<String, String>) -> Result<(GuestKind, Option<&'static str>), String> {
+    let hypervisor = urunc.get("hypervisor").map_or("hvt", String::as_str);
+    let kind = urunc.get("unikernelType").map_or("unknown", String::as_str);
+    match (hypervisor, kind) {
+        ("hvt", _) => Ok((GuestKind::Hvt, None)),
+        ("qemu" | "firecracker", "unikraft") => Ok((GuestKind::Linux, Some("unikraft"))),
+        ("qemu" | "firecracker", "linux") => Ok((GuestKind::Linux, Some("linux"))),
+        ("qemu" | "firecracker", _) => Ok((GuestKind::Linux, None)),
+        _ => Err(format!(
+            "unikernel type '{kind}' with hypervisor '{hypervisor}' is not supported (hvt, qemu and firecracker are)"
+        )),
+    }
+}
+
+/// The bundle's kind and what its network needs.
 fn classify(
     bundle: &Path,
     rootfs: &Path,
     annotations: &BTreeMap<String, String>,
     args: &[String],
     mem_limit: Option<i64>,
-) -> Result<(BundleKind, Vec<String>), ContainerError> {
+) -> Result<Classified, ContainerError> {
     let err = |reason: String| bundle_err(bundle, reason);
     let urunc = urunc_keys(annotations, rootfs).map_err(err)?;
-    let (kernel, cmdline_annotation) = if let Some(k) = annotations.get(KERNEL) {
-        (resolve_in_rootfs(rootfs, k).map_err(err)?, annotations.get(CMDLINE).cloned())
+    let (kernel, cmdline_annotation, requested, urunc_template) = if let Some(k) = annotations.get(KERNEL) {
+        let requested = annotations
+            .get(KIND)
+            .map(|k| k.parse::<GuestKind>())
+            .transpose()
+            .map_err(|e| err(format!("{KIND}: {e}")))?;
+        (
+            resolve_in_rootfs(rootfs, k).map_err(err)?,
+            annotations.get(CMDLINE).cloned(),
+            requested,
+            None,
+        )
     } else if let Some(binary) = urunc.get("binary") {
-        let hypervisor = urunc.get("hypervisor").map_or("hvt", String::as_str);
-        if hypervisor != "hvt" {
-            let kind = urunc.get("unikernelType").map_or("unknown", String::as_str);
-            return Err(err(format!(
-                "unikernel type '{kind}' with hypervisor '{hypervisor}' is not supported yet (hvt only)"
-            )));
-        }
-        (resolve_in_rootfs(rootfs, binary).map_err(err)?, urunc.get("cmdline").cloned())
+        let (kind, template) = urunc_kind(&urunc).map_err(err)?;
+        (
+            resolve_in_rootfs(rootfs, binary).map_err(err)?,
+            urunc.get("cmdline").cloned(),
+            Some(kind),
+            template,
+        )
     } else {
         match args.first().map(|a0| resolve_in_rootfs(rootfs, a0)) {
-            Some(Ok(path)) if args0_is_hvt(&path) => (path, None),
-            _ => return Ok((BundleKind::NotUnikernel, Vec::new())),
+            Some(Ok(path)) if args0_is_hvt(&path) => (path, None, Some(GuestKind::Hvt), None),
+            _ => {
+                return Ok(Classified {
+                    kind: BundleKind::NotUnikernel,
+                    devices: Vec::new(),
+                    virtio: false,
+                    default_template: None,
+                });
+            }
         }
     };
-    let image = std::fs::read(&kernel).map_err(|e| err(format!("kernel {}: {e}", kernel.display())))?;
-    let exe = Executable::parse(&image, HOST_MACHINE).map_err(|e| err(format!("kernel {}: {e}", kernel.display())))?;
-    let manifest =
-        Manifest::parse(exe.manifest_note()).map_err(|e| err(format!("kernel {}: Solo5 manifest is invalid: {e}", kernel.display())))?;
-
+    let guest_kind = match requested {
+        Some(kind) => kind,
+        None => vmm::loader::detect_kind(&kernel).map_err(|e| err(format!("kernel {}: {e}", kernel.display())))?,
+    };
     let cmdline = match (args.len() > 1, cmdline_annotation) {
         (true, _) => args[1..].to_vec(),
         (false, Some(c)) => c.split_whitespace().map(String::from).collect(),
@@ -241,44 +292,81 @@ fn classify(
             .ok_or_else(|| err(format!("{MEM}: '{m}' is not a number of MiB (at least {MIN_MEM_MIB})")))?,
         None => guest_mem_mib(mem_limit),
     };
-    let block_entries: Vec<String> = manifest
-        .entries()
-        .iter()
-        .filter(|e| e.kind == DeviceType::Block)
-        .map(|e| e.name())
-        .collect();
-    let mut blocks = Vec::new();
-    for name in &block_entries {
-        let image = annotations
+    let image_of = |name: &str, sole: bool| -> Option<&String> {
+        annotations
             .get(&format!("{BLOCK_PREFIX}{name}"))
-            .or(if block_entries.len() == 1 { urunc.get("block") } else { None })
-            .ok_or_else(|| {
-                err(format!(
-                    "manifest block device '{name}' has no image: set annotation {BLOCK_PREFIX}{name}=<path in rootfs>"
-                ))
-            })?;
-        let path = resolve_in_rootfs(rootfs, image).map_err(err)?;
-        blocks.push(BlockConfig {
-            name: name.clone(),
-            path,
+            .or(if sole { urunc.get("block") } else { None })
+    };
+    let block = |name: &str, image: &str| -> Result<BlockConfig, ContainerError> {
+        Ok(BlockConfig {
+            name: name.to_string(),
+            path: resolve_in_rootfs(rootfs, image).map_err(err)?,
             sector_size: None,
             read_only: false,
-        });
-    }
-    let nets = manifest
-        .entries()
-        .iter()
-        .filter(|e| e.kind == DeviceType::Net)
-        .map(|e| e.name())
-        .collect();
+        })
+    };
+    let (blocks, devices, virtio, default_template, initrd) = match guest_kind {
+        GuestKind::Hvt => {
+            let image = std::fs::read(&kernel).map_err(|e| err(format!("kernel {}: {e}", kernel.display())))?;
+            let exe = Executable::parse(&image, HOST_MACHINE).map_err(|e| err(format!("kernel {}: {e}", kernel.display())))?;
+            let manifest = Manifest::parse(exe.manifest_note())
+                .map_err(|e| err(format!("kernel {}: Solo5 manifest is invalid: {e}", kernel.display())))?;
+            let block_entries: Vec<String> = manifest
+                .entries()
+                .iter()
+                .filter(|e| e.kind == DeviceType::Block)
+                .map(|e| e.name())
+                .collect();
+            let mut blocks = Vec::new();
+            for name in &block_entries {
+                let image = image_of(name, block_entries.len() == 1).ok_or_else(|| {
+                    err(format!(
+                        "manifest block device '{name}' has no image: set annotation {BLOCK_PREFIX}{name}=<path in rootfs>"
+                    ))
+                })?;
+                blocks.push(block(name, image)?);
+            }
+            let nets = manifest
+                .entries()
+                .iter()
+                .filter(|e| e.kind == DeviceType::Net)
+                .map(|e| e.name())
+                .collect();
+            (blocks, nets, false, None, None)
+        }
+        GuestKind::Linux => {
+            // Every dev.unik.block.<NAME> becomes a virtio-blk device, in name order; urunc's
+            // single block image is "rootfs".
+            let mut blocks = Vec::new();
+            for (key, image) in annotations.range(BLOCK_PREFIX.to_string()..) {
+                let Some(name) = key.strip_prefix(BLOCK_PREFIX) else { break };
+                blocks.push(block(name, image)?);
+            }
+            if let (true, Some(image)) = (blocks.is_empty(), urunc.get("block")) {
+                blocks.push(block("rootfs", image)?);
+            }
+            let initrd = annotations
+                .get(INITRD)
+                .or(urunc.get("initrd"))
+                .map(|i| resolve_in_rootfs(rootfs, i).map_err(err))
+                .transpose()?;
+            (blocks, vec!["eth0".to_string()], true, urunc_template.or(Some("linux")), initrd)
+        }
+    };
     let cfg = VmConfig {
         cmdline,
         mem_mib,
         blocks,
-        kind: Some(GuestKind::Hvt),
+        kind: Some(guest_kind),
+        initrd,
         ..VmConfig::new(kernel)
     };
-    Ok((BundleKind::Unikernel(Box::new(cfg)), nets))
+    Ok(Classified {
+        kind: BundleKind::Unikernel(Box::new(cfg)),
+        devices,
+        virtio,
+        default_template,
+    })
 }
 
 #[cfg(test)]

@@ -154,10 +154,38 @@ fn test_urunc_annotations_and_urunc_json() {
     with_json.push(("/urunc.json", &json));
     let cfg = vm(&bundle(config(&[], serde_json::json!({})), &with_json));
     assert_eq!(cfg.cmdline, ["--hello"]);
-    // Another hypervisor is refused clearly.
-    let qemu = serde_json::json!({ "com.urunc.unikernel.binary": b64("/u"), "com.urunc.unikernel.hypervisor": b64("qemu"), "com.urunc.unikernel.unikernelType": b64("unikraft") });
-    let err = load(bundle(config(&[], qemu), &[]).path()).unwrap_err().to_string();
-    assert!(err.contains("'unikraft' with hypervisor 'qemu' is not supported yet"), "{err}");
+    // Unikraft for QEMU or Firecracker: unik boots it itself, with the Linux boot protocol; its
+    // block image becomes virtio-blk "rootfs", its initrd is taken, the network template is
+    // Unikraft's.
+    let kraft = serde_json::json!({
+        "com.urunc.unikernel.binary": b64("/unikernel/kernel"),
+        "com.urunc.unikernel.hypervisor": b64("firecracker"),
+        "com.urunc.unikernel.unikernelType": b64("unikraft"),
+        "com.urunc.unikernel.block": b64("/data.img"),
+        "com.urunc.unikernel.initrd": b64("/initrd"),
+    });
+    let files: &[(&str, &[u8])] = &[
+        ("/unikernel/kernel", b"not checked until boot"),
+        ("/data.img", &[0; 1024]),
+        ("/initrd", b"cpio"),
+    ];
+    let b = load(bundle(config(&[], kraft), files).path()).unwrap();
+    assert_eq!(b.network.template.as_deref(), Some("unikraft"));
+    assert!(b.network.virtio);
+    assert_eq!(b.network.devices, ["eth0"]);
+    let BundleKind::Unikernel(cfg) = b.kind else {
+        panic!("a unikernel")
+    };
+    assert_eq!(cfg.kind, Some(vmm::GuestKind::Linux));
+    assert_eq!((cfg.blocks.len(), cfg.blocks[0].name.as_str()), (1, "rootfs"));
+    assert!(cfg.initrd.as_ref().unwrap().ends_with("initrd"));
+    // An unknown hypervisor is refused clearly.
+    let spt = serde_json::json!({ "com.urunc.unikernel.binary": b64("/u"), "com.urunc.unikernel.hypervisor": b64("spt"), "com.urunc.unikernel.unikernelType": b64("rumprun") });
+    let err = load(bundle(config(&[], spt), &[]).path()).unwrap_err().to_string();
+    assert!(
+        err.contains("'rumprun' with hypervisor 'spt' is not supported (hvt, qemu and firecracker are)"),
+        "{err}"
+    );
     let bad = serde_json::json!({ "com.urunc.unikernel.binary": "***" });
     let err = load(bundle(config(&[], bad), &[]).path()).unwrap_err().to_string();
     assert!(err.contains("not base64"), "{err}");
@@ -304,4 +332,48 @@ fn test_cmdline_prefers_process_args() {
     assert_eq!(vm(&b).cmdline, ["from", "args"]);
     let b = bundle(config(&["/app"], ann), &[("/app", &hvt_elf(&[]))]);
     assert_eq!(vm(&b).cmdline, ["from", "annotation"]);
+}
+
+#[test]
+fn test_linux_kind_bundles() {
+    // dev.unik.kind=linux: every dev.unik.block.<NAME> is a virtio-blk device, in name order.
+    let ann = serde_json::json!({
+        KERNEL: "/vmlinux",
+        KIND: "linux",
+        "dev.unik.block.b": "/b.img",
+        "dev.unik.block.a": "/a.img",
+        INITRD: "/initrd.img",
+    });
+    let files: &[(&str, &[u8])] = &[
+        ("/vmlinux", b"x"),
+        ("/a.img", &[0; 512]),
+        ("/b.img", &[0; 512]),
+        ("/initrd.img", b"x"),
+    ];
+    let b = load(bundle(config(&["/vmlinux", "console=ttyS0"], ann), files).path()).unwrap();
+    assert_eq!(b.network.template.as_deref(), Some("linux"));
+    let BundleKind::Unikernel(cfg) = b.kind else {
+        panic!("a unikernel")
+    };
+    assert_eq!(cfg.blocks.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(cfg.cmdline, ["console=ttyS0"]);
+    // Without dev.unik.kind the kernel image decides: a bzImage is a Linux-boot guest.
+    let mut bz = vec![0u8; 0x400];
+    bz[0x202..0x206].copy_from_slice(b"HdrS");
+    let b = load(bundle(config(&[], serde_json::json!({ KERNEL: "/bzImage" })), &[("/bzImage", &bz)]).path()).unwrap();
+    let BundleKind::Unikernel(cfg) = b.kind else {
+        panic!("a unikernel")
+    };
+    assert_eq!(cfg.kind, Some(vmm::GuestKind::Linux));
+    // A bad kind and a missing initrd are named.
+    let bad = serde_json::json!({ KERNEL: "/vmlinux", KIND: "qemu" });
+    let err = load(bundle(config(&[], bad), &[("/vmlinux", b"x")]).path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dev.unik.kind: unknown guest kind 'qemu'"), "{err}");
+    let missing = serde_json::json!({ KERNEL: "/vmlinux", KIND: "linux", INITRD: "/nope" });
+    let err = load(bundle(config(&[], missing), &[("/vmlinux", b"x")]).path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("'/nope' in the rootfs: No such file"), "{err}");
 }

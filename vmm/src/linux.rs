@@ -201,7 +201,7 @@ fn open_block(cfg: &BlockConfig) -> Result<Pending, Error> {
 fn open_net(cfg: &NetConfig) -> Result<Pending, Error> {
     let tap = match &cfg.backend {
         NetBackend::Tap(iface) => Tap::open_vnet(iface),
-        NetBackend::Fd(fd) => Tap::from_fd(*fd),
+        NetBackend::Fd(fd) => Tap::from_fd_virtio(*fd),
     }
     .map_err(|e| LinuxError::Device {
         kind: "net",

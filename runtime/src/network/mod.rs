@@ -50,11 +50,19 @@ pub struct NetPlan {
     pub resolv_conf: Option<PathBuf>,
     /// Name of the tap to create.
     pub tap: String,
+    /// A Linux-boot guest's virtio-net card: the tap carries virtio-net headers (offloads), and
+    /// a container without an interface (`--network none`) simply gets no card.
+    #[serde(default)]
+    pub virtio: bool,
 }
 
 /// Ready templates, by name (`dev.unik.net.template=mirage`).
 pub const TEMPLATES: &[(&str, &str)] = &[
     ("mirage", "--ipv4={cidr} --ipv4-gateway={gateway}"),
+    // Unikraft's lwIP netdev parameter: address/prefix, gateway, DNS.
+    ("unikraft", "netdev.ip={cidr}:{gateway}:{dns}"),
+    // Linux's ip= (nfsroot.rst): client::gateway:netmask::device:autoconf:dns.
+    ("linux", "ip={ip}::{gateway}:{netmask}::eth0:off:{dns}"),
     (
         "rumprun",
         r#"{"cmdline":"{args}","net":{"if":"ukvmif0","cloner":"True","type":"inet","method":"static","addr":"{ip}","mask":"{prefix}","gw":"{gateway}"}}"#,
@@ -130,7 +138,14 @@ pub fn wire(plan: &NetPlan, cfg: &mut VmConfig) -> Result<Option<Wired>, Contain
     // An interface another unikernel already spliced has an ingress qdisc: take the next one.
     let mut tried = Vec::new();
     let interface = loop {
-        let iface = link::find(plan.interface.as_deref(), &|name| tried.iter().any(|t: &String| t == name)).map_err(net_err)?;
+        let iface = match link::find(plan.interface.as_deref(), &|name| tried.iter().any(|t: &String| t == name)) {
+            Ok(iface) => iface,
+            Err(e) if plan.virtio && plan.interface.is_none() && tried.is_empty() => {
+                log::debug!("no container interface for the guest's network card ({e}); booting without one");
+                return Ok(None);
+            }
+            Err(e) => return Err(net_err(e)),
+        };
         match tc::add_ingress(iface.index) {
             Ok(()) => break iface,
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) && plan.interface.is_none() => tried.push(iface.name),
@@ -141,7 +156,7 @@ pub fn wire(plan: &NetPlan, cfg: &mut VmConfig) -> Result<Option<Wired>, Contain
         let _ = tc::del_ingress(interface.index);
         net_err(e)
     };
-    let tap = vmm::host::tap::create(&plan.tap, interface.mtu).map_err(|e| undo(e.to_string()))?;
+    let tap = vmm::host::tap::create(&plan.tap, interface.mtu, plan.virtio).map_err(|e| undo(e.to_string()))?;
     let c = std::ffi::CString::new(plan.tap.clone()).map_err(|_| undo(format!("bad tap name {}", plan.tap)))?;
     // SAFETY: if_nametoindex with a NUL-terminated name.
     let tap_index = unsafe { libc::if_nametoindex(c.as_ptr()) };

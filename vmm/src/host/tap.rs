@@ -126,6 +126,16 @@ fn interface_flags(name: &str) -> Result<i16, TapError> {
     }
 }
 
+/// Makes the tap's virtio-net header 12 bytes (`virtio_net_hdr_v1`; the kernel default is 10).
+fn set_vnet_hdr_len(file: &File, name: &str) -> Result<(), TapError> {
+    let size = i32::try_from(VNET_HDR_LEN).unwrap_or(12);
+    // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer, which outlives the call.
+    if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETVNETHDRSZ, &raw const size) } < 0 {
+        return Err(os_err(name, "TUNSETVNETHDRSZ")(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// Attaches `file` (an open `/dev/net/tun`) to tap `name` without packet-information headers.
 fn set_iff(file: &File, name: &str) -> Result<(), TapError> {
     set_iff_flags(file, name, IFF_TAP | IFF_NO_PI)
@@ -174,10 +184,16 @@ pub fn hw_addr(name: &str) -> io::Result<[u8; 6]> {
 }
 
 /// Creates tap `name` (not persistent: it disappears when the returned fd is closed) with `mtu`,
-/// and brings it up. The fd is non-blocking, without packet-information headers.
-pub fn create(name: &str, mtu: u16) -> Result<File, TapError> {
+/// and brings it up. The fd is non-blocking, without packet-information headers; with
+/// `vnet_hdr`, every frame carries a 12-byte virtio-net header (for virtio-net guests).
+pub fn create(name: &str, mtu: u16, vnet_hdr: bool) -> Result<File, TapError> {
     let file = open_tun().map_err(os_err(name, "/dev/net/tun"))?;
-    set_iff(&file, name)?;
+    if vnet_hdr {
+        set_iff_flags(&file, name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)?;
+        set_vnet_hdr_len(&file, name)?;
+    } else {
+        set_iff(&file, name)?;
+    }
     let sock = query_socket().map_err(os_err(name, "socket"))?;
     let mut req = IfReq::new(name);
     req.data[..4].copy_from_slice(&i32::from(mtu).to_ne_bytes());
@@ -237,11 +253,7 @@ impl Tap {
         }
         let file = open_tun().map_err(os_err(name, "/dev/net/tun"))?;
         set_iff_flags(&file, name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)?;
-        let size = i32::try_from(VNET_HDR_LEN).unwrap_or(12);
-        // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer, which outlives the call.
-        if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETVNETHDRSZ, &raw const size) } < 0 {
-            return Err(os_err(name, "TUNSETVNETHDRSZ")(io::Error::last_os_error()));
-        }
+        set_vnet_hdr_len(&file, name)?;
         let mtu = interface_mtu(name).map_err(os_err(name, "SIOCGIFMTU"))?;
         Ok(Tap {
             file,
@@ -274,6 +286,16 @@ impl Tap {
     /// shared by both descriptors. A descriptor that is not a tap, or whose frames would carry a
     /// packet-information or virtio-net header, is refused and left as it was.
     pub fn from_fd(fd: RawFd) -> Result<Tap, TapError> {
+        Tap::from_fd_with(fd, false)
+    }
+
+    /// Like [`from_fd`](Self::from_fd), but a tap set up with `IFF_VNET_HDR` is taken too (its
+    /// header length is set to 12 bytes): for virtio-net, which passes the header through.
+    pub fn from_fd_virtio(fd: RawFd) -> Result<Tap, TapError> {
+        Tap::from_fd_with(fd, true)
+    }
+
+    fn from_fd_with(fd: RawFd, vnet_ok: bool) -> Result<Tap, TapError> {
         // SAFETY: F_DUPFD_CLOEXEC on any integer is safe; an invalid fd yields EBADF.
         let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
         if dup < 0 {
@@ -288,8 +310,12 @@ impl Tap {
         if ifreq_ioctl(&file, libc::TUNGETIFF, &mut req).is_err() || req.short() & IFF_TAP == 0 {
             return Err(TapError::NotTap(fd));
         }
-        if req.short() & IFF_NO_PI == 0 || req.short() & IFF_VNET_HDR != 0 {
+        let vnet_hdr = req.short() & IFF_VNET_HDR != 0;
+        if req.short() & IFF_NO_PI == 0 || (vnet_hdr && !vnet_ok) {
             return Err(TapError::FrameHeaders(fd));
+        }
+        if vnet_hdr {
+            set_vnet_hdr_len(&file, &format!("@{fd}"))?;
         }
         // SAFETY: F_GETFL/F_SETFL on a descriptor `file` owns; no memory is passed.
         let ok = unsafe {
@@ -304,12 +330,7 @@ impl Tap {
         }
         let name = req.name();
         let mtu = interface_mtu(&name).unwrap_or(DEFAULT_MTU);
-        Ok(Tap {
-            file,
-            name,
-            mtu,
-            vnet_hdr: false,
-        })
+        Ok(Tap { file, name, mtu, vnet_hdr })
     }
 
     /// Wraps any non-blocking fd as a tap (unit tests: a socketpair end stands in for a tap).
@@ -465,7 +486,7 @@ mod tests {
                 }
             }
         }
-        let created = create(&name, 1400).unwrap();
+        let created = create(&name, 1400, false).unwrap();
         let _cleanup = Unpersist(name.clone());
         set_persist(&created, true);
         assert_eq!(interface_mtu(&name).unwrap(), 1400);
@@ -529,5 +550,27 @@ mod tests {
         let name = random_name();
         let Some(tun) = raw_tap(&name, 0x1 | IFF_NO_PI, true) else { return };
         assert!(matches!(Tap::from_fd(tun.as_raw_fd()), Err(TapError::NotTap(_))));
+    }
+
+    #[test]
+    fn test_vnet_header_taps_are_for_virtio_only() {
+        let name = random_name();
+        let created = match create(&name, 1500, true) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("skipping: cannot create taps here: {e}");
+                return;
+            }
+        };
+        let fd = created.as_raw_fd();
+        assert!(matches!(Tap::from_fd(fd), Err(TapError::FrameHeaders(_))));
+        let tap = Tap::from_fd_virtio(fd).unwrap();
+        assert!(tap.vnet_hdr());
+        assert_eq!((tap.name(), tap.mtu()), (name.as_str(), 1500));
+        tap.set_offload(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6).unwrap();
+        // A plain tap is taken by both, without a header.
+        let plain_name = random_name();
+        let plain = create(&plain_name, 1500, false).unwrap();
+        assert!(!Tap::from_fd_virtio(plain.as_raw_fd()).unwrap().vnet_hdr());
     }
 }
