@@ -5,6 +5,8 @@
 //! arrives, and returns the [`ExitStatus`].
 #![warn(missing_docs)]
 
+#[cfg(target_arch = "x86_64")]
+pub mod acpi;
 pub mod config;
 pub mod devices;
 pub mod error;

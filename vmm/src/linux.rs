@@ -3,10 +3,13 @@
 //! the command line, one or more vCPUs, the in-kernel irqchip and PIT, a 16550 console, and
 //! virtio-mmio block and net devices announced with `virtio_mmio.device=` on the command line.
 //!
+//! The same devices are described in ACPI tables (see [`crate::acpi`]) for kernels that find
+//! them that way.
+//!
 //! Guest physical layout: 0x500 GDT, 0x6000 `hvm_start_info` (+ memory map and module list),
-//! 0x7000 zero page, 0x9000 page tables, 0x20000 command line, 1 MiB kernel, initrd at the top
-//! of low memory, virtio-mmio windows from 0xd000_0000 (IRQ 5 upwards), RAM above 3.25 GiB moved
-//! to 4 GiB.
+//! 0x7000 zero page, 0x9000 page tables, 0x20000 command line, 0xe0000 ACPI tables, 1 MiB
+//! kernel, initrd at the top of low memory, virtio-mmio windows from 0xd000_0000 (IRQ 5
+//! upwards), RAM above 3.25 GiB moved to 4 GiB.
 
 use std::fs::File;
 use std::io::Read;
@@ -21,6 +24,7 @@ use linux_loader::loader::{BzImage, Elf, KernelLoader, KernelLoaderResult, PvhBo
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
+use crate::acpi::{self, MmioDevice, SleepControl};
 use crate::config::{BlockConfig, MacAddr, NetBackend, NetConfig, VmConfig};
 use crate::devices::event_loop::{EventLoop, VirtioEvents};
 use crate::devices::legacy::{self, DebugExit, I8042, Uart};
@@ -106,6 +110,9 @@ pub enum LinuxError {
         /// vm-memory's reason.
         reason: String,
     },
+    /// The ACPI tables could not be written.
+    #[error(transparent)]
+    Acpi(#[from] acpi::AcpiError),
     /// A host resource (eventfd, thread) failed.
     #[error("{what}: {source}")]
     Host {
@@ -263,8 +270,12 @@ fn write_boot_params(
     mem_size: u64,
     cmdline_len: usize,
     initrd: Option<(u64, u64)>,
+    rsdp: u64,
 ) -> Result<(), Error> {
-    let mut params = boot_params::default();
+    let mut params = boot_params {
+        acpi_rsdp_addr: rsdp,
+        ..Default::default()
+    };
     if let Some(hdr) = loaded.setup_header {
         params.hdr = hdr;
     } else {
@@ -297,7 +308,7 @@ fn write_boot_params(
 }
 
 /// `hvm_start_info` (56 bytes), its memory map and module list, as little-endian bytes.
-pub fn pvh_start_info(mem_size: u64, initrd: Option<(u64, u64)>) -> Vec<(u64, Vec<u8>)> {
+pub fn pvh_start_info(mem_size: u64, initrd: Option<(u64, u64)>, rsdp: u64) -> Vec<(u64, Vec<u8>)> {
     let map = e820(mem_size);
     let mut info = Vec::with_capacity(56);
     info.extend(PVH_MAGIC.to_le_bytes());
@@ -306,7 +317,7 @@ pub fn pvh_start_info(mem_size: u64, initrd: Option<(u64, u64)>) -> Vec<(u64, Ve
     info.extend(u32::from(initrd.is_some()).to_le_bytes()); // nr_modules
     info.extend((if initrd.is_some() { PVH_MODLIST } else { 0 }).to_le_bytes());
     info.extend(CMDLINE.to_le_bytes());
-    info.extend(0u64.to_le_bytes()); // rsdp_paddr
+    info.extend(rsdp.to_le_bytes());
     info.extend(PVH_MEMMAP.to_le_bytes());
     info.extend(u32::try_from(map.len()).unwrap_or(0).to_le_bytes());
     info.extend(0u32.to_le_bytes());
@@ -379,7 +390,10 @@ impl LinuxVm {
             .map_err(overlap)?;
 
         let mut cmdline = cfg.cmdline.join(" ");
+        pio.insert(acpi::SLEEP_PORT, 1, Arc::new(Mutex::new(SleepControl)))
+            .map_err(overlap)?;
         let mut events = Vec::new();
+        let mut windows = Vec::new();
         for ((i, p), irq) in pending.into_iter().enumerate().zip(FIRST_IRQ..) {
             let base = MMIO_BASE + i as u64 * MMIO_LEN;
             let irq_evt = EventFd::new(EFD_NONBLOCK).map_err(host("eventfd"))?;
@@ -409,6 +423,7 @@ impl LinuxVm {
             cmdline.push_str(&format!("virtio_mmio.device=4K@{base:#x}:{irq}"));
             log::debug!("virtio device '{}' at {base:#x}, irq {irq}", p.name);
             events.push(VirtioEvents { transport, kicks });
+            windows.push(MmioDevice { base, len: MMIO_LEN, irq });
         }
         let cmdline_max = match loaded.setup_header {
             Some(hdr) if hdr.cmdline_size > 0 => (hdr.cmdline_size as usize).min(CMDLINE_MAX),
@@ -429,9 +444,11 @@ impl LinuxVm {
             reason: e.to_string(),
         })?;
 
+        // ACPI for stock kernels (devices, CPUs, poweroff); `virtio_mmio.device=` for the rest.
+        let rsdp = acpi::write_tables(&mem, cfg.vcpus.max(1), &windows).map_err(LinuxError::Acpi)?;
         let entry = match loaded.pvh_boot_cap {
             PvhBootCapability::PvhEntryPresent(rip) => {
-                for (gpa, data) in pvh_start_info(mem_size, initrd) {
+                for (gpa, data) in pvh_start_info(mem_size, initrd, rsdp) {
                     mem.write_slice(&data, GuestAddress(gpa)).map_err(|e| LinuxError::Memory {
                         size: mem_size,
                         reason: e.to_string(),
@@ -443,7 +460,7 @@ impl LinuxVm {
                 }
             }
             _ => {
-                write_boot_params(&mem, &loaded, mem_size, cmdline_len, initrd)?;
+                write_boot_params(&mem, &loaded, mem_size, cmdline_len, initrd, rsdp)?;
                 // A bzImage's 64-bit entry is 0x200 past the protected-mode code; an ELF's is e_entry.
                 let rip = loaded.kernel_load.0 + if loaded.setup_header.is_some() { 0x200 } else { 0 };
                 LinuxEntry::Long64 {
@@ -564,5 +581,53 @@ fn kick(tid: libc::pthread_t, immediate_exit: usize) {
     unsafe {
         std::ptr::write_volatile(immediate_exit as *mut u8, 1);
         libc::pthread_kill(tid, kick_signal());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_memory_map_skips_the_legacy_hole_and_the_mmio_hole() {
+        assert_eq!(e820(16 << 20), [(0, EBDA), (HIMEM, (16 << 20) - HIMEM)]);
+        let four = 4u64 << 30;
+        assert_eq!(e820(four), [(0, EBDA), (HIMEM, MMIO_BASE - HIMEM), (FOUR_GIB, four - MMIO_BASE)]);
+        assert_eq!(
+            ram_ranges(four)[1],
+            (GuestAddress(FOUR_GIB), usize::try_from(four - MMIO_BASE).unwrap())
+        );
+        assert_eq!(ram_ranges(32 << 20).len(), 1);
+    }
+
+    #[test]
+    fn test_pvh_start_info_layout() {
+        let parts = pvh_start_info(32 << 20, Some((0x1f0_0000, 0x1234)), 0xe_0000);
+        let (addr, info) = &parts[0];
+        assert_eq!((*addr, info.len()), (PVH_INFO, 56));
+        let u32_at = |o: usize| u32::from_le_bytes(info[o..o + 4].try_into().unwrap());
+        let u64_at = |o: usize| u64::from_le_bytes(info[o..o + 8].try_into().unwrap());
+        assert_eq!((u32_at(0), u32_at(4), u32_at(12)), (PVH_MAGIC, 1, 1));
+        assert_eq!(
+            (u64_at(16), u64_at(24), u64_at(32), u64_at(40), u32_at(48)),
+            (PVH_MODLIST, CMDLINE, 0xe_0000, PVH_MEMMAP, 2)
+        );
+        // The memory map fits between the info and the module list.
+        assert_eq!(parts[1].1.len(), 2 * 24);
+        assert!(PVH_MEMMAP + parts[1].1.len() as u64 <= PVH_MODLIST);
+        assert_eq!(
+            &parts[2].1[..16],
+            [0x1f0_0000u64.to_le_bytes(), 0x1234u64.to_le_bytes()].concat().as_slice()
+        );
+        assert_eq!(pvh_start_info(32 << 20, None, 0).len(), 2);
+    }
+
+    #[test]
+    fn test_bzimage_magic() {
+        let mut head = vec![0u8; 0x210];
+        assert!(!is_bzimage(&head));
+        head[0x202..0x206].copy_from_slice(b"HdrS");
+        assert!(is_bzimage(&head));
+        assert!(!is_bzimage(&head[..0x204]));
     }
 }
