@@ -14,8 +14,12 @@ else
 fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+not_run=target/test-reports/not-run.txt
+rm -f "$not_run"
 status=0
 cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
      END { printf "unik: %d passed, %d failed\n", p, f }' "$log"
+# Tests that need what this host lacks (hardware KVM for a stock kernel) say so, with the reason.
+[ -f "$not_run" ] && cat "$not_run"
 exit "$status"

@@ -2,9 +2,7 @@
 //! virtio-blk through the virtio-mmio transport and reports on the serial port; its exit status
 //! comes through the debug-exit port. Also the errors of this boot path.
 //!
-//! A stock distribution kernel is not booted here: on kvm_pvm hosts (software virtualization,
-//! where this suite runs in CI) Linux does not finish booting. That test needs hardware KVM and
-//! a kernel from the host's package manager; it is documented in docs/TESTING.md as not run.
+//! A stock distribution kernel is booted by tests/stock_kernel.rs, on hardware KVM only.
 
 #![allow(clippy::tests_outside_test_module)] // an integration test crate is a test module
 
