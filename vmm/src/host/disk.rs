@@ -55,6 +55,27 @@ impl Disk {
         self.file.read_exact_at(buf, offset)
     }
 
+    /// Deallocates `[offset, offset + len)`: it reads as zeros afterwards and the file keeps its
+    /// size (fallocate with PUNCH_HOLE | KEEP_SIZE).
+    pub fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {
+        let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        };
+        // SAFETY: fallocate on a descriptor we own; no memory is passed.
+        let r = unsafe {
+            libc::fallocate(
+                self.file.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                offset,
+                len,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Makes written data durable (fdatasync).
     pub fn sync(&self) -> io::Result<()> {
         self.file.sync_data()

@@ -1,4 +1,5 @@
-//! virtio-blk on a host file: read, write, flush and get-id; read-only devices.
+//! virtio-blk on a host file: read, write, flush, get-id and discard (a punched hole);
+//! read-only devices.
 //!
 //! Every request chain is checked before any I/O: a device-readable header of at least 16
 //! bytes first, a device-writable status byte last, data buffers whose direction matches the
@@ -28,6 +29,13 @@ pub const F_RO: u64 = 1 << 5;
 pub const F_BLK_SIZE: u64 = 1 << 6;
 /// `VIRTIO_BLK_F_FLUSH`.
 pub const F_FLUSH: u64 = 1 << 9;
+/// `VIRTIO_BLK_F_DISCARD`.
+pub const F_DISCARD: u64 = 1 << 13;
+/// Most segments in one discard request, and most sectors in one segment (1 GiB).
+const MAX_DISCARD_SEG: u32 = 16;
+const MAX_DISCARD_SECTORS: u32 = 1 << 21;
+/// Size of `struct virtio_blk_discard_write_zeroes`.
+const DISCARD_SEGMENT: usize = 16;
 
 /// Request types.
 pub mod req {
@@ -39,6 +47,8 @@ pub mod req {
     pub const FLUSH: u32 = 4;
     /// Device ID string.
     pub const GET_ID: u32 = 8;
+    /// Deallocate sector ranges.
+    pub const DISCARD: u32 = 11;
 }
 
 /// Status codes.
@@ -94,10 +104,15 @@ impl Block {
         let mut id_bytes = [0u8; ID_LEN];
         let n = id.len().min(ID_LEN);
         id_bytes[..n].copy_from_slice(&id.as_bytes()[..n]);
-        // virtio_blk_config: capacity (u64) @0, size_max @8, seg_max @12, geometry @16, blk_size @20.
-        let mut config = vec![0u8; 24];
+        // virtio_blk_config: capacity (u64) @0, size_max @8, seg_max @12, geometry @16,
+        // blk_size @20, topology @24, writeback @32, num_queues @34, max_discard_sectors @36,
+        // max_discard_seg @40, discard_sector_alignment @44.
+        let mut config = vec![0u8; 48];
         config[..8].copy_from_slice(&(disk.capacity() / SECTOR).to_le_bytes());
         config[20..24].copy_from_slice(&block_size.to_le_bytes());
+        config[36..40].copy_from_slice(&MAX_DISCARD_SECTORS.to_le_bytes());
+        config[40..44].copy_from_slice(&MAX_DISCARD_SEG.to_le_bytes());
+        config[44..48].copy_from_slice(&(block_size / 512).max(1).to_le_bytes());
         Block {
             disk,
             read_only,
@@ -157,6 +172,37 @@ impl Block {
                 Ok(if write { 0 } else { u32::try_from(len).unwrap_or(u32::MAX) })
             }
             req::FLUSH => self.disk.sync().map(|()| 0).map_err(|_| IOERR),
+            req::DISCARD => {
+                if self.read_only || data.iter().any(Descriptor::is_write_only) {
+                    return Err(IOERR);
+                }
+                let len: usize = data.iter().map(|d| d.len() as usize).sum();
+                if len == 0 || len % DISCARD_SEGMENT != 0 || len / DISCARD_SEGMENT > MAX_DISCARD_SEG as usize {
+                    return Err(IOERR);
+                }
+                let mut raw = vec![0u8; len];
+                let mut at = 0;
+                for d in data {
+                    let n = d.len() as usize;
+                    mem.read_slice(&mut raw[at..at + n], d.addr()).map_err(|_| IOERR)?;
+                    at += n;
+                }
+                for seg in raw.chunks_exact(DISCARD_SEGMENT) {
+                    let sector = u64::from_le_bytes(seg[..8].try_into().map_err(|_| IOERR)?);
+                    let sectors = u32::from_le_bytes(seg[8..12].try_into().map_err(|_| IOERR)?);
+                    let start = sector.checked_mul(SECTOR).ok_or(IOERR)?;
+                    let bytes = u64::from(sectors) * SECTOR;
+                    let end = start.checked_add(bytes).ok_or(IOERR)?;
+                    if sectors > MAX_DISCARD_SECTORS || end > self.disk.capacity() {
+                        return Err(IOERR);
+                    }
+                    self.disk.punch_hole(start, bytes).map_err(|e| {
+                        log::debug!("virtio-blk: discard at {start}: {e}");
+                        IOERR
+                    })?;
+                }
+                Ok(0)
+            }
             req::GET_ID => {
                 let d = data.first().filter(|d| d.is_write_only()).ok_or(IOERR)?;
                 let n = (d.len() as usize).min(ID_LEN);
@@ -201,8 +247,9 @@ impl VirtioDevice for Block {
     }
 
     fn features(&self) -> u64 {
-        let ro = if self.read_only { F_RO } else { 0 };
-        F_FLUSH | F_BLK_SIZE | ro
+        // Discard is offered on writable devices: a hole punched in the backing file.
+        let extra = if self.read_only { F_RO } else { F_DISCARD };
+        F_FLUSH | F_BLK_SIZE | extra
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {

@@ -190,5 +190,51 @@ fn test_config_space() {
     let mut far = [0xffu8; 4];
     r.block.read_config(4096, &mut far);
     assert_eq!(far, [0; 4]);
-    assert_eq!(r.block.features() & (F_FLUSH | F_RO), F_FLUSH);
+    assert_eq!(r.block.features() & (F_FLUSH | F_RO | F_DISCARD), F_FLUSH | F_DISCARD);
+    let mut seg = [0u8; 4];
+    r.block.read_config(40, &mut seg);
+    assert_eq!(u32::from_le_bytes(seg), MAX_DISCARD_SEG);
+}
+
+#[test]
+fn test_discard_punches_holes_and_checks_ranges() {
+    let mut r = rig(16, false);
+    let segment = |sector: u64, sectors: u32| [sector.to_le_bytes().as_slice(), &sectors.to_le_bytes(), &0u32.to_le_bytes()].concat();
+    r.header(req::DISCARD, 0);
+    r.mem
+        .write_slice(&[segment(2, 2), segment(8, 1)].concat(), GuestAddress(DATA))
+        .unwrap();
+    assert_eq!(
+        r.submit(&[desc(HDR, 16, 0), desc(DATA, 32, 0), desc(STATUS, 1, WRITE)]),
+        (1, status::OK)
+    );
+    let data = std::fs::read(r._file.path()).unwrap();
+    assert_eq!(data.len(), 16 * 512, "the file keeps its size");
+    assert!(data[2 * 512..4 * 512].iter().all(|b| *b == 0) && data[8 * 512..9 * 512].iter().all(|b| *b == 0));
+    assert!(
+        data[4 * 512..5 * 512].iter().all(|b| *b == 4),
+        "sectors between the ranges are kept"
+    );
+    // Past the end, not a whole segment, a writable segment buffer.
+    r.mem.write_slice(&segment(15, 2), GuestAddress(DATA)).unwrap();
+    assert_eq!(
+        r.submit(&[desc(HDR, 16, 0), desc(DATA, 16, 0), desc(STATUS, 1, WRITE)]).1,
+        status::IOERR
+    );
+    assert_eq!(
+        r.submit(&[desc(HDR, 16, 0), desc(DATA, 12, 0), desc(STATUS, 1, WRITE)]).1,
+        status::IOERR
+    );
+    assert_eq!(
+        r.submit(&[desc(HDR, 16, 0), desc(DATA, 16, WRITE), desc(STATUS, 1, WRITE)]).1,
+        status::IOERR
+    );
+    // Read-only devices refuse it.
+    let mut ro = rig(16, true);
+    ro.header(req::DISCARD, 0);
+    ro.mem.write_slice(&segment(0, 1), GuestAddress(DATA)).unwrap();
+    assert_eq!(
+        ro.submit(&[desc(HDR, 16, 0), desc(DATA, 16, 0), desc(STATUS, 1, WRITE)]).1,
+        status::IOERR
+    );
 }
