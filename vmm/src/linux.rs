@@ -509,6 +509,10 @@ impl LinuxVm {
         if vcpus.len() > 0 {
             install_kick_handler().map_err(Error::Signals)?;
         }
+        // An AP that ends the machine (debug exit, reset, fault) kicks vCPU 0 out of KVM_RUN.
+        let boot_flag = std::ptr::from_mut(&mut boot.get_kvm_run().immediate_exit) as usize;
+        // SAFETY: pthread_self has no preconditions.
+        let boot_tid = unsafe { libc::pthread_self() };
         let result = std::thread::scope(|scope| {
             let mut aps = Vec::new();
             for mut vcpu in vcpus {
@@ -523,6 +527,7 @@ impl LinuxVm {
                     });
                     if !done.swap(true, Ordering::SeqCst) {
                         *lock(&outcome) = Some(r);
+                        kick(boot_tid, boot_flag);
                     }
                     vcpu
                 });
@@ -575,9 +580,10 @@ fn install_kick_handler() -> std::io::Result<()> {
 /// Makes vCPU thread `tid` leave KVM_RUN: sets its `immediate_exit` (in case it is about to
 /// enter) and interrupts the ioctl (in case it is in it).
 fn kick(tid: libc::pthread_t, immediate_exit: usize) {
-    // SAFETY: the pointer is the `immediate_exit` byte of that thread's kvm_run mapping, which
-    // lives until the thread returns its VcpuFd, and it is joined only after this call; the
-    // signal has a do-nothing handler.
+    // SAFETY: the pointer is the `immediate_exit` byte of that vCPU's kvm_run mapping, which
+    // lives as long as its VcpuFd: an AP's is returned by its thread, joined only after its
+    // kick; vCPU 0's outlives the thread scope every kick happens in. The signal's handler
+    // does nothing.
     unsafe {
         std::ptr::write_volatile(immediate_exit as *mut u8, 1);
         libc::pthread_kill(tid, kick_signal());
