@@ -65,7 +65,9 @@ impl BusDevice for Uart {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         let value = u8::try_from(offset).map_or(0, |o| self.0.read(o));
         data.fill(0);
-        data[0] = value;
+        if let Some(first) = data.first_mut() {
+            *first = value;
+        }
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) -> Option<GuestExit> {
