@@ -126,6 +126,16 @@ fn interface_flags(name: &str) -> Result<i16, TapError> {
     }
 }
 
+/// Attaches `file` to tap `name`, with a 12-byte virtio-net header on every frame if `vnet_hdr`.
+fn attach(file: &File, name: &str, vnet_hdr: bool) -> Result<(), TapError> {
+    if vnet_hdr {
+        set_iff_flags(file, name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)?;
+        set_vnet_hdr_len(file, name)
+    } else {
+        set_iff(file, name)
+    }
+}
+
 /// Makes the tap's virtio-net header 12 bytes (`virtio_net_hdr_v1`; the kernel default is 10).
 fn set_vnet_hdr_len(file: &File, name: &str) -> Result<(), TapError> {
     let size = i32::try_from(VNET_HDR_LEN).unwrap_or(12);
@@ -188,12 +198,7 @@ pub fn hw_addr(name: &str) -> io::Result<[u8; 6]> {
 /// `vnet_hdr`, every frame carries a 12-byte virtio-net header (for virtio-net guests).
 pub fn create(name: &str, mtu: u16, vnet_hdr: bool) -> Result<File, TapError> {
     let file = open_tun().map_err(os_err(name, "/dev/net/tun"))?;
-    if vnet_hdr {
-        set_iff_flags(&file, name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)?;
-        set_vnet_hdr_len(&file, name)?;
-    } else {
-        set_iff(&file, name)?;
-    }
+    attach(&file, name, vnet_hdr)?;
     let sock = query_socket().map_err(os_err(name, "socket"))?;
     let mut req = IfReq::new(name);
     req.data[..4].copy_from_slice(&i32::from(mtu).to_ne_bytes());
@@ -230,36 +235,27 @@ impl Tap {
     /// Opens the existing, up tap interface `name` (solo5's `--net:NAME=IFACE`): the interface
     /// must exist and be up beforehand; the monitor never creates or configures it.
     pub fn open(name: &str) -> Result<Tap, TapError> {
-        let flags = interface_flags(name)?;
-        if flags & IFF_UP == 0 {
-            return Err(TapError::Down(name.to_string()));
-        }
-        let file = open_tun().map_err(os_err(name, "/dev/net/tun"))?;
-        set_iff(&file, name)?;
-        let mtu = interface_mtu(name).map_err(os_err(name, "SIOCGIFMTU"))?;
-        Ok(Tap {
-            file,
-            name: name.to_string(),
-            mtu,
-            vnet_hdr: false,
-        })
+        Tap::open_with(name, false)
     }
 
     /// Opens the existing, up tap `name` with a 12-byte virtio-net header before every frame
     /// (for virtio-net, whose header then passes through unchanged and carries offloads).
     pub fn open_vnet(name: &str) -> Result<Tap, TapError> {
+        Tap::open_with(name, true)
+    }
+
+    fn open_with(name: &str, vnet_hdr: bool) -> Result<Tap, TapError> {
         if interface_flags(name)? & IFF_UP == 0 {
             return Err(TapError::Down(name.to_string()));
         }
         let file = open_tun().map_err(os_err(name, "/dev/net/tun"))?;
-        set_iff_flags(&file, name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)?;
-        set_vnet_hdr_len(&file, name)?;
+        attach(&file, name, vnet_hdr)?;
         let mtu = interface_mtu(name).map_err(os_err(name, "SIOCGIFMTU"))?;
         Ok(Tap {
             file,
             name: name.to_string(),
             mtu,
-            vnet_hdr: true,
+            vnet_hdr,
         })
     }
 
