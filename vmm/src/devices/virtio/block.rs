@@ -6,14 +6,15 @@
 //! request, a length that is a whole number of sectors and a range inside the disk (with
 //! checked arithmetic). A request that breaks a rule gets IOERR (or UNSUPP for an unknown
 //! type); a chain without a usable status byte is returned with length 0, as there is nowhere
-//! to put an answer. Data moves through a fixed bounce buffer, so a guest cannot make the
-//! monitor allocate, and every guest access goes through vm-memory's bounds checks.
+//! to put an answer. Data moves between the file and guest memory directly (pread/pwrite on
+//! vm-memory slices, whose bounds are checked first), so a guest cannot make the monitor
+//! allocate.
 
 use std::io;
 
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Address, ByteValued, Bytes};
+use vm_memory::{ByteValued, Bytes, GuestMemoryBackend};
 
 use super::{Mem, TYPE_BLOCK, VirtioDevice, read_config_bytes};
 use crate::host::disk::Disk;
@@ -21,7 +22,6 @@ use crate::host::disk::Disk;
 /// Queue size of the one request queue.
 pub const QUEUE_SIZE: u16 = 256;
 const SECTOR: u64 = 512;
-const BOUNCE: usize = 128 << 10;
 
 /// `VIRTIO_BLK_F_RO`.
 pub const F_RO: u64 = 1 << 5;
@@ -86,7 +86,6 @@ pub struct Block {
     block_size: u32,
     id: [u8; ID_LEN],
     config: Vec<u8>,
-    bounce: Vec<u8>,
 }
 
 impl std::fmt::Debug for Block {
@@ -119,7 +118,6 @@ impl Block {
             block_size,
             id: id_bytes,
             config,
-            bounce: vec![0; BOUNCE],
         }
     }
 
@@ -213,25 +211,37 @@ impl Block {
         }
     }
 
-    /// Moves one descriptor's bytes between guest memory and the disk at `offset`.
+    /// Moves one descriptor's bytes between guest memory and the disk at `offset`, with
+    /// pread/pwrite straight into (or from) guest memory: vm-memory checks that the whole buffer
+    /// lies in one region of guest RAM first.
     fn transfer(&mut self, mem: &Mem, d: &Descriptor, offset: u64, write: bool) -> io::Result<()> {
-        let mut done = 0u64;
-        let total = u64::from(d.len());
-        while done < total {
-            let n = usize::try_from((total - done).min(BOUNCE as u64)).unwrap_or(BOUNCE);
-            let buf = &mut self.bounce[..n];
-            let gpa = d
-                .addr()
-                .checked_add(done)
-                .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-            if write {
-                mem.read_slice(buf, gpa).map_err(io::Error::other)?;
-                self.disk.write_at(buf, offset + done)?;
-            } else {
-                self.disk.read_at(buf, offset + done)?;
-                mem.write_slice(buf, gpa).map_err(io::Error::other)?;
+        let len = d.len() as usize;
+        let slice = mem.get_slice(d.addr(), len).map_err(io::Error::other)?;
+        let guard = slice.ptr_guard_mut();
+        let mut done = 0usize;
+        while done < len {
+            let at = libc::off_t::try_from(offset + done as u64).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+            // SAFETY: `guard` points at `len` bytes of mapped guest memory (checked by
+            // get_slice) that stay mapped for this call; `done < len` keeps the range inside.
+            // The guest may change the bytes concurrently, which the kernel copy tolerates.
+            let n = unsafe {
+                let ptr = guard.as_ptr().add(done).cast();
+                if write {
+                    libc::pwrite(self.disk.raw_fd(), ptr, len - done, at)
+                } else {
+                    libc::pread(self.disk.raw_fd(), ptr, len - done, at)
+                }
+            };
+            match n {
+                0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+                n if n < 0 => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+                n => done += n.unsigned_abs(),
             }
-            done += n as u64;
         }
         Ok(())
     }
