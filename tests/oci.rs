@@ -145,6 +145,23 @@ fn test_create_start_state_exit_delete() {
     assert_eq!(st["id"], "c1");
     assert_eq!(st["annotations"]["example"], "yes");
     assert!(st["bundle"].as_str().unwrap().ends_with("/bundle"));
+    // runc's fields and nothing of unik's own bookkeeping.
+    let mut keys: Vec<&str> = st.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "annotations",
+            "bundle",
+            "created",
+            "id",
+            "ociVersion",
+            "owner",
+            "pid",
+            "rootfs",
+            "status"
+        ]
+    );
     assert!(!env.console_text().contains("Hello"), "the guest ran before start");
     let ps = env.query(&["ps", "--format", "json", "c1"]);
     assert_eq!(serde_json::from_slice::<Vec<i32>>(&ps.stdout).unwrap(), [pid]);
@@ -154,7 +171,8 @@ fn test_create_start_state_exit_delete() {
     let status = reap(pid);
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 7, "wait status {status:#x}");
     assert!(env.console_text().contains("Hello, world"), "console: {}", env.console_text());
-    assert_eq!(env.state("c1")["status"], "stopped");
+    let st = env.state("c1");
+    assert_eq!((&st["status"], &st["pid"]), (&serde_json::json!("stopped"), &serde_json::json!(0)));
     let out = env.query(&["start", "c1"]);
     assert!(
         !out.status.success() && stderr(&out).contains("stopped, not created"),

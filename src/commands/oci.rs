@@ -86,7 +86,8 @@ pub fn start(global: &GlobalArgs, args: &IdArgs) -> anyhow::Result<ExitCode> {
 
 /// `state`.
 pub fn state(global: &GlobalArgs, args: &IdArgs) -> anyhow::Result<ExitCode> {
-    print_json(&Runtime::new(root(global)).state(&args.id)?)?;
+    // runc's field set: no internal bookkeeping (start time, …), pid 0 once stopped.
+    print_json(&Runtime::new(root(global)).state_json(&args.id)?)?;
     Ok(ExitCode::SUCCESS)
 }
 
