@@ -16,6 +16,8 @@ pub const KERNEL: &str = "dev.unik.kernel";
 pub const CMDLINE: &str = "dev.unik.cmdline";
 /// Guest kind: `hvt` or `linux` (default: detected from the kernel image).
 pub const KIND: &str = "dev.unik.kind";
+/// vCPUs of a Linux-boot guest (default: the CPU quota rounded up, else 1).
+pub const CPUS: &str = "dev.unik.cpus";
 /// Initial ramdisk inside the rootfs (Linux-boot guests).
 pub const INITRD: &str = "dev.unik.initrd";
 /// Guest memory in MiB (overrides the memory limit).

@@ -24,7 +24,7 @@ use vmm::hvt::{DeviceType, Manifest};
 use vmm::loader::{Executable, HOST_MACHINE};
 use vmm::{BlockConfig, GuestKind, VmConfig};
 
-pub use crate::annotations::{BLOCK_PREFIX, CMDLINE, INITRD, KERNEL, KIND, MEM, NET_INTERFACE, NET_TEMPLATE, PREFIX};
+pub use crate::annotations::{BLOCK_PREFIX, CMDLINE, CPUS, INITRD, KERNEL, KIND, MEM, NET_INTERFACE, NET_TEMPLATE, PREFIX};
 use crate::annotations::{merge_unik_json, urunc_keys};
 use crate::error::ContainerError;
 use crate::hooks::Hooks;
@@ -43,6 +43,28 @@ pub fn guest_mem_mib(limit: Option<i64>) -> u64 {
         Some(l) if l > 0 => (l.unsigned_abs() >> 20).max(MIN_MEM_MIB),
         _ => DEFAULT_MEM_MIB,
     }
+}
+
+/// Most vCPUs a bundle can ask for.
+pub const MAX_VCPUS: u8 = 64;
+
+/// vCPUs of a Linux-boot guest: `dev.unik.cpus`, else the CPU quota rounded up (docker
+/// `--cpus`), else 1.
+pub fn guest_vcpus(annotation: Option<&String>, quota_period: Option<(i64, u64)>) -> Result<u8, String> {
+    if let Some(a) = annotation {
+        return a
+            .parse::<u8>()
+            .ok()
+            .filter(|n| (1..=MAX_VCPUS).contains(n))
+            .ok_or_else(|| format!("{CPUS}: '{a}' is not a number of vCPUs from 1 to {MAX_VCPUS}"));
+    }
+    Ok(match quota_period {
+        Some((quota, period)) if quota > 0 && period > 0 => {
+            let n = quota.unsigned_abs().div_ceil(period);
+            u8::try_from(n.min(u64::from(MAX_VCPUS))).unwrap_or(MAX_VCPUS).max(1)
+        }
+        _ => 1,
+    })
 }
 
 /// What a bundle is.
@@ -162,7 +184,18 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
         .and_then(|l| l.resources().as_ref())
         .and_then(|r| r.memory().as_ref())
         .and_then(|m| m.limit());
-    let classified = classify(&path, &rootfs, &annotations, &args, mem_limit)?;
+    let cpu_limit = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.cpu().as_ref())
+        .and_then(|c| Some((c.quota()?, c.period()?)));
+    let mut classified = classify(&path, &rootfs, &annotations, &args, mem_limit)?;
+    if let BundleKind::Unikernel(cfg) = &mut classified.kind {
+        if cfg.kind == Some(GuestKind::Linux) {
+            cfg.vcpus = guest_vcpus(annotations.get(CPUS), cpu_limit).map_err(|e| bundle_err(&path, e))?;
+        }
+    }
     let netns = spec
         .linux()
         .as_ref()

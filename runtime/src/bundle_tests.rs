@@ -377,3 +377,25 @@ fn test_linux_kind_bundles() {
         .to_string();
     assert!(err.contains("'/nope' in the rootfs: No such file"), "{err}");
 }
+
+#[test]
+fn test_vcpus_from_annotation_or_cpu_quota() {
+    assert_eq!(guest_vcpus(None, None), Ok(1));
+    assert_eq!(guest_vcpus(None, Some((150_000, 100_000))), Ok(2));
+    assert_eq!(guest_vcpus(None, Some((100_000, 100_000))), Ok(1));
+    assert_eq!(guest_vcpus(None, Some((-1, 100_000))), Ok(1));
+    assert_eq!(guest_vcpus(None, Some((i64::MAX, 1))), Ok(MAX_VCPUS));
+    assert_eq!(guest_vcpus(Some(&"4".to_string()), Some((100_000, 100_000))), Ok(4));
+    for bad in ["0", "65", "many"] {
+        let err = guest_vcpus(Some(&bad.to_string()), None).unwrap_err();
+        assert!(err.contains("dev.unik.cpus"), "{err}");
+    }
+    // In a bundle: a Linux-boot guest takes it, an hvt guest stays uniprocessor.
+    let mut c = config(&[], serde_json::json!({ KERNEL: "/vmlinux", KIND: "linux", CPUS: "2" }));
+    c["linux"]["resources"] = serde_json::json!({ "cpu": { "quota": 300_000, "period": 100_000 } });
+    let b = load(bundle(c, &[("/vmlinux", b"x")]).path()).unwrap();
+    let BundleKind::Unikernel(cfg) = b.kind else {
+        panic!("a unikernel")
+    };
+    assert_eq!(cfg.vcpus, 2);
+}
