@@ -264,6 +264,44 @@ fn test_docker_container_ip_reaches_the_guest() {
     assert!(logs.contains(&format!("net: mac={mac}")), "{logs}");
     assert!(logs.contains("net: answered 3 pings"), "{logs}");
     docker.ok(&["rm", &name]);
+
+    // A Linux-boot guest the same way: virtio-net on the container's interface, virtio-blk
+    // from an image file, its exit status through docker.
+    let unik_json = br#"{"dev.unik.kernel": "/virtio.hvt", "dev.unik.block.d0": "/disk.img",
+        "dev.unik.net.template": "ip={ip} pings=2 timeout=60"}"#;
+    docker.import(
+        "unik-virtio:test",
+        "virtio",
+        &[("unik.json", unik_json), ("disk.img", &[b'D'; 4096])],
+        r#"["/virtio.hvt", "exit=4"]"#,
+    );
+    let name = format!("unik-virtio-{}", std::process::id());
+    docker.ok(&["run", "-d", "--name", &name, "--runtime", "unik", "unik-virtio:test"]);
+    docker.wait_logs(&name, " ready");
+    let ip = docker
+        .ok(&["inspect", "--format", "{{.NetworkSettings.IPAddress}}", &name])
+        .trim()
+        .to_string();
+    let ping = docker
+        ._ns
+        .command(&["ping", "-c", "2", "-i", "0.2", "-W", "5", &ip])
+        .output()
+        .unwrap();
+    assert!(
+        ping.status.success(),
+        "ping {ip}: {} / logs: {}",
+        stdout(&ping),
+        docker.ok(&["logs", &name])
+    );
+    assert_eq!(docker.ok(&["wait", &name]).trim(), "4");
+    let logs = docker.ok(&["logs", &name]);
+    assert!(
+        logs.contains(&format!("virtio: cmdline: ip={ip} pings=2 timeout=60 exit=4")),
+        "{logs}"
+    );
+    assert!(logs.contains("virtio-blk: read0 status=0 first=DDDDDDDD"), "{logs}");
+    assert!(logs.contains("virtio-net: answered 2 pings"), "{logs}");
+    docker.ok(&["rm", &name]);
     let left: Vec<_> = std::fs::read_dir(docker.state_root())
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
