@@ -1,5 +1,7 @@
 //! Answers ARP and ICMP echo on `service0` for `ip=A.B.C.D`; halts 0 after `count=N` echoes
-//! (default 3), or 2 after `timeout=S` seconds (default 30).
+//! (default 3), or 2 after `timeout=S` seconds (default 30). With `net-tx=N` instead: sends N
+//! 1514-byte broadcast frames (ethertype 0x88b5) through NET_WRITE as fast as it can, prints
+//! `net: sent N frames` and halts 0 (4 if a write fails).
 #![no_std]
 #![no_main]
 
@@ -15,6 +17,9 @@ fn main(bi: &BootInfo, cmdline: &str) -> i32 {
         println!("net: no device");
         return 1;
     };
+    if let Some(n) = arg(cmdline, "net-tx").and_then(parse_u64) {
+        return net_tx(h, e.net().0, n);
+    }
     let Some(ip) = arg(cmdline, "ip").and_then(parse_ip) else {
         println!("net: usage: ip=A.B.C.D [count=N] [timeout=S]");
         return 1;
@@ -60,5 +65,22 @@ fn main(bi: &BootInfo, cmdline: &str) -> i32 {
         }
     }
     println!("net: answered {} pings", answered);
+    0
+}
+
+/// Sends `n` broadcast frames of ethertype 0x88b5 with a zero payload, one NET_WRITE each.
+fn net_tx(h: u64, mac: [u8; 6], n: u64) -> i32 {
+    let mut frame = [0u8; 1514];
+    frame[0..6].fill(0xff);
+    frame[6..12].copy_from_slice(&mac);
+    frame[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+    for i in 0..n {
+        let ret = net_write(h, &frame);
+        if ret != 0 {
+            println!("net: write {} failed: {}", i, ret);
+            return 4;
+        }
+    }
+    println!("net: sent {} frames", n);
     0
 }
