@@ -53,7 +53,7 @@ fn main(boot: &Boot) -> u8 {
     }
     if let Some(m) = blk {
         match arg(cmdline, "blk-bench") {
-            Some(mode) => blk_bench(m, mode),
+            Some(mode) => blk_bench(m, mode, boot.mem_bytes),
             None => block_test(m),
         }
     }
@@ -205,19 +205,34 @@ const BENCH_REQ: usize = 64 * 1024;
 /// Size of the random reads.
 const BENCH_RAND: usize = 4096;
 
-static BENCH_BUF: Dma<[u8; BENCH_REQ]> = Dma::zeroed();
+unsafe extern "C" {
+    /// End of the image (linux.ld): RAM above it is unused by this guest.
+    static _end: u8;
+}
 
-/// One read of `len` bytes at `sector` into BENCH_BUF, polled without acknowledging the
+/// The benchmark's data buffer: the first 64 KiB of RAM after the image, not a static, so it
+/// is not part of .bss, which the entry zeroes with `rep stosb` (costly where that is emulated,
+/// and it would slow every boot of this guest).
+fn bench_buf(mem_bytes: u64) -> u64 {
+    let addr = (&raw const _end) as u64;
+    if addr + BENCH_REQ as u64 > mem_bytes {
+        sprintln!("virtio-blk: bench: no room for a {} byte buffer above {:#x}", BENCH_REQ, addr);
+        exit(1)
+    }
+    addr
+}
+
+/// One read of `len` bytes at `sector` into `buf`, polled without acknowledging the
 /// interrupt (the guest runs with interrupts off; one acknowledgement at the end suffices), so
 /// each request costs the notify and nothing else the guest could avoid.
-fn bench_read(q: &mut Queue, sector: u64, len: usize) {
+fn bench_read(q: &mut Queue, buf: u64, sector: u64, len: usize) {
     // SAFETY: the device owns none of these between requests.
     unsafe {
         BLK_HDR.get().write_volatile(BlkHdr { typ: T_IN, reserved: 0, sector });
         BLK_STATUS.get().write_volatile(0xff);
     }
     q.set(0, BLK_HDR.addr(), 16, D_NEXT, 1);
-    q.set(1, BENCH_BUF.addr(), len as u32, D_NEXT | D_WRITE, 2);
+    q.set(1, buf, len as u32, D_NEXT | D_WRITE, 2);
     q.set(2, BLK_STATUS.addr(), 1, D_WRITE, 0);
     q.submit(0);
     let start = rdtsc();
@@ -237,7 +252,8 @@ fn bench_read(q: &mut Queue, sector: u64, len: usize) {
 }
 
 /// `seq:MIB` or `rand:COUNT`, timed with the TSC from the first request to the last completion.
-fn blk_bench(m: Mmio, mode: &str) {
+fn blk_bench(m: Mmio, mode: &str, mem_bytes: u64) {
+    let buf = bench_buf(mem_bytes);
     m.init(0).unwrap_or_else(|e| setup_failed("virtio-blk", e));
     let mut q = m.queue(0, &BLK_Q).unwrap_or_else(|e| setup_failed("virtio-blk", e));
     m.driver_ok();
@@ -256,7 +272,7 @@ fn blk_bench(m: Mmio, mode: &str) {
         let start = rdtsc();
         let mut off = 0;
         while off < bytes {
-            bench_read(&mut q, off / 512, BENCH_REQ);
+            bench_read(&mut q, buf, off / 512, BENCH_REQ);
             off += BENCH_REQ as u64;
         }
         (start, bytes)
@@ -273,7 +289,7 @@ fn blk_bench(m: Mmio, mode: &str) {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            bench_read(&mut q, (x % pages) * (BENCH_RAND as u64 / 512), BENCH_RAND);
+            bench_read(&mut q, buf, (x % pages) * (BENCH_RAND as u64 / 512), BENCH_RAND);
         }
         (start, n * BENCH_RAND as u64)
     };
