@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Builds unik, the KVM floor and the hello guest in release mode, then runs the benchmark.
-# Usage: bash bench/run.sh [RUNS] [OCI_ROUNDS]   (defaults 50 and 30)
+# Builds unik, the KVM floor and the test guests in release mode, then runs the benchmarks.
+# Usage: bash bench/run.sh [RUNS] [OCI_ROUNDS] [VIRTIO_RUNS] [VIRTIO_ROUNDS]
+#   (defaults 50, 30, 30, 5; VIRTIO_RUNS=0 skips the third stage, the Linux-boot/virtio one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p unik -p unik-bench
-(cd tests/guests && CARGO_TARGET_DIR=../../target/guests cargo build --release --target x86_64-unknown-none --bin halt)
+(cd tests/guests && CARGO_TARGET_DIR=../../target/guests cargo build --release --target x86_64-unknown-none --bin halt --bin hello --bin virtio --bin net)
 ./target/release/unik-bench "${1:-50}"
 echo
 ./target/release/oci-bench "${2:-30}"
+if [ "${3:-30}" != 0 ]; then
+    echo
+    ./target/release/virtio-bench "${3:-30}" "${4:-5}"
+fi
