@@ -12,6 +12,7 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 use super::bus::lock;
 use super::legacy::Uart;
 use super::virtio::mmio::MmioTransport;
+use crate::host::terminal::RawInput;
 
 const BACKEND: u32 = u32::MAX;
 
@@ -99,19 +100,31 @@ impl MutEventSubscriber for Stop {
 pub struct EventLoop {
     stop: EventFd,
     thread: Option<JoinHandle<()>>,
+    /// The terminal's input mode while stdin feeds the serial port (restored after the thread
+    /// has stopped: fields drop after `drop`).
+    _terminal: Option<RawInput>,
 }
 
 impl EventLoop {
-    /// Starts the thread serving `devices`, and stdin for `uart` when stdin is a terminal.
+    /// Starts the thread serving `devices`, and stdin for `uart` when stdin is a terminal
+    /// (switched to character-at-a-time input without echo until the loop is dropped).
     pub fn start(devices: Vec<VirtioEvents>, uart: Option<Arc<Mutex<Uart>>>) -> std::io::Result<EventLoop> {
         let mut manager: EventManager<Box<dyn MutEventSubscriber + Send>> =
             EventManager::new().map_err(|e| std::io::Error::other(format!("event manager: {e:?}")))?;
         for d in devices {
             manager.add_subscriber(Box::new(d));
         }
-        // SAFETY: isatty only inspects fd 0.
-        if let Some(uart) = uart.filter(|_| unsafe { libc::isatty(libc::STDIN_FILENO) } == 1) {
-            manager.add_subscriber(Box::new(Stdin(uart)));
+        let mut terminal = None;
+        if let Some(uart) = uart {
+            // SAFETY: isatty only inspects fd 0.
+            if unsafe { libc::isatty(libc::STDIN_FILENO) } == 1 {
+                // Without the mode change input still arrives, a line at a time and echoed.
+                terminal = RawInput::enable(libc::STDIN_FILENO).unwrap_or_else(|e| {
+                    log::warn!("console: setting the terminal's input mode: {e}");
+                    None
+                });
+                manager.add_subscriber(Box::new(Stdin(uart)));
+            }
         }
         let stop = EventFd::new(EFD_NONBLOCK)?;
         let stopped = Arc::new(AtomicBool::new(false));
@@ -127,6 +140,7 @@ impl EventLoop {
         Ok(EventLoop {
             stop,
             thread: Some(thread),
+            _terminal: terminal,
         })
     }
 
