@@ -90,6 +90,135 @@ fn test_several_devices_and_vcpus() {
     assert!(text.contains("virtio-blk: id status=0 id=a"), "{text}");
 }
 
+/// FNV-1a, 64-bit, as the guest hashes its initrd.
+fn fnv1a(data: &[u8]) -> u64 {
+    data.iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+/// An initrd of odd length and varied content.
+fn initrd(dir: &tempfile::TempDir) -> (std::path::PathBuf, String) {
+    let data: Vec<u8> = (0..70_001u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0]).collect();
+    let path = dir.path().join("initrd.img");
+    std::fs::write(&path, &data).unwrap();
+    (path, format!("size=70001 fnv={:016x}", fnv1a(&data)))
+}
+
+#[test]
+fn test_interrupts_timer_initrd_and_acpi_poweroff() {
+    require_kvm!();
+    let dir = tempdir();
+    let img = disk(&dir, "d.img", 64 << 10, b'I');
+    let (rd, want_rd) = initrd(&dir);
+    let kernel = guest("virtio");
+    let out = boot(&[
+        "--mem=32",
+        &format!("--initrd={}", rd.display()),
+        &format!("--block:d={}", img.display()),
+        kernel.to_str().unwrap(),
+        "irq",
+        "timer",
+        "poweroff",
+    ]);
+    let text = stdout(&out);
+    // The ACPI poweroff (SLP_TYP = S5 with SLP_EN) ends the VM with status 0.
+    assert_eq!(out.status.code(), Some(0), "stdout: {text} stderr: {}", stderr(&out));
+    assert!(text.contains("virtio: poweroff") && !text.contains("virtio: done"), "{text}");
+    // The initrd arrived whole, as a PVH module.
+    assert!(text.contains(&want_rd), "want {want_rd} in:\n{text}");
+    // The local APIC timer interrupted the guest's hlt once.
+    assert!(text.contains("virtio: timer fired irqs=1 "), "{text}");
+    // Every block request was completed through an interrupt (irqfd → I/O APIC → local APIC):
+    // the guest slept in hlt until it came (a lost interrupt ends it with status 4).
+    for line in [
+        "virtio-blk: read0 status=0 first=IIIIIIII",
+        "virtio-blk: readback status=0 match=1",
+        "virtio-blk: flush status=0",
+        "virtio-blk: oob status=1",
+        "virtio-blk: irqs=6",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+    }
+}
+
+/// A pseudo-terminal: (master, slave).
+fn openpty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two fds; name, termios and winsize may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &raw mut master,
+            &raw mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both fds were just opened and are owned here alone.
+    unsafe { (std::os::fd::OwnedFd::from_raw_fd(master), std::os::fd::OwnedFd::from_raw_fd(slave)) }
+}
+
+fn lflag(fd: &std::os::fd::OwnedFd) -> libc::tcflag_t {
+    use std::os::fd::AsRawFd;
+    // SAFETY: termios is plain data; tcgetattr fills it.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::tcgetattr(fd.as_raw_fd(), &raw mut t) }, 0);
+    t.c_lflag
+}
+
+#[test]
+fn test_serial_input_from_a_terminal() {
+    require_kvm!();
+    use std::io::{Read, Write};
+    use std::sync::mpsc;
+    let (master, slave) = openpty();
+    let before = lflag(&slave);
+    let kernel = guest("virtio");
+    let mut child = common::unik()
+        .args(["boot", "--mem=16", kernel.to_str().unwrap(), "echo=5", "timeout=20"])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = std::fs::File::from(master.try_clone().unwrap());
+    let mut writer = std::fs::File::from(master);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        // Ends with EIO once no process holds the slave any more.
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut text = String::new();
+    while !text.contains("virtio: serial reading 5") {
+        let chunk = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("guest output");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    // While the guest runs, the terminal passes keys on one by one, without echo: five bytes
+    // and no newline reach the guest.
+    assert_eq!(lflag(&slave) & (libc::ICANON | libc::ECHO), 0, "terminal not in raw input mode");
+    writer.write_all(b"ab1cd").unwrap();
+    let status = child.wait().unwrap();
+    // The terminal's settings are back as they were.
+    assert_eq!(lflag(&slave), before, "terminal settings not restored");
+    drop(slave);
+    while let Ok(chunk) = rx.recv_timeout(std::time::Duration::from_secs(5)) {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(0), "output: {text} stderr: {err}");
+    assert!(text.contains("virtio: serial in: ab1cd"), "{text}");
+    assert_eq!(text.matches("ab1cd").count(), 1, "input was echoed by the terminal: {text}");
+}
+
 #[test]
 fn test_linux_boot_errors_are_clear() {
     let dir = tempdir();
@@ -186,17 +315,26 @@ fn test_64_bit_boot_protocol_and_reset() {
     let dir = tempdir();
     let img = disk(&dir, "d.img", 4096, b'L');
     let kernel = without_pvh_note(&dir);
+    let (rd, want_rd) = initrd(&dir);
     let out = boot(&[
         "--mem=16",
+        &format!("--initrd={}", rd.display()),
         &format!("--block:d={}", img.display()),
         kernel.to_str().unwrap(),
+        "irq",
         "reset",
     ]);
     let text = stdout(&out);
     // A reset ends the VM like a poweroff: status 0.
     assert_eq!(out.status.code(), Some(0), "stdout: {text} stderr: {}", stderr(&out));
     assert!(text.contains("virtio: boot=linux"), "{text}");
-    assert!(text.contains("virtio: cmdline: reset virtio_mmio.device=4K@0xd0000000:5"), "{text}");
+    assert!(
+        text.contains("virtio: cmdline: irq reset virtio_mmio.device=4K@0xd0000000:5"),
+        "{text}"
+    );
+    // The initrd, found through boot_params' ramdisk fields; interrupts with the monitor's GDT.
+    assert!(text.contains(&want_rd), "want {want_rd} in:\n{text}");
+    assert!(text.contains("virtio-blk: irqs=6"), "{text}");
     assert!(text.contains("virtio: mem=16382976"), "{text}");
     assert!(text.contains("virtio-blk: read0 status=0 first=LLLLLLLL"), "{text}");
     assert!(text.contains("virtio: reset") && !text.contains("virtio: done"), "{text}");

@@ -6,6 +6,7 @@
 use core::arch::asm;
 use core::fmt::{self, Write};
 
+pub mod irq;
 pub mod linux;
 pub mod net;
 pub mod virtio;

@@ -40,8 +40,29 @@ pub fn serial_write(s: &[u8]) {
     }
 }
 
-/// Ends the VM with `status` via the debug-exit port; halts forever if that returns (QEMU
-/// without isa-debug-exit).
+/// The next byte received on COM1 (LSR bit 0, data ready), polled for at most `cycles` TSC
+/// cycles.
+pub fn serial_read(cycles: u64) -> Option<u8> {
+    let start = crate::rdtsc();
+    while crate::rdtsc().wrapping_sub(start) <= cycles {
+        if inb(COM1 + 5) & 1 != 0 {
+            return Some(inb(COM1));
+        }
+        core::hint::spin_loop();
+    }
+    None
+}
+
+/// Powers the machine off the ACPI way of a hardware-reduced platform: SLP_TYP = 5 (`\_S5`)
+/// with SLP_EN in the FADT's sleep control register (I/O port 0x3c0 on unik). Exits 7 should
+/// that return.
+pub fn poweroff() -> ! {
+    const SLEEP_CONTROL: u16 = 0x3c0;
+    const SLP_EN: u8 = 1 << 5;
+    outb(SLEEP_CONTROL, 5 << 2 | SLP_EN);
+    exit(7)
+}
+
 /// Pulses the reset line through the i8042 controller (command 0xfe on port 0x64), as Linux's
 /// `reboot=k` does; the monitor ends the VM.
 pub fn reset() -> ! {
@@ -49,6 +70,8 @@ pub fn reset() -> ! {
     exit(6)
 }
 
+/// Ends the VM with `status` via the debug-exit port; halts forever if that returns (QEMU
+/// without isa-debug-exit).
 pub fn exit(status: u8) -> ! {
     outb(EXIT_PORT, status);
     loop {
@@ -76,11 +99,13 @@ macro_rules! sprintln {
     }};
 }
 
-/// What the boot entry learned: the command line and the RAM total.
+/// What the boot entry learned: the command line, the RAM total and the initrd.
 pub struct Boot {
     pub kind: u32,
     pub cmdline: &'static str,
     pub mem_bytes: u64,
+    /// Physical address and size of the initial ramdisk, if the loader placed one.
+    pub initrd: Option<(u64, u64)>,
 }
 
 /// Reads `T` at physical address `addr` (identity mapped; may be unaligned).
@@ -112,7 +137,7 @@ fn c_str(addr: u64) -> &'static str {
 /// # Safety
 /// `info` must be what the entry's protocol promises.
 pub unsafe fn boot_info(kind: u32, info: u64) -> Boot {
-    let mut mem_bytes = 0;
+    let (mut mem_bytes, mut initrd) = (0, None);
     // SAFETY (both arms): offsets are those of the protocol's structures, which the loader wrote.
     let cmdline = unsafe {
         if kind == BOOT_PVH {
@@ -130,6 +155,11 @@ pub unsafe fn boot_info(kind: u32, info: u64) -> Boot {
                     }
                 }
             }
+            // nr_modules @12, modlist_paddr @16; a module is {paddr, size, cmdline, reserved}.
+            let (nr, list) = (rd::<u32>(info + 12), rd::<u64>(info + 16));
+            if nr >= 1 && list != 0 {
+                initrd = Some((rd::<u64>(list), rd::<u64>(list + 8)));
+            }
             c_str(rd::<u64>(info + 24))
         } else {
             // boot_params: e820_entries @0x1e8, e820_table @0x2d0 (20-byte entries).
@@ -140,11 +170,22 @@ pub unsafe fn boot_info(kind: u32, info: u64) -> Boot {
                     mem_bytes += rd::<u64>(e + 8);
                 }
             }
+            // hdr.ramdisk_image @0x218 and ramdisk_size @0x21c; their high halves @0xc0/@0xc4.
+            let addr = u64::from(rd::<u32>(info + 0x218)) | u64::from(rd::<u32>(info + 0xc0)) << 32;
+            let size = u64::from(rd::<u32>(info + 0x21c)) | u64::from(rd::<u32>(info + 0xc4)) << 32;
+            if size != 0 {
+                initrd = Some((addr, size));
+            }
             // hdr.cmd_line_ptr @0x228, ext_cmd_line_ptr @0x0c8 (high 32 bits).
             c_str(u64::from(rd::<u32>(info + 0x228)) | u64::from(rd::<u32>(info + 0xc8)) << 32)
         }
     };
-    Boot { kind, cmdline, mem_bytes }
+    Boot {
+        kind,
+        cmdline,
+        mem_bytes,
+        initrd,
+    }
 }
 
 /// Emits both boot entries, a PVH note pointing at the 32-bit one, and the panic handler. Both
@@ -165,7 +206,6 @@ macro_rules! linux_entry {
             ".asciz \"Xen\"",
             ".long pvh_start32",
             ".popsection",
-
             // 64-bit Linux entry.
             ".pushsection .text._start, \"ax\"",
             ".code64",
@@ -184,7 +224,6 @@ macro_rules! linux_entry {
             "call guest_entry",
             "ud2",
             ".popsection",
-
             // 32-bit PVH entry.
             ".pushsection .text.pvh, \"ax\"",
             ".code32",
@@ -249,7 +288,6 @@ macro_rules! linux_entry {
             "call guest_entry",
             "ud2",
             ".popsection",
-
             // GDT: null, 64-bit code (0x08), data (0x10).
             ".pushsection .rodata.pvh_gdt, \"a\"",
             ".balign 8",
@@ -259,7 +297,6 @@ macro_rules! linux_entry {
             ".word pvh_gdt_ptr - pvh_gdt - 1",
             ".long pvh_gdt",
             ".popsection",
-
             // Page tables and the 64 KiB stack.
             ".pushsection .bss.guest_boot, \"aw\", @nobits",
             ".balign 4096",

@@ -63,13 +63,16 @@ impl<T> Dma<T> {
     }
 }
 
-/// Parses Linux's `virtio_mmio.device=<size>@<base>:<irq>[:<id>]` tokens: yields the bases.
-pub fn devices(cmdline: &str) -> impl Iterator<Item = u64> + '_ {
+/// Parses Linux's `virtio_mmio.device=<size>@<base>:<irq>[:<id>]` tokens: yields each base
+/// and interrupt line (GSI).
+pub fn devices(cmdline: &str) -> impl Iterator<Item = (u64, u32)> + '_ {
     cmdline.split(' ').filter_map(|t| {
         let spec = t.strip_prefix("virtio_mmio.device=")?;
         let (_size, rest) = spec.split_once('@')?;
-        let base = rest.split(':').next()?;
-        parse_num(base)
+        let mut parts = rest.split(':');
+        let base = parse_num(parts.next()?)?;
+        let irq = u32::try_from(crate::parse_u64(parts.next()?)?).ok()?;
+        Some((base, irq))
     })
 }
 
@@ -166,8 +169,13 @@ impl Mmio {
         self.w(QUEUE_NUM, size);
         let m = mem.get();
         // SAFETY: field addresses within the static ring memory.
-        let (desc, avail, used) =
-            unsafe { ((&raw mut (*m).desc) as u64, (&raw mut (*m).avail) as u64, (&raw mut (*m).used) as u64) };
+        let (desc, avail, used) = unsafe {
+            (
+                (&raw mut (*m).desc) as u64,
+                (&raw mut (*m).avail) as u64,
+                (&raw mut (*m).used) as u64,
+            )
+        };
         for (off, a) in [(QUEUE_DESC, desc), (QUEUE_DRIVER, avail), (QUEUE_DEVICE, used)] {
             self.w(off, a as u32);
             self.w(off + 4, (a >> 32) as u32);
@@ -291,6 +299,11 @@ impl Queue {
     pub fn submit(&mut self, head: u16) {
         self.push(head);
         self.notify();
+    }
+
+    /// Reads and acknowledges the device's pending interrupts.
+    pub fn ack(&self) {
+        self.mmio.ack();
     }
 
     /// The next used element (descriptor head and bytes written), if any.

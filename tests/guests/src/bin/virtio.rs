@@ -10,13 +10,22 @@
 //!   requests (default 3; gives up after `timeout=S` seconds, default 30), or sends N broadcast
 //!   frames as fast as it can with `net-tx=N`.
 //!
-//! `spin` then loops forever (for stop signals); `reset` pulses the i8042 reset line.
+//! - `irq`: the block test sleeps in `hlt` until the device's interrupt (I/O APIC, local APIC)
+//!   instead of polling, and reports how many arrived; `timer` checks the local APIC timer;
+//! - an initrd (PVH module or boot_params ramdisk) is reported with its size and FNV-1a hash;
+//! - `echo=N` reads N bytes from the serial port (within `timeout=S`) and prints them.
+//!
+//! `spin` then loops forever (for stop signals); `reset` pulses the i8042 reset line;
+//! `poweroff` powers off through the ACPI sleep control register.
 //! Ends with `virtio: done` and exit status `exit=N` (default 0); 1 = a device failed to set up,
-//! 2 = net timeout, 3 = panic, 4 = a request did not complete.
+//! 2 = net or serial timeout, 3 = panic, 4 = a request did not complete, 5 = an unexpected
+//! interrupt, 6 = the timer did not fire.
 #![no_std]
 #![no_main]
 
 use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
+use unik_test_guests::irq;
 use unik_test_guests::linux::{BOOT_PVH, Boot, exit};
 use unik_test_guests::net::{Reply, answer, parse_ip};
 use unik_test_guests::virtio::{self, D_NEXT, D_WRITE, DEV_BLOCK, DEV_NET, Dma, Mmio, QSIZE, Queue, QueueMem};
@@ -34,14 +43,34 @@ fn main(boot: &Boot) -> u8 {
     sprintln!("virtio: boot={}", if boot.kind == BOOT_PVH { "pvh" } else { "linux" });
     sprintln!("virtio: cmdline: {}", cmdline);
     sprintln!("virtio: mem={}", boot.mem_bytes);
+    if let Some((addr, size)) = boot.initrd {
+        // SAFETY: the loader put `size` bytes of initrd at `addr` (identity mapped).
+        let data = unsafe { core::slice::from_raw_parts(addr as *const u8, size as usize) };
+        sprintln!("virtio: initrd addr={:#x} size={} fnv={:016x}", addr, size, fnv1a(data));
+    }
+    if flag(cmdline, "irq") || flag(cmdline, "timer") {
+        irq::init();
+    }
+    if flag(cmdline, "timer") {
+        timer_test();
+    }
+    if let Some(n) = arg(cmdline, "echo").and_then(parse_u64) {
+        echo(cmdline, n);
+    }
 
     let (mut blk, mut nblk, mut net) = (None, 0, None);
-    for base in virtio::devices(cmdline) {
+    for (base, gsi) in virtio::devices(cmdline) {
         let m = Mmio { base };
         match m.probe() {
             Err(e) => sprintln!("virtio: device at {:#x}: {}", base, e),
             Ok(DEV_BLOCK) => {
                 nblk += 1;
+                if blk.is_none() && flag(cmdline, "irq") {
+                    if !irq::route(gsi) {
+                        setup_failed("virtio-blk", "no I/O APIC input for its interrupt");
+                    }
+                    IRQ_MODE.store(true, Ordering::SeqCst);
+                }
                 blk = blk.or(Some(m));
             }
             Ok(DEV_NET) => net = net.or(Some(m)),
@@ -75,6 +104,10 @@ fn main(boot: &Boot) -> u8 {
         sprintln!("virtio: reset");
         unik_test_guests::linux::reset();
     }
+    if flag(cmdline, "poweroff") {
+        sprintln!("virtio: poweroff");
+        unik_test_guests::linux::poweroff();
+    }
     sprintln!("virtio: done");
     arg(cmdline, "exit").and_then(parse_u64).unwrap_or(0) as u8
 }
@@ -97,6 +130,46 @@ impl fmt::Display for Ascii<'_> {
     }
 }
 
+/// FNV-1a, 64-bit.
+fn fnv1a(data: &[u8]) -> u64 {
+    data.iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+/// Arms the local APIC timer for 10^6 bus ticks (1 ms at KVM's 1 GHz), sleeps until it fires
+/// and reports the TSC cycles that took.
+fn timer_test() {
+    let start = rdtsc();
+    irq::arm_timer(1_000_000);
+    // `wait` returns false exactly when the timer fired.
+    let fired = !irq::wait(|| false);
+    let cycles = rdtsc().wrapping_sub(start);
+    irq::disarm_timer();
+    if !fired {
+        sprintln!("virtio: timer did not fire");
+        exit(6);
+    }
+    sprintln!("virtio: timer fired irqs={} tsc={}", irq::timer_irqs(), cycles);
+}
+
+/// Reads `n` bytes from the serial port and prints them.
+fn echo(cmdline: &str, n: u64) {
+    let timeout = arg(cmdline, "timeout").and_then(parse_u64).unwrap_or(30);
+    let mut got = [0u8; 64];
+    let n = (n as usize).min(got.len());
+    sprintln!("virtio: serial reading {}", n);
+    for (i, b) in got[..n].iter_mut().enumerate() {
+        match unik_test_guests::linux::serial_read(timeout.saturating_mul(tsc_hz())) {
+            Some(c) => *b = c,
+            None => {
+                sprintln!("virtio: serial timeout after {} bytes", i);
+                exit(2)
+            }
+        }
+    }
+    sprintln!("virtio: serial in: {}", Ascii(&got[..n]));
+}
+
 // ---- block ----
 
 const BLK_F_RO: u64 = 1 << 5;
@@ -117,6 +190,8 @@ static BLK_Q: Dma<QueueMem> = Dma::zeroed();
 static BLK_HDR: Dma<BlkHdr> = Dma::zeroed();
 static BLK_DATA: Dma<[u8; 512]> = Dma::zeroed();
 static BLK_STATUS: Dma<u8> = Dma::zeroed();
+/// Whether block requests wait for the device's interrupt (`irq`) instead of polling.
+static IRQ_MODE: AtomicBool = AtomicBool::new(false);
 
 const PATTERN: &[u8; 16] = b"unik-virtio-blk!";
 
@@ -141,7 +216,17 @@ fn blk_request(q: &mut Queue, typ: u32, sector: u64, len: u32, device_writes: bo
     }
     q.set(2, BLK_STATUS.addr(), 1, D_WRITE, 0);
     q.submit(0);
-    if q.wait(WAIT).is_none() {
+    let done = if IRQ_MODE.load(Ordering::SeqCst) {
+        // Sleep until the used ring has the request; the timer (about 4 s) is the watchdog.
+        irq::arm_timer(u32::MAX);
+        let done = irq::wait(|| q.pop().is_some());
+        irq::disarm_timer();
+        q.ack();
+        done
+    } else {
+        q.wait(WAIT).is_some()
+    };
+    if !done {
         sprintln!("virtio-blk: timeout (request type {})", typ);
         exit(4);
     }
@@ -191,11 +276,20 @@ fn block_test(m: Mmio) {
 
     // A chain of just the header: no data, no status descriptor.
     // SAFETY: the device owns no buffer between requests.
-    unsafe { BLK_HDR.get().write_volatile(BlkHdr { typ: T_IN, reserved: 0, sector: 0 }) };
+    unsafe {
+        BLK_HDR.get().write_volatile(BlkHdr {
+            typ: T_IN,
+            reserved: 0,
+            sector: 0,
+        })
+    };
     q.set(0, BLK_HDR.addr(), 16, 0, 0);
     q.submit(0);
     let used = q.wait(WAIT_MALFORMED).is_some();
     sprintln!("virtio-blk: malformed {}", if used { "used" } else { "ignored" });
+    if IRQ_MODE.load(Ordering::SeqCst) {
+        sprintln!("virtio-blk: irqs={}", irq::device_irqs());
+    }
 }
 
 // ---- block benchmark ----
@@ -228,7 +322,11 @@ fn bench_buf(mem_bytes: u64) -> u64 {
 fn bench_read(q: &mut Queue, buf: u64, sector: u64, len: usize) {
     // SAFETY: the device owns none of these between requests.
     unsafe {
-        BLK_HDR.get().write_volatile(BlkHdr { typ: T_IN, reserved: 0, sector });
+        BLK_HDR.get().write_volatile(BlkHdr {
+            typ: T_IN,
+            reserved: 0,
+            sector,
+        });
         BLK_STATUS.get().write_volatile(0xff);
     }
     q.set(0, BLK_HDR.addr(), 16, D_NEXT, 1);
@@ -358,7 +456,12 @@ fn net_test(m: Mmio, cmdline: &str, ip: [u8; 4], tx_count: Option<u64>) {
     rx.notify();
     sprintln!(
         "virtio-net: mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} ready",
-        mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]
+        mac[0],
+        mac[1],
+        mac[2],
+        mac[3],
+        mac[4],
+        mac[5]
     );
     // SAFETY: the device owns TX buffers only while their descriptor is in flight; every use
     // below is of a buffer not in flight.
