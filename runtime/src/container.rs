@@ -402,8 +402,10 @@ impl Runtime {
         Ok(())
     }
 
-    /// Removes a stopped container; with `force`, kills it first, and a container that does not
-    /// exist is not an error (runc's `delete --force`, which containerd's shim runs on cleanup).
+    /// Removes a stopped container, or a created one after killing its monitor (as runc does;
+    /// containerd's shim deletes a task that never started without `--force`). With `force`, a
+    /// running or paused container is killed first, and a container that does not exist is not
+    /// an error (runc's `delete --force`, which containerd's shim runs on cleanup).
     pub fn delete(&self, id: &str, force: bool) -> Result<(), ContainerError> {
         let dir = match StateDir::open(&self.root, id) {
             Err(ContainerError::NotFound(_)) if force => return Ok(()),

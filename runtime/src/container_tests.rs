@@ -215,15 +215,33 @@ fn err_text(r: Result<(), ContainerError>) -> String {
 }
 
 #[test]
+fn test_delete_of_a_created_container_kills_its_monitor() {
+    // As runc: containerd's shim deletes a task that never started without --force.
+    let root = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(root.path()).without_cgroups();
+    let (_b, pid) = created(&rt, "c0");
+    rt.delete("c0", false).unwrap();
+    // SAFETY: signal 0 only probes; the monitor was our child and is reaped by now or a zombie.
+    let alive = unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid);
+    assert!(!alive, "monitor {pid} survived delete");
+    assert!(!root.path().join("c0").exists());
+    assert!(err_text(rt.delete("c0", false)).contains("does not exist"));
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}
+
+#[test]
 fn test_illegal_transitions() {
     let root = tempfile::tempdir().unwrap();
     let rt = Runtime::new(root.path()).without_cgroups();
     let (_b, _pid) = created(&rt, "t1");
-    // created: no pause, no resume, no delete without --force.
+    // created: no pause, no resume.
     assert_eq!(err_text(rt.pause("t1")), "container t1: container not running");
     assert_eq!(err_text(rt.resume("t1")), "container t1: container not paused");
-    let err = err_text(rt.delete("t1", false));
-    assert!(err.contains("not stopped: created"), "{err}");
     rt.start("t1").unwrap();
     // running: no start, no resume.
     let err = err_text(rt.start("t1"));

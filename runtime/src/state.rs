@@ -57,9 +57,11 @@ impl Status {
         matches!(self, Status::Created | Status::Running | Status::Paused)
     }
 
-    /// `delete` without `--force` is allowed.
+    /// `delete` without `--force` is allowed: when stopped, and (as runc allows, and as
+    /// containerd's shim relies on to clean up a task that never started) when created, which
+    /// kills the waiting monitor first.
     pub fn can_delete(self) -> bool {
-        self == Status::Stopped
+        matches!(self, Status::Stopped | Status::Created)
     }
 
     /// `pause` is allowed.
@@ -404,7 +406,8 @@ mod tests {
     fn test_status_predicates_and_json() {
         assert!(Status::Created.can_start() && !Status::Running.can_start());
         assert!(Status::Running.can_kill() && Status::Paused.can_kill() && !Status::Stopped.can_kill());
-        assert!(Status::Stopped.can_delete() && !Status::Running.can_delete());
+        assert!(Status::Stopped.can_delete() && Status::Created.can_delete());
+        assert!(!Status::Running.can_delete() && !Status::Paused.can_delete());
         assert!(Status::Running.can_pause() && !Status::Created.can_pause() && !Status::Paused.can_pause());
         assert!(Status::Paused.can_resume() && !Status::Running.can_resume());
         for s in [Status::Creating, Status::Stopped] {
