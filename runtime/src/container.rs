@@ -146,8 +146,9 @@ fn remove_stale_splice(dir: &StateDir) {
     else {
         return;
     };
-    // A namespace the monitor created itself died with it; only a named one can hold leftovers.
-    if !matches!(plan.netns, network::Netns::Path(_)) {
+    // A namespace the monitor created itself died with it; a named one or the host's (an
+    // interface named by annotation) can hold leftovers.
+    if plan.netns == network::Netns::New {
         return;
     }
     let joined = std::thread::spawn(move || {

@@ -135,6 +135,20 @@ pub fn wire(plan: &NetPlan, cfg: &mut VmConfig) -> Result<Option<Wired>, Contain
             plan.devices.len()
         )));
     }
+    // Without a namespace of its own the container sees the host's interfaces: redirecting one
+    // of those into a guest would cut the host off, so only an interface named on purpose is.
+    if plan.netns == Netns::Host && plan.interface.is_none() {
+        if plan.virtio {
+            log::debug!("the container shares the host's network namespace; booting without a network card");
+            return Ok(None);
+        }
+        return Err(net_err(format!(
+            "the unikernel declares network device '{device}' but the container shares the host's \
+             network namespace (config.json has none, as with `docker run --network host`); unik \
+             does not hand a host interface to a guest unless it is named with the {} annotation",
+            crate::annotations::NET_INTERFACE
+        )));
+    }
     // An interface another unikernel already spliced has an ingress qdisc: take the next one.
     let mut tried = Vec::new();
     let interface = loop {
@@ -237,6 +251,25 @@ mod tests {
         assert_eq!(json["net"]["addr"], "10.0.0.5");
         assert_eq!(json["net"]["mask"], "20");
         assert_eq!(json["net"]["gw"], "10.0.0.1");
+    }
+
+    #[test]
+    fn test_host_namespace_is_not_spliced_by_default() {
+        let mut plan = NetPlan {
+            netns: Netns::Host,
+            devices: vec!["service0".into()],
+            tap: "uk0".into(),
+            ..NetPlan::default()
+        };
+        let mut cfg = VmConfig::new("/unused");
+        let err = wire(&plan, &mut cfg).unwrap_err().to_string();
+        assert!(err.contains("network device 'service0'"), "{err}");
+        assert!(err.contains("shares the host's network namespace"), "{err}");
+        assert!(err.contains("dev.unik.net.interface"), "{err}");
+        // A Linux-boot guest's card is optional: it boots without one.
+        plan.virtio = true;
+        assert!(wire(&plan, &mut cfg).unwrap().is_none());
+        assert!(cfg.nets.is_empty());
     }
 
     #[test]
