@@ -255,6 +255,9 @@ fn urunc_kind(urunc: &BTreeMap<String, String>) -> Result<(GuestKind, Option<&'s
     let hypervisor = urunc.get("hypervisor").map_or("hvt", String::as_str);
     let kind = urunc.get("unikernelType").map_or("unknown", String::as_str);
     match (hypervisor, kind) {
+        // The network configuration urunc hands these guests on their command line.
+        ("hvt", "mirage") => Ok((GuestKind::Hvt, Some("mirage"))),
+        ("hvt", "rumprun") => Ok((GuestKind::Hvt, Some("rumprun"))),
         ("hvt", _) => Ok((GuestKind::Hvt, None)),
         ("qemu" | "firecracker", "unikraft") => Ok((GuestKind::Linux, Some("unikraft"))),
         ("qemu" | "firecracker", "linux") => Ok((GuestKind::Linux, Some("linux"))),
@@ -365,7 +368,7 @@ fn classify(
                 .filter(|e| e.kind == DeviceType::Net)
                 .map(|e| e.name())
                 .collect();
-            (blocks, nets, false, None, None)
+            (blocks, nets, false, urunc_template, None)
         }
         GuestKind::Linux => {
             // Every dev.unik.block.<NAME> becomes a virtio-blk device, in name order; urunc's

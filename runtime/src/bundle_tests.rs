@@ -145,7 +145,12 @@ fn test_urunc_annotations_and_urunc_json() {
         "com.urunc.unikernel.block": b64("/data.img"),
     });
     let files: &[(&str, &[u8])] = &[("/unikernel/app.hvt", &hvt_elf(&[("rootfs", 1)])), ("/data.img", &[0; 1024])];
-    let cfg = vm(&bundle(config(&[], ann.clone()), files));
+    let b = load(bundle(config(&[], ann.clone()), files).path()).unwrap();
+    // MirageOS on hvt gets its network settings as urunc gives them: --ipv4 and --ipv4-gateway.
+    assert_eq!(b.network.template.as_deref(), Some("mirage"));
+    let BundleKind::Unikernel(cfg) = b.kind else {
+        panic!("a unikernel")
+    };
     assert_eq!(cfg.cmdline, ["--hello"]);
     assert_eq!(cfg.blocks[0].name, "rootfs");
     // The same keys in urunc.json instead of annotations.
