@@ -34,8 +34,46 @@ fn target(cli: &Cli) -> Option<&str> {
         Command::Delete(a) => a.id.as_str(),
         Command::Ps(a) => a.id.as_str(),
         Command::Update(a) => a.id.as_str(),
+        Command::Exec(a) => exec_id(&a.args)?,
         _ => return None,
     })
+}
+
+/// The container id among runc `exec`'s arguments: the first operand, skipping options and
+/// the values of those that take one.
+fn exec_id(args: &[String]) -> Option<&str> {
+    const WITH_VALUE: &[&str] = &[
+        "--console-socket",
+        "--cwd",
+        "--env",
+        "-e",
+        "--user",
+        "-u",
+        "--additional-gids",
+        "-g",
+        "--process",
+        "-p",
+        "--pid-file",
+        "--process-label",
+        "--apparmor",
+        "--cap",
+        "-c",
+        "--preserve-fds",
+        "--cgroup",
+    ];
+    let mut args = args.iter();
+    while let Some(a) = args.next() {
+        if a == "--" {
+            return args.next().map(String::as_str);
+        }
+        if !a.starts_with('-') {
+            return Some(a);
+        }
+        if WITH_VALUE.contains(&a.as_str()) {
+            args.next();
+        }
+    }
+    None
 }
 
 /// `argv` with `--root R` replaced by (or given) `--root R/runc`, and runc as argv[0].
@@ -77,6 +115,21 @@ pub fn exec_runc(argv: &[OsString], root: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_exec_id_skips_options_and_their_values() {
+        let ids = |a: &[&str]| exec_id(&a.iter().map(|s| (*s).to_string()).collect::<Vec<_>>()).map(String::from);
+        assert_eq!(
+            ids(&["--process", "/tmp/p.json", "-d", "--pid-file=/b/e.pid", "c1"]).as_deref(),
+            Some("c1")
+        );
+        assert_eq!(
+            ids(&["-t", "-e", "A=1", "--cwd", "/", "c2", "sh", "-c", "x"]).as_deref(),
+            Some("c2")
+        );
+        assert_eq!(ids(&["--", "c3"]).as_deref(), Some("c3"));
+        assert_eq!(ids(&["--detach"]), None);
+    }
 
     #[test]
     fn test_runc_argv_moves_the_root() {

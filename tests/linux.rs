@@ -98,7 +98,9 @@ fn fnv1a(data: &[u8]) -> u64 {
 
 /// An initrd of odd length and varied content.
 fn initrd(dir: &tempfile::TempDir) -> (std::path::PathBuf, String) {
-    let data: Vec<u8> = (0..70_001u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0]).collect();
+    let data: Vec<u8> = (0..70_001u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
+        .collect();
     let path = dir.path().join("initrd.img");
     std::fs::write(&path, &data).unwrap();
     (path, format!("size=70001 fnv={:016x}", fnv1a(&data)))

@@ -660,10 +660,28 @@ fn test_ordinary_containers_are_handed_to_runc() {
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     // runc keeps its state apart; the container is gone after run.
     assert!(!env.root().join("runc/plain").exists());
+    config["process"]["args"] = serde_json::json!(["/bin/busybox", "sleep", "60"]);
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
     let out = env.unik(&["create", "--bundle", bundle.to_str().unwrap(), "plain2"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(env.root().join("runc/plain2/state.json").exists());
     assert_eq!(env.state("plain2")["status"], "created");
+    assert!(env.unik(&["start", "plain2"]).status.success());
+    // exec (docker exec, health checks) goes to runc too, options before the id included.
+    let out = env.query(&[
+        "exec",
+        "--cwd",
+        "/",
+        "-e",
+        "X=exec-ok",
+        "plain2",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "echo $X",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "exec-ok");
     assert!(env.query(&["delete", "--force", "plain2"]).status.success());
     assert!(!env.root().join("runc/plain2").exists());
 }
