@@ -100,22 +100,60 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> ContainerError {
     ContainerError::io(what)
 }
 
+fn has_word(file: &Path, word: &str) -> bool {
+    std::fs::read_to_string(file).is_ok_and(|s| s.split_whitespace().any(|w| w == word))
+}
+
+/// cgroup v2: creates `rel` under `root` level by level, enabling the memory controller for
+/// the children of every level above it that offers it (a new cgroup has `memory.max` only
+/// when its parent's `cgroup.subtree_control` lists memory).
+fn create_with_memory_v2(root: &Path, rel: &Path) -> Result<(), ContainerError> {
+    let mut level = root.to_path_buf();
+    for part in rel.components() {
+        if has_word(&level.join("cgroup.controllers"), "memory") && !has_word(&level.join("cgroup.subtree_control"), "memory") {
+            let f = level.join("cgroup.subtree_control");
+            std::fs::write(&f, "+memory").map_err(io(format!("enabling the memory controller in {}", f.display())))?;
+        }
+        level.push(part);
+        match std::fs::create_dir(&level) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(io(format!("creating cgroup {}", level.display()))(e));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Moves `pid` into the plan's cgroup under `root` (normally /sys/fs/cgroup), creating it, and
-/// applies the memory limit.
+/// applies the memory limit — an error when no hierarchy offers one, rather than a container
+/// running without the limit it asked for.
 pub fn join(root: &Path, plan: &CgroupPlan, pid: i32) -> Result<(), ContainerError> {
+    let mut limited = false;
     for h in hierarchies(root) {
         let dir = h.join(&plan.path);
+        if plan.memory_limit.is_some() && h.join("cgroup.controllers").exists() {
+            create_with_memory_v2(&h, &plan.path)?;
+        }
         std::fs::create_dir_all(&dir).map_err(io(format!("creating cgroup {}", dir.display())))?;
         if let Some(limit) = plan.memory_limit {
             for file in ["memory.max", "memory.limit_in_bytes"] {
                 let f = dir.join(file);
                 if f.exists() {
                     std::fs::write(&f, limit.to_string()).map_err(io(format!("setting {}", f.display())))?;
+                    limited = true;
                 }
             }
         }
         let procs = dir.join("cgroup.procs");
         std::fs::write(&procs, pid.to_string()).map_err(io(format!("joining {}", procs.display())))?;
+    }
+    if let (Some(limit), false) = (plan.memory_limit, limited) {
+        return Err(io(format!(
+            "setting the memory limit ({limit} bytes) of cgroup {}: no memory controller under {}",
+            plan.path.display(),
+            root.display()
+        ))(std::io::Error::from(std::io::ErrorKind::Unsupported)));
     }
     Ok(())
 }
@@ -188,5 +226,41 @@ mod tests {
         );
         // A real cgroup directory is empty of regular files; the fake one is not, so remove() only logs.
         remove(root.path(), &plan);
+    }
+
+    #[test]
+    fn test_v2_memory_controller_is_enabled_on_the_way_down() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::write(r.join("cgroup.controllers"), "cpu memory pids").unwrap();
+        std::fs::write(r.join("cgroup.subtree_control"), "cpu").unwrap();
+        // The middle level exists and already delegates memory; the kernel would then give the
+        // new leaf its memory.max (the fake has it beforehand).
+        std::fs::create_dir_all(r.join("docker/c2")).unwrap();
+        std::fs::write(r.join("docker/cgroup.controllers"), "memory").unwrap();
+        std::fs::write(r.join("docker/cgroup.subtree_control"), "memory").unwrap();
+        std::fs::write(r.join("docker/c2/memory.max"), "max").unwrap();
+        let plan = CgroupPlan {
+            path: "docker/c2".into(),
+            memory_limit: Some(64 << 20),
+        };
+        join(r, &plan, 42).unwrap();
+        assert_eq!(std::fs::read_to_string(r.join("cgroup.subtree_control")).unwrap(), "+memory");
+        assert_eq!(std::fs::read_to_string(r.join("docker/cgroup.subtree_control")).unwrap(), "memory");
+        assert_eq!(std::fs::read_to_string(r.join("docker/c2/memory.max")).unwrap(), (64u64 << 20).to_string());
+    }
+
+    #[test]
+    fn test_a_limit_without_a_memory_controller_is_an_error() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("cgroup.controllers"), "pids").unwrap();
+        let plan = CgroupPlan {
+            path: "c3".into(),
+            memory_limit: Some(64 << 20),
+        };
+        let err = join(root.path(), &plan, 42).unwrap_err().to_string();
+        assert!(err.contains("setting the memory limit (67108864 bytes) of cgroup c3: no memory controller"), "{err}");
+        // Without a limit, joining is enough.
+        join(root.path(), &CgroupPlan { memory_limit: None, ..plan }, 42).unwrap();
     }
 }
