@@ -240,6 +240,28 @@ fn test_run_in_the_foreground_returns_the_guest_status() {
     assert_eq!(out.status.code(), Some(3), "run: {}", stderr(&out));
     assert!(env.console_text().contains("Hello, world"));
     assert!(!env.root().join("c4").exists(), "run left the container behind");
+
+    // A signal to a foreground `run` goes to the guest (as runc passes it to the container):
+    // it stops, and run reports the status and removes the container.
+    let env = Env::new(&["/hello.hvt", "sleep=600000"], serde_json::json!({}));
+    let run = common::unik()
+        .arg("--root")
+        .arg(env.root())
+        .args(["run", "--bundle", env.bundle().to_str().unwrap(), "c4b"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("running", || {
+        let out = env.query(&["state", "c4b"]);
+        out.status.success() && serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["status"] == "running"
+    });
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(i32::try_from(run.id()).unwrap(), libc::SIGTERM) };
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(128 + libc::SIGTERM), "run: {}", stderr(&out));
+    assert!(!env.root().join("c4b").exists(), "run left the container behind");
 }
 
 #[test]

@@ -247,7 +247,10 @@ mod tests {
         join(r, &plan, 42).unwrap();
         assert_eq!(std::fs::read_to_string(r.join("cgroup.subtree_control")).unwrap(), "+memory");
         assert_eq!(std::fs::read_to_string(r.join("docker/cgroup.subtree_control")).unwrap(), "memory");
-        assert_eq!(std::fs::read_to_string(r.join("docker/c2/memory.max")).unwrap(), (64u64 << 20).to_string());
+        assert_eq!(
+            std::fs::read_to_string(r.join("docker/c2/memory.max")).unwrap(),
+            (64u64 << 20).to_string()
+        );
     }
 
     #[test]
@@ -259,8 +262,19 @@ mod tests {
             memory_limit: Some(64 << 20),
         };
         let err = join(root.path(), &plan, 42).unwrap_err().to_string();
-        assert!(err.contains("setting the memory limit (67108864 bytes) of cgroup c3: no memory controller"), "{err}");
+        assert!(
+            err.contains("setting the memory limit (67108864 bytes) of cgroup c3: no memory controller"),
+            "{err}"
+        );
         // Without a limit, joining is enough.
-        join(root.path(), &CgroupPlan { memory_limit: None, ..plan }, 42).unwrap();
+        join(
+            root.path(),
+            &CgroupPlan {
+                memory_limit: None,
+                ..plan
+            },
+            42,
+        )
+        .unwrap();
     }
 }

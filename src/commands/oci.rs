@@ -105,17 +105,52 @@ pub fn delete(global: &GlobalArgs, args: &DeleteArgs) -> anyhow::Result<ExitCode
 }
 
 /// Waits for our child `pid` and turns its wait status into an exit code (signal n → 128 + n).
+/// The signals a foreground `run` passes on to the container, as runc does.
+const FORWARDED: [libc::c_int; 6] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+/// Waits for the container's monitor (our child) to exit, passing the signals in [`FORWARDED`]
+/// that arrive meanwhile on to it; returns its exit status (a signal as 128 + n).
 fn wait_child(pid: i32) -> anyhow::Result<u8> {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid sigset pointers; blocking signals of this thread only (the monitor already
+    // runs with its own mask).
+    unsafe {
+        libc::sigemptyset(&raw mut set);
+        for sig in FORWARDED {
+            libc::sigaddset(&raw mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, std::ptr::null_mut());
+    }
+    let tick = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 100_000_000,
+    };
     let mut status = 0;
     loop {
         // SAFETY: waitpid(2) on our own child with a valid status pointer.
-        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        let rc = unsafe { libc::waitpid(pid, &raw mut status, libc::WNOHANG) };
         if rc == pid {
             break;
         }
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(err).context("waiting for the container");
+        if rc < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EINTR) {
+                return Err(err).context("waiting for the container");
+            }
+        }
+        // SAFETY: waits for a blocked signal with a valid set and timeout.
+        let sig = unsafe { libc::sigtimedwait(&raw const set, std::ptr::null_mut(), &raw const tick) };
+        if sig > 0 {
+            // SAFETY: signalling our own child, which is not reaped yet (its pid is still ours).
+            unsafe { libc::kill(pid, sig) };
         }
     }
     let code = if libc::WIFEXITED(status) {
