@@ -37,10 +37,11 @@ pub const DEFAULT_MEM_MIB: u64 = vmm::config::DEFAULT_MEM_MIB;
 pub const MIN_MEM_MIB: u64 = 2;
 
 /// Guest memory for `linux.resources.memory.limit` (bytes): whole MiB rounded down, at least
-/// [`MIN_MEM_MIB`]; [`DEFAULT_MEM_MIB`] without a limit (absent, 0 or -1 for unlimited).
+/// [`MIN_MEM_MIB`] and at most what a guest can have (the limit is a ceiling: `docker run -m 8g`
+/// gets the largest guest); [`DEFAULT_MEM_MIB`] without a limit (absent, 0 or -1 for unlimited).
 pub fn guest_mem_mib(limit: Option<i64>) -> u64 {
     match limit {
-        Some(l) if l > 0 => (l.unsigned_abs() >> 20).max(MIN_MEM_MIB),
+        Some(l) if l > 0 => (l.unsigned_abs() >> 20).clamp(MIN_MEM_MIB, vmm::vm::MEM_MAX_MIB),
         _ => DEFAULT_MEM_MIB,
     }
 }
@@ -171,7 +172,11 @@ fn args0_is_hvt(path: &Path) -> bool {
 /// Loads `<bundle>/config.json` and decides what the bundle is.
 pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
     let path = std::path::absolute(bundle).map_err(|e| bundle_err(bundle, e.to_string()))?;
-    let spec = Spec::load(path.join("config.json")).map_err(|e| bundle_err(&path, format!("config.json: {e}")))?;
+    let spec = Spec::load(path.join("config.json")).map_err(|e| {
+        // oci-spec's message ("io operation failed") keeps the cause in its source.
+        let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
+        bundle_err(&path, format!("config.json: {e}{cause}"))
+    })?;
     let root = spec.root().as_ref().map_or(PathBuf::from("rootfs"), |r| r.path().clone());
     let rootfs = if root.is_absolute() { root } else { path.join(root) };
     let mut annotations: BTreeMap<String, String> = spec.annotations().clone().unwrap_or_default().into_iter().collect();

@@ -185,7 +185,9 @@ pub fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
     if args.quiet {
         states.iter().for_each(|s| println!("{}", s.id));
     } else if args.format == Format::Json {
-        print_json(&states)?;
+        // runc's fields, as `state` prints them (pid 0 once stopped).
+        let json: Vec<serde_json::Value> = states.iter().map(|s| runtime::oci_state_json(s, s.status)).collect();
+        print_json(&json)?;
     } else {
         println!("{:<24}{:<10}{:<10}{:<40}{:<32}OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
         for s in &states {

@@ -81,6 +81,9 @@ pub struct HvtVm {
     stop: StopSignals,
 }
 
+/// The most guest memory, in MiB.
+pub const MEM_MAX_MIB: u64 = arch::layout::MEM_MAX >> 20;
+
 /// The guest memory size for `mem_mib`: rounded down to the architecture's granule (at least one
 /// granule) and at most the architecture's maximum.
 pub fn guest_mem_size(mem_mib: u64) -> Result<u64, Error> {
