@@ -78,9 +78,49 @@ pub fn init(debug: bool, format: LogFormat, file: Option<&Path>) -> std::io::Res
     Ok(())
 }
 
+/// Writes an error that came before the logger could be set up (the command line itself was
+/// wrong) to the `--log` file named in `argv`, if any, in its `--log-format`: the shim reads its
+/// last error line from there, not from stderr.
+pub fn log_early_error(argv: &[std::ffi::OsString], msg: &str) {
+    let (mut file, mut format) = (None, LogFormat::Text);
+    let mut args = argv.iter().filter_map(|a| a.to_str());
+    while let Some(a) = args.next() {
+        let (name, inline) = a.split_once('=').map_or((a, None), |(n, v)| (n, Some(v)));
+        let value = match name {
+            "--log" | "--log-format" => inline.or_else(|| args.next()),
+            _ => continue,
+        };
+        match (name, value) {
+            ("--log", Some(v)) => file = Some(v),
+            ("--log-format", Some("json")) => format = LogFormat::Json,
+            _ => {}
+        }
+    }
+    if let Some(path) = file {
+        let line = format_line(format, Level::Error, msg) + "\n";
+        if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_early_errors_reach_the_log_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log.json");
+        let argv: Vec<std::ffi::OsString> = ["unik", "--log", log.to_str().unwrap(), "--log-format=json", "create", "--bogus"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        log_early_error(&argv, "unexpected argument '--bogus' found");
+        let v: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+        assert_eq!(v["level"], "error");
+        assert_eq!(v["msg"], "unexpected argument '--bogus' found");
+    }
 
     #[test]
     fn test_json_lines_look_like_runc() {

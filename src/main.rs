@@ -21,7 +21,13 @@ fn main() -> ExitCode {
             // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2);
             // solo5-hvt exits 1 on a bad option, and so do we.
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+            if !e.use_stderr() {
+                return ExitCode::SUCCESS;
+            }
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            logging::log_early_error(&argv, first.strip_prefix("error: ").unwrap_or(first));
+            return ExitCode::FAILURE;
         }
     };
     let global = &cli.global;
