@@ -23,20 +23,36 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     // SAFETY: fd 3 is open (checked above) and `create` handed it to us alone.
     let sync = unsafe { OwnedFd::from_raw_fd(SYNC_FD) };
     // Everything before the VM is built reports its error through the sync socket too.
+    // An error `create` received is its to report (on stderr and in the log); reported here as
+    // well it would show twice.
     let (cfg, wired) = match prepare(&args.dir, &sync) {
         Ok(p) => p,
         Err(e) => {
-            let _ = report(sync, Err(crate::error_chain(&e)));
-            return Err(e);
+            let chain = crate::error_chain(&e);
+            if report(sync, Err(chain.clone())).is_err() {
+                return Err(e);
+            }
+            log::debug!("reported to create: {chain}");
+            return Ok(ExitCode::FAILURE);
         }
     };
     let mut sync = Some(sync);
+    let mut reported = false;
     let gate = Gate::Fifo(args.dir.join("exec.fifo"));
-    let status = launch::run(&cfg, Box::new(std::io::stdout()), &gate, |built| {
+    let result = launch::run(&cfg, Box::new(std::io::stdout()), &gate, |built| {
         if let Some(fd) = sync.take() {
-            let _ = report(fd, built);
+            let failed = built.is_err();
+            reported = report(fd, built).is_ok() && failed;
         }
-    })?;
+    });
+    let status = match result {
+        Ok(status) => status,
+        Err(e) if reported => {
+            log::debug!("reported to create: {}", crate::error_chain(&e));
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e),
+    };
     // Remove the splice before exiting (the tap goes with our fd).
     drop(wired);
     if let ExitStatus::Signal(signum) = status {
