@@ -238,3 +238,62 @@ fn test_virtio_net_guest_answers_ping_through_a_vnet_tap() {
     assert_eq!(out.status.code(), Some(0), "stdout: {} stderr: {}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("virtio-net: answered 3 pings"), "{}", stdout(&out));
 }
+
+#[test]
+fn test_two_virtio_nics_each_with_its_mac() {
+    require_kvm!();
+    use std::sync::mpsc;
+    let ns = NetNs::new();
+    ns.add_tap("tap0", "10.81.0.1/24");
+    ns.add_tap("tap1", "10.82.0.1/24");
+    let kernel = guest("virtio");
+    let unik = common::unik_path();
+    let mut child = ns
+        .command(&[
+            unik.to_str().unwrap(),
+            "boot",
+            "--mem=16",
+            "--net:eth0=tap0",
+            "--net-mac:eth0=02:00:00:00:00:a0",
+            "--net:eth1=tap1",
+            "--net-mac:eth1=02:00:00:00:00:a1",
+        ])
+        .args([kernel.to_str().unwrap(), "ip=10.81.0.2", "ip2=10.82.0.2", "pings=2", "timeout=60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reader = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in reader.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut text = String::new();
+    let mut wait_for = |want: &str| {
+        while !text.contains(want) {
+            match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+                Ok(line) => text.push_str(&(line + "\n")),
+                Err(_) => panic!("no {want:?} from the guest: {text}"),
+            }
+        }
+    };
+    // The guest serves the cards one after the other, each under the MAC it was configured with.
+    wait_for("virtio-net: mac=02:00:00:00:00:a0 ready");
+    let p = ping(&ns, "10.81.0.2", 2);
+    assert!(p.status.success(), "ping eth0: {}", String::from_utf8_lossy(&p.stdout));
+    wait_for("virtio-net: mac=02:00:00:00:00:a1 ready");
+    let p = ping(&ns, "10.82.0.2", 2);
+    assert!(p.status.success(), "ping eth1: {}", String::from_utf8_lossy(&p.stdout));
+    wait_for("virtio: done");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "stdout: {text} stderr: {}", stderr(&out));
+    assert_eq!(text.matches("virtio-net: answered 2 pings").count(), 2, "{text}");
+    assert!(
+        text.contains("virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=4K@0xd0001000:6"),
+        "{text}"
+    );
+}

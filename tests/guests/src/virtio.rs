@@ -154,6 +154,11 @@ impl Mmio {
         Ok(accepted)
     }
 
+    /// Resets the device: it lets go of its queues and buffers.
+    pub fn reset(&self) {
+        self.w(STATUS, 0);
+    }
+
     pub fn driver_ok(&self) {
         self.w(STATUS, S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
     }
@@ -168,6 +173,8 @@ impl Mmio {
         let size = max.min(QSIZE as u32);
         self.w(QUEUE_NUM, size);
         let m = mem.get();
+        // SAFETY: no device owns the memory now (a device that did was reset): start clean.
+        unsafe { core::ptr::write_bytes(m, 0, 1) };
         // SAFETY: field addresses within the static ring memory.
         let (desc, avail, used) = unsafe {
             (

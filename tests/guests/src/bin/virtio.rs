@@ -8,7 +8,8 @@
 //!   a timed run that prints `virtio-blk: bench <mode> bytes=<n> tsc=<cycles>`;
 //! - net (first device, with `ip=A.B.C.D` or `net-tx=N`): answers ARP and `pings=N` ICMP echo
 //!   requests (default 3; gives up after `timeout=S` seconds, default 30), or sends N broadcast
-//!   frames as fast as it can with `net-tx=N`.
+//!   frames as fast as it can with `net-tx=N`; then, one after the other, the second to fourth
+//!   devices given `ip2=`..`ip4=` (each is reset when done, and the next reuses its memory).
 //!
 //! - `irq`: the block test sleeps in `hlt` until the device's interrupt (I/O APIC, local APIC)
 //!   instead of polling, and reports how many arrived; `timer` checks the local APIC timer;
@@ -58,7 +59,7 @@ fn main(boot: &Boot) -> u8 {
         echo(cmdline, n);
     }
 
-    let (mut blk, mut nblk, mut net) = (None, 0, None);
+    let (mut blk, mut nblk, mut nets, mut nnet) = (None, 0, [None; 4], 0);
     for (base, gsi) in virtio::devices(cmdline) {
         let m = Mmio { base };
         match m.probe() {
@@ -73,7 +74,12 @@ fn main(boot: &Boot) -> u8 {
                 }
                 blk = blk.or(Some(m));
             }
-            Ok(DEV_NET) => net = net.or(Some(m)),
+            Ok(DEV_NET) => {
+                if let Some(slot) = nets.get_mut(nnet) {
+                    *slot = Some(m);
+                }
+                nnet += 1;
+            }
             Ok(_) => {}
         }
     }
@@ -86,11 +92,13 @@ fn main(boot: &Boot) -> u8 {
             None => block_test(m),
         }
     }
-    if let Some(m) = net {
-        let ip = arg(cmdline, "ip").and_then(parse_ip);
-        let tx = arg(cmdline, "net-tx").and_then(parse_u64);
+    for (i, m) in nets.iter().enumerate() {
+        let Some(m) = *m else { break };
+        let ip = arg(cmdline, ["ip", "ip2", "ip3", "ip4"][i]).and_then(parse_ip);
+        let tx = if i == 0 { arg(cmdline, "net-tx").and_then(parse_u64) } else { None };
         if ip.is_some() || tx.is_some() {
             net_test(m, cmdline, ip.unwrap_or([0; 4]), tx);
+            m.reset();
         }
     }
     if flag(cmdline, "spin") {
