@@ -35,6 +35,8 @@ fn target(cli: &Cli) -> Option<&str> {
         Command::Ps(a) => a.id.as_str(),
         Command::Update(a) => a.id.as_str(),
         Command::Exec(a) => exec_id(&a.args)?,
+        // Their id is the last operand.
+        Command::Checkpoint(a) | Command::Events(a) => a.args.iter().rev().find(|a| !a.starts_with('-'))?.as_str(),
         _ => return None,
     })
 }

@@ -57,6 +57,9 @@ fn main() -> ExitCode {
         Command::Spec(args) => oci::spec(&args),
         Command::Exec(args) => oci::exec(&args),
         Command::Update(args) => oci::update(global, &args),
+        Command::Checkpoint(_) => oci::unsupported("checkpoint"),
+        Command::Restore(_) => oci::unsupported("restore"),
+        Command::Events(_) => oci::unsupported("events"),
     };
     match result {
         Ok(code) => code,

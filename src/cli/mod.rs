@@ -83,6 +83,12 @@ pub enum Command {
     Exec(oci::ExecArgs),
     /// Update a container's resources.
     Update(oci::UpdateArgs),
+    /// Not supported for unikernels (runc's checkpoint, for containers runc runs).
+    Checkpoint(oci::ExecArgs),
+    /// Not supported for unikernels (runc's restore).
+    Restore(oci::ExecArgs),
+    /// Not supported for unikernels (runc's events, for containers runc runs).
+    Events(oci::ExecArgs),
     /// The container's monitor process (started by `create`).
     #[command(name = "__monitor", hide = true)]
     Monitor(oci::MonitorArgs),

@@ -115,13 +115,13 @@ const FORWARDED: [libc::c_int; 6] = [
     libc::SIGUSR2,
 ];
 
-/// Waits for the container's monitor (our child) to exit, passing the signals in [`FORWARDED`]
-/// that arrive meanwhile on to it; returns its exit status (a signal as 128 + n).
-fn wait_child(pid: i32) -> anyhow::Result<u8> {
+/// Blocks the signals in [`FORWARDED`] (they stay pending for [`wait_child`]); returns their
+/// set. Children start with an empty mask (std's spawn resets it, and the monitor clears it
+/// again itself).
+fn block_forwarded() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data, initialised by sigemptyset.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: valid sigset pointers; blocking signals of this thread only (the monitor already
-    // runs with its own mask).
+    // SAFETY: valid sigset pointers; changes this thread's mask only (`run` is single-threaded).
     unsafe {
         libc::sigemptyset(&raw mut set);
         for sig in FORWARDED {
@@ -129,6 +129,13 @@ fn wait_child(pid: i32) -> anyhow::Result<u8> {
         }
         libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, std::ptr::null_mut());
     }
+    set
+}
+
+/// Waits for the container's monitor (our child) to exit, passing the signals of `set` (blocked
+/// by [`block_forwarded`]) that arrive meanwhile on to it; returns its exit status (a signal as
+/// 128 + n).
+fn wait_child(pid: i32, set: &libc::sigset_t) -> anyhow::Result<u8> {
     let tick = libc::timespec {
         tv_sec: 0,
         tv_nsec: 100_000_000,
@@ -147,7 +154,7 @@ fn wait_child(pid: i32) -> anyhow::Result<u8> {
             }
         }
         // SAFETY: waits for a blocked signal with a valid set and timeout.
-        let sig = unsafe { libc::sigtimedwait(&raw const set, std::ptr::null_mut(), &raw const tick) };
+        let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &raw const tick) };
         if sig > 0 {
             // SAFETY: signalling our own child, which is not reaped yet (its pid is still ours).
             unsafe { libc::kill(pid, sig) };
@@ -164,17 +171,18 @@ fn wait_child(pid: i32) -> anyhow::Result<u8> {
 /// `run`.
 pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let rt = Runtime::new(root(global));
+    // From here on a signal to `run` is held for the guest, not fatal to `run` (which would
+    // leave the container running): it is passed on once the guest runs.
+    let forwarded = (!args.detach).then(block_forwarded);
     create(global, &args.create)?;
     let id = &args.create.id;
     if let Err(e) = rt.start(id) {
         let _ = rt.delete(id, true);
         return Err(e.into());
     }
-    if args.detach {
-        return Ok(ExitCode::SUCCESS);
-    }
+    let Some(set) = forwarded else { return Ok(ExitCode::SUCCESS) };
     let pid = rt.state(id)?.pid.context("the container has no pid")?;
-    let code = wait_child(pid)?;
+    let code = wait_child(pid, &set)?;
     rt.delete(id, true)?;
     Ok(ExitCode::from(code))
 }
@@ -236,6 +244,11 @@ pub fn resume(global: &GlobalArgs, args: &IdArgs) -> anyhow::Result<ExitCode> {
 /// `exec`: refused.
 pub fn exec(_args: &ExecArgs) -> anyhow::Result<ExitCode> {
     bail!("exec is not supported for unikernels: a unikernel runs a single application and cannot start another process")
+}
+
+/// A runc command unik has no counterpart for: a clear error rather than an unknown command.
+pub fn unsupported(command: &str) -> anyhow::Result<ExitCode> {
+    bail!("{command} is not supported for unikernels")
 }
 
 /// `update`: applies what can change on a running unikernel (memory and pids limits).
