@@ -172,7 +172,7 @@ fn lflag(fd: &std::os::fd::OwnedFd) -> libc::tcflag_t {
 }
 
 #[test]
-fn test_serial_input_from_a_terminal() {
+fn test_serial_input_from_a_terminal_by_interrupt() {
     require_kvm!();
     use std::io::{Read, Write};
     use std::sync::mpsc;
@@ -180,7 +180,7 @@ fn test_serial_input_from_a_terminal() {
     let before = lflag(&slave);
     let kernel = guest("virtio");
     let mut child = common::unik()
-        .args(["boot", "--mem=16", kernel.to_str().unwrap(), "echo=5", "timeout=20"])
+        .args(["boot", "--mem=16", kernel.to_str().unwrap(), "echo=5", "irq", "timeout=20"])
         .stdin(slave.try_clone().unwrap())
         .stdout(slave.try_clone().unwrap())
         .stderr(std::process::Stdio::piped())
@@ -219,6 +219,14 @@ fn test_serial_input_from_a_terminal() {
     assert_eq!(status.code(), Some(0), "output: {text} stderr: {err}");
     assert!(text.contains("virtio: serial in: ab1cd"), "{text}");
     assert_eq!(text.matches("ab1cd").count(), 1, "input was echoed by the terminal: {text}");
+    // The guest slept in hlt between bytes: the UART's receive interrupt (IRQ 4) woke it.
+    let irqs: u32 = text
+        .split("virtio: serial irqs=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no irq count in: {text}"));
+    assert!(irqs >= 1, "{text}");
 }
 
 #[test]

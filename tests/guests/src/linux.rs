@@ -40,17 +40,30 @@ pub fn serial_write(s: &[u8]) {
     }
 }
 
-/// The next byte received on COM1 (LSR bit 0, data ready), polled for at most `cycles` TSC
-/// cycles.
+/// A byte received on COM1, if one is waiting (LSR bit 0, data ready).
+pub fn serial_try_read() -> Option<u8> {
+    (inb(COM1 + 5) & 1 != 0).then(|| inb(COM1))
+}
+
+/// The next byte received on COM1, polled for at most `cycles` TSC cycles.
 pub fn serial_read(cycles: u64) -> Option<u8> {
     let start = crate::rdtsc();
-    while crate::rdtsc().wrapping_sub(start) <= cycles {
-        if inb(COM1 + 5) & 1 != 0 {
-            return Some(inb(COM1));
+    loop {
+        if let Some(b) = serial_try_read() {
+            return Some(b);
+        }
+        if crate::rdtsc().wrapping_sub(start) > cycles {
+            return None;
         }
         core::hint::spin_loop();
     }
-    None
+}
+
+/// Lets COM1 raise its interrupt (IRQ 4) when data arrives: IER bit 0, and MCR OUT2, which
+/// gates the line on PCs.
+pub fn serial_rx_interrupt() {
+    outb(COM1 + 1, 0x01);
+    outb(COM1 + 4, 0x08);
 }
 
 /// Powers the machine off the ACPI way of a hardware-reduced platform: SLP_TYP = 5 (`\_S5`)

@@ -26,11 +26,11 @@
 
 use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
-use unik_test_guests::irq;
 use unik_test_guests::linux::{BOOT_PVH, Boot, exit};
 use unik_test_guests::net::{Reply, answer, parse_ip};
 use unik_test_guests::virtio::{self, D_NEXT, D_WRITE, DEV_BLOCK, DEV_NET, Dma, Mmio, QSIZE, Queue, QueueMem};
 use unik_test_guests::{arg, flag, linux_entry, parse_u64, rdtsc, sprintln};
+use unik_test_guests::{irq, linux};
 
 linux_entry!(main);
 
@@ -165,9 +165,38 @@ fn echo(cmdline: &str, n: u64) {
     let timeout = arg(cmdline, "timeout").and_then(parse_u64).unwrap_or(30);
     let mut got = [0u8; 64];
     let n = (n as usize).min(got.len());
+    // With `irq`, sleep until the UART's receive interrupt (IRQ 4) between bytes.
+    let by_irq = flag(cmdline, "irq");
+    if by_irq {
+        if !irq::route(4) {
+            setup_failed("serial", "no I/O APIC input 4");
+        }
+        linux::serial_rx_interrupt();
+    }
+    let before = irq::device_irqs();
     sprintln!("virtio: serial reading {}", n);
     for (i, b) in got[..n].iter_mut().enumerate() {
-        match unik_test_guests::linux::serial_read(timeout.saturating_mul(tsc_hz())) {
+        let c = if by_irq {
+            let mut c = None;
+            // The timer wakes the guest once a second (1e9 APIC ticks at KVM's 1 GHz).
+            for _ in 0..timeout {
+                irq::arm_timer(1_000_000_000);
+                // The first byte also waits for its interrupt (the input came after IER was
+                // set, so one is due), which makes the count exact: at least one.
+                let got = irq::wait(|| {
+                    c = c.or_else(linux::serial_try_read);
+                    c.is_some() && (i > 0 || irq::device_irqs() > before)
+                });
+                irq::disarm_timer();
+                if got {
+                    break;
+                }
+            }
+            c
+        } else {
+            linux::serial_read(timeout.saturating_mul(tsc_hz()))
+        };
+        match c {
             Some(c) => *b = c,
             None => {
                 sprintln!("virtio: serial timeout after {} bytes", i);
@@ -176,6 +205,9 @@ fn echo(cmdline: &str, n: u64) {
         }
     }
     sprintln!("virtio: serial in: {}", Ascii(&got[..n]));
+    if by_irq {
+        sprintln!("virtio: serial irqs={}", irq::device_irqs() - before);
+    }
 }
 
 // ---- block ----
