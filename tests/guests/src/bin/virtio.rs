@@ -14,7 +14,8 @@
 //! - `irq`: the block test sleeps in `hlt` until the device's interrupt (I/O APIC, local APIC)
 //!   instead of polling, and reports how many arrived; `timer` checks the local APIC timer;
 //! - an initrd (PVH module or boot_params ramdisk) is reported with its size and FNV-1a hash;
-//! - `echo=N` reads N bytes from the serial port (within `timeout=S`) and prints them.
+//! - `echo=N` reads N bytes from the serial port (within `timeout=S`) and prints them; with
+//!   `irq` it sleeps until the UART's receive interrupt and reports how many came.
 //!
 //! `spin` then loops forever (for stop signals); `reset` pulses the i8042 reset line;
 //! `poweroff` powers off through the ACPI sleep control register.
