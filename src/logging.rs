@@ -81,13 +81,27 @@ pub fn init(debug: bool, format: LogFormat, file: Option<&Path>) -> std::io::Res
 /// Writes an error that came before the logger could be set up (the command line itself was
 /// wrong) to the `--log` file named in `argv`, if any, in its `--log-format`: the shim reads its
 /// last error line from there, not from stderr.
+/// Only the options up to the command's first operand are looked at (never a guest's
+/// arguments).
 pub fn log_early_error(argv: &[std::ffi::OsString], msg: &str) {
     let (mut file, mut format) = (None, LogFormat::Text);
-    let mut args = argv.iter().filter_map(|a| a.to_str());
+    let mut args = argv.iter().skip(1).filter_map(|a| a.to_str());
+    let mut operands = 0;
     while let Some(a) = args.next() {
+        if a == "--" {
+            break;
+        }
+        if !a.starts_with('-') {
+            // The command, then its first operand (an id, a kernel).
+            operands += 1;
+            if operands == 2 {
+                break;
+            }
+            continue;
+        }
         let (name, inline) = a.split_once('=').map_or((a, None), |(n, v)| (n, Some(v)));
         let value = match name {
-            "--log" | "--log-format" => inline.or_else(|| args.next()),
+            "--log" | "--log-format" | "--root" => inline.or_else(|| args.next()),
             _ => continue,
         };
         match (name, value) {
@@ -120,6 +134,14 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
         assert_eq!(v["level"], "error");
         assert_eq!(v["msg"], "unexpected argument '--bogus' found");
+        // A guest's arguments are not options of unik's.
+        let guest_log = dir.path().join("guest.log");
+        let argv: Vec<std::ffi::OsString> = ["unik", "boot", "--bogus", "k.hvt", "--log", guest_log.to_str().unwrap()]
+            .iter()
+            .map(Into::into)
+            .collect();
+        log_early_error(&argv, "x");
+        assert!(!guest_log.exists());
     }
 
     #[test]

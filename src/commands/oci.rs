@@ -104,7 +104,6 @@ pub fn delete(global: &GlobalArgs, args: &DeleteArgs) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// Waits for our child `pid` and turns its wait status into an exit code (signal n → 128 + n).
 /// The signals a foreground `run` passes on to the container, as runc does.
 const FORWARDED: [libc::c_int; 6] = [
     libc::SIGHUP,
