@@ -265,6 +265,12 @@ fn test_docker_container_ip_reaches_the_guest() {
     assert!(logs.contains("net: answered 3 pings"), "{logs}");
     docker.ok(&["rm", &name]);
 
+    // --network host: no namespace of the container's own, so no interface is taken from the
+    // host; docker shows unik's reason.
+    let out = docker.docker(&["run", "--rm", "--runtime", "unik", "--network", "host", "unik-net:test"]);
+    assert!(!out.status.success(), "ran with the host's network: {}", stdout(&out));
+    assert!(stderr(&out).contains("shares the host's network namespace"), "{}", stderr(&out));
+
     // A Linux-boot guest the same way: virtio-net on the container's interface, virtio-blk
     // from an image file, its exit status through docker.
     let unik_json = br#"{"dev.unik.kernel": "/virtio.hvt", "dev.unik.block.d0": "/disk.img",

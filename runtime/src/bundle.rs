@@ -169,6 +169,15 @@ fn args0_is_hvt(path: &Path) -> bool {
     }
 }
 
+/// Whether the namespace file `path` is the network namespace this process runs in.
+pub fn is_our_netns(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(path), std::fs::metadata("/proc/self/ns/net")) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
 /// Loads `<bundle>/config.json` and decides what the bundle is.
 pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
     let path = std::path::absolute(bundle).map_err(|e| bundle_err(bundle, e.to_string()))?;
@@ -207,6 +216,12 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
         .and_then(|l| l.namespaces().as_ref())
         .and_then(|nss| nss.iter().find(|ns| ns.typ() == LinuxNamespaceType::Network))
         .map_or(Netns::Host, |ns| ns.path().clone().map_or(Netns::New, Netns::Path));
+    // docker's `--network host` names a bind mount of the host's own namespace: that is no
+    // namespace of the container's own either.
+    let netns = match netns {
+        Netns::Path(p) if is_our_netns(&p) => Netns::Host,
+        other => other,
+    };
     let resolv_conf = spec
         .mounts()
         .as_ref()

@@ -219,6 +219,13 @@ fn test_devices_must_be_wired() {
         load(bundle(c, &[("/app", &hvt_elf(&[]))]).path()).unwrap().network.netns,
         Netns::New
     );
+    // docker --network host names the host's own namespace by path: that is the host's.
+    let mut c = config(&["/app"], serde_json::json!({}));
+    c["linux"]["namespaces"] = serde_json::json!([{ "type": "network", "path": "/proc/self/ns/net" }]);
+    assert_eq!(
+        load(bundle(c, &[("/app", &hvt_elf(&[]))]).path()).unwrap().network.netns,
+        Netns::Host
+    );
 }
 
 #[test]
