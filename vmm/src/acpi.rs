@@ -229,6 +229,55 @@ mod tests {
         assert_eq!(types, [0, 0, 1, 2]);
     }
 
+    /// Runs ACPICA's disassembler on `table` (written to `dir/name.dat`); returns the listing.
+    fn iasl_disassemble(dir: &std::path::Path, name: &str, table: &[u8]) -> String {
+        let dat = dir.join(format!("{name}.dat"));
+        std::fs::write(&dat, table).unwrap();
+        let out = std::process::Command::new("iasl")
+            .arg("-d")
+            .arg(&dat)
+            .current_dir(dir)
+            .output()
+            .expect("iasl (scripts/setup.sh installs acpica-tools)");
+        let log = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "iasl -d {name}: {log}");
+        let dsl = std::fs::read_to_string(dir.join(format!("{name}.dsl"))).unwrap_or_else(|e| panic!("{name}.dsl: {e}; {log}"));
+        // Lengths, checksums and field values it finds wrong are flagged in the listing.
+        assert!(!dsl.contains("Incorrect") && !dsl.contains("Invalid"), "{name}:\n{dsl}");
+        dsl
+    }
+
+    #[test]
+    fn test_acpica_reads_the_tables_as_a_kernel_would() {
+        // ACPICA is the interpreter Linux uses: what it disassembles cleanly, a stock kernel parses.
+        let dir = tempfile::tempdir().unwrap();
+        let devices = [MmioDevice {
+            base: 0xd000_0000,
+            len: 0x1000,
+            irq: 5,
+        }];
+        let dsdt = iasl_disassemble(dir.path(), "dsdt", &dsdt(&devices));
+        for want in [
+            "Device (_SB.V000)",
+            "Name (_HID, \"LNRO0005\")",
+            "Memory32Fixed (ReadWrite,",
+            "0xD0000000,",
+            "0x00001000,",
+            "Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )",
+            "0x00000005,",
+            "Name (_S5, Package",
+        ] {
+            assert!(dsdt.contains(want), "no {want:?} in the DSDT:\n{dsdt}");
+        }
+        let fadt = iasl_disassemble(dir.path(), "facp", &fadt(0xe_0040));
+        assert!(fadt.contains("Hardware Reduced (V5) : 1"), "{fadt}");
+        assert!(fadt.contains("Sleep Control Register"), "{fadt}");
+        let madt = iasl_disassemble(dir.path(), "apic", &madt(2));
+        assert_eq!(madt.matches("Subtable Type : 00 [Processor Local APIC]").count(), 2, "{madt}");
+        assert!(madt.contains("Subtable Type : 01 [I/O APIC]"), "{madt}");
+        assert!(madt.contains("Subtable Type : 02 [Interrupt Source Override]"), "{madt}");
+    }
+
     #[test]
     fn test_sleep_control_powers_off_on_s5_only() {
         assert_eq!(SleepControl.write(0, &[(5 << 2) | (1 << 5)]), Some(GuestExit::Status(0)));
