@@ -39,7 +39,8 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 /// A file that is not such an ELF (a script, a truncated file, a directory's contents) is
 /// `Ok(false)`; an error is a file that could not be opened or read.
 pub fn is_solo5_hvt(path: &Path) -> io::Result<bool> {
-    let file = File::open(path)?;
+    // Opened without blocking and only if regular: an image's FIFO must not hang `create`.
+    let file = vmm::host::files::open_regular(path)?;
     match check(&file) {
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
         other => other,

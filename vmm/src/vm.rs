@@ -109,7 +109,8 @@ impl HvtVm {
     /// guest runs: a bad executable or manifest, a device that cannot be attached, memory or KVM
     /// errors.
     pub fn build(cfg: &VmConfig, console: Box<dyn Write + Send>) -> Result<HvtVm, Error> {
-        let image = std::fs::read(&cfg.kernel).map_err(|source| Error::Kernel {
+        let mem_size = guest_mem_size(cfg.mem_mib)?;
+        let image = crate::host::files::read_regular(&cfg.kernel, mem_size).map_err(|source| Error::Kernel {
             path: cfg.kernel.clone(),
             source,
         })?;
@@ -119,7 +120,6 @@ impl HvtVm {
         };
         let exe = Executable::parse(&image, crate::loader::HOST_MACHINE).map_err(loader_err)?;
         let mut manifest = Manifest::parse(exe.manifest_note())?;
-        let mem_size = guest_mem_size(cfg.mem_mib)?;
         let devices = hvt::attach(&mut manifest, &cfg.nets, &cfg.blocks)?;
         let cmdline = cfg.cmdline.join(" ");
 

@@ -1,6 +1,6 @@
 //! A block device backed by a host file (or a host block device).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
@@ -26,7 +26,7 @@ impl Disk {
     /// Opens `path`, read-only when `read_only` (then writes fail with EBADF in the kernel).
     pub fn open_with(path: &Path, read_only: bool) -> io::Result<Disk> {
         // std opens with O_CLOEXEC.
-        let mut file = OpenOptions::new().read(true).write(!read_only).open(path)?;
+        let mut file = super::files::open_disk(path, read_only)?;
         let capacity = file.seek(SeekFrom::End(0))?;
         Ok(Disk {
             file,

@@ -53,7 +53,7 @@ pub enum LoaderError {
 pub fn detect_kind(path: &std::path::Path) -> std::io::Result<crate::config::GuestKind> {
     use std::io::Read;
     let mut head = Vec::new();
-    std::fs::File::open(path)?.take(1 << 20).read_to_end(&mut head)?;
+    crate::host::files::open_regular(path)?.take(1 << 20).read_to_end(&mut head)?;
     Ok(kind_of(&head))
 }
 
