@@ -28,25 +28,37 @@ pub fn format_line(format: LogFormat, level: Level, msg: &str) -> String {
     }
 }
 
+/// The level a record is written at. virtio-queue reports a driver's mistakes (a bad ring
+/// address, an avail index out of range) as errors, once per attempt: the guest controls how
+/// often, so they count as debug output, as unik's own messages about guests do after the first.
+fn effective_level(metadata: &Metadata<'_>) -> Level {
+    if metadata.target().starts_with("virtio_queue") {
+        metadata.level().max(Level::Debug)
+    } else {
+        metadata.level()
+    }
+}
+
 impl Log for Logger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.level() <= self.level
+        effective_level(metadata) <= self.level
     }
 
     fn log(&self, record: &Record<'_>) {
         if !self.enabled(record.metadata()) {
             return;
         }
+        let level = effective_level(record.metadata());
         // Each line goes out in one write: `create` and its monitor append to the same file,
         // and O_APPEND keeps whole writes, not the pieces of a formatted one, from interleaving.
-        let line = format_line(self.format, record.level(), &record.args().to_string()) + "\n";
+        let line = format_line(self.format, level, &record.args().to_string()) + "\n";
         match &self.file {
             Some(file) => {
                 if let Ok(mut f) = file.lock() {
                     let _ = f.write_all(line.as_bytes());
                 }
                 // Errors also reach the caller's stderr, as with runc.
-                if record.level() == Level::Error {
+                if level == Level::Error {
                     let text = format_line(LogFormat::Text, Level::Error, &record.args().to_string()) + "\n";
                     let _ = std::io::stderr().write_all(text.as_bytes());
                 }
@@ -142,6 +154,15 @@ mod tests {
             .collect();
         log_early_error(&argv, "x");
         assert!(!guest_log.exists());
+    }
+
+    #[test]
+    fn test_virtio_queue_errors_are_debug_output() {
+        let meta = |target| Metadata::builder().level(Level::Error).target(target).build();
+        assert_eq!(effective_level(&meta("virtio_queue::queue")), Level::Debug);
+        assert_eq!(effective_level(&meta("vmm::devices::virtio::block")), Level::Error);
+        let trace = Metadata::builder().level(Level::Trace).target("virtio_queue").build();
+        assert_eq!(effective_level(&trace), Level::Trace);
     }
 
     #[test]

@@ -280,11 +280,14 @@ impl VirtioDevice for Block {
     fn process_queue(&mut self, mem: &Mem, queues: &mut [Queue], index: usize) -> bool {
         let Some(queue) = queues.get_mut(index) else { return false };
         let mut used_any = false;
+        let mut recheck = false;
         loop {
             if queue.disable_notification(mem).is_err() {
                 return used_any;
             }
+            let mut popped = false;
             while let Some(chain) = queue.pop_descriptor_chain(mem) {
+                popped = true;
                 let head = chain.head_index();
                 let descs: Vec<Descriptor> = chain.collect();
                 let len = self.execute(mem, &descs).unwrap_or_else(|| {
@@ -292,13 +295,19 @@ impl VirtioDevice for Block {
                     0
                 });
                 if let Err(e) = queue.add_used(mem, head, len) {
-                    log::warn!("virtio-blk: returning a request failed: {e}");
+                    guest_warn!("virtio-blk: returning a request failed: {e}");
                     return used_any;
                 }
                 used_any = true;
             }
+            // The avail index announced requests that cannot be taken (it is more than a queue
+            // ahead, or the ring is unreadable): going round again would spin forever.
+            if recheck && !popped {
+                guest_warn!("virtio-blk: the driver's avail ring is invalid; its requests are ignored");
+                break;
+            }
             match queue.enable_notification(mem) {
-                Ok(true) => {}
+                Ok(true) => recheck = true,
                 _ => break,
             }
         }

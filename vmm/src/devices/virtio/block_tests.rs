@@ -238,3 +238,39 @@ fn test_discard_punches_holes_and_checks_ranges() {
         status::IOERR
     );
 }
+
+/// Runs `process_queue` on a queue `setup` breaks, on a thread; it must come back (with nothing
+/// used) instead of going round forever.
+fn returns_on_a_broken_ring(setup: impl FnOnce(&GuestMemoryMmap, &MockSplitQueue<'_, GuestMemoryMmap>) -> Queue + Send + 'static) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = rig(16, false);
+        let vq = MockSplitQueue::new(&r.mem, 16);
+        let mut queue = setup(&r.mem, &vq);
+        let _ = tx.send(r.block.process_queue(&r.mem, std::slice::from_mut(&mut queue), 0));
+    });
+    let used = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("process_queue did not return on a broken avail ring");
+    assert!(!used);
+}
+
+#[test]
+fn test_avail_index_more_than_a_queue_ahead_does_not_spin() {
+    returns_on_a_broken_ring(|_, vq| {
+        let q: Queue = vq.create_queue().unwrap();
+        vq.avail().idx().store(1000);
+        q
+    });
+}
+
+#[test]
+fn test_avail_ring_at_address_zero_does_not_spin() {
+    returns_on_a_broken_ring(|mem, vq| {
+        let mut q: Queue = vq.create_queue().unwrap();
+        q.set_avail_ring_address(Some(0), Some(0));
+        // avail.idx = 1: one request announced, none that can be read.
+        mem.write_obj(1u16, GuestAddress(2)).unwrap();
+        q
+    });
+}

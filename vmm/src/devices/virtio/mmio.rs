@@ -239,13 +239,13 @@ impl MmioTransport {
         // VIRTIO_RING_F_EVENT_IDX is not offered: notifications use the ring flags.
         for (i, q) in self.queues.iter_mut().enumerate() {
             if q.ready() && !q.is_valid(&self.mem) {
-                log::warn!("virtio: queue {i} is not valid (size or ring addresses); the device needs a reset");
+                guest_warn!("virtio: queue {i} is not valid (size or ring addresses); the device needs a reset");
                 self.needs_reset();
                 return;
             }
         }
         if let Err(e) = self.device.activate(self.acked_features) {
-            log::warn!("virtio: activating device type {} failed: {e}", self.device.device_type());
+            guest_warn!("virtio: activating device type {} failed: {e}", self.device.device_type());
             self.needs_reset();
         }
     }

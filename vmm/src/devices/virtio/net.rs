@@ -116,7 +116,7 @@ impl Net {
             });
             self.held = None;
             if let Err(e) = queue.add_used(mem, head, written) {
-                log::warn!("virtio-net: returning an RX buffer failed: {e}");
+                guest_warn!("virtio-net: returning an RX buffer failed: {e}");
                 return used;
             }
             used = true;
@@ -140,7 +140,7 @@ impl Net {
                 _ => log::debug!("virtio-net: malformed TX chain (head {head}); dropped"),
             }
             if let Err(e) = queue.add_used(mem, head, 0) {
-                log::warn!("virtio-net: returning a TX buffer failed: {e}");
+                guest_warn!("virtio-net: returning a TX buffer failed: {e}");
                 return used;
             }
             used = true;
