@@ -275,28 +275,38 @@ fn test_sigterm_stops_a_linux_guest() {
     let dir = tempdir();
     let img = disk(&dir, "d.img", 4096, 0);
     let kernel = guest("virtio");
-    let mut child = common::unik()
-        .args([
-            "boot",
-            "--mem=16",
-            &format!("--block:d={}", img.display()),
-            kernel.to_str().unwrap(),
-            "spin",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("virtio: spinning") {
-        line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "guest ended before spinning");
+    // A spinning guest, and a halted one (cli; hlt: its vCPU never leaves KVM by itself) with
+    // a second vCPU and the device thread, where the signal must still reach vCPU 0.
+    for (extra, want) in [(&["spin"][..], "virtio: spinning"), (&["--cpus=2", "halt"], "virtio: halting")] {
+        let mut args = vec!["boot".to_string(), "--mem=16".into(), format!("--block:d={}", img.display())];
+        args.extend(extra.iter().filter(|a| a.starts_with("--")).map(|a| (*a).to_string()));
+        args.push(kernel.display().to_string());
+        args.extend(extra.iter().filter(|a| !a.starts_with("--")).map(|a| (*a).to_string()));
+        let mut child = common::unik()
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains(want) {
+            line.clear();
+            assert!(reader.read_line(&mut line).unwrap() > 0, "guest ended before {want:?}");
+        }
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{args:?}: SIGTERM did not stop the guest");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert_fails_with(&out, 1, "Exiting on signal 15");
     }
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM) };
-    let out = child.wait_with_output().unwrap();
-    assert_fails_with(&out, 1, "Exiting on signal 15");
 }
 
 /// A copy of the `virtio` guest whose PVH note is hidden (its PT_NOTE turned into PT_NULL), so

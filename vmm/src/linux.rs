@@ -11,7 +11,6 @@
 //! kernel, initrd at the top of low memory, virtio-mmio windows from 0xd000_0000 (IRQ 5
 //! upwards), RAM above 3.25 GiB moved to 4 GiB.
 
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -229,7 +228,7 @@ fn load_kernel(path: &Path, mem: &GuestMemoryMmap) -> Result<KernelLoaderResult,
             source,
         })
     };
-    let mut file = File::open(path).map_err(|source| Error::Kernel {
+    let mut file = crate::host::files::open_regular(path).map_err(|source| Error::Kernel {
         path: path.to_path_buf(),
         source,
     })?;
@@ -253,7 +252,8 @@ fn load_initrd(path: &Path, mem: &GuestMemoryMmap, kernel_end: u64, low_end: u64
             reason,
         })
     };
-    let data = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let room = low_end.saturating_sub(kernel_end);
+    let data = crate::host::files::read_regular(path, room).map_err(|e| err(e.to_string()))?;
     let size = data.len() as u64;
     let addr = low_end
         .checked_sub(size)
@@ -386,7 +386,7 @@ impl LinuxVm {
         pio.insert(legacy::SERIAL_PORT, legacy::SERIAL_LEN, uart.clone()).map_err(overlap)?;
         pio.insert(legacy::I8042_PORT, legacy::I8042_LEN, Arc::new(Mutex::new(I8042)))
             .map_err(overlap)?;
-        pio.insert(legacy::DEBUG_EXIT_PORT, 1, Arc::new(Mutex::new(DebugExit)))
+        pio.insert(legacy::DEBUG_EXIT_PORT, legacy::DEBUG_EXIT_LEN, Arc::new(Mutex::new(DebugExit)))
             .map_err(overlap)?;
 
         let mut cmdline = cfg.cmdline.join(" ");
@@ -519,17 +519,20 @@ impl LinuxVm {
                 let (pio, mmio, done, outcome) = (self.pio.clone(), self.mmio.clone(), done.clone(), outcome.clone());
                 let flag = std::ptr::from_mut(&mut vcpu.get_kvm_run().immediate_exit) as usize;
                 let (tid_tx, tid_rx) = std::sync::mpsc::channel();
-                let handle = scope.spawn(move || {
-                    // SAFETY: pthread_self has no preconditions.
-                    let _ = tid_tx.send(unsafe { libc::pthread_self() });
-                    let r = vcpu::run_loop(&mut vcpu, &|| None, &|| done.load(Ordering::SeqCst), |exit| {
-                        vcpu::handle_linux_exit(exit, &pio, &mmio)
-                    });
-                    if !done.swap(true, Ordering::SeqCst) {
-                        *lock(&outcome) = Some(r);
-                        kick(boot_tid, boot_flag);
-                    }
-                    vcpu
+                // Stop signals go to this thread (vCPU 0), not to the APs'.
+                let handle = crate::signal::with_stop_signals_blocked(|| {
+                    scope.spawn(move || {
+                        // SAFETY: pthread_self has no preconditions.
+                        let _ = tid_tx.send(unsafe { libc::pthread_self() });
+                        let r = vcpu::run_loop(&mut vcpu, &|| None, &|| done.load(Ordering::SeqCst), |exit| {
+                            vcpu::handle_linux_exit(exit, &pio, &mmio)
+                        });
+                        if !done.swap(true, Ordering::SeqCst) {
+                            *lock(&outcome) = Some(r);
+                            kick(boot_tid, boot_flag);
+                        }
+                        vcpu
+                    })
                 });
                 aps.push((handle, tid_rx.recv().ok(), flag));
             }

@@ -21,6 +21,28 @@ static IMMEDIATE_EXIT: AtomicPtr<u8> = AtomicPtr::new(ptr::null_mut());
 /// The signals that stop a running guest.
 pub const STOP_SIGNALS: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
 
+/// Runs `f`, which starts threads, with the stop signals blocked in the calling thread, so the
+/// threads it starts have them blocked too: a stop signal then always reaches the thread that
+/// runs the boot vCPU (whose `KVM_RUN` it interrupts), never a helper thread, where it would only
+/// be noticed at the boot vCPU's next exit — never, for a guest halted with interrupts off.
+/// A stop signal arriving meanwhile stays pending until `f` returns.
+pub fn with_stop_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset.
+    let (mut set, mut old): (libc::sigset_t, libc::sigset_t) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+    // SAFETY: valid sigset pointers; changes only this thread's mask, restored below.
+    unsafe {
+        libc::sigemptyset(&raw mut set);
+        for signum in STOP_SIGNALS {
+            libc::sigaddset(&raw mut set, signum);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, &raw mut old);
+    }
+    let result = f();
+    // SAFETY: restores the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, ptr::null_mut()) };
+    result
+}
+
 /// The eventfd a stop signal writes, and the handler installation.
 #[derive(Debug)]
 pub struct StopSignals {
@@ -105,5 +127,27 @@ impl Drop for StopSignals {
     fn drop(&mut self) {
         self.disarm_vcpu();
         let _ = EVENT_FD.compare_exchange(self.event.as_raw_fd(), -1, Ordering::SeqCst, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The calling thread's blocked-signal mask, from /proc.
+    fn blocked() -> u64 {
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        let hex = status.lines().find_map(|l| l.strip_prefix("SigBlk:")).unwrap().trim();
+        u64::from_str_radix(hex, 16).unwrap()
+    }
+
+    #[test]
+    fn test_threads_started_meanwhile_leave_stop_signals_to_the_caller() {
+        let bit = |signum: libc::c_int| 1u64 << (signum - 1);
+        let stop = bit(libc::SIGINT) | bit(libc::SIGTERM);
+        let before = blocked();
+        let child = with_stop_signals_blocked(|| std::thread::spawn(blocked)).join().unwrap();
+        assert_eq!(child & stop, stop, "the new thread has SIGINT and SIGTERM blocked");
+        assert_eq!(blocked(), before, "the caller's mask is restored");
     }
 }

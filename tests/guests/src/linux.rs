@@ -87,6 +87,11 @@ pub fn reset() -> ! {
 /// without isa-debug-exit).
 pub fn exit(status: u8) -> ! {
     outb(EXIT_PORT, status);
+    halt_forever()
+}
+
+/// Halts with interrupts off: the vCPU sleeps inside KVM and never exits to the monitor again.
+pub fn halt_forever() -> ! {
     loop {
         // SAFETY: stops the CPU; nothing follows.
         unsafe { asm!("cli", "hlt", options(nomem, nostack)) };

@@ -129,13 +129,16 @@ impl EventLoop {
         let stop = EventFd::new(EFD_NONBLOCK)?;
         let stopped = Arc::new(AtomicBool::new(false));
         manager.add_subscriber(Box::new(Stop(stop.try_clone()?, stopped.clone())));
-        let thread = std::thread::Builder::new().name("unik-devices".into()).spawn(move || {
-            while !stopped.load(Ordering::SeqCst) {
-                if let Err(e) = manager.run() {
-                    log::warn!("event loop: {e:?}");
-                    break;
+        // Stop signals are for the vCPU threads' owner, not for this one.
+        let thread = crate::signal::with_stop_signals_blocked(|| {
+            std::thread::Builder::new().name("unik-devices".into()).spawn(move || {
+                while !stopped.load(Ordering::SeqCst) {
+                    if let Err(e) = manager.run() {
+                        log::warn!("event loop: {e:?}");
+                        break;
+                    }
                 }
-            }
+            })
         })?;
         Ok(EventLoop {
             stop,

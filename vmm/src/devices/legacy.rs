@@ -21,6 +21,8 @@ pub const I8042_LEN: u64 = 5;
 /// The debug-exit port: a 1- to 4-byte write of N ends the VM with exit status N & 0xff. It is
 /// QEMU's isa-debug-exit port, without QEMU's `(N << 1) | 1` encoding.
 pub const DEBUG_EXIT_PORT: u64 = 0x501;
+/// Its width: `outb`, `outw` and `outl` to it all end the VM (with the low byte).
+pub const DEBUG_EXIT_LEN: u64 = 4;
 
 /// An interrupt line: an eventfd registered with KVM as an irqfd.
 #[derive(Debug)]
@@ -104,8 +106,9 @@ impl BusDevice for DebugExit {
         data.fill(0xff);
     }
 
-    fn write(&mut self, _offset: u64, data: &[u8]) -> Option<GuestExit> {
-        data.first().map(|status| GuestExit::Status(*status))
+    fn write(&mut self, offset: u64, data: &[u8]) -> Option<GuestExit> {
+        // Only a write at the port itself; the rest of the window merely holds wide writes.
+        data.first().filter(|_| offset == 0).map(|status| GuestExit::Status(*status))
     }
 }
 
@@ -160,5 +163,13 @@ mod tests {
         assert_eq!(I8042.write(0, &[0xfe]), None);
         assert_eq!(DebugExit.write(0, &[7, 0, 0, 0]), Some(GuestExit::Status(7)));
         assert_eq!(DebugExit.write(0, &[]), None);
+        assert_eq!(DebugExit.write(1, &[7]), None);
+        // On the bus, as the VM registers it: byte, word and dword writes to the port all end it.
+        let mut bus = crate::devices::Bus::default();
+        bus.insert(DEBUG_EXIT_PORT, DEBUG_EXIT_LEN, Arc::new(Mutex::new(DebugExit)))
+            .unwrap();
+        for data in [&[9u8][..], &[9, 0], &[9, 0, 0, 0]] {
+            assert_eq!(bus.write(DEBUG_EXIT_PORT, data), Some(Some(GuestExit::Status(9))));
+        }
     }
 }

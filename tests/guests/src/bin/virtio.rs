@@ -17,7 +17,8 @@
 //! - `echo=N` reads N bytes from the serial port (within `timeout=S`) and prints them; with
 //!   `irq` it sleeps until the UART's receive interrupt and reports how many came.
 //!
-//! `spin` then loops forever (for stop signals); `reset` pulses the i8042 reset line;
+//! `spin` then loops forever and `halt` halts with interrupts off (for stop signals); `reset`
+//! pulses the i8042 reset line;
 //! `poweroff` powers off through the ACPI sleep control register.
 //! Ends with `virtio: done` and exit status `exit=N` (default 0); 1 = a device failed to set up,
 //! 2 = net or serial timeout, 3 = panic, 4 = a request did not complete, 5 = an unexpected
@@ -108,6 +109,11 @@ fn main(boot: &Boot) -> u8 {
         loop {
             core::hint::spin_loop();
         }
+    }
+    if flag(cmdline, "halt") {
+        // For stop-signal tests: no exit to the monitor ever again.
+        sprintln!("virtio: halting");
+        linux::halt_forever();
     }
     if flag(cmdline, "reset") {
         sprintln!("virtio: reset");
