@@ -355,13 +355,18 @@ impl Tap {
         self.file.as_raw_fd()
     }
 
-    /// Reads one frame; `Ok(None)` when none is waiting (EAGAIN, EINTR or end of file).
+    /// Reads one frame; `Ok(None)` when none is waiting (EAGAIN or end of file; an interrupted
+    /// read is retried).
     pub fn read_frame(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        match self.file.read(buf) {
-            Ok(0) => Ok(None),
-            Ok(n) => Ok(Some(n)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => Ok(None),
-            Err(e) => Err(e),
+        loop {
+            return match self.file.read(buf) {
+                Ok(0) => Ok(None),
+                Ok(n) => Ok(Some(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+                // Not "no frame": with an edge-triggered poll that would leave one waiting.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
         }
     }
 
