@@ -36,12 +36,28 @@ pub const UNIK_JSON: &str = "unik.json";
 /// urunc's annotations as a file in the rootfs (base64 values).
 pub const URUNC_JSON: &str = "urunc.json";
 
+/// The most a JSON file of annotations in the rootfs may hold.
+const MAX_JSON: u64 = 1 << 20;
+
+/// Reads `/<name>` of the rootfs as the container sees it (symlinks resolved inside the rootfs,
+/// never out of it): `None` when there is none, an error when it is not a regular file of at
+/// most [`MAX_JSON`] bytes.
+fn read_rootfs_json(rootfs: &Path, name: &str) -> Result<Option<Vec<u8>>, String> {
+    if std::fs::symlink_metadata(rootfs.join(name)).is_err() {
+        return Ok(None);
+    }
+    let path = crate::bundle::resolve_in_rootfs(rootfs, name)?;
+    vmm::host::files::read_regular(&path, MAX_JSON, "allowed")
+        .map(Some)
+        .map_err(|e| format!("{name}: {e}"))
+}
+
 /// Adds the `dev.unik.*` keys of `<rootfs>/unik.json` when the bundle has none of its own.
 pub fn merge_unik_json(annotations: &mut BTreeMap<String, String>, rootfs: &Path) -> Result<(), String> {
     if annotations.keys().any(|k| k.starts_with(PREFIX)) {
         return Ok(());
     }
-    let Ok(json) = std::fs::read(rootfs.join(UNIK_JSON)) else {
+    let Some(json) = read_rootfs_json(rootfs, UNIK_JSON)? else {
         return Ok(());
     };
     let extra: BTreeMap<String, String> = serde_json::from_slice(&json).map_err(|e| format!("{UNIK_JSON}: {e}"))?;
@@ -67,7 +83,7 @@ pub fn urunc_keys(annotations: &BTreeMap<String, String>, rootfs: &Path) -> Resu
         }
     }
     if keys.is_empty() {
-        if let Ok(text) = std::fs::read(rootfs.join(URUNC_JSON)) {
+        if let Some(text) = read_rootfs_json(rootfs, URUNC_JSON)? {
             let map: BTreeMap<String, String> = serde_json::from_slice(&text).map_err(|e| format!("{URUNC_JSON}: {e}"))?;
             for (k, v) in map {
                 let key = k.strip_prefix(URUNC_PREFIX).unwrap_or(&k).to_string();

@@ -181,6 +181,8 @@ pub fn is_our_netns(path: &Path) -> bool {
 /// Loads `<bundle>/config.json` and decides what the bundle is.
 pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
     let path = std::path::absolute(bundle).map_err(|e| bundle_err(bundle, e.to_string()))?;
+    // Checked first: a FIFO named config.json must not hang `create`.
+    vmm::host::files::open_regular(&path.join("config.json")).map_err(|e| bundle_err(&path, format!("config.json: {e}")))?;
     let spec = Spec::load(path.join("config.json")).map_err(|e| {
         // oci-spec's message ("io operation failed") keeps the cause in its source.
         let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
@@ -344,8 +346,13 @@ fn classify(
         Some(m) => m
             .parse()
             .ok()
-            .filter(|m| *m >= MIN_MEM_MIB)
-            .ok_or_else(|| err(format!("{MEM}: '{m}' is not a number of MiB (at least {MIN_MEM_MIB})")))?,
+            .filter(|m| (MIN_MEM_MIB..=vmm::vm::MEM_MAX_MIB).contains(m))
+            .ok_or_else(|| {
+                err(format!(
+                    "{MEM}: '{m}' is not a number of MiB from {MIN_MEM_MIB} to {}",
+                    vmm::vm::MEM_MAX_MIB
+                ))
+            })?,
         None => guest_mem_mib(mem_limit),
     };
     let image_of = |name: &str, sole: bool| -> Option<&String> {
@@ -363,7 +370,8 @@ fn classify(
     };
     let (blocks, devices, virtio, default_template, initrd) = match guest_kind {
         GuestKind::Hvt => {
-            let image = std::fs::read(&kernel).map_err(|e| err(format!("kernel {}: {e}", kernel.display())))?;
+            let image = vmm::host::files::read_regular(&kernel, mem_mib << 20, "of guest memory")
+                .map_err(|e| err(format!("kernel {}: {e}", kernel.display())))?;
             let exe = Executable::parse(&image, HOST_MACHINE).map_err(|e| err(format!("kernel {}: {e}", kernel.display())))?;
             let manifest = Manifest::parse(exe.manifest_note())
                 .map_err(|e| err(format!("kernel {}: Solo5 manifest is invalid: {e}", kernel.display())))?;

@@ -282,7 +282,7 @@ fn test_memory_limit_mapping() {
     assert_eq!(guest_mem_mib(Some(1 << 30)), 1024);
     // The limit is a ceiling: above the largest guest, the guest is the largest.
     assert_eq!(guest_mem_mib(Some(8 << 30)), vmm::vm::MEM_MAX_MIB);
-    for bad in ["0", "1", "lots", "-5"] {
+    for bad in ["0", "1", "lots", "-5", "4097", "17592186044415"] {
         let b = bundle(config(&["/app"], serde_json::json!({ MEM: bad })), &[("/app", &hvt_elf(&[]))]);
         let err = load(b.path()).unwrap_err().to_string();
         assert!(err.contains("is not a number of MiB"), "{err}");
@@ -412,4 +412,47 @@ fn test_vcpus_from_annotation_or_cpu_quota() {
         panic!("a unikernel")
     };
     assert_eq!(cfg.vcpus, 2);
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+#[test]
+fn test_rootfs_files_are_read_safely() {
+    // /unik.json pointing at a file of the host: resolved inside the rootfs, where it is not.
+    let host = tempfile::NamedTempFile::new().unwrap();
+    fs::write(host.path(), br#"{"dev.unik.cmdline": "from the host"}"#).unwrap();
+    let b = bundle(config(&["/app"], serde_json::json!({})), &[("/app", &hvt_elf(&[]))]);
+    std::os::unix::fs::symlink(host.path(), b.path().join("rootfs/unik.json")).unwrap();
+    let err = load(b.path()).unwrap_err().to_string();
+    assert!(err.contains("'unik.json' in the rootfs: No such file or directory"), "{err}");
+    // FIFOs are refused, not waited on: unik.json, urunc.json, the kernel, config.json.
+    let b = bundle(config(&["/app"], serde_json::json!({})), &[("/app", &hvt_elf(&[]))]);
+    mkfifo(&b.path().join("rootfs/unik.json"));
+    let err = load(b.path()).unwrap_err().to_string();
+    assert!(err.contains("unik.json: not a regular file"), "{err}");
+    let b = bundle(config(&["/app"], serde_json::json!({})), &[("/app", &hvt_elf(&[]))]);
+    mkfifo(&b.path().join("rootfs/urunc.json"));
+    let err = load(b.path()).unwrap_err().to_string();
+    assert!(err.contains("urunc.json: not a regular file"), "{err}");
+    let b = bundle(config(&["/k"], serde_json::json!({ KERNEL: "/k", KIND: "hvt" })), &[]);
+    mkfifo(&b.path().join("rootfs/k"));
+    let err = load(b.path()).unwrap_err().to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+    let b = bundle(config(&["/app"], serde_json::json!({})), &[("/app", &hvt_elf(&[]))]);
+    fs::remove_file(b.path().join("config.json")).unwrap();
+    mkfifo(&b.path().join("config.json"));
+    let err = load(b.path()).unwrap_err().to_string();
+    assert!(err.contains("config.json: not a regular file"), "{err}");
+    // A kernel larger than the guest's memory is refused before it is read.
+    let big = vec![0u8; 3 << 20];
+    let b = bundle(
+        config(&["/k"], serde_json::json!({ KERNEL: "/k", KIND: "hvt", MEM: "2" })),
+        &[("/k", &big)],
+    );
+    let err = load(b.path()).unwrap_err().to_string();
+    assert!(err.contains("3145728 bytes, more than the 2097152 bytes of guest memory"), "{err}");
 }

@@ -265,7 +265,9 @@ impl Runtime {
             })?;
         let cgroup = cgroup_path.map(|path| CgroupPlan {
             path,
-            memory_limit: bundle.memory_limited.then(|| (cfg.mem_mib << 20) + cgroups::MONITOR_OVERHEAD),
+            memory_limit: bundle
+                .memory_limited
+                .then(|| cfg.mem_mib.saturating_mul(1 << 20).saturating_add(cgroups::MONITOR_OVERHEAD)),
         });
         if let (Some(_), Some(cgroup)) = (&self.cgroup_root, &cgroup) {
             let json = serde_json::to_vec(cgroup).map_err(|e| ContainerError::io("serialising cgroup.json")(std::io::Error::other(e)))?;
@@ -511,7 +513,7 @@ impl Runtime {
             .and_then(|j| serde_json::from_slice(&j).ok())
             .ok_or_else(|| ContainerError::Monitor(format!("container {id}: vm.json is missing")))?;
         if let Some(limit) = resources.memory().as_ref().and_then(|m| m.limit()).filter(|l| *l > 0) {
-            let floor = (vm.mem_mib << 20) + cgroups::MONITOR_OVERHEAD;
+            let floor = vm.mem_mib.saturating_mul(1 << 20).saturating_add(cgroups::MONITOR_OVERHEAD);
             let limit = limit.unsigned_abs();
             if limit < floor {
                 return Err(ContainerError::Monitor(format!(

@@ -253,7 +253,7 @@ fn load_initrd(path: &Path, mem: &GuestMemoryMmap, kernel_end: u64, low_end: u64
         })
     };
     let room = low_end.saturating_sub(kernel_end);
-    let data = crate::host::files::read_regular(path, room).map_err(|e| err(e.to_string()))?;
+    let data = crate::host::files::read_regular(path, room, "of guest memory above the kernel").map_err(|e| err(e.to_string()))?;
     let size = data.len() as u64;
     let addr = low_end
         .checked_sub(size)

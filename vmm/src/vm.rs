@@ -110,7 +110,7 @@ impl HvtVm {
     /// errors.
     pub fn build(cfg: &VmConfig, console: Box<dyn Write + Send>) -> Result<HvtVm, Error> {
         let mem_size = guest_mem_size(cfg.mem_mib)?;
-        let image = crate::host::files::read_regular(&cfg.kernel, mem_size).map_err(|source| Error::Kernel {
+        let image = crate::host::files::read_regular(&cfg.kernel, mem_size, "of guest memory").map_err(|source| Error::Kernel {
             path: cfg.kernel.clone(),
             source,
         })?;

@@ -23,14 +23,13 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
-/// Reads a regular file whole, if it is at most `max` bytes.
-pub fn read_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+/// Reads a regular file whole, if it is at most `max` bytes (`limit` names that bound in the
+/// error, e.g. "of guest memory").
+pub fn read_regular(path: &Path, max: u64, limit: &str) -> io::Result<Vec<u8>> {
     let file = open_regular(path)?;
     let size = file.metadata()?.len();
     if size > max {
-        return Err(invalid(format!(
-            "{size} bytes, more than the {max} bytes of guest memory it may take"
-        )));
+        return Err(invalid(format!("{size} bytes, more than the {max} bytes {limit}")));
     }
     let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     // `take`: a file that grows meanwhile still yields at most `max` bytes.
@@ -65,7 +64,10 @@ mod tests {
             open_disk(&fifo, true).unwrap_err().to_string(),
             "not a regular file or block device"
         );
-        assert_eq!(read_regular(dir.path(), 10).unwrap_err().to_string(), "not a regular file");
+        assert_eq!(
+            read_regular(dir.path(), 10, "allowed").unwrap_err().to_string(),
+            "not a regular file"
+        );
     }
 
     #[test]
@@ -73,10 +75,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("k");
         std::fs::write(&f, [7u8; 100]).unwrap();
-        assert_eq!(read_regular(&f, 100).unwrap(), [7u8; 100]);
+        assert_eq!(read_regular(&f, 100, "allowed").unwrap(), [7u8; 100]);
         assert_eq!(
-            read_regular(&f, 99).unwrap_err().to_string(),
-            "100 bytes, more than the 99 bytes of guest memory it may take"
+            read_regular(&f, 99, "of guest memory").unwrap_err().to_string(),
+            "100 bytes, more than the 99 bytes of guest memory"
         );
         open_disk(&f, false).unwrap();
     }
