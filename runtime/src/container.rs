@@ -411,13 +411,22 @@ impl Runtime {
     /// an error (runc's `delete --force`, which containerd's shim runs on cleanup).
     pub fn delete(&self, id: &str, force: bool) -> Result<(), ContainerError> {
         let dir = match StateDir::open(&self.root, id) {
-            Err(ContainerError::NotFound(_)) if force => return Ok(()),
+            Err(ContainerError::NotFound(_)) if force => {
+                // What a `create` that died before saving left, if anything.
+                StateDir::remove_stale(&self.root, id);
+                return Ok(());
+            }
             other => other?,
         };
         // A concurrent delete may remove the directory while we wait for the lock.
         let locked = dir.lock().and_then(|lock| Ok((lock, dir.load()?)));
         let (lock, state) = match locked {
             Err(ContainerError::NotFound(_)) if force => return Ok(()),
+            Err(e) if force => {
+                // An unreadable state.json (a disk error, tampering): --force still clears the id.
+                log::warn!("container {id}: {e}; removing its state without stopping a monitor it may have");
+                return dir.remove();
+            }
             other => other?,
         };
         let status = live_status(&dir, &state, true);

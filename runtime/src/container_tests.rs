@@ -389,3 +389,28 @@ fn test_state_json() {
     rt.delete("t7", true).unwrap();
     assert!(rt.state_json("t7").unwrap_err().to_string().contains("does not exist"));
 }
+
+#[test]
+fn test_what_a_dead_create_or_a_broken_state_leaves_can_be_cleared() {
+    let root = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(root.path()).without_cgroups();
+    // A create that died before its first save: only the directory and its lock.
+    std::fs::create_dir(root.path().join("s1")).unwrap();
+    std::fs::write(root.path().join("s1/lock"), b"").unwrap();
+    let (_b, _pid) = created(&rt, "s1");
+    rt.delete("s1", true).unwrap();
+    std::fs::create_dir(root.path().join("s2")).unwrap();
+    rt.delete("s2", true).unwrap();
+    assert!(!root.path().join("s2").exists(), "delete --force left the stale directory");
+    // A state.json that cannot be read: an error, except for delete --force, which clears it.
+    let (_b, pid) = created(&rt, "s3");
+    std::fs::write(root.path().join("s3/state.json"), b"{\"truncated").unwrap();
+    assert!(err_text(rt.delete("s3", false)).contains("state.json"));
+    rt.delete("s3", true).unwrap();
+    assert!(!root.path().join("s3").exists());
+    // SAFETY: killing and reaping the fake monitor this test started.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+}

@@ -166,14 +166,42 @@ impl StateDir {
         id::validate(id)?;
         crate::root::ensure(root)?;
         let path = root.join(id);
-        match fs::DirBuilder::new().mode(0o700).create(&path) {
+        let mkdir = || fs::DirBuilder::new().mode(0o700).create(&path);
+        match mkdir() {
             Ok(()) => {}
+            // A `create` that died before its first save leaves the id free to take again.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && StateDir::remove_stale(root, id) => {
+                mkdir().map_err(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => ContainerError::Exists(id.to_string()),
+                    _ => ContainerError::io(format!("creating {}", path.display()))(e),
+                })?;
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(ContainerError::Exists(id.to_string())),
             Err(e) => return Err(ContainerError::io(format!("creating {}", path.display()))(e)),
         }
         let dir = StateDir { path, id: id.to_string() };
         let lock = dir.lock()?;
         Ok((dir, lock))
+    }
+
+    /// Removes `<root>/<id>` when a `create` that died before saving any state left it (no
+    /// `state.json`, the lock free: no `create` is at work and no monitor was recorded); whether
+    /// it did.
+    pub fn remove_stale(root: &Path, id: &str) -> bool {
+        if id::validate(id).is_err() {
+            return false;
+        }
+        let dir = StateDir {
+            path: root.join(id),
+            id: id.to_string(),
+        };
+        if !dir.path.is_dir() || dir.path.join("state.json").exists() {
+            return false;
+        }
+        match dir.try_lock() {
+            Ok(Some(_lock)) => fs::remove_dir_all(&dir.path).is_ok(),
+            _ => false,
+        }
     }
 
     /// Opens an existing container's directory.
@@ -299,9 +327,16 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ContainerError> {
         .mode(0o600)
         .open(&tmp)
         .map_err(err("writing"))?;
-    file.write_all(data).map_err(err("writing"))?;
-    file.sync_all().map_err(err("syncing"))?;
-    fs::rename(&tmp, path).map_err(err("renaming into"))?;
+    let written = file
+        .write_all(data)
+        .map_err(err("writing"))
+        .and_then(|()| file.sync_all().map_err(err("syncing")))
+        .and_then(|()| fs::rename(&tmp, path).map_err(err("renaming into")));
+    if written.is_err() {
+        // Leave nothing behind (a pid file aimed at a directory, a full disk).
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
@@ -391,6 +426,16 @@ mod tests {
             self.created = created.into();
             self
         }
+    }
+
+    #[test]
+    fn test_failed_atomic_write_leaves_no_tmp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a-directory");
+        fs::create_dir(&target).unwrap();
+        write_atomic(&target, b"123").unwrap_err();
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names, ["a-directory"]);
     }
 
     #[test]
