@@ -5,10 +5,28 @@
 //! solo5-hvt command lines work unchanged. Invoked through a link named `solo5-hvt`, unik behaves
 //! as `unik boot`.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 const DEVICE_OPTIONS: [&str; 5] = ["--net-mac:", "--net:", "--block-sector-size:", "--block-ro:", "--block:"];
+
+/// Options (of `boot`, and unik's globals) whose value may come as the next token: skipped as
+/// values, not taken for KERNEL, so both spellings can be mixed.
+const WITH_VALUE: [&str; 12] = [
+    "--mem",
+    "--net",
+    "--net-mac",
+    "--block",
+    "--block-ro",
+    "--block-sector-size",
+    "--initrd",
+    "--cpus",
+    "--kind",
+    "--root",
+    "--log",
+    "--log-format",
+];
 
 /// Rewrites solo5-hvt spellings in `argv` (including `argv[0]`) into clap's.
 pub fn normalize_argv(argv: Vec<OsString>) -> Vec<OsString> {
@@ -21,24 +39,30 @@ pub fn normalize_argv(argv: Vec<OsString>) -> Vec<OsString> {
     if as_solo5 {
         out.push("boot".into());
     }
-    for arg in args.by_ref() {
+    while let Some(arg) = args.next() {
         if !in_boot {
             in_boot = arg == "boot";
             out.push(arg);
             continue;
         }
-        let Some(s) = arg.to_str() else {
-            out.push(arg);
-            break;
-        };
-        if s == "--" || !s.starts_with('-') {
+        // Bytes, not str: a device's path or interface may be any bytes.
+        let bytes = arg.as_bytes();
+        if bytes == b"--" || !bytes.starts_with(b"-") {
             out.push(arg);
             break;
         }
-        match DEVICE_OPTIONS.iter().find_map(|opt| s.strip_prefix(opt).map(|rest| (opt, rest))) {
+        if WITH_VALUE.iter().any(|opt| bytes == opt.as_bytes()) {
+            out.push(arg);
+            out.extend(args.next());
+            continue;
+        }
+        match DEVICE_OPTIONS
+            .iter()
+            .find_map(|opt| bytes.strip_prefix(opt.as_bytes()).map(|rest| (opt, rest)))
+        {
             Some((opt, rest)) => {
                 out.push(opt.trim_end_matches(':').into());
-                out.push(rest.into());
+                out.push(OsStr::from_bytes(rest).to_os_string());
             }
             None => out.push(arg),
         }
@@ -97,6 +121,43 @@ mod tests {
                 "--block:k"
             ]
         );
+    }
+
+    #[test]
+    fn test_both_spellings_mix() {
+        // A value given as the next token is not KERNEL: the device options after it still count.
+        assert_eq!(
+            norm(&[
+                "unik",
+                "boot",
+                "--mem",
+                "64",
+                "--net:service0=tap0",
+                "--block",
+                "d=/f",
+                "--block-sector-size:d=4096",
+                "k"
+            ]),
+            [
+                "unik",
+                "boot",
+                "--mem",
+                "64",
+                "--net",
+                "service0=tap0",
+                "--block",
+                "d=/f",
+                "--block-sector-size",
+                "d=4096",
+                "k"
+            ]
+        );
+        // Bytes that are not UTF-8 stay as they are, split like any other.
+        let raw = OsStr::from_bytes(b"--net:a=\xff").to_os_string();
+        let out = normalize_argv(vec!["unik".into(), "boot".into(), raw, "k".into()]);
+        assert_eq!(out[2], "--net");
+        assert_eq!(out[3].as_bytes(), b"a=\xff");
+        assert_eq!(out[4], "k");
     }
 
     #[test]
