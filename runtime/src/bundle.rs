@@ -242,7 +242,7 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
         virtio: classified.virtio,
     };
     let kind = classified.kind;
-    let hooks = Hooks::from_spec(spec.hooks().as_ref());
+    let hooks = Hooks::from_spec(spec.hooks().as_ref()).map_err(|e| bundle_err(&path, e))?;
     let cgroups_path = spec
         .linux()
         .as_ref()

@@ -51,30 +51,53 @@ pub struct Hooks {
 }
 
 impl Hooks {
-    /// From the bundle's `hooks`.
-    pub fn from_spec(hooks: Option<&oci_spec::runtime::Hooks>) -> Hooks {
-        let Some(h) = hooks else { return Hooks::default() };
-        let convert = |list: &Option<Vec<oci_spec::runtime::Hook>>| -> Vec<Hook> {
+    /// From the bundle's `hooks`; a timeout that is not a positive number of seconds (the
+    /// runtime specification's rule) is an error.
+    pub fn from_spec(hooks: Option<&oci_spec::runtime::Hooks>) -> Result<Hooks, String> {
+        let Some(h) = hooks else { return Ok(Hooks::default()) };
+        let convert = |list: &Option<Vec<oci_spec::runtime::Hook>>| -> Result<Vec<Hook>, String> {
             list.iter()
                 .flatten()
-                .map(|hook| Hook {
-                    path: hook.path().clone(),
-                    args: hook.args().clone().unwrap_or_default(),
-                    env: hook.env().clone().unwrap_or_default(),
-                    timeout: hook.timeout().and_then(|t| u64::try_from(t).ok()),
+                .map(|hook| {
+                    let timeout =
+                        match hook.timeout() {
+                            None => None,
+                            Some(t) => Some(u64::try_from(t).ok().filter(|t| *t > 0).ok_or_else(|| {
+                                format!("hook {}: timeout {t} is not a positive number of seconds", hook.path().display())
+                            })?),
+                        };
+                    Ok(Hook {
+                        path: hook.path().clone(),
+                        args: hook.args().clone().unwrap_or_default(),
+                        env: hook.env().clone().unwrap_or_default(),
+                        timeout,
+                    })
                 })
                 .collect()
         };
         #[allow(deprecated)]
-        let prestart = convert(h.prestart());
-        Hooks {
+        let prestart = convert(h.prestart())?;
+        Ok(Hooks {
             prestart,
-            create_runtime: convert(h.create_runtime()),
-            create_container: convert(h.create_container()),
-            poststart: convert(h.poststart()),
-            poststop: convert(h.poststop()),
+            create_runtime: convert(h.create_runtime())?,
+            create_container: convert(h.create_container())?,
+            poststart: convert(h.poststart())?,
+            poststop: convert(h.poststop())?,
+        })
+    }
+}
+
+/// Reads `pipe` to its end, keeping the last 4 KiB (as text) for an error message.
+fn tail(mut pipe: impl std::io::Read) -> String {
+    const KEEP: usize = 4096;
+    let (mut kept, mut buf) = (Vec::new(), [0u8; 8192]);
+    while let Ok(n @ 1..) = pipe.read(&mut buf) {
+        kept.extend_from_slice(&buf[..n]);
+        if kept.len() > KEEP {
+            kept.drain(..kept.len() - KEEP);
         }
     }
+    String::from_utf8_lossy(&kept).into_owned()
 }
 
 /// Runs `hooks` in order with the container state on stdin; the first failure is returned.
@@ -93,32 +116,47 @@ pub fn run(phase: &str, hooks: &[Hook], state_json: &[u8]) -> Result<(), Contain
                 cmd.env(k, v);
             }
         }
+        let deadline = hook.timeout.map(|t| Instant::now() + Duration::from_secs(t));
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| fail(e.to_string()))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(state_json);
+        // Stdin is fed and stderr drained on their own threads: a hook that reads slowly or
+        // writes a lot must not stall us, and the timeout counts from the start.
+        let stdin = child.stdin.take().map(|mut pipe| {
+            let state = state_json.to_vec();
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&state);
+            })
+        });
+        let (err_tx, err_rx) = std::sync::mpsc::channel();
+        if let Some(pipe) = child.stderr.take() {
+            std::thread::spawn(move || err_tx.send(tail(pipe)));
         }
-        let deadline = hook.timeout.map(|t| Instant::now() + Duration::from_secs(t));
         let status = loop {
             if let Some(status) = child.try_wait().map_err(|e| fail(e.to_string()))? {
-                break status;
+                break Some(status);
             }
             if deadline.is_some_and(|d| Instant::now() > d) {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(fail(format!("timed out after {}s", hook.timeout.unwrap_or(0))));
+                break None;
             }
             std::thread::sleep(Duration::from_millis(5));
         };
+        // Stderr ends with the hook, unless something it started keeps it open: not waited for
+        // long then (nor are the detached pipe threads).
+        let err = match status {
+            Some(_) => err_rx.recv_timeout(Duration::from_secs(1)).unwrap_or_default(),
+            None => String::new(),
+        };
+        drop(stdin);
+        let Some(status) = status else {
+            return Err(fail(format!("timed out after {}s", hook.timeout.unwrap_or(0))));
+        };
         if !status.success() {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
-            }
             return Err(fail(format!("{status}: {}", err.trim())));
         }
     }
@@ -155,5 +193,30 @@ mod tests {
         assert!(err.contains("prestart hook /bin/sh") && err.contains("boom"), "{err}");
         let err = run("createRuntime", &[sh("sleep 5", Some(1))], b"{}").unwrap_err().to_string();
         assert!(err.contains("timed out"), "{err}");
+    }
+
+    #[test]
+    fn test_chatty_hooks_and_big_states_do_not_stall() {
+        // 200 KB on stderr, more than a pipe holds: fine, and within its timeout.
+        run("prestart", &[sh("head -c 200000 /dev/zero >&2; exit 0", Some(10))], b"{}").unwrap();
+        // A hook that reads nothing of a 200 KB state and sleeps past its timeout: timed out.
+        let state = vec![b' '; 200_000];
+        let start = Instant::now();
+        let err = run("prestart", &[sh("sleep 30", Some(1))], &state).unwrap_err().to_string();
+        assert!(err.contains("timed out after 1s"), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(10));
+        // A hook that leaves something behind holding its stderr still counts as done.
+        let start = Instant::now();
+        run("poststart", &[sh("sleep 20 & exit 0", Some(10))], b"{}").unwrap();
+        assert!(start.elapsed() < Duration::from_secs(5));
+        // Its failure output, the tail of it, is in the error.
+        let err = run(
+            "prestart",
+            &[sh("head -c 100000 /dev/zero | tr '\\0' x >&2; echo END >&2; exit 1", None)],
+            b"{}",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.ends_with("END"), "{}", &err[err.len().saturating_sub(80)..]);
     }
 }
