@@ -100,7 +100,7 @@ fn runc_argv(argv: &[OsString], root: &Path) -> Vec<OsString> {
 /// only when unik handles the command itself.
 pub fn exec_runc_if_its_container(cli: &Cli, argv: &[OsString], root: &Path) -> anyhow::Result<()> {
     match target(cli) {
-        Some(id) if runc_root(root).join(id).join("state.json").is_file() => exec_runc(argv, root),
+        Some(id) if runtime::id::validate(id).is_ok() && runc_root(root).join(id).join("state.json").is_file() => exec_runc(argv, root),
         _ => Ok(()),
     }
 }

@@ -229,6 +229,9 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
         .as_ref()
         .and_then(|ms| ms.iter().find(|m| m.destination() == Path::new("/etc/resolv.conf")))
         .and_then(|m| m.source().clone());
+    if let Some(t) = annotations.get(NET_TEMPLATE) {
+        crate::network::check_template(t).map_err(|e| bundle_err(&path, format!("{NET_TEMPLATE}: {e}")))?;
+    }
     let network = NetPlan {
         netns,
         devices: classified.devices,

@@ -14,6 +14,7 @@ pub mod tc;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -89,7 +90,12 @@ pub fn enter(plan: &NetPlan) -> Result<(), ContainerError> {
             Ok(())
         }
         Netns::Path(path) => {
-            let ns = File::open(path).map_err(ContainerError::io(format!("opening network namespace {}", path.display())))?;
+            // O_NONBLOCK: a FIFO given as the path must fail at setns, not hang here.
+            let ns = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path)
+                .map_err(ContainerError::io(format!("opening network namespace {}", path.display())))?;
             // SAFETY: setns(2) with a namespace fd we own.
             if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                 return Err(ContainerError::io(format!("joining network namespace {}", path.display()))(
@@ -186,7 +192,8 @@ pub fn wire(plan: &NetPlan, cfg: &mut VmConfig) -> Result<Option<Wired>, Contain
     let dns = plan
         .resolv_conf
         .as_ref()
-        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|p| vmm::host::files::read_regular(p, 1 << 16, "allowed").ok())
+        .map(|c| String::from_utf8_lossy(&c).into_owned())
         .map(|c| link::nameservers(&c))
         .unwrap_or_default();
     let mask = u32::MAX.checked_shl(32 - u32::from(interface.prefix)).unwrap_or(0);
@@ -208,6 +215,31 @@ pub fn wire(plan: &NetPlan, cfg: &mut VmConfig) -> Result<Option<Wired>, Contain
         mac: Some(MacAddr(interface.mac)),
     });
     Ok(Some(Wired { tap, interface, values }))
+}
+
+/// The placeholders a template may use.
+pub const PLACEHOLDERS: [&str; 8] = ["ip", "prefix", "cidr", "netmask", "gateway", "dns", "mac", "args"];
+
+/// Checks a template (a ready template's name or the template itself): every `{word}` in it
+/// must be a known placeholder, so a typo is an error rather than text handed to the guest.
+pub fn check_template(template: &str) -> Result<(), String> {
+    if TEMPLATES.iter().any(|(name, _)| *name == template) {
+        return Ok(());
+    }
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        let Some(close) = rest.find('}') else { break };
+        let word = &rest[..close];
+        let is_word = !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        if is_word && !PLACEHOLDERS.contains(&word) {
+            return Err(format!(
+                "unknown placeholder {{{word}}} (known: {})",
+                PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(" ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Expands a command-line template (a ready template's name or the template itself).
@@ -254,6 +286,15 @@ mod tests {
     }
 
     #[test]
+    fn test_template_placeholders_are_checked() {
+        check_template("ip={ip} gw={gateway} {args}").unwrap();
+        check_template("rumprun").unwrap();
+        check_template(r#"{"addr":"{ip}"}"#).unwrap();
+        let err = check_template("ip={ip} {fooo}").unwrap_err();
+        assert!(err.starts_with("unknown placeholder {fooo} (known: {ip} {prefix}"), "{err}");
+    }
+
+    #[test]
     fn test_host_namespace_is_not_spliced_by_default() {
         let mut plan = NetPlan {
             netns: Netns::Host,
@@ -270,6 +311,22 @@ mod tests {
         plan.virtio = true;
         assert!(wire(&plan, &mut cfg).unwrap().is_none());
         assert!(cfg.nets.is_empty());
+    }
+
+    #[test]
+    fn test_a_fifo_as_the_namespace_fails_without_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("ns");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let plan = NetPlan {
+            netns: Netns::Path(fifo),
+            ..NetPlan::default()
+        };
+        // On its own thread: had it worked, only that thread would have changed namespace.
+        let err = std::thread::spawn(move || enter(&plan).unwrap_err().to_string()).join().unwrap();
+        assert!(err.contains("joining network namespace"), "{err}");
     }
 
     #[test]
