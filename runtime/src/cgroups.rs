@@ -58,6 +58,9 @@ pub fn relative_path(cgroups_path: Option<&str>, systemd: bool) -> Result<Option
             let [slice, prefix, name] = parts[..] else {
                 return Err(format!("cgroupsPath '{p}' is not slice:prefix:name"));
             };
+            if name.is_empty() {
+                return Err(format!("cgroupsPath '{p}' names no unit (slice:prefix:name with an empty name)"));
+            }
             let slice = if slice.is_empty() { "system.slice" } else { slice };
             expand_slice(slice)?.join(format!("{prefix}-{name}.scope"))
         }
@@ -206,6 +209,7 @@ mod tests {
         relative_path(Some("/a/../../etc"), false).unwrap_err();
         relative_path(Some("no-colons"), true).unwrap_err();
         relative_path(Some("bad:a:b"), true).unwrap_err();
+        relative_path(Some("::"), true).unwrap_err();
     }
 
     #[test]
