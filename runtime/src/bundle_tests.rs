@@ -414,7 +414,7 @@ fn test_vcpus_from_annotation_or_cpu_quota() {
     assert_eq!(cfg.vcpus, 2);
 }
 
-fn mkfifo(path: &std::path::Path) {
+pub(crate) fn mkfifo(path: &std::path::Path) {
     let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
     // SAFETY: mkfifo with a NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);

@@ -317,9 +317,7 @@ mod tests {
     fn test_a_fifo_as_the_namespace_fails_without_hanging() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("ns");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: mkfifo with a NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        crate::bundle::tests::mkfifo(&fifo);
         let plan = NetPlan {
             netns: Netns::Path(fifo),
             ..NetPlan::default()
