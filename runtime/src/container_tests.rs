@@ -400,6 +400,7 @@ fn test_what_a_dead_create_or_a_broken_state_leaves_can_be_cleared() {
     let (_b, _pid) = created(&rt, "s1");
     rt.delete("s1", true).unwrap();
     std::fs::create_dir(root.path().join("s2")).unwrap();
+    std::fs::write(root.path().join("s2/lock"), b"").unwrap();
     rt.delete("s2", true).unwrap();
     assert!(!root.path().join("s2").exists(), "delete --force left the stale directory");
     // A state.json that cannot be read: an error, except for delete --force, which clears it.

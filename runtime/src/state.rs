@@ -184,9 +184,9 @@ impl StateDir {
         Ok((dir, lock))
     }
 
-    /// Removes `<root>/<id>` when a `create` that died before saving any state left it (no
-    /// `state.json`, the lock free: no `create` is at work and no monitor was recorded); whether
-    /// it did.
+    /// Removes `<root>/<id>` when a `create` that died before saving any state left it (its lock
+    /// file but no `state.json`, and the lock free: no `create` is at work and no monitor was
+    /// recorded); whether it did.
     pub fn remove_stale(root: &Path, id: &str) -> bool {
         if id::validate(id).is_err() {
             return false;
@@ -195,7 +195,9 @@ impl StateDir {
             path: root.join(id),
             id: id.to_string(),
         };
-        if !dir.path.is_dir() || dir.path.join("state.json").exists() {
+        // Its lock file exists (a directory without one may be a `create` between its mkdir
+        // and its lock) and no state was saved.
+        if !dir.path.join("lock").is_file() || dir.path.join("state.json").exists() {
             return false;
         }
         match dir.try_lock() {
