@@ -329,6 +329,27 @@ fn test_monitor_errors_come_back_from_create_and_leave_nothing() {
 }
 
 #[test]
+fn test_a_hook_that_times_out_fails_create_once_and_leaves_nothing() {
+    require_kvm!();
+    let env = Env::new(&["/hello.hvt"], serde_json::json!({}));
+    let path = env.bundle().join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["hooks"] = serde_json::json!({ "createRuntime": [
+        { "path": "/bin/sh", "args": ["sh", "-c", "sleep 5"], "timeout": 1 }
+    ] });
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let out = env.unik(&["create", "--bundle", env.bundle().to_str().unwrap(), "ch"]);
+    assert_eq!(out.status.code(), Some(1));
+    // The monitor shares stderr and may still be on its way out: give it time to speak.
+    std::thread::sleep(Duration::from_millis(500));
+    let err = std::fs::read_to_string(env.dir.path().join("stderr")).unwrap();
+    // The hook's failure, said once (by create; the monitor it started stays quiet).
+    assert_eq!(err.matches("createRuntime hook /bin/sh: timed out after 1s").count(), 1, "{err}");
+    assert!(!err.contains("gave up"), "{err}");
+    assert!(!env.root().join("ch").exists());
+}
+
+#[test]
 fn test_bad_bundles_are_refused_clearly() {
     // Without runc, an ordinary bundle is refused rather than handed over.
     const NO_RUNC: &[(&str, &str)] = &[("UNIK_RUNC", "/nonexistent/runc")];

@@ -58,9 +58,12 @@ pub fn namespaces_ready(fd: &OwnedFd) -> std::io::Result<()> {
     let mut go = [0u8; 1];
     match file.read(&mut go)? {
         1 => Ok(()),
-        _ => Err(std::io::Error::other("create gave up (a hook failed)")),
+        _ => Err(std::io::Error::new(CREATE_GAVE_UP, "create gave up (a hook failed)")),
     }
 }
+
+/// The error kind of [`namespaces_ready`] when `create` gave up: it reports why itself.
+pub const CREATE_GAVE_UP: std::io::ErrorKind = std::io::ErrorKind::ConnectionAborted;
 
 /// Writes the monitor's report on `fd` and closes it.
 pub fn report(fd: OwnedFd, result: Result<(), String>) -> std::io::Result<()> {

@@ -36,6 +36,15 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         Ok(p) => p,
         Err(e) => {
             let chain = crate::error_chain(&e);
+            let gave_up = e
+                .root_cause()
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == runtime::spawn::CREATE_GAVE_UP);
+            if gave_up {
+                // `create` stopped waiting for us (a hook failed) and says why itself.
+                log::debug!("{chain}");
+                return Ok(ExitCode::FAILURE);
+            }
             if report(sync, Err(chain.clone())).is_err() {
                 return Err(e);
             }
