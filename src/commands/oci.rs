@@ -135,28 +135,66 @@ fn block_forwarded() -> libc::sigset_t {
 /// by [`block_forwarded`]) that arrive meanwhile on to it; returns its exit status (a signal as
 /// 128 + n).
 fn wait_child(pid: i32, set: &libc::sigset_t) -> anyhow::Result<u8> {
-    let tick = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 100_000_000,
-    };
-    let mut status = 0;
-    loop {
-        // SAFETY: waitpid(2) on our own child with a valid status pointer.
-        let rc = unsafe { libc::waitpid(pid, &raw mut status, libc::WNOHANG) };
-        if rc == pid {
-            break;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let owned = |fd: libc::c_long, what: &str| -> anyhow::Result<OwnedFd> {
+        let fd = i32::try_from(fd).unwrap_or(-1);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context(what.to_string());
         }
-        if rc < 0 {
+        // SAFETY: a descriptor just returned by the kernel, owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    // Our own child, not reaped yet: its pid cannot have been recycled.
+    // SAFETY: pidfd_open(2) with no flags.
+    let child = owned(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }, "pidfd_open")?;
+    // SAFETY: signalfd(2) for the blocked set, a new descriptor.
+    let signals = owned(
+        libc::c_long::from(unsafe { libc::signalfd(-1, set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) }),
+        "signalfd",
+    )?;
+    // Sleeps until the child exits or a signal comes (no polling: run returns as the guest ends).
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: child.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: signals.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: poll(2) on two valid pollfds.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
             let err = std::io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EINTR) {
-                return Err(err).context("waiting for the container");
+            if err.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err).context("waiting for the container");
+        }
+        if fds[1].revents & libc::POLLIN != 0 {
+            // SAFETY: signalfd_siginfo is plain data.
+            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+            let size = std::mem::size_of::<libc::signalfd_siginfo>();
+            // SAFETY: reads whole records into `info`, of their size.
+            while usize::try_from(unsafe { libc::read(signals.as_raw_fd(), (&raw mut info).cast(), size) }) == Ok(size) {
+                let signo = i32::try_from(info.ssi_signo).unwrap_or(0);
+                // SAFETY: signalling our own child, which is not reaped yet.
+                unsafe { libc::kill(pid, signo) };
             }
         }
-        // SAFETY: waits for a blocked signal with a valid set and timeout.
-        let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &raw const tick) };
-        if sig > 0 {
-            // SAFETY: signalling our own child, which is not reaped yet (its pid is still ours).
-            unsafe { libc::kill(pid, sig) };
+        if fds[0].revents & libc::POLLIN != 0 {
+            break;
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waitpid(2) on our own child, which has exited, with a valid status pointer.
+    while unsafe { libc::waitpid(pid, &raw mut status, 0) } < 0 {
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err).context("waiting for the container");
         }
     }
     let code = if libc::WIFEXITED(status) {
