@@ -22,13 +22,9 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     }
     // SAFETY: fd 3 is open (checked above) and `create` handed it to us alone.
     let sync = unsafe { OwnedFd::from_raw_fd(SYNC_FD) };
-    // Stop signals must reach us whatever mask the caller had (a foreground `run` blocks them).
-    // SAFETY: an empty set, installed as this (still single-threaded) process's mask.
-    unsafe {
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&raw mut none);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const none, std::ptr::null_mut());
-    }
+    // Stop signals must reach us whatever mask the caller had (a foreground `run` blocks them);
+    // still single-threaded, so this thread's mask is the process's.
+    vmm::signal::set_thread_mask(libc::SIG_SETMASK, &vmm::signal::sigset(&[]));
     // Everything before the VM is built reports its error through the sync socket too.
     // An error `create` received is its to report (on stderr and in the log); reported here as
     // well it would show twice.

@@ -118,16 +118,9 @@ const FORWARDED: [libc::c_int; 6] = [
 /// set. Children start with an empty mask (std's spawn resets it, and the monitor clears it
 /// again itself).
 fn block_forwarded() -> libc::sigset_t {
-    // SAFETY: sigset_t is plain data, initialised by sigemptyset.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: valid sigset pointers; changes this thread's mask only (`run` is single-threaded).
-    unsafe {
-        libc::sigemptyset(&raw mut set);
-        for sig in FORWARDED {
-            libc::sigaddset(&raw mut set, sig);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, std::ptr::null_mut());
-    }
+    let set = vmm::signal::sigset(&FORWARDED);
+    // `run` is single-threaded: the thread's mask is the process's.
+    vmm::signal::set_thread_mask(libc::SIG_BLOCK, &set);
     set
 }
 

@@ -27,20 +27,34 @@ pub const STOP_SIGNALS: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
 /// be noticed at the boot vCPU's next exit — never, for a guest halted with interrupts off.
 /// A stop signal arriving meanwhile stays pending until `f` returns.
 pub fn with_stop_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
+    let old = set_thread_mask(libc::SIG_BLOCK, &sigset(&STOP_SIGNALS));
+    let result = f();
+    set_thread_mask(libc::SIG_SETMASK, &old);
+    result
+}
+
+/// The signal set holding `signals`.
+pub fn sigset(signals: &[libc::c_int]) -> libc::sigset_t {
     // SAFETY: sigset_t is plain data, initialised by sigemptyset.
-    let (mut set, mut old): (libc::sigset_t, libc::sigset_t) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
-    // SAFETY: valid sigset pointers; changes only this thread's mask, restored below.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid sigset pointer.
     unsafe {
         libc::sigemptyset(&raw mut set);
-        for signum in STOP_SIGNALS {
+        for &signum in signals {
             libc::sigaddset(&raw mut set, signum);
         }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, &raw mut old);
     }
-    let result = f();
-    // SAFETY: restores the mask saved above.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, ptr::null_mut()) };
-    result
+    set
+}
+
+/// Changes the calling thread's signal mask by `set` (`how`: `SIG_BLOCK`, `SIG_UNBLOCK` or
+/// `SIG_SETMASK`); returns the mask it had.
+pub fn set_thread_mask(how: libc::c_int, set: &libc::sigset_t) -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; pthread_sigmask fills it.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid sigset pointers; affects only the calling thread.
+    unsafe { libc::pthread_sigmask(how, set, &raw mut old) };
+    old
 }
 
 /// The eventfd a stop signal writes, and the handler installation.
