@@ -127,24 +127,16 @@ fn block_forwarded() -> libc::sigset_t {
 /// Waits for the container's monitor (our child) to exit, passing the signals of `set` (blocked
 /// by [`block_forwarded`]) that arrive meanwhile on to it; returns its exit status (a signal as
 /// 128 + n).
-fn wait_child(pid: i32, set: &libc::sigset_t) -> anyhow::Result<u8> {
+fn wait_child(pid: i32, start: u64, set: &libc::sigset_t) -> anyhow::Result<u8> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let owned = |fd: libc::c_long, what: &str| -> anyhow::Result<OwnedFd> {
-        let fd = i32::try_from(fd).unwrap_or(-1);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error()).context(what.to_string());
-        }
-        // SAFETY: a descriptor just returned by the kernel, owned by nobody else.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    };
-    // Our own child, not reaped yet: its pid cannot have been recycled.
-    // SAFETY: pidfd_open(2) with no flags.
-    let child = owned(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }, "pidfd_open")?;
+    let child = runtime::process::pidfd(pid, start)?;
     // SAFETY: signalfd(2) for the blocked set, a new descriptor.
-    let signals = owned(
-        libc::c_long::from(unsafe { libc::signalfd(-1, set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) }),
-        "signalfd",
-    )?;
+    let fd = unsafe { libc::signalfd(-1, set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("signalfd");
+    }
+    // SAFETY: a descriptor just returned by the kernel, owned by nobody else.
+    let signals = unsafe { OwnedFd::from_raw_fd(fd) };
     // Sleeps until the child exits or a signal comes (no polling: run returns as the guest ends).
     loop {
         let mut fds = [
@@ -211,8 +203,11 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
         return Err(e.into());
     }
     let Some(set) = forwarded else { return Ok(ExitCode::SUCCESS) };
-    let pid = rt.state(id)?.pid.context("the container has no pid")?;
-    let code = wait_child(pid, &set)?;
+    let state = rt.state(id)?;
+    let (Some(pid), Some(start)) = (state.pid, state.pid_start_time) else {
+        anyhow::bail!("container {id} has no monitor process recorded");
+    };
+    let code = wait_child(pid, start, &set)?;
     rt.delete(id, true)?;
     Ok(ExitCode::from(code))
 }
