@@ -9,6 +9,8 @@
 use core::arch::{asm, global_asm};
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use crate::linux::outb;
+
 /// The vector every routed device GSI is delivered on.
 pub const DEVICE_VECTOR: u8 = 0x30;
 /// The local APIC timer's vector.
@@ -22,7 +24,6 @@ const LAPIC_LVT_TIMER: u64 = 0x320;
 const LAPIC_LVT_LINT0: u64 = 0x350;
 const LAPIC_LVT_LINT1: u64 = 0x360;
 const LAPIC_TIMER_INIT: u64 = 0x380;
-const LAPIC_TIMER_CUR: u64 = 0x390;
 const LAPIC_TIMER_DIV: u64 = 0x3e0;
 const LVT_MASKED: u32 = 1 << 16;
 
@@ -108,11 +109,6 @@ fn ioapic_r(reg: u32) -> u32 {
     mmio_r(IOAPIC + 0x10)
 }
 
-fn outb(port: u16, v: u8) {
-    // SAFETY: port I/O has no memory effects.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags)) };
-}
-
 /// Loads the IDT, masks the PICs and LINT0/1, and enables the local APIC. Interrupts stay
 /// disabled (IF = 0) except inside [`wait`].
 pub fn init() {
@@ -176,11 +172,6 @@ pub fn arm_timer(ticks: u32) {
 pub fn disarm_timer() {
     mmio_w(LAPIC + LAPIC_TIMER_INIT, 0);
     mmio_w(LAPIC + LAPIC_LVT_TIMER, LVT_MASKED);
-}
-
-/// The timer's current count.
-pub fn timer_count() -> u32 {
-    mmio_r(LAPIC + LAPIC_TIMER_CUR)
 }
 
 pub fn device_irqs() -> u64 {

@@ -14,7 +14,7 @@ const PVH_MAGIC: u32 = 0x336e_c578;
 const COM1: u16 = 0x3f8;
 const EXIT_PORT: u16 = 0x501;
 
-fn outb(port: u16, v: u8) {
+pub(crate) fn outb(port: u16, v: u8) {
     // SAFETY: port I/O has no memory effects.
     unsafe { asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags)) };
 }
