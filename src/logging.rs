@@ -93,6 +93,7 @@ pub fn init(debug: bool, format: LogFormat, file: Option<&Path>) -> std::io::Res
 /// Writes an error that came before the logger could be set up (the command line itself was
 /// wrong) to the `--log` file named in `argv`, if any, in its `--log-format`: the shim reads its
 /// last error line from there, not from stderr.
+///
 /// Only the options up to the command's first operand are looked at (never a guest's
 /// arguments).
 pub fn log_early_error(argv: &[std::ffi::OsString], msg: &str) {
