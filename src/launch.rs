@@ -33,7 +33,9 @@ impl Gate {
 }
 
 /// Builds the VM for `cfg`, tells `built` how that went (before the gate, so `create` can return
-/// the exact error), waits at `gate`, and runs the guest to completion.
+/// the exact error), waits at `gate`, gives up every privilege (the process can then never
+/// regain one; its threads install their seccomp filters in `Vm::run`) and runs the guest to
+/// completion.
 pub fn run(
     cfg: &VmConfig,
     console: Box<dyn Write + Send>,
@@ -52,5 +54,6 @@ pub fn run(
         }
     };
     gate.wait()?;
+    vmm::privileges::drop_privileges()?;
     Ok(vm.run()?)
 }

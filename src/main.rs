@@ -31,6 +31,14 @@ fn main() -> ExitCode {
         }
     };
     let global = &cli.global;
+    // Before anything is opened: what is open now was inherited. The guest needs none of it but
+    // the taps passed as @FD (and the OCI monitor its sync socket).
+    if let Some(keep) = inherited_fds_to_keep(&cli.command) {
+        if let Err(e) = vmm::privileges::close_inherited_fds(&keep) {
+            eprintln!("unik: closing inherited file descriptors: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     if let Err(e) = logging::init(global.debug, global.log_format, global.log.as_deref()) {
         eprintln!("unik: {e}");
         return ExitCode::FAILURE;
@@ -67,6 +75,24 @@ fn main() -> ExitCode {
             log::error!("{}", error_chain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The inherited descriptors a command that runs a guest keeps besides stdio; `None` for the
+/// commands that run none.
+fn inherited_fds_to_keep(command: &Command) -> Option<Vec<std::os::fd::RawFd>> {
+    match command {
+        Command::Boot(args) => Some(
+            args.nets
+                .iter()
+                .filter_map(|(_, backend)| match backend {
+                    vmm::NetBackend::Fd(fd) => Some(*fd),
+                    vmm::NetBackend::Tap(_) => None,
+                })
+                .collect(),
+        ),
+        Command::Monitor(_) => Some(vec![runtime::spawn::SYNC_FD]),
+        _ => None,
     }
 }
 

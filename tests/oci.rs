@@ -216,6 +216,46 @@ fn test_sigterm_stops_a_running_guest_like_a_container() {
 }
 
 #[test]
+fn test_the_container_monitor_runs_confined_without_inherited_descriptors() {
+    require_kvm!();
+    use std::os::unix::process::CommandExt;
+    let env = Env::new(&["/hello.hvt", "sleep=600000"], serde_json::json!({}));
+    // `create` inherits fd 47 from its caller (as from a shell): the monitor must not keep it.
+    let leaked = File::create(env.dir.path().join("leaked")).unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&leaked);
+    let pid_file = env.dir.path().join("m.pid");
+    let console = File::create(env.console()).unwrap();
+    let mut cmd = common::unik();
+    cmd.arg("--root").arg(env.root()).args(["create", "--bundle"]).arg(env.bundle());
+    cmd.arg("--pid-file").arg(&pid_file).arg("m1");
+    cmd.stdin(Stdio::null()).stdout(console).stderr(Stdio::null());
+    // SAFETY: dup2 in the child between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 47) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    assert!(cmd.status().unwrap().success());
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    assert!(env.unik(&["start", "m1"]).status.success());
+    wait_console(&env, "Hello, world");
+    common::assert_confined(pid.cast_unsigned());
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!fds.iter().any(|n| n == "47"), "the monitor kept the inherited fd 47: {fds:?}");
+    assert!(env.query(&["kill", "m1", "SIGTERM"]).status.success());
+    let status = reap(pid);
+    assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGTERM, "{status:#x}");
+    assert!(env.query(&["delete", "m1"]).status.success());
+}
+
+#[test]
 fn test_pause_resume_and_force_delete() {
     require_kvm!();
     let env = Env::new(&["/hello.hvt", "sleep=600000"], serde_json::json!({}));
@@ -507,6 +547,15 @@ impl Net {
             .success()
     }
 
+    /// The container side after the guest ended, before `delete`: the tap went with the monitor,
+    /// the ingress qdisc of the splice is still there.
+    fn assert_spliced(&self) {
+        let links = self.container.links();
+        assert!(!links.contains(": uk"), "tap left behind: {links}");
+        let qdiscs = String::from_utf8_lossy(&self.container.exec_ok(&["tc", "qdisc", "show"]).stdout).into_owned();
+        assert!(qdiscs.contains("ingress"), "no splice: {qdiscs}");
+    }
+
     /// The container side: no ingress qdisc left on the interfaces, no unik tap left.
     fn assert_clean(&self) {
         let links = self.container.links();
@@ -554,8 +603,10 @@ fn test_guest_takes_over_the_container_interface() {
         "guest MAC is not ceth0's {mac}: {console}"
     );
     assert!(console.contains("net: answered 3 pings"), "{console}");
-    net.assert_clean();
+    // The monitor, confined once its guest ran, leaves the splice for `delete` to remove.
+    net.assert_spliced();
     assert!(env.query(&["delete", "n1"]).status.success());
+    net.assert_clean();
 }
 
 #[test]
@@ -608,8 +659,9 @@ fn test_urunc_firecracker_bundle_boots_in_process_with_virtio() {
         "guest MAC is not ceth0's {mac}: {console}"
     );
     assert!(console.contains("virtio-net: answered 2 pings"), "{console}");
-    net.assert_clean();
+    net.assert_spliced();
     assert!(env.query(&["delete", "v1"]).status.success());
+    net.assert_clean();
 }
 
 #[test]

@@ -130,9 +130,10 @@ fn mkfifo(path: &Path) -> Result<(), ContainerError> {
     Ok(())
 }
 
-/// After a monitor died without cleaning up (SIGKILL), its tap is gone but the container
-/// interface still has the ingress qdisc redirecting into it: remove that, inside the
-/// container's network namespace (from a thread, so only that thread changes namespace).
+/// After the monitor ended (a monitor that ran its guest is confined and leaves the splice; one
+/// killed by SIGKILL had no chance to clean up), its tap is gone but the container interface
+/// still has the ingress qdisc redirecting into it: remove that, inside the container's network
+/// namespace (from a thread, so only that thread changes namespace).
 fn remove_stale_splice(dir: &StateDir) {
     let Ok(name) = std::fs::read(dir.path().join("wired.json"))
         .map_err(|_| ())

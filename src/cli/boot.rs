@@ -67,6 +67,12 @@ pub struct BootArgs {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=64))]
     pub cpus: u8,
 
+    /// What the monitor's seccomp filters do with a system call they do not allow while the
+    /// guest runs: on (the process dies, after a line naming the call), log (allowed, and logged
+    /// by the kernel: to find a missing rule) or off (no filter; warns).
+    #[arg(long, value_name = "on|log|off", default_value_t = vmm::seccomp::SeccompMode::On)]
+    pub seccomp: vmm::seccomp::SeccompMode,
+
     /// The unikernel: a solo5-hvt ELF executable.
     #[arg(value_name = "KERNEL")]
     pub kernel: PathBuf,
@@ -161,6 +167,7 @@ impl TryFrom<BootArgs> for VmConfig {
             kind: args.kind,
             initrd: args.initrd,
             vcpus: args.cpus,
+            seccomp: args.seccomp,
         })
     }
 }

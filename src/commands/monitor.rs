@@ -28,7 +28,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     // Everything before the VM is built reports its error through the sync socket too.
     // An error `create` received is its to report (on stderr and in the log); reported here as
     // well it would show twice.
-    let (cfg, wired) = match prepare(&args.dir, &sync) {
+    let (cfg, mut wired) = match prepare(&args.dir, &sync) {
         Ok(p) => p,
         Err(e) => {
             let chain = crate::error_chain(&e);
@@ -50,13 +50,22 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     };
     let mut sync = Some(sync);
     let mut reported = false;
+    let mut vm_built = false;
     let gate = Gate::Fifo(args.dir.join("exec.fifo"));
     let result = launch::run(&cfg, Box::new(std::io::stdout()), &gate, |built| {
+        vm_built = built.is_ok();
         if let Some(fd) = sync.take() {
             let failed = built.is_err();
             reported = report(fd, built).is_ok() && failed;
         }
     });
+    // Once the VM is built the monitor goes on to give up its privileges and run the guest under
+    // seccomp: it can no longer remove the splice, `delete` does.
+    if vm_built {
+        if let Some(w) = wired.take() {
+            w.leave_for_delete();
+        }
+    }
     let status = match result {
         Ok(status) => status,
         Err(e) if reported => {
@@ -65,8 +74,6 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e),
     };
-    // Remove the splice before exiting (the tap goes with our fd).
-    drop(wired);
     if let ExitStatus::Signal(signum) = status {
         log::debug!("stopping on signal {signum}");
         // SAFETY: restoring the default action and re-raising a signal in our own process.

@@ -310,14 +310,16 @@ pub fn features() -> anyhow::Result<ExitCode> {
             "namespaces": ["network"],
             "capabilities": [],
             "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false },
-            "seccomp": { "enabled": false },
+            "seccomp": { "enabled": true, "actions": [], "operators": [], "archs": [] },
             "apparmor": { "enabled": false },
             "selinux": { "enabled": false },
             "intelRdt": { "enabled": false }
         },
         "annotations": {
             "dev.unik.version": env!("CARGO_PKG_VERSION"),
-            "dev.unik.hvt.abi": "2"
+            "dev.unik.hvt.abi": "2",
+            "dev.unik.seccomp": "the monitor's own filters, one per thread kind (docs/SECURITY.md), a violation kills it; a bundle's linux.seccomp profile is not applied: the guest makes no Linux system calls",
+            "dev.unik.privileges": "no_new_privs, every capability dropped and inherited descriptors closed before the guest runs"
         },
         "potentiallyUnsafeConfigAnnotations": []
     }))?;

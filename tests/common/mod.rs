@@ -94,3 +94,53 @@ pub fn disk(dir: &tempfile::TempDir, name: &str, size: usize, byte: u8) -> PathB
     std::fs::write(&path, vec![byte; size]).expect("write disk image");
     path
 }
+
+/// What /proc says of one thread of a confined process.
+#[derive(Debug)]
+pub struct ThreadConfinement {
+    /// The thread's name.
+    pub name: String,
+    /// The `Seccomp:` field (2 = filter mode).
+    pub seccomp: String,
+    /// The `NoNewPrivs:` field.
+    pub no_new_privs: String,
+    /// `CapInh`, `CapPrm`, `CapEff`, `CapBnd`, `CapAmb`, in that order.
+    pub caps: Vec<String>,
+}
+
+/// Every thread of process `pid` with its seccomp mode, no_new_privs and capability sets.
+pub fn thread_confinement(pid: u32) -> Vec<ThreadConfinement> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("read the process's tasks") {
+        let task = task.unwrap().path();
+        let Ok(status) = std::fs::read_to_string(task.join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+                .unwrap_or_default()
+        };
+        out.push(ThreadConfinement {
+            name: field("Name:"),
+            seccomp: field("Seccomp:"),
+            no_new_privs: field("NoNewPrivs:"),
+            caps: ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"].map(field).to_vec(),
+        });
+    }
+    out
+}
+
+/// Asserts every thread of `pid` runs under a seccomp filter with no_new_privs and no
+/// capability in any set; returns the threads' names.
+pub fn assert_confined(pid: u32) -> Vec<String> {
+    let threads = thread_confinement(pid);
+    assert!(!threads.is_empty(), "no threads of {pid}");
+    for t in &threads {
+        assert_eq!(t.seccomp, "2", "{t:?}");
+        assert_eq!(t.no_new_privs, "1", "{t:?}");
+        assert!(t.caps.iter().all(|c| c == "0000000000000000"), "{t:?}");
+    }
+    threads.into_iter().map(|t| t.name).collect()
+}

@@ -37,6 +37,9 @@ pub struct VmConfig {
     /// Number of vCPUs (Linux boot protocol only; hvt guests have one).
     #[serde(default = "default_vcpus")]
     pub vcpus: u8,
+    /// What the seccomp filters do with a system call they do not allow while the guest runs.
+    #[serde(default)]
+    pub seccomp: crate::seccomp::SeccompMode,
 }
 
 fn default_mem_mib() -> u64 {
@@ -81,6 +84,7 @@ impl VmConfig {
             kind: None,
             initrd: None,
             vcpus: 1,
+            seccomp: crate::seccomp::SeccompMode::On,
         }
     }
 }

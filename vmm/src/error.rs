@@ -73,4 +73,18 @@ pub enum Error {
     /// Signal handling could not be set up.
     #[error("Could not set up signal handling: {0}")]
     Signals(std::io::Error),
+    /// A seccomp filter could not be built or installed.
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
+    /// Privileges could not be dropped.
+    #[error(transparent)]
+    Privileges(#[from] crate::privileges::PrivilegeError),
+    /// A thread of the running VM could not be started.
+    #[error("Could not start {what}: {source}")]
+    Thread {
+        /// Which thread.
+        what: &'static str,
+        /// What the OS said.
+        source: std::io::Error,
+    },
 }

@@ -16,6 +16,8 @@ pub mod hvt;
 pub mod linux;
 pub mod loader;
 pub mod memory;
+pub mod privileges;
+pub mod seccomp;
 pub mod signal;
 pub mod vcpu;
 pub mod vm;

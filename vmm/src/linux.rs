@@ -35,6 +35,7 @@ use crate::devices::{Bus, bus::lock};
 use crate::error::Error;
 use crate::host::disk::Disk;
 use crate::host::tap::Tap;
+use crate::seccomp::{Filters, ThreadKind};
 use crate::signal::StopSignals;
 use crate::vcpu::{self, ExitStatus, VcpuError};
 
@@ -170,6 +171,7 @@ pub struct LinuxVm {
     _kvm: Kvm,
     _mem: GuestMemoryMmap,
     stop: StopSignals,
+    filters: Filters,
 }
 
 impl std::fmt::Debug for LinuxVm {
@@ -481,7 +483,8 @@ impl LinuxVm {
             vcpus.len()
         );
         let stop = StopSignals::new().map_err(Error::Signals)?;
-        let events = EventLoop::start(events, Some(uart.clone())).map_err(host("device thread"))?;
+        let events = EventLoop::new(events, Some(uart.clone())).map_err(host("device thread"))?;
+        let filters = Filters::new(cfg.seccomp, &[ThreadKind::LinuxVcpu, ThreadKind::Devices])?;
         Ok(LinuxVm {
             events: Some(events),
             vcpus,
@@ -492,13 +495,19 @@ impl LinuxVm {
             _kvm: kvm,
             _mem: mem,
             stop,
+            filters,
         })
     }
 
     /// Runs the guest until it exits (debug-exit port, reset, shutdown), a stop signal arrives or
-    /// a vCPU faults. vCPU 0 runs on this thread, the others on their own.
+    /// a vCPU faults. vCPU 0 runs on this thread, the others on their own. Every thread installs
+    /// its seccomp filter before the guest's first instruction: the device thread and the APs
+    /// first thing, this thread once they have.
     pub fn run(mut self) -> Result<ExitStatus, Error> {
         self.stop.install().map_err(Error::Signals)?;
+        if let Some(events) = self.events.as_mut() {
+            events.start(&self.filters)?;
+        }
         let done = Arc::new(AtomicBool::new(false));
         let outcome: Arc<Mutex<Option<Result<ExitStatus, VcpuError>>>> = Arc::new(Mutex::new(None));
         let mut vcpus = std::mem::take(&mut self.vcpus).into_iter();
@@ -513,8 +522,10 @@ impl LinuxVm {
         let boot_flag = std::ptr::from_mut(&mut boot.get_kvm_run().immediate_exit) as usize;
         // SAFETY: pthread_self has no preconditions.
         let boot_tid = unsafe { libc::pthread_self() };
+        let filters = &self.filters;
         let result = std::thread::scope(|scope| {
             let mut aps = Vec::new();
+            let mut confined = Ok(());
             for mut vcpu in vcpus {
                 let (pio, mmio, done, outcome) = (self.pio.clone(), self.mmio.clone(), done.clone(), outcome.clone());
                 let flag = std::ptr::from_mut(&mut vcpu.get_kvm_run().immediate_exit) as usize;
@@ -522,8 +533,13 @@ impl LinuxVm {
                 // Stop signals go to this thread (vCPU 0), not to the APs'.
                 let handle = crate::signal::with_stop_signals_blocked(|| {
                     scope.spawn(move || {
+                        let installed = filters.install(ThreadKind::LinuxVcpu);
+                        let ok = installed.is_ok();
                         // SAFETY: pthread_self has no preconditions.
-                        let _ = tid_tx.send(unsafe { libc::pthread_self() });
+                        let _ = tid_tx.send((unsafe { libc::pthread_self() }, installed));
+                        if !ok {
+                            return vcpu;
+                        }
                         let r = vcpu::run_loop(&mut vcpu, &|| None, &|| done.load(Ordering::SeqCst), |exit| {
                             vcpu::handle_linux_exit(exit, &pio, &mmio)
                         });
@@ -534,11 +550,26 @@ impl LinuxVm {
                         vcpu
                     })
                 });
-                aps.push((handle, tid_rx.recv().ok(), flag));
+                let tid = match tid_rx.recv() {
+                    Ok((tid, installed)) => {
+                        if confined.is_ok() {
+                            confined = installed;
+                        }
+                        Some(tid)
+                    }
+                    Err(_) => None,
+                };
+                aps.push((handle, tid, flag));
             }
-            let r = vcpu::run_with(&mut boot, &self.stop, &|| done.load(Ordering::SeqCst), |exit| {
-                vcpu::handle_linux_exit(exit, &self.pio, &self.mmio)
-            });
+            // No vCPU enters the guest unconfined: an AP whose filter failed never ran, and
+            // the others stop at once (`done`) before their first KVM_RUN or right after it.
+            let r = match confined.and_then(|()| filters.install(ThreadKind::LinuxVcpu)) {
+                Ok(()) => vcpu::run_with(&mut boot, &self.stop, &|| done.load(Ordering::SeqCst), |exit| {
+                    vcpu::handle_linux_exit(exit, &self.pio, &self.mmio)
+                })
+                .map_err(Error::from),
+                Err(e) => Err(Error::from(e)),
+            };
             let first = !done.swap(true, Ordering::SeqCst);
             for (handle, tid, flag) in aps {
                 if let Some(tid) = tid {
@@ -549,14 +580,14 @@ impl LinuxVm {
                 }
             }
             match (first, lock(&outcome).take()) {
-                (false, Some(ap)) => ap,
+                (false, Some(ap)) if !matches!(r, Err(Error::Seccomp(_))) => ap.map_err(Error::from),
                 _ => r,
             }
         });
         self.vcpus.push(boot);
         lock(&self.uart).flush();
         drop(self.events.take());
-        Ok(result?)
+        result
     }
 }
 

@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::hvt::{self, Hvt, Manifest};
 use crate::loader::Executable;
 use crate::memory::GuestRam;
+use crate::seccomp::{Filters, ThreadKind};
 use crate::signal::StopSignals;
 use crate::vcpu::{self, ExitStatus};
 
@@ -79,6 +80,7 @@ pub struct HvtVm {
     hvt: Hvt,
     ram: GuestRam,
     stop: StopSignals,
+    filters: Filters,
 }
 
 /// The most guest memory, in MiB.
@@ -152,6 +154,7 @@ impl HvtVm {
 
         let stop = StopSignals::new().map_err(Error::Signals)?;
         let hvt = Hvt::new(ram.clone(), devices, console, stop.fd())?;
+        let filters = Filters::new(cfg.seccomp, &[ThreadKind::HvtVcpu])?;
         Ok(HvtVm {
             vcpu,
             _vm: vm,
@@ -159,12 +162,15 @@ impl HvtVm {
             hvt,
             ram,
             stop,
+            filters,
         })
     }
 
     /// Runs the guest until it halts (its status), a stop signal arrives, or it faults (an error).
+    /// The thread's seccomp filter goes on before the first `KVM_RUN`.
     pub fn run(mut self) -> Result<ExitStatus, Error> {
         self.stop.install().map_err(Error::Signals)?;
+        self.filters.install(ThreadKind::HvtVcpu)?;
         let status = vcpu::run(&mut self.vcpu, &mut self.hvt, &self.ram, &self.stop);
         if log::log_enabled!(log::Level::Debug) {
             match self.ram.resident_bytes() {

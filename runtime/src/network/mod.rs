@@ -107,7 +107,8 @@ pub fn enter(plan: &NetPlan) -> Result<(), ContainerError> {
     }
 }
 
-/// A spliced tap; dropping it removes the splice from the container interface.
+/// A spliced tap; dropping it removes the splice from the container interface, unless
+/// [`leave_for_delete`](Wired::leave_for_delete) said not to.
 #[derive(Debug)]
 pub struct Wired {
     /// The tap's fd, handed to the VM as `NetBackend::Fd`.
@@ -116,10 +117,23 @@ pub struct Wired {
     pub interface: link::Interface,
     /// Placeholder values.
     pub values: BTreeMap<&'static str, String>,
+    /// Whether dropping removes the splice.
+    remove_on_drop: bool,
+}
+
+impl Wired {
+    /// Leaves the splice for `unik delete` to remove (it reads `wired.json`): a monitor that ran
+    /// its guest has no capabilities left and its seccomp filter allows no netlink socket.
+    pub fn leave_for_delete(mut self) {
+        self.remove_on_drop = false;
+    }
 }
 
 impl Drop for Wired {
     fn drop(&mut self) {
+        if !self.remove_on_drop {
+            return;
+        }
         if let Err(e) = tc::del_ingress(self.interface.index) {
             log::warn!("removing the splice from {}: {e}", self.interface.name);
         }
@@ -214,7 +228,12 @@ pub fn wire(plan: &NetPlan, cfg: &mut VmConfig) -> Result<Option<Wired>, Contain
         backend: NetBackend::Fd(tap.as_raw_fd()),
         mac: Some(MacAddr(interface.mac)),
     });
-    Ok(Some(Wired { tap, interface, values }))
+    Ok(Some(Wired {
+        tap,
+        interface,
+        values,
+        remove_on_drop: true,
+    }))
 }
 
 /// The placeholders a template may use.

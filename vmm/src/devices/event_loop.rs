@@ -12,7 +12,9 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 use super::bus::lock;
 use super::legacy::Uart;
 use super::virtio::mmio::MmioTransport;
+use crate::error::Error;
 use crate::host::terminal::RawInput;
+use crate::seccomp::{Filters, ThreadKind};
 
 const BACKEND: u32 = u32::MAX;
 
@@ -95,20 +97,31 @@ impl MutEventSubscriber for Stop {
     }
 }
 
-/// The running device thread.
-#[derive(Debug)]
+/// The device thread: built with the VM, started when the guest runs.
 pub struct EventLoop {
     stop: EventFd,
+    /// The loop, until [`start`](Self::start) hands it to its thread.
+    manager: Option<EventManager<Box<dyn MutEventSubscriber + Send>>>,
+    stopped: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     /// The terminal's input mode while stdin feeds the serial port (restored after the thread
     /// has stopped: fields drop after `drop`).
     _terminal: Option<RawInput>,
 }
 
+impl std::fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("started", &self.thread.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl EventLoop {
-    /// Starts the thread serving `devices`, and stdin for `uart` when stdin is a terminal
-    /// (switched to character-at-a-time input without echo until the loop is dropped).
-    pub fn start(devices: Vec<VirtioEvents>, uart: Option<Arc<Mutex<Uart>>>) -> std::io::Result<EventLoop> {
+    /// Prepares the loop serving `devices`, and stdin for `uart` when stdin is a terminal
+    /// (switched to character-at-a-time input without echo until the loop is dropped). No thread
+    /// runs until [`start`](Self::start).
+    pub fn new(devices: Vec<VirtioEvents>, uart: Option<Arc<Mutex<Uart>>>) -> std::io::Result<EventLoop> {
         let mut manager: EventManager<Box<dyn MutEventSubscriber + Send>> =
             EventManager::new().map_err(|e| std::io::Error::other(format!("event manager: {e:?}")))?;
         for d in devices {
@@ -129,9 +142,31 @@ impl EventLoop {
         let stop = EventFd::new(EFD_NONBLOCK)?;
         let stopped = Arc::new(AtomicBool::new(false));
         manager.add_subscriber(Box::new(Stop(stop.try_clone()?, stopped.clone())));
+        Ok(EventLoop {
+            stop,
+            manager: Some(manager),
+            stopped,
+            thread: None,
+            _terminal: terminal,
+        })
+    }
+
+    /// Starts the device thread. Its first act is to install `filters`' device-thread filter;
+    /// returns once that is done (or failed), so no device work happens unconfined.
+    pub fn start(&mut self, filters: &Filters) -> Result<(), Error> {
+        let Some(mut manager) = self.manager.take() else { return Ok(()) };
+        let stopped = self.stopped.clone();
+        let filters = filters.clone();
+        let (confined_tx, confined_rx) = std::sync::mpsc::sync_channel(1);
         // Stop signals are for the vCPU threads' owner, not for this one.
         let thread = crate::signal::with_stop_signals_blocked(|| {
             std::thread::Builder::new().name("unik-devices".into()).spawn(move || {
+                let confined = filters.install(ThreadKind::Devices);
+                let ok = confined.is_ok();
+                let _ = confined_tx.send(confined);
+                if !ok {
+                    return;
+                }
                 while !stopped.load(Ordering::SeqCst) {
                     if let Err(e) = manager.run() {
                         log::warn!("event loop: {e:?}");
@@ -139,12 +174,19 @@ impl EventLoop {
                     }
                 }
             })
-        })?;
-        Ok(EventLoop {
-            stop,
-            thread: Some(thread),
-            _terminal: terminal,
         })
+        .map_err(|source| Error::Thread {
+            what: "the device thread",
+            source,
+        })?;
+        self.thread = Some(thread);
+        match confined_rx.recv() {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(Error::Thread {
+                what: "the device thread",
+                source: std::io::Error::other("it ended before installing its seccomp filter"),
+            }),
+        }
     }
 
     /// The fd that stops the loop when written (for tests).

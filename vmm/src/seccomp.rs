@@ -1,0 +1,730 @@
+//! Seccomp filters for the threads that live while a guest runs, one filter per thread kind.
+//!
+//! Each thread installs its own filter (seccompiler rules compiled to BPF) after every file, tap
+//! and KVM object is open and before the guest's first instruction: the hvt vCPU thread, the
+//! Linux-boot vCPU threads and the device thread. A thread started by a filtered thread inherits
+//! its filter, and filters only ever stack, so nothing started later is less confined.
+//!
+//! What a run needs is small: `KVM_RUN` and the few ioctls named below, reads and writes on the
+//! descriptors already open, memory management without `PROT_EXEC`, futexes, signals to this
+//! process only, and exit. No `open`, `socket`, `execve`, `ptrace`, `clone`, `mount`, …: a guest
+//! that takes over the monitor can use only what the monitor already holds.
+//!
+//! A call outside the filter raises SIGSYS (`SECCOMP_RET_TRAP`); the handler writes one line
+//! naming the call to stderr and the process dies by SIGSYS. [`SeccompMode::Log`] lets such calls
+//! through and has the kernel log them (the audit log, `dmesg`), for finding a missing rule.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen as ArgLen, SeccompCmpOp as Op, SeccompCondition as Cond, SeccompFilter, SeccompRule,
+    TargetArch,
+};
+use serde::{Deserialize, Serialize};
+
+/// How the filters act on a system call they do not allow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeccompMode {
+    /// Kill the process, after a line naming the call (the default).
+    #[default]
+    On,
+    /// Allow it, and have the kernel log it (to find a missing rule).
+    Log,
+    /// No filter at all.
+    Off,
+}
+
+impl std::str::FromStr for SeccompMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<SeccompMode, String> {
+        match s {
+            "on" => Ok(SeccompMode::On),
+            "log" => Ok(SeccompMode::Log),
+            "off" => Ok(SeccompMode::Off),
+            _ => Err(format!("'{s}': expected on, log or off")),
+        }
+    }
+}
+
+impl std::fmt::Display for SeccompMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SeccompMode::On => "on",
+            SeccompMode::Log => "log",
+            SeccompMode::Off => "off",
+        })
+    }
+}
+
+/// The kinds of thread that live while a guest runs; each has its own filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadKind {
+    /// The thread running an hvt guest: `KVM_RUN` and the hypercalls (console, block, net, POLL).
+    HvtVcpu,
+    /// A vCPU of a Linux-boot guest: `KVM_RUN`, the buses' devices and, when a queue notify
+    /// reaches the monitor instead of an ioeventfd, that queue's I/O.
+    LinuxVcpu,
+    /// The device thread of a Linux-boot guest: virtio queues, taps, disks, serial input.
+    Devices,
+}
+
+impl ThreadKind {
+    /// Every kind, for tests and documentation.
+    pub const ALL: [ThreadKind; 3] = [ThreadKind::HvtVcpu, ThreadKind::LinuxVcpu, ThreadKind::Devices];
+
+    /// How messages name the kind.
+    pub fn name(self) -> &'static str {
+        match self {
+            ThreadKind::HvtVcpu => "hvt vCPU",
+            ThreadKind::LinuxVcpu => "Linux-boot vCPU",
+            ThreadKind::Devices => "device",
+        }
+    }
+}
+
+/// Errors of building or installing a filter.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    /// The rules did not compile (a bug in this module).
+    #[error("seccomp: building the {kind} thread's filter: {source}")]
+    Build {
+        /// The thread kind.
+        kind: &'static str,
+        /// What seccompiler said.
+        source: seccompiler::BackendError,
+    },
+    /// The kernel refused the filter.
+    #[error("seccomp: installing the {kind} thread's filter: {source}")]
+    Install {
+        /// The thread kind.
+        kind: &'static str,
+        /// What the kernel said.
+        source: seccompiler::Error,
+    },
+    /// The SIGSYS handler could not be installed.
+    #[error("seccomp: installing the SIGSYS handler: {0}")]
+    Handler(std::io::Error),
+}
+
+/// A compiled filter, ready to install on a thread of its kind.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    kind: ThreadKind,
+    program: BpfProgram,
+}
+
+mod ioctls {
+    #![allow(missing_docs)]
+    use vmm_sys_util::{ioctl_io_nr, ioctl_iow_nr};
+
+    const KVMIO: u32 = 0xae;
+    ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
+    #[cfg(target_arch = "x86_64")]
+    vmm_sys_util::ioctl_ior_nr!(KVM_GET_REGS, KVMIO, 0x81, kvm_bindings::kvm_regs);
+    ioctl_iow_nr!(KVM_GET_ONE_REG, KVMIO, 0xab, kvm_bindings::kvm_one_reg);
+}
+
+type Rules = BTreeMap<i64, Vec<SeccompRule>>;
+
+fn allow(rules: &mut Rules, calls: &[libc::c_long]) {
+    for &nr in calls {
+        rules.insert(nr, Vec::new());
+    }
+}
+
+/// Allows `nr` when argument `arg` is one of `values` (compared as 32 bits, as the kernel reads
+/// an `int` or `unsigned int` argument).
+fn allow_arg(rules: &mut Rules, nr: libc::c_long, arg: u8, values: &[u64]) -> Result<(), seccompiler::BackendError> {
+    let mut list = Vec::new();
+    for &v in values {
+        list.push(SeccompRule::new(vec![Cond::new(arg, ArgLen::Dword, Op::Eq, v)?])?);
+    }
+    rules.insert(nr, list);
+    Ok(())
+}
+
+/// Allows `nr` when argument `arg` has none of the bits of `mask`.
+fn allow_without_bits(rules: &mut Rules, nr: libc::c_long, arg: u8, mask: u64) -> Result<(), seccompiler::BackendError> {
+    rules.insert(
+        nr,
+        vec![SeccompRule::new(vec![Cond::new(arg, ArgLen::Dword, Op::MaskedEq(mask), 0)?])?],
+    );
+    Ok(())
+}
+
+/// What every kind needs: I/O on descriptors already open, memory without `PROT_EXEC`,
+/// futexes, signals to this process, clocks and exit.
+fn common(rules: &mut Rules, pid: u64) -> Result<(), seccompiler::BackendError> {
+    allow(
+        rules,
+        &[
+            libc::SYS_read,
+            libc::SYS_write,
+            libc::SYS_close,
+            libc::SYS_futex,
+            libc::SYS_munmap,
+            libc::SYS_mremap,
+            libc::SYS_madvise,
+            libc::SYS_brk,
+            libc::SYS_rt_sigreturn,
+            libc::SYS_rt_sigprocmask,
+            libc::SYS_rt_sigaction,
+            libc::SYS_sigaltstack,
+            libc::SYS_exit,
+            libc::SYS_exit_group,
+            libc::SYS_getpid,
+            libc::SYS_gettid,
+            libc::SYS_clock_gettime,
+            libc::SYS_clock_nanosleep,
+            libc::SYS_sched_yield,
+            libc::SYS_getrandom,
+            libc::SYS_restart_syscall,
+        ],
+    );
+    #[cfg(target_arch = "x86_64")]
+    allow(rules, &[libc::SYS_nanosleep]);
+    let exec = u64::try_from(libc::PROT_EXEC).unwrap_or(4);
+    allow_without_bits(rules, libc::SYS_mmap, 2, exec)?;
+    allow_without_bits(rules, libc::SYS_mprotect, 2, exec)?;
+    let fcntl_cmds = [libc::F_GETFD, libc::F_SETFD, libc::F_GETFL, libc::F_SETFL];
+    allow_arg(rules, libc::SYS_fcntl, 1, &fcntl_cmds.map(|c| u64::try_from(c).unwrap_or(0)))?;
+    // Signals only to threads of this process (the stop-signal re-raise, kicking vCPUs).
+    allow_arg(rules, libc::SYS_tgkill, 0, &[pid])?;
+    Ok(())
+}
+
+/// Reads and writes of block devices and taps.
+const DEVICE_IO: [libc::c_long; 8] = [
+    libc::SYS_readv,
+    libc::SYS_writev,
+    libc::SYS_pread64,
+    libc::SYS_pwrite64,
+    libc::SYS_preadv,
+    libc::SYS_pwritev,
+    libc::SYS_fsync,
+    libc::SYS_fdatasync,
+];
+
+fn epoll_wait(rules: &mut Rules) {
+    #[cfg(target_arch = "x86_64")]
+    allow(rules, &[libc::SYS_epoll_wait]);
+    allow(rules, &[libc::SYS_epoll_pwait]);
+}
+
+/// The ioctls a vCPU thread makes: `KVM_RUN`, and reading the registers to name a fault's
+/// instruction pointer.
+fn vcpu_ioctls() -> Vec<u64> {
+    let mut v = vec![ioctls::KVM_RUN()];
+    #[cfg(target_arch = "x86_64")]
+    v.push(ioctls::KVM_GET_REGS());
+    v.push(ioctls::KVM_GET_ONE_REG());
+    v
+}
+
+fn rules(kind: ThreadKind, pid: u64) -> Result<Rules, seccompiler::BackendError> {
+    let mut rules = Rules::new();
+    common(&mut rules, pid)?;
+    match kind {
+        ThreadKind::HvtVcpu => {
+            allow(&mut rules, &DEVICE_IO);
+            epoll_wait(&mut rules);
+            // POLL's timer; the debug-level residency count after the run.
+            allow(&mut rules, &[libc::SYS_timerfd_settime, libc::SYS_mincore]);
+            allow_arg(&mut rules, libc::SYS_ioctl, 1, &vcpu_ioctls())?;
+        }
+        ThreadKind::LinuxVcpu => {
+            allow(&mut rules, &DEVICE_IO);
+            allow(&mut rules, &[libc::SYS_fallocate]);
+            let mut ioctls = vcpu_ioctls();
+            // The virtio-net driver's feature acknowledgement sets the tap's offloads; vCPU 0
+            // gives the terminal its settings back when the VM ends.
+            ioctls.extend([libc::TUNSETOFFLOAD, libc::TCGETS, libc::TCSETS].map(u64::from));
+            allow_arg(&mut rules, libc::SYS_ioctl, 1, &ioctls)?;
+        }
+        ThreadKind::Devices => {
+            allow(&mut rules, &DEVICE_IO);
+            allow(&mut rules, &[libc::SYS_fallocate]);
+            epoll_wait(&mut rules);
+        }
+    }
+    Ok(rules)
+}
+
+/// The system calls `kind`'s filter allows, by number (for documentation and tests).
+pub fn allowed_calls(kind: ThreadKind) -> Vec<libc::c_long> {
+    rules(kind, 0).map(|r| r.into_keys().collect()).unwrap_or_default()
+}
+
+fn target_arch() -> TargetArch {
+    #[cfg(target_arch = "x86_64")]
+    return TargetArch::x86_64;
+    #[cfg(target_arch = "aarch64")]
+    return TargetArch::aarch64;
+}
+
+impl Filter {
+    /// Compiles `kind`'s filter for `mode`; `None` when `mode` is off.
+    pub fn new(kind: ThreadKind, mode: SeccompMode) -> Result<Option<Filter>, SeccompError> {
+        let mismatch = match mode {
+            SeccompMode::On => SeccompAction::Trap,
+            SeccompMode::Log => SeccompAction::Log,
+            SeccompMode::Off => return Ok(None),
+        };
+        let build = |source| SeccompError::Build { kind: kind.name(), source };
+        // SAFETY: getpid has no preconditions.
+        let pid = u64::try_from(unsafe { libc::getpid() }).unwrap_or(0);
+        let filter = SeccompFilter::new(rules(kind, pid).map_err(build)?, mismatch, SeccompAction::Allow, target_arch()).map_err(build)?;
+        let program = BpfProgram::try_from(filter).map_err(build)?;
+        Ok(Some(Filter { kind, program }))
+    }
+
+    /// The thread kind.
+    pub fn kind(&self) -> ThreadKind {
+        self.kind
+    }
+
+    /// Installs the filter on the calling thread (and sets no_new_privs, which it requires).
+    pub fn install(&self) -> Result<(), SeccompError> {
+        seccompiler::apply_filter(&self.program).map_err(|source| SeccompError::Install {
+            kind: self.kind.name(),
+            source,
+        })?;
+        THREAD_KIND.with(|k| k.set(Some(self.kind)));
+        Ok(())
+    }
+}
+
+/// The compiled filters of one run, with the SIGSYS handler installed when they trap.
+#[derive(Debug, Clone)]
+pub struct Filters {
+    mode: SeccompMode,
+    filters: Vec<Filter>,
+}
+
+impl Filters {
+    /// Compiles the filters of `kinds` for `mode` and, when `mode` is on, installs the SIGSYS
+    /// handler that reports a blocked call. Call before any filter is installed.
+    pub fn new(mode: SeccompMode, kinds: &[ThreadKind]) -> Result<Filters, SeccompError> {
+        let mut filters = Vec::new();
+        for &kind in kinds {
+            filters.extend(Filter::new(kind, mode)?);
+        }
+        match mode {
+            SeccompMode::On => install_sigsys_handler().map_err(SeccompError::Handler)?,
+            SeccompMode::Log => log::warn!(
+                "seccomp is in log mode: system calls outside the filters are allowed and logged by the \
+                 kernel (see the audit log or dmesg)"
+            ),
+            SeccompMode::Off => log::warn!("seccomp is off: the monitor runs without a system-call filter"),
+        }
+        Ok(Filters { mode, filters })
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> SeccompMode {
+        self.mode
+    }
+
+    /// Installs `kind`'s filter on the calling thread; nothing when the mode is off.
+    pub fn install(&self, kind: ThreadKind) -> Result<(), SeccompError> {
+        match self.filters.iter().find(|f| f.kind == kind) {
+            Some(filter) => filter.install(),
+            None => Ok(()),
+        }
+    }
+}
+
+thread_local! {
+    /// The kind of filter this thread installed, for the SIGSYS report.
+    static THREAD_KIND: Cell<Option<ThreadKind>> = const { Cell::new(None) };
+}
+
+/// Where the SIGSYS report also goes, besides stderr (the `--log` file), or -1.
+static REPORT_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Has the SIGSYS report also written to `fd` (the log file), which must stay open.
+pub fn report_also_to(fd: std::os::fd::RawFd) {
+    REPORT_FD.store(fd, Ordering::SeqCst);
+}
+
+/// A fixed buffer to format the report in, without allocating (the handler runs in a signal).
+struct Line {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl std::fmt::Write for Line {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// Offset of `si_syscall` in a SIGSYS `siginfo_t` on 64-bit Linux: after `si_signo`, `si_errno`,
+/// `si_code` (and padding to 16) comes `si_call_addr` (8 bytes).
+const SI_SYSCALL_OFFSET: usize = 24;
+
+extern "C" fn on_sigsys(_signum: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo for SIGSYS (SA_SIGINFO), whose `si_syscall` int
+    // sits at this offset on every 64-bit architecture.
+    let nr = unsafe { info.cast::<u8>().add(SI_SYSCALL_OFFSET).cast::<libc::c_int>().read_unaligned() };
+    let kind = THREAD_KIND.with(Cell::get).map_or("a", ThreadKind::name);
+    let mut line = Line { buf: [0; 256], len: 0 };
+    let _ = writeln!(
+        line,
+        "unik: seccomp: the {kind} thread made a system call its filter does not allow: {} ({nr}); \
+         the monitor stops (run `unik boot --seccomp=log` to find every such call)",
+        syscall_name(libc::c_long::from(nr))
+    );
+    for fd in [libc::STDERR_FILENO, REPORT_FD.load(Ordering::SeqCst)] {
+        if fd >= 0 {
+            // SAFETY: write(2) is async-signal-safe; the buffer is local.
+            unsafe { libc::write(fd, line.buf.as_ptr().cast(), line.len) };
+        }
+    }
+    // SAFETY: back to the default action (terminate) and re-raised: pending while this handler
+    // runs, delivered when it returns, so the process dies by SIGSYS. Both calls are
+    // async-signal-safe and allowed by every filter.
+    unsafe {
+        libc::signal(libc::SIGSYS, libc::SIG_DFL);
+        libc::raise(libc::SIGSYS);
+    }
+}
+
+fn install_sigsys_handler() -> std::io::Result<()> {
+    // SAFETY: a zeroed sigaction is "no flags, empty mask"; the handler only formats into a stack
+    // buffer, writes and re-raises (async-signal-safe).
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigsys as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) as usize;
+        action.sa_flags = libc::SA_SIGINFO;
+        if libc::sigaction(libc::SIGSYS, &raw const action, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The name of system call `nr` for the report: the calls a compromised monitor would reach
+/// for, and the ones the filters allow; others by number only.
+pub fn syscall_name(nr: libc::c_long) -> &'static str {
+    macro_rules! names {
+        ($($name:ident),* $(,)?) => {
+            $(if nr == libc::$name { return &stringify!($name)[4..]; })*
+        };
+    }
+    names!(
+        SYS_read,
+        SYS_write,
+        SYS_close,
+        SYS_fstat,
+        SYS_lseek,
+        SYS_mmap,
+        SYS_mprotect,
+        SYS_munmap,
+        SYS_brk,
+        SYS_rt_sigaction,
+        SYS_rt_sigprocmask,
+        SYS_rt_sigreturn,
+        SYS_ioctl,
+        SYS_pread64,
+        SYS_pwrite64,
+        SYS_readv,
+        SYS_writev,
+        SYS_sched_yield,
+        SYS_mremap,
+        SYS_mincore,
+        SYS_madvise,
+        SYS_dup,
+        SYS_dup3,
+        SYS_getpid,
+        SYS_sendfile,
+        SYS_socket,
+        SYS_connect,
+        SYS_accept,
+        SYS_sendto,
+        SYS_recvfrom,
+        SYS_sendmsg,
+        SYS_recvmsg,
+        SYS_shutdown,
+        SYS_bind,
+        SYS_listen,
+        SYS_socketpair,
+        SYS_setsockopt,
+        SYS_getsockopt,
+        SYS_clone,
+        SYS_clone3,
+        SYS_execve,
+        SYS_execveat,
+        SYS_exit,
+        SYS_wait4,
+        SYS_kill,
+        SYS_uname,
+        SYS_fcntl,
+        SYS_flock,
+        SYS_fsync,
+        SYS_fdatasync,
+        SYS_truncate,
+        SYS_ftruncate,
+        SYS_getcwd,
+        SYS_chdir,
+        SYS_fchdir,
+        SYS_fchmod,
+        SYS_fchown,
+        SYS_umask,
+        SYS_getrlimit,
+        SYS_getrusage,
+        SYS_sysinfo,
+        SYS_ptrace,
+        SYS_getuid,
+        SYS_setuid,
+        SYS_setgid,
+        SYS_setreuid,
+        SYS_setresuid,
+        SYS_setgroups,
+        SYS_capget,
+        SYS_capset,
+        SYS_sigaltstack,
+        SYS_personality,
+        SYS_prctl,
+        SYS_setrlimit,
+        SYS_chroot,
+        SYS_sync,
+        SYS_mount,
+        SYS_umount2,
+        SYS_swapon,
+        SYS_reboot,
+        SYS_sethostname,
+        SYS_init_module,
+        SYS_delete_module,
+        SYS_gettid,
+        SYS_tkill,
+        SYS_futex,
+        SYS_sched_getaffinity,
+        SYS_getdents64,
+        SYS_set_tid_address,
+        SYS_restart_syscall,
+        SYS_timer_create,
+        SYS_clock_gettime,
+        SYS_clock_nanosleep,
+        SYS_exit_group,
+        SYS_tgkill,
+        SYS_mbind,
+        SYS_waitid,
+        SYS_openat,
+        SYS_mkdirat,
+        SYS_mknodat,
+        SYS_fchownat,
+        SYS_unlinkat,
+        SYS_renameat2,
+        SYS_linkat,
+        SYS_symlinkat,
+        SYS_readlinkat,
+        SYS_fchmodat,
+        SYS_faccessat,
+        SYS_unshare,
+        SYS_set_robust_list,
+        SYS_splice,
+        SYS_tee,
+        SYS_epoll_pwait,
+        SYS_timerfd_create,
+        SYS_eventfd2,
+        SYS_fallocate,
+        SYS_timerfd_settime,
+        SYS_epoll_create1,
+        SYS_pipe2,
+        SYS_inotify_init1,
+        SYS_preadv,
+        SYS_pwritev,
+        SYS_perf_event_open,
+        SYS_prlimit64,
+        SYS_name_to_handle_at,
+        SYS_open_by_handle_at,
+        SYS_setns,
+        SYS_process_vm_readv,
+        SYS_process_vm_writev,
+        SYS_kcmp,
+        SYS_finit_module,
+        SYS_seccomp,
+        SYS_getrandom,
+        SYS_memfd_create,
+        SYS_bpf,
+        SYS_userfaultfd,
+        SYS_membarrier,
+        SYS_copy_file_range,
+        SYS_preadv2,
+        SYS_pwritev2,
+        SYS_pkey_mprotect,
+        SYS_statx,
+        SYS_rseq,
+        SYS_pidfd_send_signal,
+        SYS_io_uring_setup,
+        SYS_io_uring_enter,
+        SYS_open_tree,
+        SYS_move_mount,
+        SYS_fsopen,
+        SYS_fsmount,
+        SYS_pidfd_open,
+        SYS_openat2,
+        SYS_pidfd_getfd,
+        SYS_close_range,
+        SYS_process_madvise,
+        SYS_mount_setattr,
+        SYS_landlock_create_ruleset,
+        SYS_memfd_secret,
+    );
+    #[cfg(target_arch = "x86_64")]
+    names!(
+        SYS_open,
+        SYS_stat,
+        SYS_lstat,
+        SYS_poll,
+        SYS_access,
+        SYS_pipe,
+        SYS_select,
+        SYS_dup2,
+        SYS_nanosleep,
+        SYS_fork,
+        SYS_vfork,
+        SYS_rename,
+        SYS_mkdir,
+        SYS_rmdir,
+        SYS_creat,
+        SYS_link,
+        SYS_unlink,
+        SYS_symlink,
+        SYS_readlink,
+        SYS_chmod,
+        SYS_chown,
+        SYS_epoll_wait,
+        SYS_epoll_create,
+        SYS_arch_prctl,
+        SYS_iopl,
+        SYS_ioperm,
+        SYS_modify_ldt,
+        SYS_time,
+        SYS_getdents,
+    );
+    "unnamed"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_every_kind_compiles_and_forbids_what_a_run_never_needs() {
+        for kind in ThreadKind::ALL {
+            assert!(Filter::new(kind, SeccompMode::On).unwrap().is_some());
+            assert!(Filter::new(kind, SeccompMode::Log).unwrap().is_some());
+            assert!(Filter::new(kind, SeccompMode::Off).unwrap().is_none());
+            let allowed = allowed_calls(kind);
+            assert!(allowed.contains(&libc::SYS_write), "{kind:?}: {allowed:?}");
+            for forbidden in [
+                libc::SYS_openat,
+                libc::SYS_socket,
+                libc::SYS_execve,
+                libc::SYS_ptrace,
+                libc::SYS_clone,
+                libc::SYS_clone3,
+                libc::SYS_mount,
+                libc::SYS_setns,
+                libc::SYS_kill,
+                libc::SYS_prctl,
+            ] {
+                assert!(!allowed.contains(&forbidden), "{kind:?} allows {}", syscall_name(forbidden));
+            }
+        }
+        // Only vCPU threads make ioctls; the device thread makes none.
+        assert!(allowed_calls(ThreadKind::HvtVcpu).contains(&libc::SYS_ioctl));
+        assert!(allowed_calls(ThreadKind::LinuxVcpu).contains(&libc::SYS_ioctl));
+        assert!(!allowed_calls(ThreadKind::Devices).contains(&libc::SYS_ioctl));
+    }
+
+    /// Set in the child process the next test starts (this test binary again).
+    const CHILD_ENV: &str = "UNIK_SECCOMP_TEST_CHILD";
+
+    /// In the child: installs the hvt vCPU filter in the mode `CHILD_ENV` names, then makes a call
+    /// it forbids (`socket`) and exits 0 if that returned. In the parent: nothing.
+    #[test]
+    #[ignore = "run in a child process by test_a_call_outside_the_filter_kills_the_process_after_a_line_naming_it"]
+    fn child_calls_socket_under_the_filter() {
+        let Ok(mode) = std::env::var(CHILD_ENV) else { return };
+        let filters = Filters::new(mode.parse().unwrap(), &[ThreadKind::HvtVcpu]).unwrap();
+        filters.install(ThreadKind::HvtVcpu).unwrap();
+        // SAFETY: socket(2) with constant arguments; the fd is closed if it is returned.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+        if fd >= 0 {
+            // SAFETY: closing the socket just opened.
+            unsafe { libc::close(fd) };
+        }
+    }
+
+    fn child(mode: &str) -> std::process::Output {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "seccomp::tests::child_calls_socket_under_the_filter",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, mode)
+            .output()
+            .unwrap()
+    }
+
+    #[test]
+    fn test_a_call_outside_the_filter_kills_the_process_after_a_line_naming_it() {
+        use std::os::unix::process::ExitStatusExt;
+        let out = child("on");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.signal(), Some(libc::SIGSYS), "{:?}: {stderr}", out.status);
+        let want = format!(
+            "unik: seccomp: the hvt vCPU thread made a system call its filter does not allow: socket ({})",
+            libc::SYS_socket
+        );
+        assert!(stderr.contains(&want), "{stderr}");
+        // In log mode the same call is let through.
+        let out = child("log");
+        assert!(out.status.success(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+
+    #[test]
+    fn test_modes_parse_and_print() {
+        for mode in [SeccompMode::On, SeccompMode::Log, SeccompMode::Off] {
+            assert_eq!(mode.to_string().parse::<SeccompMode>().unwrap(), mode);
+        }
+        assert_eq!("kill".parse::<SeccompMode>().unwrap_err(), "'kill': expected on, log or off");
+    }
+
+    #[test]
+    fn test_syscall_names() {
+        assert_eq!(syscall_name(libc::SYS_socket), "socket");
+        assert_eq!(syscall_name(libc::SYS_openat), "openat");
+        assert_eq!(syscall_name(100_000), "unnamed");
+    }
+
+    /// The allowlist of `kind` as docs/SECURITY.md shows it: names in alphabetical order.
+    #[cfg(target_arch = "x86_64")]
+    fn doc_line(kind: ThreadKind) -> String {
+        let mut names: Vec<&str> = allowed_calls(kind).into_iter().map(syscall_name).collect();
+        names.sort_unstable();
+        format!("| {} | {} |", kind.name(), names.join(", "))
+    }
+
+    /// The table shows x86_64's calls (aarch64 has no `epoll_wait` or `nanosleep`).
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn test_security_md_shows_the_filters_as_they_are() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/SECURITY.md")).unwrap();
+        let missing: Vec<String> = ThreadKind::ALL.map(doc_line).into_iter().filter(|l| !doc.contains(l)).collect();
+        assert!(missing.is_empty(), "docs/SECURITY.md lacks these lines:\n{}", missing.join("\n"));
+    }
+}
