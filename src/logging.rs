@@ -84,7 +84,15 @@ pub fn init(debug: bool, format: LogFormat, file: Option<&Path>) -> std::io::Res
         }
         None => None,
     };
+    let fd = file
+        .as_ref()
+        .map(|f| std::os::fd::AsRawFd::as_raw_fd(&*f.lock().unwrap_or_else(std::sync::PoisonError::into_inner)));
     if log::set_boxed_logger(Box::new(Logger { level, format, file })).is_ok() {
+        // The logger keeps the file open for the life of the process: a seccomp violation is
+        // reported there too.
+        if let Some(fd) = fd {
+            vmm::seccomp::report_also_to(fd);
+        }
         log::set_max_level(level);
     }
     Ok(())
