@@ -390,6 +390,29 @@ fn test_a_hook_that_times_out_fails_create_once_and_leaves_nothing() {
 }
 
 #[test]
+fn test_a_kernel_swapped_for_a_symlink_out_of_the_rootfs_is_not_followed() {
+    require_kvm!();
+    let env = Env::new(&["/hello.hvt"], serde_json::json!({}));
+    // A guest on the host, outside the rootfs, and a hook that runs after `create` checked the
+    // bundle but before the monitor opens the kernel: it swaps the kernel for an absolute
+    // symlink to that host file.
+    let outside = env.dir.path().join("outside.hvt");
+    std::fs::copy(guest("hello"), &outside).unwrap();
+    let kernel = env.bundle().join("rootfs/hello.hvt");
+    let swap = format!("rm {} && ln -s {} {}", kernel.display(), outside.display(), kernel.display());
+    let path = env.bundle().join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["hooks"] = serde_json::json!({ "createRuntime": [{ "path": "/bin/sh", "args": ["sh", "-c", swap] }] });
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let out = env.unik(&["create", "--bundle", env.bundle().to_str().unwrap(), "sw"]);
+    // The symlink resolves inside the rootfs, where there is no such file.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("No such file or directory"), "{}", stderr(&out));
+    assert!(std::fs::symlink_metadata(&kernel).unwrap().file_type().is_symlink(), "the hook ran");
+    assert!(!env.root().join("sw").exists());
+}
+
+#[test]
 fn test_bad_bundles_are_refused_clearly() {
     // Without runc, an ordinary bundle is refused rather than handed over.
     const NO_RUNC: &[(&str, &str)] = &[("UNIK_RUNC", "/nonexistent/runc")];

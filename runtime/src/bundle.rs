@@ -182,7 +182,8 @@ pub fn is_our_netns(path: &Path) -> bool {
 pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
     let path = std::path::absolute(bundle).map_err(|e| bundle_err(bundle, e.to_string()))?;
     // Checked first: a FIFO named config.json must not hang `create`.
-    vmm::host::files::open_regular(&path.join("config.json")).map_err(|e| bundle_err(&path, format!("config.json: {e}")))?;
+    vmm::host::files::open_regular(vmm::host::files::Root::Host, &path.join("config.json"))
+        .map_err(|e| bundle_err(&path, format!("config.json: {e}")))?;
     let spec = Spec::load(path.join("config.json")).map_err(|e| {
         // oci-spec's message ("io operation failed") keeps the cause in its source.
         let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
@@ -338,7 +339,9 @@ fn classify(
     };
     let guest_kind = match requested {
         Some(kind) => kind,
-        None => vmm::loader::detect_kind(&kernel).map_err(|e| err(format!("kernel {}: {e}", kernel.display())))?,
+        None => {
+            vmm::loader::detect_kind(vmm::host::files::Root::Host, &kernel).map_err(|e| err(format!("kernel {}: {e}", kernel.display())))?
+        }
     };
     let cmdline = match (args.len() > 1, cmdline_annotation) {
         (true, _) => args[1..].to_vec(),
@@ -373,7 +376,7 @@ fn classify(
     };
     let (blocks, devices, virtio, default_template, initrd) = match guest_kind {
         GuestKind::Hvt => {
-            let image = vmm::host::files::read_regular(&kernel, mem_mib << 20, "of guest memory")
+            let image = vmm::host::files::read_regular(vmm::host::files::Root::Host, &kernel, mem_mib << 20, "of guest memory")
                 .map_err(|e| err(format!("kernel {}: {e}", kernel.display())))?;
             let exe = Executable::parse(&image, HOST_MACHINE).map_err(|e| err(format!("kernel {}: {e}", kernel.display())))?;
             let manifest = Manifest::parse(exe.manifest_note())
@@ -420,12 +423,18 @@ fn classify(
             (blocks, vec!["eth0".to_string()], true, urunc_template.or(Some("linux")), initrd)
         }
     };
+    // The monitor opens the kernel, initrd and disks again inside the rootfs, which a symlink
+    // swapped in meanwhile cannot make it leave.
+    let canonical = rootfs
+        .canonicalize()
+        .map_err(|e| err(format!("rootfs {}: {e}", rootfs.display())))?;
     let cfg = VmConfig {
         cmdline,
         mem_mib,
         blocks,
         kind: Some(guest_kind),
         initrd,
+        rootfs: Some(canonical),
         ..VmConfig::new(kernel)
     };
     Ok(Classified {

@@ -40,7 +40,7 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 /// `Ok(false)`; an error is a file that could not be opened or read.
 pub fn is_solo5_hvt(path: &Path) -> io::Result<bool> {
     // Opened without blocking and only if regular: an image's FIFO must not hang `create`.
-    let file = vmm::host::files::open_regular(path)?;
+    let file = vmm::host::files::open_regular(vmm::host::files::Root::Host, path)?;
     match check(&file) {
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
         other => other,

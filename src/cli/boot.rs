@@ -168,6 +168,7 @@ impl TryFrom<BootArgs> for VmConfig {
             initrd: args.initrd,
             vcpus: args.cpus,
             seccomp: args.seccomp,
+            rootfs: None,
         })
     }
 }

@@ -37,6 +37,10 @@ pub struct VmConfig {
     /// Number of vCPUs (Linux boot protocol only; hvt guests have one).
     #[serde(default = "default_vcpus")]
     pub vcpus: u8,
+    /// The container's rootfs when the files above (kernel, initrd, disks) are in one: they are
+    /// then opened inside it and can never lead out of it (see [`crate::host::files::Root`]).
+    #[serde(default)]
+    pub rootfs: Option<PathBuf>,
     /// What the seccomp filters do with a system call they do not allow while the guest runs.
     #[serde(default)]
     pub seccomp: crate::seccomp::SeccompMode,
@@ -85,7 +89,13 @@ impl VmConfig {
             initrd: None,
             vcpus: 1,
             seccomp: crate::seccomp::SeccompMode::On,
+            rootfs: None,
         }
+    }
+
+    /// Where this VM's files are looked up.
+    pub fn root(&self) -> crate::host::files::Root<'_> {
+        crate::host::files::Root::from_option(self.rootfs.as_deref())
     }
 }
 

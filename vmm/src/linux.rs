@@ -34,6 +34,7 @@ use crate::devices::virtio::net::Net;
 use crate::devices::{Bus, bus::lock};
 use crate::error::Error;
 use crate::host::disk::Disk;
+use crate::host::files::Root;
 use crate::host::tap::Tap;
 use crate::seccomp::{Filters, ThreadKind};
 use crate::signal::StopSignals;
@@ -189,13 +190,13 @@ struct Pending {
     device: Box<dyn VirtioDevice>,
 }
 
-fn open_block(cfg: &BlockConfig) -> Result<Pending, Error> {
+fn open_block(cfg: &BlockConfig, root: Root<'_>) -> Result<Pending, Error> {
     let err = |reason: String| LinuxError::Device {
         kind: "block",
         name: cfg.name.clone(),
         reason,
     };
-    let disk = Disk::open_with(&cfg.path, cfg.read_only).map_err(|e| err(format!("{}: {e}", cfg.path.display())))?;
+    let disk = Disk::open_in(root, &cfg.path, cfg.read_only).map_err(|e| err(format!("{}: {e}", cfg.path.display())))?;
     let block_size = u32::from(cfg.sector_size.unwrap_or(512));
     if disk.capacity() % 512 != 0 {
         return Err(err(format!("{}: size {} is not a multiple of 512", cfg.path.display(), disk.capacity())).into());
@@ -223,14 +224,14 @@ fn open_net(cfg: &NetConfig) -> Result<Pending, Error> {
     })
 }
 
-fn load_kernel(path: &Path, mem: &GuestMemoryMmap) -> Result<KernelLoaderResult, Error> {
+fn load_kernel(root: Root<'_>, path: &Path, mem: &GuestMemoryMmap) -> Result<KernelLoaderResult, Error> {
     let err = |source| {
         Error::Linux(LinuxError::Load {
             path: path.to_path_buf(),
             source,
         })
     };
-    let mut file = crate::host::files::open_regular(path).map_err(|source| Error::Kernel {
+    let mut file = crate::host::files::open_regular(root, path).map_err(|source| Error::Kernel {
         path: path.to_path_buf(),
         source,
     })?;
@@ -247,7 +248,7 @@ fn load_kernel(path: &Path, mem: &GuestMemoryMmap) -> Result<KernelLoaderResult,
 }
 
 /// Loads the initrd at the top of low memory, above the kernel; returns (address, size).
-fn load_initrd(path: &Path, mem: &GuestMemoryMmap, kernel_end: u64, low_end: u64) -> Result<(u64, u64), Error> {
+fn load_initrd(root: Root<'_>, path: &Path, mem: &GuestMemoryMmap, kernel_end: u64, low_end: u64) -> Result<(u64, u64), Error> {
     let err = |reason: String| {
         Error::Linux(LinuxError::Initrd {
             path: path.to_path_buf(),
@@ -255,7 +256,7 @@ fn load_initrd(path: &Path, mem: &GuestMemoryMmap, kernel_end: u64, low_end: u64
         })
     };
     let room = low_end.saturating_sub(kernel_end);
-    let data = crate::host::files::read_regular(path, room, "of guest memory above the kernel").map_err(|e| err(e.to_string()))?;
+    let data = crate::host::files::read_regular(root, path, room, "of guest memory above the kernel").map_err(|e| err(e.to_string()))?;
     let size = data.len() as u64;
     let addr = low_end
         .checked_sub(size)
@@ -347,7 +348,7 @@ impl LinuxVm {
         let mem_size = crate::vm::guest_mem_size(cfg.mem_mib)?;
         let mut pending = Vec::new();
         for b in &cfg.blocks {
-            pending.push(open_block(b)?);
+            pending.push(open_block(b, cfg.root())?);
         }
         for n in &cfg.nets {
             pending.push(open_net(n)?);
@@ -366,10 +367,10 @@ impl LinuxVm {
         crate::vm::register_memory(&vm, &mem)?;
         arch::setup_linux_vm(&vm)?;
 
-        let loaded = load_kernel(&cfg.kernel, &mem)?;
+        let loaded = load_kernel(cfg.root(), &cfg.kernel, &mem)?;
         let low_end = mem_size.min(MMIO_BASE);
         let initrd = match &cfg.initrd {
-            Some(path) => Some(load_initrd(path, &mem, loaded.kernel_end, low_end)?),
+            Some(path) => Some(load_initrd(cfg.root(), path, &mem, loaded.kernel_end, low_end)?),
             None => None,
         };
 

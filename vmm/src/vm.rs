@@ -38,7 +38,7 @@ impl Vm {
     pub fn build(cfg: &VmConfig, console: Box<dyn Write + Send>) -> Result<Vm, Error> {
         let kind = match cfg.kind {
             Some(kind) => kind,
-            None => crate::loader::detect_kind(&cfg.kernel).map_err(|source| Error::Kernel {
+            None => crate::loader::detect_kind(cfg.root(), &cfg.kernel).map_err(|source| Error::Kernel {
                 path: cfg.kernel.clone(),
                 source,
             })?,
@@ -112,17 +112,18 @@ impl HvtVm {
     /// errors.
     pub fn build(cfg: &VmConfig, console: Box<dyn Write + Send>) -> Result<HvtVm, Error> {
         let mem_size = guest_mem_size(cfg.mem_mib)?;
-        let image = crate::host::files::read_regular(&cfg.kernel, mem_size, "of guest memory").map_err(|source| Error::Kernel {
-            path: cfg.kernel.clone(),
-            source,
-        })?;
+        let image =
+            crate::host::files::read_regular(cfg.root(), &cfg.kernel, mem_size, "of guest memory").map_err(|source| Error::Kernel {
+                path: cfg.kernel.clone(),
+                source,
+            })?;
         let loader_err = |source| Error::Loader {
             path: cfg.kernel.clone(),
             source,
         };
         let exe = Executable::parse(&image, crate::loader::HOST_MACHINE).map_err(loader_err)?;
         let mut manifest = Manifest::parse(exe.manifest_note())?;
-        let devices = hvt::attach(&mut manifest, &cfg.nets, &cfg.blocks)?;
+        let devices = hvt::attach(&mut manifest, &cfg.nets, &cfg.blocks, cfg.root())?;
         let cmdline = cfg.cmdline.join(" ");
 
         let kvm = Kvm::new().map_err(Error::KvmOpen)?;

@@ -206,7 +206,7 @@ pub fn wire(plan: &NetPlan, cfg: &mut VmConfig) -> Result<Option<Wired>, Contain
     let dns = plan
         .resolv_conf
         .as_ref()
-        .and_then(|p| vmm::host::files::read_regular(p, 1 << 16, "allowed").ok())
+        .and_then(|p| vmm::host::files::read_regular(vmm::host::files::Root::Host, p, 1 << 16, "allowed").ok())
         .map(|c| String::from_utf8_lossy(&c).into_owned())
         .map(|c| link::nameservers(&c))
         .unwrap_or_default();

@@ -25,8 +25,13 @@ impl Disk {
 
     /// Opens `path`, read-only when `read_only` (then writes fail with EBADF in the kernel).
     pub fn open_with(path: &Path, read_only: bool) -> io::Result<Disk> {
-        // std opens with O_CLOEXEC.
-        let mut file = super::files::open_disk(path, read_only)?;
+        Disk::open_in(super::files::Root::Host, path, read_only)
+    }
+
+    /// Opens `path` looked up in `root`, read-only when `read_only`.
+    pub fn open_in(root: super::files::Root<'_>, path: &Path, read_only: bool) -> io::Result<Disk> {
+        // Opened with O_CLOEXEC.
+        let mut file = super::files::open_disk(root, path, read_only)?;
         let capacity = file.seek(SeekFrom::End(0))?;
         Ok(Disk {
             file,

@@ -7,6 +7,7 @@ use super::HvtError;
 use super::abi::{HcBlock, HcNet, result};
 use super::manifest::{Attachment, DeviceType, Manifest};
 use crate::config::{BlockConfig, MacAddr, NetBackend, NetConfig};
+use crate::host::files::Root;
 use crate::host::{Disk, Tap};
 use crate::memory::GuestRam;
 
@@ -72,12 +73,12 @@ fn declared(manifest: &Manifest, name: &str, kind: DeviceType) -> Result<usize, 
         .ok_or_else(|| HvtError::NotDeclared(name.to_string()))
 }
 
-fn attach_block(cfg: &BlockConfig) -> Result<(Disk, u16, u64), HvtError> {
+fn attach_block(cfg: &BlockConfig, root: Root<'_>) -> Result<(Disk, u16, u64), HvtError> {
     let block_size = cfg.sector_size.unwrap_or(DEFAULT_SECTOR_SIZE);
     if block_size < 512 || !block_size.is_power_of_two() {
         return Err(HvtError::SectorSize(u64::from(block_size)));
     }
-    let disk = Disk::open(&cfg.path).map_err(|source| HvtError::BlockOpen {
+    let disk = Disk::open_in(root, &cfg.path, false).map_err(|source| HvtError::BlockOpen {
         path: cfg.path.display().to_string(),
         source,
     })?;
@@ -98,14 +99,14 @@ fn attach_block(cfg: &BlockConfig) -> Result<(Disk, u16, u64), HvtError> {
 }
 
 /// Opens every backend and attaches it to its manifest entry; every entry must end up attached.
-pub fn attach(manifest: &mut Manifest, nets: &[NetConfig], blocks: &[BlockConfig]) -> Result<Devices, HvtError> {
+pub fn attach(manifest: &mut Manifest, nets: &[NetConfig], blocks: &[BlockConfig], root: Root<'_>) -> Result<Devices, HvtError> {
     let mut slots: Vec<Option<Device>> = (0..manifest.entries().len()).map(|_| None).collect();
     for cfg in blocks {
         let handle = declared(manifest, &cfg.name, DeviceType::Block)?;
         if slots[handle].is_some() {
             return Err(HvtError::AttachedTwice(cfg.name.clone()));
         }
-        let (disk, block_size, capacity) = attach_block(cfg)?;
+        let (disk, block_size, capacity) = attach_block(cfg, root)?;
         manifest.attach(
             handle,
             Attachment::Block {

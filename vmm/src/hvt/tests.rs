@@ -290,6 +290,7 @@ fn test_attach_fills_manifest_and_checks_every_rule() {
         &mut m,
         &[],
         &[block("storage", &img("a", 8192), Some(4096)), block("other", &img("b", 512), None)],
+        crate::host::files::Root::Host,
     )
     .unwrap();
     assert!(devices.has_block() && !devices.has_net());
@@ -297,8 +298,11 @@ fn test_attach_fills_manifest_and_checks_every_rule() {
     assert_eq!(&out[8 + 104 + 72..8 + 104 + 82], &[0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0x10]);
     assert_eq!(out[8 + 104 + 96], 1);
 
-    let err =
-        |blocks: &[BlockConfig], nets: &[NetConfig]| attach(&mut Manifest::parse(&bytes).unwrap(), nets, blocks).unwrap_err().to_string();
+    let err = |blocks: &[BlockConfig], nets: &[NetConfig]| {
+        attach(&mut Manifest::parse(&bytes).unwrap(), nets, blocks, crate::host::files::Root::Host)
+            .unwrap_err()
+            .to_string()
+    };
     let other = block("other", &img("c", 512), None);
     assert_eq!(
         err(&[block("nope", &img("d", 512), None), other.clone()], &[]),

@@ -50,10 +50,10 @@ pub enum LoaderError {
 /// Which boot protocol the kernel at `path` speaks: an ELF with a Solo5 note is a solo5-hvt
 /// unikernel; a bzImage or any other ELF boots with the Linux boot protocol. Anything else is
 /// handed to the hvt loader, whose error then says what is wrong with it.
-pub fn detect_kind(path: &std::path::Path) -> std::io::Result<crate::config::GuestKind> {
+pub fn detect_kind(root: crate::host::files::Root<'_>, path: &std::path::Path) -> std::io::Result<crate::config::GuestKind> {
     use std::io::Read;
     let mut head = Vec::new();
-    crate::host::files::open_regular(path)?.take(1 << 20).read_to_end(&mut head)?;
+    crate::host::files::open_regular(root, path)?.take(1 << 20).read_to_end(&mut head)?;
     Ok(kind_of(&head))
 }
 
