@@ -256,6 +256,67 @@ fn test_the_container_monitor_runs_confined_without_inherited_descriptors() {
 }
 
 #[test]
+fn test_the_monitor_is_jailed_in_the_specs_namespaces_as_its_user() {
+    require_kvm!();
+    let env = Env::new(&["/hello.hvt", "sleep=600000"], serde_json::json!({}));
+    let path = env.bundle().join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["hostname"] = serde_json::json!("unikbox");
+    config["process"]["user"] = serde_json::json!({ "uid": 1234, "gid": 2345, "additionalGids": [3456] });
+    config["process"]["rlimits"] = serde_json::json!([{ "type": "RLIMIT_NOFILE", "soft": 200, "hard": 300 }]);
+    config["process"]["oomScoreAdj"] = serde_json::json!(500);
+    config["linux"]["namespaces"] = serde_json::json!([
+        { "type": "mount" }, { "type": "pid" }, { "type": "ipc" }, { "type": "uts" }, { "type": "network" }
+    ]);
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let pid = env.create("j1");
+    assert!(env.unik(&["start", "j1"]).status.success());
+    wait_console(&env, "Hello, world");
+    common::assert_confined(pid.cast_unsigned());
+    for ns in ["mnt", "pid", "ipc", "uts", "net"] {
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
+        let ours = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+        assert_ne!(theirs, ours, "the monitor shares our {ns} namespace");
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        field("NSpid:"),
+        [pid.to_string().as_str(), "1"],
+        "the monitor is its pid namespace's init"
+    );
+    assert_eq!(field("Uid:"), ["1234"; 4]);
+    assert_eq!(field("Gid:"), ["2345"; 4]);
+    assert_eq!(field("Groups:"), ["3456"]);
+    // An empty, read-only root, and nothing else mounted.
+    let root: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/root/")).unwrap().collect();
+    assert!(root.is_empty(), "{root:?}");
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    assert_eq!(mounts.lines().count(), 1, "{mounts}");
+    assert!(mounts.contains(" / / ro,") && mounts.contains(" tmpfs "), "{mounts}");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let nofile = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    assert_eq!(nofile.split_whitespace().collect::<Vec<_>>()[3..5], ["200", "300"], "{nofile}");
+    assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap().trim(), "500");
+    let uts = format!("--uts=/proc/{pid}/ns/uts");
+    let hostname = Command::new("nsenter").args([uts.as_str(), "hostname"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&hostname.stdout).trim(), "unikbox");
+    assert!(env.query(&["kill", "j1", "SIGTERM"]).status.success());
+    // Its pid namespace's init is not ended by its own signal: it exits as a shell reports it.
+    let status = reap(pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 143, "{status:#x}");
+    assert!(env.query(&["delete", "j1"]).status.success());
+    assert!(!env.root().join("j1").exists());
+}
+
+#[test]
 fn test_pause_resume_and_force_delete() {
     require_kvm!();
     let env = Env::new(&["/hello.hvt", "sleep=600000"], serde_json::json!({}));

@@ -96,6 +96,8 @@ pub struct Bundle {
     pub cgroups_path: Option<String>,
     /// Whether `linux.resources.memory.limit` is set.
     pub memory_limited: bool,
+    /// The monitor's namespaces (but the network's), user, limits.
+    pub jail: crate::jail::JailPlan,
 }
 
 fn bundle_err(path: &Path, reason: impl Into<String>) -> ContainerError {
@@ -253,6 +255,7 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.display().to_string());
     let memory_limited = mem_limit.is_some_and(|l| l > 0);
+    let jail = crate::jail::JailPlan::from_spec(&spec).map_err(|e| bundle_err(&path, e))?;
     Ok(Bundle {
         path,
         rootfs,
@@ -262,6 +265,7 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
         hooks,
         cgroups_path,
         memory_limited,
+        jail,
     })
 }
 

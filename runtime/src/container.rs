@@ -252,6 +252,9 @@ impl Runtime {
         let hooks_json =
             serde_json::to_vec(&bundle.hooks).map_err(|e| ContainerError::io("serialising hooks.json")(std::io::Error::other(e)))?;
         dir.write_atomic("hooks.json", &hooks_json)?;
+        let jail_json =
+            serde_json::to_vec(&bundle.jail).map_err(|e| ContainerError::io("serialising jail.json")(std::io::Error::other(e)))?;
+        dir.write_atomic("jail.json", &jail_json)?;
         let pty = opts.console_socket.map(|_| console::open_pty()).transpose()?;
         log::debug!(
             "hooks: {} prestart, {} createRuntime, {} createContainer",

@@ -11,6 +11,7 @@ pub mod container;
 pub mod error;
 pub mod hooks;
 pub mod id;
+pub mod jail;
 pub mod network;
 pub mod process;
 pub mod root;

@@ -19,6 +19,7 @@ use std::process::{Command, Stdio};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ContainerError;
+use crate::jail::{self, JailPlan};
 use crate::state::StateDir;
 
 /// The fd the monitor reports on.
@@ -157,6 +158,12 @@ impl Spawner for ReexecSpawner {
         terminal: Option<&OwnedFd>,
         hooks: &mut dyn FnMut(i32) -> Result<(), ContainerError>,
     ) -> Result<i32, ContainerError> {
+        let jail = match std::fs::read(dir.path().join("jail.json")) {
+            Ok(json) => serde_json::from_slice(&json).map_err(|e| ContainerError::io("reading jail.json")(std::io::Error::other(e)))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => JailPlan::default(),
+            Err(e) => return Err(ContainerError::io("reading jail.json")(e)),
+        };
+        let entry = jail::Entry::open(&jail).map_err(ContainerError::io("opening the container's namespaces"))?;
         let (read, write) = socketpair().map_err(ContainerError::io("creating the sync socket"))?;
         let raw = write.as_raw_fd();
         let mut cmd = Command::new(&self.exe);
@@ -186,10 +193,15 @@ impl Spawner for ReexecSpawner {
                 };
                 if ok { Ok(()) } else { Err(std::io::Error::last_os_error()) }
             });
+            // The container's mount, ipc and uts namespaces.
+            cmd.pre_exec(move || entry.enter());
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(ContainerError::io(format!("starting the monitor {}", self.exe.display())))?;
+        // Its pid namespace is chosen here: the monitor starts in it (as its init when new).
+        let pid_ns =
+            jail::PidNamespace::enter_for_children(&jail.pid).map_err(ContainerError::io("entering the container's pid namespace"))?;
+        let spawned = cmd.spawn();
+        drop(pid_ns);
+        let mut child = spawned.map_err(ContainerError::io(format!("starting the monitor {}", self.exe.display())))?;
         drop(write);
         let pid = i32::try_from(child.id()).map_err(|_| ContainerError::Monitor("monitor pid out of range".into()))?;
         match read_report(read, pid, hooks)? {

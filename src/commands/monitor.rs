@@ -10,6 +10,9 @@ use runtime::network::{self, NetPlan, Wired};
 use runtime::spawn::{SYNC_FD, namespaces_ready, report};
 use vmm::{ExitStatus, VmConfig};
 
+use runtime::jail::{JailPlan, Namespace};
+use vmm::privileges::Confinement;
+
 use crate::cli::oci::MonitorArgs;
 use crate::launch::{self, Gate};
 
@@ -25,10 +28,16 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     // Stop signals must reach us whatever mask the caller had (a foreground `run` blocks them);
     // still single-threaded, so this thread's mask is the process's.
     vmm::signal::set_thread_mask(libc::SIG_SETMASK, &vmm::signal::sigset(&[]));
+    // The init of a pid namespace ignores signals it has no handler for: until the guest runs
+    // (and its stop signals take over), a stop signal ends us as it would any process.
+    // SAFETY: getpid has no preconditions.
+    if unsafe { libc::getpid() } == 1 {
+        exit_on_stop_signals();
+    }
     // Everything before the VM is built reports its error through the sync socket too.
     // An error `create` received is its to report (on stderr and in the log); reported here as
     // well it would show twice.
-    let (cfg, mut wired) = match prepare(&args.dir, &sync) {
+    let (cfg, mut wired, confinement, gate) = match prepare(&args.dir, &sync) {
         Ok(p) => p,
         Err(e) => {
             let chain = crate::error_chain(&e);
@@ -51,8 +60,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let mut sync = Some(sync);
     let mut reported = false;
     let mut vm_built = false;
-    let gate = Gate::Fifo(args.dir.join("exec.fifo"));
-    let result = launch::run(&cfg, Box::new(std::io::stdout()), &gate, |built| {
+    let result = launch::run(&cfg, Box::new(std::io::stdout()), &gate, &confinement, |built| {
         vm_built = built.is_ok();
         if let Some(fd) = sync.take() {
             let failed = built.is_err();
@@ -81,13 +89,31 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             libc::signal(signum, libc::SIG_DFL);
             libc::raise(signum);
         }
+        // Still here: the init of a pid namespace is not ended by its own default signals.
+        // Exit as a shell reports a process the signal ended.
+        return Ok(ExitCode::from(u8::try_from(128 + signum).unwrap_or(1)));
     }
     Ok(ExitCode::from(status.code()))
 }
 
-/// Reads the VM and network configuration, joins the container's network namespace, waits for
-/// the create hooks and wires the unikernel's network device to the container interface.
-fn prepare(dir: &std::path::Path, sync: &OwnedFd) -> anyhow::Result<(VmConfig, Option<Wired>)> {
+extern "C" fn exit_on_signal(signum: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(128 + signum) };
+}
+
+/// Makes SIGINT, SIGTERM and SIGHUP end the process with status 128 + N.
+fn exit_on_stop_signals() {
+    for signum in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: installing a handler that only calls _exit.
+        unsafe { libc::signal(signum, exit_on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t) };
+    }
+}
+
+/// Reads the VM, network and jail configuration, joins the container's network namespace, sets
+/// its hostname, resource limits and OOM score, waits for the create hooks and wires the
+/// unikernel's network device to the container interface. Returns the VM configuration, the
+/// wiring, the confinement to apply once the guest's files are open, and the start gate.
+fn prepare(dir: &std::path::Path, sync: &OwnedFd) -> anyhow::Result<(VmConfig, Option<Wired>, Confinement, Gate)> {
     let mut cfg: VmConfig =
         serde_json::from_slice(&std::fs::read(dir.join("vm.json")).context("reading vm.json")?).context("parsing vm.json")?;
     let plan: NetPlan = match std::fs::read(dir.join("network.json")) {
@@ -95,6 +121,26 @@ fn prepare(dir: &std::path::Path, sync: &OwnedFd) -> anyhow::Result<(VmConfig, O
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => NetPlan::default(),
         Err(e) => return Err(e).context("reading network.json"),
     };
+    let jail: JailPlan = match std::fs::read(dir.join("jail.json")) {
+        Ok(json) => serde_json::from_slice(&json).context("parsing jail.json")?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => JailPlan::default(),
+        Err(e) => return Err(e).context("reading jail.json"),
+    };
+    runtime::jail::apply_limits(&jail)?;
+    // In a mount namespace of its own the monitor ends in an empty root, mounted here.
+    let empty_root = if jail.mount == Namespace::New {
+        let root = dir.join("jail");
+        std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+        Some(root)
+    } else {
+        None
+    };
+    let confinement = Confinement {
+        empty_root,
+        user: jail.user_to_become(),
+    };
+    // Opened now: after the confinement the monitor has no file system to find it in.
+    let gate = Gate::fifo(&dir.join("exec.fifo"))?;
     network::enter(&plan)?;
     // `create` runs the prestart/createRuntime hooks now (docker's moves the container
     // interface into our namespace), then lets us go on.
@@ -104,5 +150,5 @@ fn prepare(dir: &std::path::Path, sync: &OwnedFd) -> anyhow::Result<(VmConfig, O
         log::debug!("guest network: {} via tap {} ({:?})", w.interface.name, plan.tap, w.values);
         runtime::state::write_atomic(&dir.join("wired.json"), serde_json::to_string(&w.interface.name)?.as_bytes())?;
     }
-    Ok((cfg, wired))
+    Ok((cfg, wired, confinement, gate))
 }

@@ -1,14 +1,20 @@
 //! Giving up what the monitor does not need once the guest's files are open: inherited file
-//! descriptors, capabilities, the ability to gain privileges.
+//! descriptors, the file system, the caller's user, capabilities, the ability to gain privileges.
 //!
 //! [`close_inherited_fds`] runs first thing, before unik opens anything, and keeps only the
 //! descriptors the caller names (stdio, the sync socket of the OCI monitor, taps passed as
-//! `@FD`). [`drop_privileges`] runs after the VM is built and the start gate has opened, before
-//! the guest runs and while the process has one thread (capabilities are per thread; the threads
-//! started later inherit the empty sets): no_new_privs, no core dumps or ptrace by the same user,
-//! and every capability gone from all five sets.
+//! `@FD`). [`Confinement::apply`] runs after the VM is built and the start gate has opened,
+//! before the guest runs and while the process has one thread (capabilities and credentials are
+//! per thread; the threads started later inherit them): for a container in a mount namespace of
+//! its own, a pivot into an empty read-only root; the container's user; then no_new_privs, no
+//! core dumps or ptrace by the same user, and every capability gone from all five sets.
 
+use std::ffi::CString;
 use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 
 /// Errors of dropping privileges.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +27,9 @@ pub enum PrivilegeError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// A path with a NUL byte.
+    #[error("dropping privileges: {0}: a path with a NUL byte")]
+    Path(PathBuf),
     /// Threads were already running (they would keep their capabilities).
     #[error("dropping privileges: the process has {0} threads; privileges must go before any thread starts")]
     Threads(usize),
@@ -101,12 +110,105 @@ struct CapData {
     inheritable: u32,
 }
 
-/// Sets no_new_privs, makes the process non-dumpable (no core file of guest memory, no ptrace by
-/// the same user), clears the ambient and bounding capability sets and drops every capability
-/// from the effective, permitted and inheritable sets. The process must have one thread.
-/// Without CAP_SETPCAP (an unprivileged caller) the bounding set stays as it is; no_new_privs
-/// already keeps it from ever mattering.
-pub fn drop_privileges() -> Result<(), PrivilegeError> {
+/// The user the guest runs as (the container's `process.user`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Supplementary groups.
+    #[serde(default)]
+    pub additional_gids: Vec<u32>,
+}
+
+/// What the process gives up before its guest runs.
+#[derive(Clone, Debug, Default)]
+pub struct Confinement {
+    /// An empty directory to make the root: the process must be alone in its mount namespace.
+    /// A read-only tmpfs is mounted there and becomes `/`; the old root is detached.
+    pub empty_root: Option<PathBuf>,
+    /// The user to become (after the files are open: /dev/kvm stays open).
+    pub user: Option<User>,
+}
+
+impl Confinement {
+    /// Pivots into the empty root; sets no_new_privs, makes the process non-dumpable (no core
+    /// file of guest memory, no ptrace by the same user) and clears the ambient and bounding
+    /// capability sets; becomes the user; empties the effective, permitted and inheritable sets.
+    /// The process must have one thread. Without CAP_SETPCAP (an unprivileged caller) the
+    /// bounding set stays as it is; no_new_privs already keeps it from ever mattering.
+    pub fn apply(&self) -> Result<(), PrivilegeError> {
+        single_threaded()?;
+        if let Some(dir) = &self.empty_root {
+            pivot_into_empty_root(dir)?;
+        }
+        restrict_process()?;
+        if let Some(user) = &self.user {
+            become_user(user)?;
+        }
+        empty_capability_sets()
+    }
+}
+
+fn cstring(path: &Path) -> Result<CString, PrivilegeError> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| PrivilegeError::Path(path.to_path_buf()))
+}
+
+fn pivot_into_empty_root(dir: &Path) -> Result<(), PrivilegeError> {
+    let target = cstring(dir)?;
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    // SAFETY: mount(2), chdir(2), pivot_root(2), umount2(2) with NUL-terminated strings that live
+    // across the calls; the caller's mount namespace is its own.
+    unsafe {
+        // Nothing we mount from here on reaches the namespace we were copied from.
+        let none = std::ptr::null::<libc::c_char>();
+        call(
+            "making / a slave mount",
+            libc::mount(none, c"/".as_ptr(), none, libc::MS_REC | libc::MS_SLAVE, std::ptr::null()),
+        )?;
+        call(
+            "mounting the empty root",
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                flags,
+                c"size=4k,nr_inodes=1,mode=0555".as_ptr().cast(),
+            ),
+        )?;
+        call("entering the empty root", libc::chdir(target.as_ptr()))?;
+        let rc = libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr());
+        call("pivot_root", if rc == 0 { 0 } else { -1 })?;
+        call("detaching the old root", libc::umount2(c".".as_ptr(), libc::MNT_DETACH))?;
+        call("entering /", libc::chdir(c"/".as_ptr()))?;
+        call(
+            "making the root read-only",
+            libc::mount(
+                none,
+                c"/".as_ptr(),
+                none,
+                libc::MS_REMOUNT | libc::MS_RDONLY | flags,
+                std::ptr::null(),
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+fn become_user(user: &User) -> Result<(), PrivilegeError> {
+    let groups: Vec<libc::gid_t> = user.additional_gids.clone();
+    // SAFETY: setgroups reads `groups.len()` gids from a live vector; setresgid/setresuid take
+    // integers. Groups first, then the gid, the uid last (it takes CAP_SETGID away).
+    unsafe {
+        call("setgroups", libc::setgroups(groups.len(), groups.as_ptr()))?;
+        call("setresgid", libc::setresgid(user.gid, user.gid, user.gid))?;
+        call("setresuid", libc::setresuid(user.uid, user.uid, user.uid))?;
+    }
+    Ok(())
+}
+
+fn single_threaded() -> Result<(), PrivilegeError> {
     let n = threads().map_err(|source| PrivilegeError::Call {
         what: "counting threads",
         source,
@@ -114,6 +216,12 @@ pub fn drop_privileges() -> Result<(), PrivilegeError> {
     if n != 1 {
         return Err(PrivilegeError::Threads(n));
     }
+    Ok(())
+}
+
+/// no_new_privs, not dumpable, the ambient and bounding sets cleared (while CAP_SETPCAP is still
+/// effective: before a change of user).
+fn restrict_process() -> Result<(), PrivilegeError> {
     // SAFETY: prctl with integer arguments only.
     call("PR_SET_NO_NEW_PRIVS", unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;
     // SAFETY: as above.
@@ -142,6 +250,11 @@ pub fn drop_privileges() -> Result<(), PrivilegeError> {
             });
         }
     }
+    Ok(())
+}
+
+/// Empties the effective, permitted and inheritable sets.
+fn empty_capability_sets() -> Result<(), PrivilegeError> {
     let header = CapHeader {
         version: CAPABILITY_VERSION_3,
         pid: 0,
@@ -177,7 +290,7 @@ mod tests {
         let open = |fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
         println!("fd40={} fd41={}", open(40), open(41));
         // The test harness runs this on a thread of its own: dropping here must refuse.
-        println!("{}", drop_privileges().unwrap_err());
+        println!("{}", Confinement::default().apply().unwrap_err());
     }
 
     #[test]
