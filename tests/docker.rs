@@ -189,7 +189,8 @@ fn test_docker_run_top_stop_rm() {
     assert_eq!(out.status.code(), Some(4), "stdout: {} stderr: {}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("Hello, world\r\n"), "{:?}", stdout(&out));
 
-    // Detached: running, visible to `docker top`, stopped by `docker stop` (SIGTERM → 143).
+    // Detached: running, visible to `docker top`, stopped by `docker stop` (SIGTERM → 143);
+    // the monitor jailed in the container's namespaces as its user, without privileges.
     let name = format!("unik-{}", std::process::id());
     docker.ok(&[
         "run",
@@ -200,6 +201,8 @@ fn test_docker_run_top_stop_rm() {
         "unik",
         "--network",
         "none",
+        "--user",
+        "4321:4322",
         "unik-hello:test",
         "/hello.hvt",
         "sleep=600000",
@@ -209,6 +212,24 @@ fn test_docker_run_top_stop_rm() {
     let top = docker.ok(&["top", &name]);
     assert!(top.contains("__monitor"), "docker top: {top}");
     let pid = docker.ok(&["inspect", "--format", "{{.State.Pid}}", &name]).trim().to_string();
+    common::assert_confined(pid.parse().unwrap());
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(field("NSpid:").last(), Some(&"1"), "{status}");
+    assert_eq!(field("Uid:"), ["4321"; 4]);
+    assert_eq!(field("Gid:"), ["4322"; 4]);
+    assert_eq!(
+        std::fs::read_dir(format!("/proc/{pid}/root/")).unwrap().count(),
+        0,
+        "the monitor's root is empty"
+    );
     docker.ok(&["stop", &name]);
     assert_eq!(docker.ok(&["inspect", "--format", "{{.State.ExitCode}}", &name]).trim(), "143");
     docker.ok(&["rm", &name]);
