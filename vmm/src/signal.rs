@@ -1,4 +1,6 @@
-//! SIGINT/SIGTERM: stop the guest cleanly, wherever the vCPU thread is.
+//! Process-wide signal state: SIGINT/SIGTERM stop the guest cleanly, wherever the vCPU thread
+//! is; a kick (the first real-time signal, whose handler does nothing) makes another vCPU thread
+//! leave `KVM_RUN`.
 //!
 //! The handler only does async-signal-safe work: it records the signal number, writes an eventfd
 //! (which sits in the hvt POLL epoll set, so a sleeping POLL returns) and sets `immediate_exit` in
@@ -55,6 +57,67 @@ pub fn set_thread_mask(how: libc::c_int, set: &libc::sigset_t) -> libc::sigset_t
     // SAFETY: valid sigset pointers; affects only the calling thread.
     unsafe { libc::pthread_sigmask(how, set, &raw mut old) };
     old
+}
+
+/// The signal that interrupts a vCPU thread's `KVM_RUN` (its handler does nothing).
+fn kick_signal() -> libc::c_int {
+    libc::SIGRTMIN()
+}
+
+extern "C" fn on_kick(_: libc::c_int) {}
+
+/// Installs the (empty) handler of the kick signal, without `SA_RESTART`: a kicked `KVM_RUN`
+/// returns `EINTR`.
+pub fn install_kick_handler() -> std::io::Result<()> {
+    // SAFETY: a zeroed sigaction is "no flags, empty mask"; the handler does nothing.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_kick as extern "C" fn(libc::c_int) as usize;
+        if libc::sigaction(kick_signal(), &raw const action, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// How to make one vCPU thread leave `KVM_RUN`: its thread and its `immediate_exit` byte.
+#[derive(Debug, Clone, Copy)]
+pub struct Kick {
+    thread: libc::pthread_t,
+    immediate_exit: std::ptr::NonNull<u8>,
+}
+
+// SAFETY: a Kick is only a thread id and the address of a byte that `kick`'s contract keeps
+// valid; it is written with a volatile store, as the vCPU's own thread does.
+unsafe impl Send for Kick {}
+// SAFETY: as above; `kick` takes `&self` and mutates nothing in it.
+unsafe impl Sync for Kick {}
+
+impl Kick {
+    /// The kick of the calling thread, which runs the vCPU whose `immediate_exit` byte is
+    /// `immediate_exit` (in its `kvm_run` page).
+    pub fn this_thread(immediate_exit: &mut u8) -> Kick {
+        Kick {
+            // SAFETY: pthread_self has no preconditions.
+            thread: unsafe { libc::pthread_self() },
+            immediate_exit: std::ptr::NonNull::from(immediate_exit),
+        }
+    }
+
+    /// Sets the thread's `immediate_exit` (in case it is about to enter `KVM_RUN`) and
+    /// interrupts the ioctl (in case it is in it). [`install_kick_handler`] must have run.
+    ///
+    /// # Safety
+    /// The `immediate_exit` byte must still be mapped (its `VcpuFd` alive) and the thread not
+    /// yet joined.
+    pub unsafe fn kick(&self) {
+        // SAFETY: the caller guarantees the byte is mapped and the thread id still valid; the
+        // signal's handler does nothing.
+        unsafe {
+            std::ptr::write_volatile(self.immediate_exit.as_ptr(), 1);
+            libc::pthread_kill(self.thread, kick_signal());
+        }
+    }
 }
 
 /// The eventfd a stop signal writes, and the handler installation.
@@ -153,6 +216,39 @@ mod tests {
         let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
         let hex = status.lines().find_map(|l| l.strip_prefix("SigBlk:")).unwrap().trim();
         u64::from_str_radix(hex, 16).unwrap()
+    }
+
+    #[test]
+    fn test_a_kick_sets_the_flag_and_interrupts_a_blocking_call() {
+        install_kick_handler().unwrap();
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two descriptors into `fds`.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let mut flag = 0u8;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            let flag = &mut flag;
+            let reader = s.spawn(move || {
+                let _ = tx.send(Kick::this_thread(flag));
+                let mut byte = 0u8;
+                // SAFETY: a read into a local byte; nobody ever writes the pipe.
+                let n = unsafe { libc::read(fds[0], (&raw mut byte).cast(), 1) };
+                (n, std::io::Error::last_os_error().raw_os_error())
+            });
+            let kick = rx.recv().unwrap();
+            // Until the kick lands in the read, kick again (the thread may not be blocked yet).
+            while !reader.is_finished() {
+                // SAFETY: `flag` outlives the scope and the thread is not joined yet.
+                unsafe { kick.kick() };
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            assert_eq!(reader.join().unwrap(), (-1, Some(libc::EINTR)));
+        });
+        assert_eq!(flag, 1);
+        for fd in fds {
+            // SAFETY: closing the pipe's descriptors.
+            unsafe { libc::close(fd) };
+        }
     }
 
     #[test]

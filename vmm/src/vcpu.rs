@@ -1,7 +1,8 @@
-//! The vCPU run loop and the one exit-dispatch function.
+//! The vCPU run loop and the two exit dispatchers: [`handle_exit`] for hvt guests (hypercalls)
+//! and [`handle_linux_exit`] for Linux-boot guests (the port-I/O and MMIO buses).
 //!
-//! `handle_exit` is a free function of (exit, hvt, ram) so every exit kind is unit-testable with
-//! synthetic exits. Guest misbehaviour — a bad port, width or address, an unknown hypercall, a bad
+//! Both are free functions of the exit and what it may touch, so every exit kind is
+//! unit-testable with synthetic exits. Guest misbehaviour — a bad port, width or address, an unknown hypercall, a bad
 //! pointer, a triple fault, a write to read-only memory — is fatal, as in solo5-hvt: it ends the
 //! run with a [`VcpuError`] naming what happened, never a panic.
 
@@ -280,6 +281,55 @@ mod tests {
             let err = handle_exit(exit, &mut hvt, &ram).unwrap_err().to_string();
             assert!(err.starts_with(want), "{err} does not start with {want}");
         }
+    }
+
+    /// The legacy devices a Linux-boot guest ends its run with, and an empty MMIO bus.
+    fn linux_buses() -> (Bus, Bus) {
+        use std::sync::{Arc, Mutex};
+
+        use crate::devices::legacy::{self, DebugExit, I8042};
+        let mut pio = Bus::default();
+        pio.insert(legacy::I8042_PORT, legacy::I8042_LEN, Arc::new(Mutex::new(I8042)))
+            .unwrap();
+        pio.insert(legacy::DEBUG_EXIT_PORT, legacy::DEBUG_EXIT_LEN, Arc::new(Mutex::new(DebugExit)))
+            .unwrap();
+        (pio, Bus::default())
+    }
+
+    #[test]
+    fn test_linux_exits_reach_the_buses_and_end_the_machine() {
+        let (pio, mmio) = linux_buses();
+        let run = |exit: VcpuExit<'_>| handle_linux_exit(exit, &pio, &mmio);
+        // The debug-exit port ends the VM with the written status, at any width.
+        assert_eq!(run(VcpuExit::IoOut(0x501, &[7])).unwrap(), Action::Stop(ExitStatus::Halt(7)));
+        assert_eq!(
+            run(VcpuExit::IoOut(0x501, &[9, 0, 0, 0])).unwrap(),
+            Action::Stop(ExitStatus::Halt(9))
+        );
+        // The i8042 reset pulse, and KVM's system events.
+        assert_eq!(run(VcpuExit::IoOut(0x64, &[0xfe])).unwrap(), Action::Stop(ExitStatus::Reset));
+        let shutdown = VcpuExit::SystemEvent(kvm_bindings::KVM_SYSTEM_EVENT_SHUTDOWN, &[]);
+        assert_eq!(run(shutdown).unwrap(), Action::Stop(ExitStatus::Halt(0)));
+        let reset = VcpuExit::SystemEvent(kvm_bindings::KVM_SYSTEM_EVENT_RESET, &[]);
+        assert_eq!(run(reset).unwrap(), Action::Stop(ExitStatus::Reset));
+        // Where no device sits: ports read all ones, MMIO zeros, writes are dropped (Linux probes).
+        let mut port = [0u8; 2];
+        assert_eq!(run(VcpuExit::IoIn(0x3f0, &mut port)).unwrap(), Action::Continue);
+        assert_eq!(port, [0xff, 0xff]);
+        let mut word = [0x55u8; 4];
+        assert_eq!(run(VcpuExit::MmioRead(0xd000_0000, &mut word)).unwrap(), Action::Continue);
+        assert_eq!(word, [0; 4]);
+        assert_eq!(run(VcpuExit::IoOut(0x3f0, &[1])).unwrap(), Action::Continue);
+        assert_eq!(run(VcpuExit::MmioWrite(0xd000_0000, &[1, 2, 3, 4])).unwrap(), Action::Continue);
+        // HLT and interrupted runs go on; a triple fault and KVM's errors are faults.
+        assert_eq!(run(VcpuExit::Hlt).unwrap(), Action::Continue);
+        assert_eq!(run(VcpuExit::Intr).unwrap(), Action::Continue);
+        let err = run(VcpuExit::Shutdown).unwrap_err().to_string();
+        assert_eq!(err, "KVM: unhandled exit: exit_reason=0x8 (shutdown: triple fault)");
+        assert_eq!(
+            run(VcpuExit::FailEntry(0x21, 0)).unwrap_err().to_string(),
+            "KVM: entry failure: hw_entry_failure_reason=0x21"
+        );
     }
 
     #[test]

@@ -1,0 +1,167 @@
+//! The devices of a Linux-boot guest: the backends the user names (disk files, taps), the
+//! legacy ports (16550 console, i8042, debug exit, ACPI sleep control) and one virtio-mmio
+//! window per device, each with its interrupt (an irqfd) and one ioeventfd per queue.
+
+use std::sync::{Arc, Mutex};
+
+use kvm_ioctls::{IoEventAddress, VmFd};
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+
+use super::boot::MMIO_BASE;
+use super::{LinuxError, host, kvm_err};
+use crate::acpi::{self, MmioDevice, SleepControl};
+use crate::config::{BlockConfig, MacAddr, NetBackend, NetConfig};
+use crate::devices::Bus;
+use crate::devices::event_loop::VirtioEvents;
+use crate::devices::legacy::{self, DebugExit, I8042, Uart};
+use crate::devices::virtio::VirtioDevice;
+use crate::devices::virtio::block::Block;
+use crate::devices::virtio::mmio::{MMIO_LEN, MmioTransport, QUEUE_NOTIFY_OFFSET};
+use crate::devices::virtio::net::Net;
+use crate::error::Error;
+use crate::host::disk::Disk;
+use crate::host::files::Root;
+use crate::host::tap::Tap;
+
+/// First interrupt line for virtio devices (after the serial ports), and the last one.
+pub(super) const FIRST_IRQ: u32 = 5;
+pub(super) const LAST_IRQ: u32 = 23;
+
+/// A device before it is put on the bus.
+pub(super) struct Pending {
+    name: String,
+    device: Box<dyn VirtioDevice>,
+}
+
+fn open_block(cfg: &BlockConfig, root: Root<'_>) -> Result<Pending, Error> {
+    let err = |reason: String| LinuxError::Device {
+        kind: "block",
+        name: cfg.name.clone(),
+        reason,
+    };
+    let disk = Disk::open_in(root, &cfg.path, cfg.read_only).map_err(|e| err(format!("{}: {e}", cfg.path.display())))?;
+    let block_size = u32::from(cfg.sector_size.unwrap_or(512));
+    if disk.capacity() % 512 != 0 {
+        return Err(err(format!("{}: size {} is not a multiple of 512", cfg.path.display(), disk.capacity())).into());
+    }
+    Ok(Pending {
+        name: cfg.name.clone(),
+        device: Box::new(Block::new(disk, cfg.read_only, block_size, &cfg.name)),
+    })
+}
+
+fn open_net(cfg: &NetConfig) -> Result<Pending, Error> {
+    let tap = match &cfg.backend {
+        NetBackend::Tap(iface) => Tap::open_vnet(iface),
+        NetBackend::Fd(fd) => Tap::from_fd_virtio(*fd),
+    }
+    .map_err(|e| LinuxError::Device {
+        kind: "net",
+        name: cfg.name.clone(),
+        reason: e.to_string(),
+    })?;
+    let mac = cfg.mac.unwrap_or_else(MacAddr::random);
+    Ok(Pending {
+        name: cfg.name.clone(),
+        device: Box::new(Net::new(tap, mac.0)),
+    })
+}
+
+/// Opens every backend `--block`/`--net` names, blocks first: a bad one fails before KVM is
+/// touched.
+pub(super) fn open_backends(blocks: &[BlockConfig], nets: &[NetConfig], root: Root<'_>) -> Result<Vec<Pending>, Error> {
+    let mut pending = Vec::new();
+    for b in blocks {
+        pending.push(open_block(b, root)?);
+    }
+    for n in nets {
+        pending.push(open_net(n)?);
+    }
+    let max = (LAST_IRQ - FIRST_IRQ + 1) as usize;
+    if pending.len() > max {
+        return Err(LinuxError::TooManyDevices(pending.len()).into());
+    }
+    Ok(pending)
+}
+
+/// The devices on their buses.
+pub(super) struct Devices {
+    /// The port-I/O bus.
+    pub pio: Bus,
+    /// The MMIO bus.
+    pub mmio: Bus,
+    /// The serial console (the device thread feeds it terminal input).
+    pub uart: Arc<Mutex<Uart>>,
+    /// What the device thread serves: each virtio device's queue kicks and backend.
+    pub events: Vec<VirtioEvents>,
+    /// The virtio-mmio windows, for the ACPI tables.
+    pub windows: Vec<MmioDevice>,
+    /// `virtio_mmio.device=` announcements for the command line.
+    pub announcements: Vec<String>,
+}
+
+/// Puts the legacy devices and `pending` virtio devices on their buses, wired to `vm`'s
+/// interrupts; `console` receives the serial output.
+pub(super) fn attach(
+    vm: &VmFd,
+    mem: &GuestMemoryMmap,
+    pending: Vec<Pending>,
+    console: Box<dyn std::io::Write + Send>,
+) -> Result<Devices, Error> {
+    let mut pio = Bus::default();
+    let mmio = Bus::default();
+    let serial_irq = EventFd::new(EFD_NONBLOCK).map_err(host("eventfd"))?;
+    vm.register_irqfd(&serial_irq, legacy::SERIAL_IRQ).map_err(kvm_err("KVM_IRQFD"))?;
+    let uart = Arc::new(Mutex::new(Uart::new(serial_irq, console)));
+    let overlap = |e: crate::devices::bus::Overlap| {
+        Error::Linux(LinuxError::Host {
+            what: "device layout",
+            source: std::io::Error::other(e.to_string()),
+        })
+    };
+    pio.insert(legacy::SERIAL_PORT, legacy::SERIAL_LEN, uart.clone()).map_err(overlap)?;
+    pio.insert(legacy::I8042_PORT, legacy::I8042_LEN, Arc::new(Mutex::new(I8042)))
+        .map_err(overlap)?;
+    pio.insert(legacy::DEBUG_EXIT_PORT, legacy::DEBUG_EXIT_LEN, Arc::new(Mutex::new(DebugExit)))
+        .map_err(overlap)?;
+    pio.insert(acpi::SLEEP_PORT, 1, Arc::new(Mutex::new(SleepControl)))
+        .map_err(overlap)?;
+    let mut devices = Devices {
+        pio,
+        mmio,
+        uart,
+        events: Vec::new(),
+        windows: Vec::new(),
+        announcements: Vec::new(),
+    };
+    for ((i, p), irq) in pending.into_iter().enumerate().zip(FIRST_IRQ..) {
+        let base = MMIO_BASE + i as u64 * MMIO_LEN;
+        let irq_evt = EventFd::new(EFD_NONBLOCK).map_err(host("eventfd"))?;
+        vm.register_irqfd(&irq_evt, irq).map_err(kvm_err("KVM_IRQFD"))?;
+        let queues = p.device.queue_max_sizes().len();
+        let transport = MmioTransport::new(p.device, mem.clone(), irq_evt).map_err(|e| LinuxError::Device {
+            kind: "virtio",
+            name: p.name.clone(),
+            reason: e.to_string(),
+        })?;
+        let transport = Arc::new(Mutex::new(transport));
+        let mut kicks = Vec::new();
+        for q in 0..queues {
+            let kick = EventFd::new(EFD_NONBLOCK).map_err(host("eventfd"))?;
+            vm.register_ioevent(
+                &kick,
+                &IoEventAddress::Mmio(base + QUEUE_NOTIFY_OFFSET),
+                u32::try_from(q).unwrap_or(0),
+            )
+            .map_err(kvm_err("KVM_IOEVENTFD"))?;
+            kicks.push(kick);
+        }
+        devices.mmio.insert(base, MMIO_LEN, transport.clone()).map_err(overlap)?;
+        devices.announcements.push(format!("virtio_mmio.device=4K@{base:#x}:{irq}"));
+        log::debug!("virtio device '{}' at {base:#x}, irq {irq}", p.name);
+        devices.events.push(VirtioEvents { transport, kicks });
+        devices.windows.push(MmioDevice { base, len: MMIO_LEN, irq });
+    }
+    Ok(devices)
+}

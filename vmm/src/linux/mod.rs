@@ -1,0 +1,208 @@
+//! Guests booted with the Linux boot protocol (x86_64): bzImage, ELF vmlinux (64-bit entry with
+//! `boot_params`) or an ELF with a PVH note (32-bit entry with `hvm_start_info`); an initrd,
+//! the command line, one or more vCPUs, the in-kernel irqchip and PIT, a 16550 console, and
+//! virtio-mmio block and net devices announced with `virtio_mmio.device=` on the command line.
+//!
+//! The same devices are described in ACPI tables (see [`crate::acpi`]) for kernels that find
+//! them that way.
+//!
+//! Guest physical layout: 0x500 GDT, 0x6000 `hvm_start_info` (+ memory map and module list),
+//! 0x7000 zero page, 0x9000 page tables, 0x20000 command line, 0xe0000 ACPI tables, 1 MiB
+//! kernel, initrd at the top of low memory, virtio-mmio windows from 0xd000_0000 (IRQ 5
+//! upwards), RAM above 3.25 GiB moved to 4 GiB.
+
+mod boot;
+mod devices;
+mod vcpus;
+
+use std::sync::{Arc, Mutex};
+
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use std::path::PathBuf;
+use vm_memory::GuestMemoryMmap;
+
+pub use boot::{CMDLINE_MAX, e820, is_bzimage, ram_ranges};
+
+use crate::acpi;
+use crate::config::VmConfig;
+use crate::devices::Bus;
+use crate::devices::bus::lock;
+use crate::devices::event_loop::EventLoop;
+use crate::devices::legacy::Uart;
+use crate::error::Error;
+use crate::seccomp::{Filters, ThreadKind};
+use crate::signal::StopSignals;
+use crate::vcpu::ExitStatus;
+
+/// Why a Linux-boot-protocol guest could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum LinuxError {
+    /// linux-loader refused the kernel.
+    #[error("{path}: not a kernel unik can boot (bzImage, ELF vmlinux or PVH ELF): {source}")]
+    Load {
+        /// The kernel.
+        path: PathBuf,
+        /// linux-loader's reason.
+        source: linux_loader::loader::Error,
+    },
+    /// The initrd could not be read or does not fit.
+    #[error("initrd {path}: {reason}")]
+    Initrd {
+        /// The initrd.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The command line with the device announcements is too long.
+    #[error("kernel command line too long: {len} characters (max {max})")]
+    Cmdline {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// More devices than interrupt lines.
+    #[error("too many virtio devices: {0} (at most {max})", max = devices::LAST_IRQ - devices::FIRST_IRQ + 1)]
+    TooManyDevices(usize),
+    /// A device backend could not be opened.
+    #[error("{kind} device '{name}': {reason}")]
+    Device {
+        /// "block" or "net".
+        kind: &'static str,
+        /// The configured name.
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Guest memory could not be allocated.
+    #[error("could not allocate {size} bytes of guest memory: {reason}")]
+    Memory {
+        /// Requested bytes.
+        size: u64,
+        /// vm-memory's reason.
+        reason: String,
+    },
+    /// The ACPI tables could not be written.
+    #[error(transparent)]
+    Acpi(#[from] acpi::AcpiError),
+    /// A host resource (eventfd, thread) failed.
+    #[error("{what}: {source}")]
+    Host {
+        /// What was attempted.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+pub(super) fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
+    move |source| Error::Kvm { what, source }
+}
+
+pub(super) fn host(what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Linux(LinuxError::Host { what, source })
+}
+
+/// A Linux-boot-protocol machine, built and ready to run.
+pub struct LinuxVm {
+    // Field order is drop order: the device thread and vCPUs go before the VM and memory.
+    events: Option<EventLoop>,
+    vcpus: Vec<VcpuFd>,
+    pio: Bus,
+    mmio: Bus,
+    uart: Arc<Mutex<Uart>>,
+    _vm: VmFd,
+    _kvm: Kvm,
+    _mem: GuestMemoryMmap,
+    stop: StopSignals,
+    filters: Filters,
+}
+
+impl std::fmt::Debug for LinuxVm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinuxVm")
+            .field("vcpus", &self.vcpus.len())
+            .field("mmio", &self.mmio)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LinuxVm {
+    /// Builds the machine for `cfg`; `console` receives the serial output.
+    pub fn build(cfg: &VmConfig, console: Box<dyn std::io::Write + Send>) -> Result<LinuxVm, Error> {
+        let mem_size = crate::vm::guest_mem_size(cfg.mem_mib)?;
+        let pending = devices::open_backends(&cfg.blocks, &cfg.nets, cfg.root())?;
+
+        let kvm = Kvm::new().map_err(Error::KvmOpen)?;
+        let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+        let mem = GuestMemoryMmap::<()>::from_ranges(&ram_ranges(mem_size)).map_err(|e| LinuxError::Memory {
+            size: mem_size,
+            reason: e.to_string(),
+        })?;
+        crate::vm::register_memory(&vm, &mem)?;
+        arch::setup_linux_vm(&vm)?;
+
+        let loaded = boot::load_kernel(cfg.root(), &cfg.kernel, &mem)?;
+        let low_end = mem_size.min(boot::MMIO_BASE);
+        let initrd = match &cfg.initrd {
+            Some(path) => Some(boot::load_initrd(cfg.root(), path, &mem, loaded.kernel_end, low_end)?),
+            None => None,
+        };
+        let devices = devices::attach(&vm, &mem, pending, console)?;
+        // ACPI for stock kernels (devices, CPUs, poweroff); `virtio_mmio.device=` for the rest.
+        let cmdline = cfg
+            .cmdline
+            .iter()
+            .chain(&devices.announcements)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let cmdline_len = boot::write_cmdline(&mem, &loaded, cmdline)?;
+        let rsdp = acpi::write_tables(&mem, cfg.vcpus.max(1), &devices.windows).map_err(LinuxError::Acpi)?;
+        let entry = boot::write_boot_info(&mem, &loaded, mem_size, cmdline_len, initrd, rsdp)?;
+        let mut vcpus = Vec::new();
+        for index in 0..cfg.vcpus.max(1) {
+            let vcpu = vm.create_vcpu(u64::from(index)).map_err(kvm_err("KVM_CREATE_VCPU"))?;
+            arch::setup_linux_vcpu(&kvm, &vcpu, &mem, index, entry)?;
+            vcpus.push(vcpu);
+        }
+        log::debug!(
+            "built Linux-boot VM: {} MiB, {} vCPU(s), entry {entry:?}",
+            mem_size >> 20,
+            vcpus.len()
+        );
+        let stop = StopSignals::new().map_err(Error::Signals)?;
+        let events = EventLoop::new(devices.events, Some(devices.uart.clone())).map_err(host("device thread"))?;
+        let filters = Filters::new(cfg.seccomp, &[ThreadKind::LinuxVcpu, ThreadKind::Devices])?;
+        Ok(LinuxVm {
+            events: Some(events),
+            vcpus,
+            pio: devices.pio,
+            mmio: devices.mmio,
+            uart: devices.uart,
+            _vm: vm,
+            _kvm: kvm,
+            _mem: mem,
+            stop,
+            filters,
+        })
+    }
+
+    /// Runs the guest until it exits (debug-exit port, reset, shutdown), a stop signal arrives or
+    /// a vCPU faults. The device thread starts first and installs its seccomp filter; the vCPUs
+    /// install theirs before their first instruction (see [`vcpus`]).
+    pub fn run(mut self) -> Result<ExitStatus, Error> {
+        self.stop.install().map_err(Error::Signals)?;
+        if let Some(events) = self.events.as_mut() {
+            events.start(&self.filters)?;
+        }
+        let result = vcpus::run(std::mem::take(&mut self.vcpus), &self.pio, &self.mmio, &self.stop, &self.filters);
+        let result = result.map(|(status, vcpus)| {
+            self.vcpus = vcpus;
+            status
+        });
+        lock(&self.uart).flush();
+        drop(self.events.take());
+        result
+    }
+}
