@@ -82,7 +82,7 @@ pub fn run(
         }
         Err(e) => {
             let e = anyhow::Error::new(e);
-            built(Err(crate::error_chain(&e)));
+            built(Err(crate::logging::error_chain(&e)));
             return Err(e);
         }
     };

@@ -139,6 +139,22 @@ pub fn log_early_error(argv: &[std::ffi::OsString], msg: &str) {
     }
 }
 
+/// The error and its causes joined with ": ", skipping a cause whose text the message before it
+/// already contains (library errors often embed their source in their own message).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +199,14 @@ mod tests {
         assert!(v["time"].as_str().unwrap().ends_with('Z'));
         assert_eq!(format_line(LogFormat::Text, Level::Warn, "w"), "unik: warn: w");
         assert_eq!(format_line(LogFormat::Text, Level::Error, "e"), "unik: e");
+    }
+
+    #[test]
+    fn test_error_chain_skips_repeated_causes() {
+        let io = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let e = anyhow::Error::new(io)
+            .context("Could not open x: No such file or directory (os error 2)")
+            .context("booting");
+        assert_eq!(error_chain(&e), "booting: Could not open x: No such file or directory (os error 2)");
     }
 }

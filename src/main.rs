@@ -45,7 +45,7 @@ fn main() -> ExitCode {
     }
     log::debug!("systemd-cgroup={} rootless={:?}", global.systemd_cgroup, global.rootless);
     if let Err(e) = delegate::exec_runc_if_its_container(&cli, &argv, &oci::root(global)) {
-        log::error!("{}", error_chain(&e));
+        log::error!("{}", logging::error_chain(&e));
         return ExitCode::FAILURE;
     }
     let result = match cli.command {
@@ -72,7 +72,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            log::error!("{}", error_chain(&e));
+            log::error!("{}", logging::error_chain(&e));
             ExitCode::FAILURE
         }
     }
@@ -93,35 +93,5 @@ fn inherited_fds_to_keep(command: &Command) -> Option<Vec<std::os::fd::RawFd>> {
         ),
         Command::Monitor(_) => Some(vec![runtime::spawn::SYNC_FD]),
         _ => None,
-    }
-}
-
-/// The error and its causes joined with ": ", skipping a cause whose text the message before it
-/// already contains (library errors often embed their source in their own message).
-fn error_chain(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&text);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn test_error_chain_skips_repeated_causes() {
-        let io = std::io::Error::from_raw_os_error(libc::ENOENT);
-        let e = anyhow::Error::new(io)
-            .context("Could not open x: No such file or directory (os error 2)")
-            .context("booting");
-        assert_eq!(error_chain(&e), "booting: Could not open x: No such file or directory (os error 2)");
     }
 }

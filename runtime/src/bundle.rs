@@ -16,8 +16,7 @@
 //! or urunc's `initrd`, and one virtio-net card on the container interface when there is one.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use vmm::hvt::{DeviceType, Manifest};
@@ -29,6 +28,7 @@ use crate::annotations::{merge_unik_json, urunc_keys};
 use crate::error::ContainerError;
 use crate::hooks::Hooks;
 use crate::network::{NetPlan, Netns};
+use crate::rootfs::resolve_in_rootfs;
 pub use crate::solo5::is_solo5_hvt;
 
 /// Guest memory when the bundle sets no limit.
@@ -41,7 +41,7 @@ pub const MIN_MEM_MIB: u64 = 2;
 /// gets the largest guest); [`DEFAULT_MEM_MIB`] without a limit (absent, 0 or -1 for unlimited).
 pub fn guest_mem_mib(limit: Option<i64>) -> u64 {
     match limit {
-        Some(l) if l > 0 => (l.unsigned_abs() >> 20).clamp(MIN_MEM_MIB, vmm::vm::MEM_MAX_MIB),
+        Some(l) if l > 0 => (l.unsigned_abs() >> 20).clamp(MIN_MEM_MIB, vmm::memory::MEM_MAX_MIB),
         _ => DEFAULT_MEM_MIB,
     }
 }
@@ -105,59 +105,6 @@ fn bundle_err(path: &Path, reason: impl Into<String>) -> ContainerError {
         path: path.to_path_buf(),
         reason: reason.into(),
     }
-}
-
-/// Most symlinks followed while resolving one path (Linux's limit).
-const MAX_SYMLINKS: u32 = 40;
-
-/// Resolves `inside` (absolute or relative to the rootfs) to the host path of an existing file
-/// in the rootfs, following symlinks the way the container would see them: an absolute target
-/// starts again at the rootfs. `..` in `inside` is refused, and so is a symlink whose target
-/// climbs above the rootfs.
-pub fn resolve_in_rootfs(rootfs: &Path, inside: &str) -> Result<PathBuf, String> {
-    let root = rootfs.canonicalize().map_err(|e| format!("rootfs {}: {e}", rootfs.display()))?;
-    // Components still to walk, last one first; ".." can only come from symlink targets.
-    let mut pending: Vec<OsString> = Vec::new();
-    for c in Path::new(inside).components().rev() {
-        match c {
-            Component::Normal(part) => pending.push(part.to_os_string()),
-            Component::RootDir | Component::CurDir => {}
-            Component::ParentDir | Component::Prefix(_) => return Err(format!("'{inside}' leaves the rootfs")),
-        }
-    }
-    let mut path = root.clone();
-    let mut links = 0;
-    while let Some(part) = pending.pop() {
-        if part == ".." {
-            if path == root {
-                return Err(format!("'{inside}' resolves outside the rootfs"));
-            }
-            path.pop();
-            continue;
-        }
-        path.push(&part);
-        let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("'{inside}' in the rootfs: {e}"))?;
-        if !meta.file_type().is_symlink() {
-            continue;
-        }
-        links += 1;
-        if links > MAX_SYMLINKS {
-            return Err(format!("'{inside}' in the rootfs: too many levels of symbolic links"));
-        }
-        let target = std::fs::read_link(&path).map_err(|e| format!("'{inside}' in the rootfs: {e}"))?;
-        path.pop();
-        if target.is_absolute() {
-            path.clone_from(&root);
-        }
-        for c in target.components().rev() {
-            match c {
-                Component::Normal(p) => pending.push(p.to_os_string()),
-                Component::ParentDir => pending.push("..".into()),
-                Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-            }
-        }
-    }
-    Ok(path)
 }
 
 /// Whether `process.args[0]` of a bundle without annotations names a solo5-hvt executable.
@@ -356,11 +303,11 @@ fn classify(
         Some(m) => m
             .parse()
             .ok()
-            .filter(|m| (MIN_MEM_MIB..=vmm::vm::MEM_MAX_MIB).contains(m))
+            .filter(|m| (MIN_MEM_MIB..=vmm::memory::MEM_MAX_MIB).contains(m))
             .ok_or_else(|| {
                 err(format!(
                     "{MEM}: '{m}' is not a number of MiB from {MIN_MEM_MIB} to {}",
-                    vmm::vm::MEM_MAX_MIB
+                    vmm::memory::MEM_MAX_MIB
                 ))
             })?,
         None => guest_mem_mib(mem_limit),

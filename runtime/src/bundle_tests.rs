@@ -281,7 +281,7 @@ fn test_memory_limit_mapping() {
     assert_eq!(guest_mem_mib(Some((7 << 20) + (1 << 19))), 7);
     assert_eq!(guest_mem_mib(Some(1 << 30)), 1024);
     // The limit is a ceiling: above the largest guest, the guest is the largest.
-    assert_eq!(guest_mem_mib(Some(8 << 30)), vmm::vm::MEM_MAX_MIB);
+    assert_eq!(guest_mem_mib(Some(8 << 30)), vmm::memory::MEM_MAX_MIB);
     for bad in ["0", "1", "lots", "-5", "4097", "17592186044415"] {
         let b = bundle(config(&["/app"], serde_json::json!({ MEM: bad })), &[("/app", &hvt_elf(&[]))]);
         let err = load(b.path()).unwrap_err().to_string();

@@ -15,6 +15,7 @@ pub mod jail;
 pub mod network;
 pub mod process;
 pub mod root;
+pub mod rootfs;
 pub mod solo5;
 pub mod spawn;
 pub mod state;

@@ -40,7 +40,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let (cfg, mut wired, confinement, gate) = match prepare(&args.dir, &sync) {
         Ok(p) => p,
         Err(e) => {
-            let chain = crate::error_chain(&e);
+            let chain = crate::logging::error_chain(&e);
             let gave_up = e
                 .root_cause()
                 .downcast_ref::<std::io::Error>()
@@ -77,7 +77,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let status = match result {
         Ok(status) => status,
         Err(e) if reported => {
-            log::debug!("reported to create: {}", crate::error_chain(&e));
+            log::debug!("reported to create: {}", crate::logging::error_chain(&e));
             return Ok(ExitCode::FAILURE);
         }
         Err(e) => return Err(e),

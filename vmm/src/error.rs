@@ -35,14 +35,6 @@ pub enum Error {
     /// Guest memory setup failed.
     #[error(transparent)]
     Memory(#[from] MemoryError),
-    /// The requested memory size is not possible.
-    #[error("Guest memory size {requested} bytes exceeds the max size {max} bytes")]
-    MemoryTooLarge {
-        /// Requested bytes.
-        requested: u64,
-        /// Largest allowed.
-        max: u64,
-    },
     /// `/dev/kvm` could not be used.
     #[error("Could not open /dev/kvm: {0} (is KVM available and accessible?)")]
     KvmOpen(kvm_ioctls::Error),
@@ -69,7 +61,7 @@ pub enum Error {
     /// A Linux-boot-protocol guest could not be built.
     #[cfg(target_arch = "x86_64")]
     #[error(transparent)]
-    Linux(#[from] crate::linux::LinuxError),
+    Linux(#[from] crate::linux::error::LinuxError),
     /// Signal handling could not be set up.
     #[error("Could not set up signal handling: {0}")]
     Signals(std::io::Error),

@@ -12,6 +12,7 @@ pub mod devices;
 pub mod error;
 pub mod host;
 pub mod hvt;
+pub mod hvt_vm;
 #[cfg(target_arch = "x86_64")]
 pub mod linux;
 pub mod loader;

@@ -7,11 +7,27 @@
 
 use std::ops::Range;
 
-use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 /// Errors reaching guest memory.
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
+    /// The requested memory size is not possible.
+    #[error("Guest memory size {requested} bytes exceeds the max size {max} bytes")]
+    TooLarge {
+        /// Requested bytes.
+        requested: u64,
+        /// Largest allowed.
+        max: u64,
+    },
+    /// Registering guest memory with KVM failed.
+    #[error("KVM: {what} failed: {source}")]
+    Register {
+        /// Which operation.
+        what: &'static str,
+        /// The ioctl error.
+        source: kvm_ioctls::Error,
+    },
     /// A guest pointer outside RAM, or a range that wraps or reaches past its end.
     #[error("Invalid guest access: gpa={gpa:#x}, sz={len}")]
     OutOfRange {
@@ -213,6 +229,53 @@ impl GuestRam {
     }
 }
 
+/// The most guest memory, in MiB.
+pub const MEM_MAX_MIB: u64 = arch::layout::MEM_MAX >> 20;
+
+/// The guest memory size for `mem_mib`: rounded down to the architecture's granule (at least one
+/// granule) and at most the architecture's maximum.
+pub fn guest_mem_size(mem_mib: u64) -> Result<u64, MemoryError> {
+    let align = arch::layout::MEM_ALIGN;
+    let max = arch::layout::MEM_MAX;
+    let requested = mem_mib
+        .checked_mul(1 << 20)
+        .ok_or(MemoryError::TooLarge { requested: u64::MAX, max })?;
+    if requested > max {
+        return Err(MemoryError::TooLarge { requested, max });
+    }
+    let size = (requested / align * align).max(align);
+    if size != requested {
+        log::warn!("adjusting memory to {size} bytes");
+    }
+    Ok(size)
+}
+
+/// Registers every region of `mem` with KVM.
+pub(crate) fn register_memory(vm: &kvm_ioctls::VmFd, mem: &GuestMemoryMmap) -> Result<(), MemoryError> {
+    for (slot, region) in (0u32..).zip(mem.iter()) {
+        let host = region
+            .get_host_address(vm_memory::MemoryRegionAddress(0))
+            .map_err(|_| MemoryError::Register {
+                what: "guest memory host address",
+                source: kvm_ioctls::Error::new(libc::EINVAL),
+            })?;
+        let region = kvm_bindings::kvm_userspace_memory_region {
+            slot,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+            flags: 0,
+        };
+        // SAFETY: the region describes memory owned by `ram`'s mapping, which the `Vm` keeps alive
+        // (its `ram` field drops after the VM fd); the slot numbers are unique.
+        unsafe { vm.set_user_memory_region(region) }.map_err(|source| MemoryError::Register {
+            what: "KVM_SET_USER_MEMORY_REGION",
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,5 +311,16 @@ mod tests {
         assert!(ram.protect_read_only(0x1001, 0x1000).is_err());
         assert!(ram.protect_read_only(0x1f_f000, 0x2000).is_err());
         assert!(ram.protect_read_only(0x1000, 0).is_err());
+    }
+
+    #[test]
+    fn test_guest_mem_size_rounds_down_and_caps() {
+        assert_eq!(guest_mem_size(512).unwrap(), 512 << 20);
+        assert_eq!(guest_mem_size(3).unwrap(), 2 << 20);
+        assert_eq!(guest_mem_size(1).unwrap(), 2 << 20);
+        assert_eq!(guest_mem_size(0).unwrap(), 2 << 20);
+        assert_eq!(guest_mem_size(4096).unwrap(), 4 << 30);
+        assert!(matches!(guest_mem_size(4097), Err(MemoryError::TooLarge { .. })));
+        assert!(matches!(guest_mem_size(u64::MAX), Err(MemoryError::TooLarge { .. })));
     }
 }

@@ -80,7 +80,7 @@ pub(super) fn open_backends(blocks: &[BlockConfig], nets: &[NetConfig], root: Ro
     }
     let max = (LAST_IRQ - FIRST_IRQ + 1) as usize;
     if pending.len() > max {
-        return Err(LinuxError::TooManyDevices(pending.len()).into());
+        return Err(LinuxError::TooManyDevices { count: pending.len(), max }.into());
     }
     Ok(pending)
 }

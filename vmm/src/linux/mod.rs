@@ -13,15 +13,16 @@
 
 mod boot;
 mod devices;
+pub mod error;
 mod vcpus;
 
 use std::sync::{Arc, Mutex};
 
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
-use std::path::PathBuf;
 use vm_memory::GuestMemoryMmap;
 
 pub use boot::{CMDLINE_MAX, e820, is_bzimage, ram_ranges};
+pub use error::LinuxError;
 
 use crate::acpi;
 use crate::config::VmConfig;
@@ -33,67 +34,6 @@ use crate::error::Error;
 use crate::seccomp::{Filters, ThreadKind};
 use crate::signal::StopSignals;
 use crate::vcpu::ExitStatus;
-
-/// Why a Linux-boot-protocol guest could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum LinuxError {
-    /// linux-loader refused the kernel.
-    #[error("{path}: not a kernel unik can boot (bzImage, ELF vmlinux or PVH ELF): {source}")]
-    Load {
-        /// The kernel.
-        path: PathBuf,
-        /// linux-loader's reason.
-        source: linux_loader::loader::Error,
-    },
-    /// The initrd could not be read or does not fit.
-    #[error("initrd {path}: {reason}")]
-    Initrd {
-        /// The initrd.
-        path: PathBuf,
-        /// What went wrong.
-        reason: String,
-    },
-    /// The command line with the device announcements is too long.
-    #[error("kernel command line too long: {len} characters (max {max})")]
-    Cmdline {
-        /// Its length.
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// More devices than interrupt lines.
-    #[error("too many virtio devices: {0} (at most {max})", max = devices::LAST_IRQ - devices::FIRST_IRQ + 1)]
-    TooManyDevices(usize),
-    /// A device backend could not be opened.
-    #[error("{kind} device '{name}': {reason}")]
-    Device {
-        /// "block" or "net".
-        kind: &'static str,
-        /// The configured name.
-        name: String,
-        /// What went wrong.
-        reason: String,
-    },
-    /// Guest memory could not be allocated.
-    #[error("could not allocate {size} bytes of guest memory: {reason}")]
-    Memory {
-        /// Requested bytes.
-        size: u64,
-        /// vm-memory's reason.
-        reason: String,
-    },
-    /// The ACPI tables could not be written.
-    #[error(transparent)]
-    Acpi(#[from] acpi::AcpiError),
-    /// A host resource (eventfd, thread) failed.
-    #[error("{what}: {source}")]
-    Host {
-        /// What was attempted.
-        what: &'static str,
-        /// The OS error.
-        source: std::io::Error,
-    },
-}
 
 pub(super) fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
     move |source| Error::Kvm { what, source }
@@ -130,7 +70,7 @@ impl std::fmt::Debug for LinuxVm {
 impl LinuxVm {
     /// Builds the machine for `cfg`; `console` receives the serial output.
     pub fn build(cfg: &VmConfig, console: Box<dyn std::io::Write + Send>) -> Result<LinuxVm, Error> {
-        let mem_size = crate::vm::guest_mem_size(cfg.mem_mib)?;
+        let mem_size = crate::memory::guest_mem_size(cfg.mem_mib)?;
         let pending = devices::open_backends(&cfg.blocks, &cfg.nets, cfg.root())?;
 
         let kvm = Kvm::new().map_err(Error::KvmOpen)?;
@@ -139,7 +79,7 @@ impl LinuxVm {
             size: mem_size,
             reason: e.to_string(),
         })?;
-        crate::vm::register_memory(&vm, &mem)?;
+        crate::memory::register_memory(&vm, &mem)?;
         arch::setup_linux_vm(&vm)?;
 
         let loaded = boot::load_kernel(cfg.root(), &cfg.kernel, &mem)?;

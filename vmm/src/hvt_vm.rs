@@ -1,0 +1,110 @@
+//! Building and running one hvt guest: the ELF-to-exit-code path.
+
+use std::io::Write;
+
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use log::debug;
+
+use crate::config::VmConfig;
+use crate::error::Error;
+use crate::hvt::{self, Hvt, Manifest};
+use crate::loader::Executable;
+use crate::memory::{GuestRam, guest_mem_size, register_memory};
+use crate::seccomp::{Filters, ThreadKind};
+use crate::signal::StopSignals;
+use crate::vcpu::{self, ExitStatus};
+
+const KVM_API_VERSION: i32 = 12;
+
+/// A built hvt machine, ready to run: memory holds the kernel and boot info, devices are attached
+/// and the vCPU sits at the entry point.
+#[derive(Debug)]
+pub struct HvtVm {
+    // Field order is drop order: the vCPU and VM fds go before the memory they map.
+    vcpu: VcpuFd,
+    _vm: VmFd,
+    _kvm: Kvm,
+    hvt: Hvt,
+    ram: GuestRam,
+    stop: StopSignals,
+    filters: Filters,
+}
+
+impl HvtVm {
+    /// Builds the machine described by `cfg`. `console` receives the guest's PUTS output.
+    ///
+    /// Everything that can fail because of the configuration or the kernel fails here, before the
+    /// guest runs: a bad executable or manifest, a device that cannot be attached, memory or KVM
+    /// errors.
+    pub fn build(cfg: &VmConfig, console: Box<dyn Write + Send>) -> Result<HvtVm, Error> {
+        let mem_size = guest_mem_size(cfg.mem_mib)?;
+        let image =
+            crate::host::files::read_regular(cfg.root(), &cfg.kernel, mem_size, "of guest memory").map_err(|source| Error::Kernel {
+                path: cfg.kernel.clone(),
+                source,
+            })?;
+        let loader_err = |source| Error::Loader {
+            path: cfg.kernel.clone(),
+            source,
+        };
+        let exe = Executable::parse(&image, crate::loader::HOST_MACHINE).map_err(loader_err)?;
+        let mut manifest = Manifest::parse(exe.manifest_note())?;
+        let devices = hvt::attach(&mut manifest, &cfg.nets, &cfg.blocks, cfg.root())?;
+        let cmdline = cfg.cmdline.join(" ");
+
+        let kvm = Kvm::new().map_err(Error::KvmOpen)?;
+        let version = kvm.get_api_version();
+        if version != KVM_API_VERSION {
+            return Err(Error::KvmApiVersion(version));
+        }
+        let vm = kvm.create_vm().map_err(|source| Error::Kvm {
+            what: "KVM_CREATE_VM",
+            source,
+        })?;
+        let mut ram = GuestRam::new(mem_size)?;
+        register_memory(&vm, ram.mmap())?;
+        arch::setup_vm(&vm)?;
+        let kernel = exe.load(&mut ram).map_err(loader_err)?;
+        let vcpu = vm.create_vcpu(0).map_err(|source| Error::Kvm {
+            what: "KVM_CREATE_VCPU",
+            source,
+        })?;
+        let info = arch::setup_vcpu(&kvm, &vm, &vcpu, ram.mmap(), mem_size, kernel.entry)?;
+        hvt::write_boot_info(&ram, kernel.kernel_end, info.cpu_cycle_freq, &manifest, cmdline.as_bytes())?;
+        debug!(
+            "built VM: {} MiB, entry {:#x}, kernel_end {:#x}, cycle freq {} Hz",
+            mem_size >> 20,
+            kernel.entry,
+            kernel.kernel_end,
+            info.cpu_cycle_freq
+        );
+
+        let stop = StopSignals::new().map_err(Error::Signals)?;
+        let hvt = Hvt::new(ram.clone(), devices, console, stop.fd())?;
+        let filters = Filters::new(cfg.seccomp, &[ThreadKind::HvtVcpu])?;
+        Ok(HvtVm {
+            vcpu,
+            _vm: vm,
+            _kvm: kvm,
+            hvt,
+            ram,
+            stop,
+            filters,
+        })
+    }
+
+    /// Runs the guest until it halts (its status), a stop signal arrives, or it faults (an error).
+    /// The thread's seccomp filter goes on before the first `KVM_RUN`.
+    pub fn run(mut self) -> Result<ExitStatus, Error> {
+        self.stop.install().map_err(Error::Signals)?;
+        self.filters.install(ThreadKind::HvtVcpu)?;
+        let status = vcpu::run(&mut self.vcpu, &mut self.hvt, &self.ram, &self.stop);
+        if log::log_enabled!(log::Level::Debug) {
+            match self.ram.resident_bytes() {
+                Ok(bytes) => debug!("guest memory resident: {} KiB", bytes / 1024),
+                Err(e) => debug!("guest memory residency unknown: {e}"),
+            }
+        }
+        Ok(status?)
+    }
+}
