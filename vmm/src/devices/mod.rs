@@ -18,6 +18,7 @@ macro_rules! guest_warn {
 pub mod bus;
 pub mod event_loop;
 pub mod legacy;
+pub mod rtc;
 pub mod virtio;
 
 pub use bus::{Bus, BusDevice, GuestExit};

@@ -1,5 +1,5 @@
 //! The devices of a Linux-boot guest: the backends the user names (disk files, taps), the
-//! legacy ports (16550 console, i8042, debug exit, ACPI sleep control) and one virtio-mmio
+//! legacy ports (CMOS RTC, 16550 console, i8042, debug exit, ACPI sleep control) and one virtio-mmio
 //! window per device, each with its interrupt (an irqfd) and one ioeventfd per queue.
 
 use std::sync::{Arc, Mutex};
@@ -15,6 +15,7 @@ use crate::config::{BlockConfig, MacAddr, NetBackend, NetConfig};
 use crate::devices::Bus;
 use crate::devices::event_loop::VirtioEvents;
 use crate::devices::legacy::{self, DebugExit, I8042, Uart};
+use crate::devices::rtc::{self, Rtc};
 use crate::devices::virtio::VirtioDevice;
 use crate::devices::virtio::block::Block;
 use crate::devices::virtio::mmio::{MMIO_LEN, MmioTransport, QUEUE_NOTIFY_OFFSET};
@@ -102,10 +103,12 @@ pub(super) struct Devices {
 }
 
 /// Puts the legacy devices and `pending` virtio devices on their buses, wired to `vm`'s
-/// interrupts; `console` receives the serial output.
+/// interrupts; `console` receives the serial output. The guest has `mem_size` bytes of RAM
+/// (the RTC's CMOS tells it so).
 pub(super) fn attach(
     vm: &VmFd,
     mem: &GuestMemoryMmap,
+    mem_size: u64,
     pending: Vec<Pending>,
     console: Box<dyn std::io::Write + Send>,
 ) -> Result<Devices, Error> {
@@ -126,6 +129,9 @@ pub(super) fn attach(
     pio.insert(legacy::DEBUG_EXIT_PORT, legacy::DEBUG_EXIT_LEN, Arc::new(Mutex::new(DebugExit)))
         .map_err(overlap)?;
     pio.insert(acpi::SLEEP_PORT, 1, Arc::new(Mutex::new(SleepControl)))
+        .map_err(overlap)?;
+    let low = mem_size.min(MMIO_BASE);
+    pio.insert(rtc::RTC_PORT, rtc::RTC_LEN, Arc::new(Mutex::new(Rtc::new(low, mem_size - low))))
         .map_err(overlap)?;
     let mut devices = Devices {
         pio,

@@ -88,7 +88,7 @@ impl LinuxVm {
             Some(path) => Some(boot::load_initrd(cfg.root(), path, &mem, loaded.kernel_end, low_end)?),
             None => None,
         };
-        let devices = devices::attach(&vm, &mem, pending, console)?;
+        let devices = devices::attach(&vm, &mem, mem_size, pending, console)?;
         // ACPI for stock kernels (devices, CPUs, poweroff); `virtio_mmio.device=` for the rest.
         let cmdline = cfg
             .cmdline
