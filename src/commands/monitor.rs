@@ -52,7 +52,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let mut reported = false;
     let mut vm_built = false;
     let gate = Gate::Fifo(args.dir.join("exec.fifo"));
-    let result = launch::run(&cfg, Box::new(std::io::stdout()), &gate, |built| {
+    let result = launch::run(&cfg, Box::new(vmm::host::ConsoleOut), &gate, |built| {
         vm_built = built.is_ok();
         if let Some(fd) = sync.take() {
             let failed = built.is_err();

@@ -614,6 +614,8 @@ fn install_kick_handler() -> std::io::Result<()> {
 /// Makes vCPU thread `tid` leave KVM_RUN: sets its `immediate_exit` (in case it is about to
 /// enter) and interrupts the ioctl (in case it is in it).
 fn kick(tid: libc::pthread_t, immediate_exit: usize) {
+    // A thread blocked writing the console gives up on the kick's EINTR.
+    crate::signal::set_stopping();
     // SAFETY: the pointer is the `immediate_exit` byte of that vCPU's kvm_run mapping, which
     // lives as long as its VcpuFd: an AP's is returned by its thread, joined only after its
     // kick; vCPU 0's outlives the thread scope every kick happens in. The signal's handler
