@@ -444,3 +444,165 @@ fn test_sigkill_of_a_spinning_hvt_guest_leaves_nothing_behind() {
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().map(|e| e.path()).collect();
     assert!(left.is_empty(), "files left behind: {left:?}");
 }
+
+// ---- Linux-boot guests: a hostile virtio driver ----
+
+/// Runs the `virtio` guest with a 64 KiB disk of 'D's and `tokens`; it must survive: status 0,
+/// a valid read after the attack, `virtio: done`. Returns stdout and the warning lines.
+fn virtio_survives(tokens: &[&str]) -> (String, Vec<String>) {
+    let dir = tempdir();
+    let img = disk(&dir, "d.img", 64 << 10, b'D');
+    let kernel = guest("virtio");
+    let mut args = vec!["--mem=16".to_string(), format!("--block:d={}", img.display())];
+    args.push(kernel.display().to_string());
+    args.extend(tokens.iter().map(|t| (*t).to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = common::boot(&args);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{tokens:?}: stdout: {text} stderr: {}", stderr(&out));
+    assert_clean(&out);
+    assert!(
+        text.contains("virtio-hostile: read after status=0 first=DDDDDDDD\n"),
+        "{tokens:?}: {text}"
+    );
+    assert!(text.contains("virtio: done\n"), "{tokens:?}: {text}");
+    let warnings = stderr(&out)
+        .lines()
+        .filter(|l| l.starts_with("unik: warn"))
+        .map(str::to_string)
+        .collect();
+    (text, warnings)
+}
+
+#[test]
+fn test_malformed_virtio_chains_are_answered_and_the_device_goes_on() {
+    require_kvm!();
+    // RAM is 16 MiB: 0xffff00 + 512 runs past its end.
+    for (tokens, want) in [
+        // A chain that loops, or runs through every descriptor and back: cut at the queue
+        // size, it has no device-writable status byte, so it comes back used with length 0.
+        (&["attack=desc-loop"][..], "virtio-hostile: desc-loop used len=0 status=255"),
+        (&["attack=chain-long"], "virtio-hostile: chain-long used len=0 status=255"),
+        (&["attack=desc-next-oob"], "virtio-hostile: desc-next-oob used len=0 status=255"),
+        // A header or data buffer outside RAM (or straddling its end): IOERR.
+        (&["attack=desc-oob"], "virtio-hostile: desc-oob used len=1 status=1"),
+        (&["attack=data-oob", "at=0xffff00"], "virtio-hostile: data-oob used len=1 status=1"),
+        // Nowhere to write the status: returned with length 0.
+        (&["attack=status-oob"], "virtio-hostile: status-oob used len=0 status=255"),
+    ] {
+        let (text, warnings) = virtio_survives(tokens);
+        assert!(text.contains(&format!("{want}\n")), "{tokens:?}: {text}");
+        // Chain mistakes are logged at debug level only.
+        assert_eq!(warnings, Vec::<String>::new(), "{tokens:?}");
+    }
+}
+
+#[test]
+fn test_an_avail_index_far_ahead_is_ignored_with_one_warning() {
+    require_kvm!();
+    // 10000 notifications of a ring whose avail index is 1000 ahead: nothing is used, and the
+    // warning is logged once (then at debug level).
+    let (text, warnings) = virtio_survives(&["attack=avail-ahead", "times=10000"]);
+    assert!(text.contains("virtio-hostile: avail-ahead x10000 ignored\n"), "{text}");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("the driver's avail ring is invalid"), "{warnings:?}");
+}
+
+#[test]
+fn test_rings_outside_ram_and_bad_queue_sizes_make_the_device_need_a_reset() {
+    require_kvm!();
+    // DEVICE_NEEDS_RESET (0x40) instead of DRIVER_OK, every one of 10000 times, one warning.
+    let (text, warnings) = virtio_survives(&["attack=used-oob", "times=10000"]);
+    assert!(text.contains("virtio-hostile: used-oob x10000 needs-reset=10000\n"), "{text}");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("queue 0 is not valid"), "{warnings:?}");
+    // A used ring straddling the end of RAM.
+    let (text, _) = virtio_survives(&["attack=used-oob", "at=0xfffff0"]);
+    assert!(text.contains("virtio-hostile: used-oob x1 needs-reset=1\n"), "{text}");
+    // QueueNum zero, not a power of two, or above QueueNumMax (256).
+    for size in [0, 3, 512] {
+        let (text, warnings) = virtio_survives(&["attack=qsize", &format!("size={size}")]);
+        assert!(text.contains(&format!("virtio-hostile: qsize={size} status=0x4b\n")), "{text}");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+    }
+}
+
+#[test]
+fn test_notifications_of_queues_not_running_or_not_there_are_ignored() {
+    require_kvm!();
+    // Before DRIVER_OK the queue is not served; QueueNotify 1, 7, 0xffff and u32::MAX name no
+    // queue; the request waiting is served on the next valid notification.
+    let (text, warnings) = virtio_survives(&["attack=notify-bad"]);
+    assert!(text.contains("virtio-hostile: notify-bad early=0 late=0 then=1\n"), "{text}");
+    assert_eq!(warnings, Vec::<String>::new());
+}
+
+#[test]
+fn test_register_accesses_of_the_wrong_width_are_ignored() {
+    require_kvm!();
+    // 1-, 2- and 8-byte writes of 0 to Status (a reset if taken), an unaligned write, a write
+    // to the configuration space: the device stays as it was; such reads see zero.
+    let (text, warnings) = virtio_survives(&["attack=mmio-widths"]);
+    assert!(
+        text.contains("virtio-hostile: mmio-widths status 0xf -> 0xf reads=0x0,0x0,0x0,0x0 capacity=128\n"),
+        "{text}"
+    );
+    assert_eq!(warnings, Vec::<String>::new());
+}
+
+#[test]
+fn test_wide_and_stray_port_accesses_are_survived() {
+    require_kvm!();
+    // The UART takes the low byte of a wide write ("W", then a newline); accesses that run
+    // past a device's ports, or reach none, read all ones and are dropped; nothing resets or
+    // powers off the machine.
+    let (text, warnings) = virtio_survives(&["port-widths", "attack=desc-loop"]);
+    assert!(text.contains("\nW\n"), "{text}");
+    assert!(
+        text.contains("virtio-hostile: port-widths lsr=0x60 past=0xffffffff debug=0xffffffff none=0xffffffff\n"),
+        "{text}"
+    );
+    assert_eq!(warnings, Vec::<String>::new());
+}
+
+#[test]
+#[allow(clippy::zombie_processes)] // reaped by wait4 in wait_with_peak_rss
+fn test_a_serial_console_flood_arrives_whole_with_bounded_memory() {
+    require_kvm!();
+    let dir = tempdir();
+    let img = disk(&dir, "d.img", 64 << 10, b'D');
+    let kernel = guest("virtio");
+    let mut child = common::unik()
+        .args([
+            "boot",
+            "--mem=16",
+            &format!("--block:d={}", img.display()),
+            kernel.to_str().unwrap(),
+            "serial-flood=128",
+            "attack=desc-loop",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = out.read_to_string(&mut text);
+        text
+    });
+    let mut err = child.stderr.take().unwrap();
+    let (status, peak_kib) = wait_with_peak_rss(&child);
+    let text = reader.join().unwrap();
+    let mut err_text = String::new();
+    err.read_to_string(&mut err_text).unwrap();
+    assert_eq!(status.code(), Some(0), "status {status:?}; stderr: {err_text}");
+    let line = format!("{}\n", "x".repeat(63));
+    assert_eq!(text.matches(&line).count(), 128 * 16, "stderr: {err_text}");
+    assert!(
+        text.contains("virtio-hostile: flooded 128 KiB\nvirtio-hostile: desc-loop used"),
+        "{text}"
+    );
+    assert!(!err_text.contains("panicked") && !err_text.contains("seccomp"), "{err_text}");
+    assert!(peak_kib > 0 && peak_kib < 64 << 10, "the monitor's peak RSS was {peak_kib} KiB");
+}
