@@ -323,31 +323,39 @@ fn test_a_console_flood_keeps_the_monitors_memory_bounded() {
 #[test]
 fn test_sigterm_stops_a_guest_flooding_a_console_nobody_reads() {
     require_kvm!();
-    // The console is a pipe the test never reads: the monitor blocks writing to it. A stop
-    // signal must still end it (a write interrupted by the signal gives up).
-    let kernel = guest("faults");
-    let mut child = common::unik()
-        .args(["boot", "--mem=128", kernel.to_str().unwrap(), "flood=200"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    // Wait until it is blocked on the full pipe.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("pipe")) {
-        assert!(Instant::now() < deadline, "the monitor never blocked on its console");
-        assert!(child.try_wait().unwrap().is_none(), "the monitor ended before the signal");
-        std::thread::sleep(Duration::from_millis(20));
+    // The console is a pipe the test never reads: the monitor blocks writing to it (PUTS, or
+    // the UART's transmitter on vCPU 0). A stop signal must still end it: a write interrupted
+    // by the signal gives up.
+    let (faults, virtio) = (guest("faults"), guest("virtio"));
+    for args in [
+        vec!["boot", "--mem=128", faults.to_str().unwrap(), "flood=200"],
+        vec!["boot", "--mem=16", "--cpus=2", virtio.to_str().unwrap(), "serial-flood=4096"],
+    ] {
+        let mut child = common::unik()
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // Wait until it is blocked on the full pipe.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("pipe")) {
+            if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+                let _ = child.kill();
+                panic!("{args:?}: the monitor never blocked on its console");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(i32::try_from(pid).unwrap(), libc::SIGTERM) }, 0);
+        let status = wait_or_kill(&mut child, 30, "SIGTERM while the console is full");
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert_eq!(status.code(), Some(1), "{args:?}: status {status:?}; stderr: {err}");
+        assert!(err.contains("Exiting on signal 15"), "{args:?}: {err}");
+        assert!(!err.contains("panicked") && !err.contains("seccomp"), "{args:?}: {err}");
     }
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(i32::try_from(pid).unwrap(), libc::SIGTERM) }, 0);
-    let status = wait_or_kill(&mut child, 30, "SIGTERM while the console is full");
-    let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    assert_eq!(status.code(), Some(1), "status {status:?}; stderr: {err}");
-    assert!(err.contains("Exiting on signal 15"), "{err}");
-    assert!(!err.contains("panicked") && !err.contains("seccomp"), "{err}");
 }
 
 /// Starts `unik boot --mem=8 faults spin` with `TMPDIR` set to `tmp` and waits until the guest
