@@ -614,3 +614,49 @@ fn test_a_serial_console_flood_arrives_whole_with_bounded_memory() {
     assert!(!err_text.contains("panicked") && !err_text.contains("seccomp"), "{err_text}");
     assert!(peak_kib > 0 && peak_kib < 64 << 10, "the monitor's peak RSS was {peak_kib} KiB");
 }
+
+#[test]
+fn test_malformed_virtio_net_transmissions_are_dropped() {
+    require_kvm!();
+    let ns = NetNs::new();
+    // No IPv6 on the tap: nothing but the guest's frames crosses it.
+    ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
+    ns.add_tap("tap0", "10.80.0.1/24");
+    let kernel = guest("virtio");
+    let unik = common::unik_path();
+    let received = || -> u64 {
+        let out = ns.exec_ok(&["cat", "/sys/class/net/tap0/statistics/rx_packets"]);
+        String::from_utf8_lossy(&out.stdout).trim().parse().expect("rx_packets")
+    };
+    // Each attack's chain comes back used with length 0 (or, ahead of the ring, is ignored
+    // without a warning); only the one valid frame after it reaches the tap.
+    for (tokens, want) in [
+        (&["net-attack=tx-oob"][..], "virtio-hostile: tx-oob used len=0"),
+        (&["net-attack=tx-write-only"], "virtio-hostile: tx-write-only used len=0"),
+        (&["net-attack=tx-huge"], "virtio-hostile: tx-huge used len=0"),
+        (
+            &["net-attack=tx-avail-ahead", "times=10000"],
+            "virtio-hostile: tx-avail-ahead x10000 ignored",
+        ),
+    ] {
+        let before = received();
+        let out = ns
+            .command(&[
+                unik.to_str().unwrap(),
+                "boot",
+                "--mem=16",
+                "--net:eth0=tap0",
+                kernel.to_str().unwrap(),
+            ])
+            .args(tokens)
+            .output()
+            .expect("run unik");
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(0), "{tokens:?}: stdout: {text} stderr: {}", stderr(&out));
+        assert_clean(&out);
+        assert!(text.contains(&format!("{want}\n")), "{tokens:?}: {text}");
+        assert!(text.contains("virtio-hostile: tx after used=1\n"), "{tokens:?}: {text}");
+        assert!(!stderr(&out).contains("unik: warn"), "{tokens:?}: {}", stderr(&out));
+        assert_eq!(received() - before, 1, "{tokens:?}: frames that reached the tap");
+    }
+}

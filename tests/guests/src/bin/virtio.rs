@@ -21,7 +21,8 @@
 //!   parameters) replaces the block test with a malformed chain or ring, then checks the device
 //!   still serves a valid read after a reset: see [`attack`]; `port-widths` makes 2- and 4-byte
 //!   accesses to the legacy ports and unmapped ones; `serial-flood=KIB` writes KIB KiB to the
-//!   serial port.
+//!   serial port; `net-attack=NAME` does the same to the first net device's transmit queue:
+//!   see [`net_attack`].
 //!
 //! `spin` then loops forever and `halt` halts with interrupts off (for stop signals); `reset`
 //! pulses the i8042 reset line;
@@ -111,7 +112,10 @@ fn main(boot: &Boot) -> u8 {
         let Some(m) = *m else { break };
         let ip = arg(cmdline, ["ip", "ip2", "ip3", "ip4"][i]).and_then(parse_ip);
         let tx = if i == 0 { arg(cmdline, "net-tx").and_then(parse_u64) } else { None };
-        if ip.is_some() || tx.is_some() {
+        if let (0, Some(name)) = (i, arg(cmdline, "net-attack")) {
+            net_attack(m, cmdline, name);
+            m.reset();
+        } else if ip.is_some() || tx.is_some() {
             net_test(m, cmdline, ip.unwrap_or([0; 4]), tx);
             m.reset();
         }
@@ -886,4 +890,65 @@ fn serial_flood(kib: u64) {
         linux::serial_write(b"\n");
     }
     sprintln!("virtio-hostile: flooded {} KiB", kib);
+}
+
+/// A hostile driver on the net device `m`'s transmit queue; then one valid broadcast frame
+/// must still be taken (`virtio-hostile: tx after used=1`).
+///
+/// - `tx-oob`: a frame outside RAM (`at=`, default 0xffff00000000);
+/// - `tx-write-only`: a frame in a device-writable descriptor;
+/// - `tx-huge`: a chain of 16 descriptors of 64 KiB each, more than any frame;
+/// - `tx-avail-ahead`: the avail index 1000 ahead, notified `times` times.
+fn net_attack(m: Mmio, cmdline: &str, name: &str) {
+    let times = arg(cmdline, "times").and_then(parse_u64).unwrap_or(1);
+    let at = arg(cmdline, "at").and_then(virtio::parse_num).unwrap_or(0xffff_0000_0000);
+    m.init(0).unwrap_or_else(|e| setup_failed("virtio-net", e));
+    let _rx = m.queue(0, &NET_RXQ).unwrap_or_else(|e| setup_failed("virtio-net", e));
+    let mut tx = m.queue(1, &NET_TXQ).unwrap_or_else(|e| setup_failed("virtio-net", e));
+    m.driver_ok();
+    match name {
+        "tx-oob" => tx.set(0, at, NET_BUF as u32, 0, 0),
+        "tx-write-only" => tx.set(0, tx_addr(0), NET_BUF as u32, D_WRITE, 0),
+        "tx-huge" => {
+            for i in 0..tx.size {
+                tx.set(i, 0x10_0000, 64 << 10, if i + 1 < tx.size { D_NEXT } else { 0 }, i + 1);
+            }
+        }
+        "tx-avail-ahead" => {
+            for _ in 0..times {
+                tx.announce_ahead(1000);
+            }
+            let used = tx.wait(WAIT_MALFORMED).is_some();
+            sprintln!("virtio-hostile: {} x{} {}", name, times, if used { "used" } else { "ignored" });
+            // The index cannot be taken back: start over.
+            m.ack();
+            m.reset();
+            m.init(0).unwrap_or_else(|e| setup_failed("virtio-net", e));
+            let _rx = m.queue(0, &NET_RXQ).unwrap_or_else(|e| setup_failed("virtio-net", e));
+            tx = m.queue(1, &NET_TXQ).unwrap_or_else(|e| setup_failed("virtio-net", e));
+            m.driver_ok();
+        }
+        _ => {
+            sprintln!("virtio-hostile: unknown net attack {}", name);
+            exit(1);
+        }
+    }
+    if name != "tx-avail-ahead" {
+        tx.submit(0);
+        match tx.wait(WAIT_MALFORMED) {
+            Some((_, len)) => sprintln!("virtio-hostile: {} used len={}", name, len),
+            None => sprintln!("virtio-hostile: {} ignored", name),
+        }
+    }
+    // SAFETY: no TX buffer is in flight.
+    let f = unsafe { &mut (*TX.get())[0] };
+    f[..NET_HDR].fill(0);
+    f[NET_HDR..NET_HDR + 6].fill(0xff);
+    f[NET_HDR + 6..NET_HDR + 12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
+    f[NET_HDR + 12..NET_HDR + 14].copy_from_slice(&0x88b5u16.to_be_bytes());
+    tx.set(0, tx_addr(0), (NET_HDR + 60) as u32, 0, 0);
+    tx.submit(0);
+    let used = tx.wait(WAIT).is_some();
+    m.ack();
+    sprintln!("virtio-hostile: tx after used={}", u8::from(used));
 }
