@@ -6,7 +6,8 @@
 //! hvt attacks use the `faults` guest (no devices), `hostile` (a block device) and
 //! `hostile_net` (a net device on a tap in a namespace of the test's own); their tokens are
 //! documented in tests/guests/src/hostile.rs. Linux-boot attacks use the `virtio` guest's
-//! `attack=` tokens (tests/guests/src/bin/virtio.rs).
+//! `attack=`, `net-attack=`, `port-widths` and `serial-flood=` tokens
+//! (tests/guests/src/bin/virtio.rs).
 
 #![allow(clippy::tests_outside_test_module)] // an integration test crate is a test module
 
