@@ -10,7 +10,13 @@ use crate::launch;
 /// Boots the kernel; the exit code is the guest's HALT status (solo5-hvt semantics).
 pub fn run(args: BootArgs) -> anyhow::Result<ExitCode> {
     let cfg = VmConfig::try_from(args)?;
-    let status = launch::run(&cfg, Box::new(std::io::stdout()), &launch::Gate::Open, &Default::default(), |_| {})?;
+    let status = launch::run(
+        &cfg,
+        Box::new(vmm::host::ConsoleOut),
+        &launch::Gate::Open,
+        &Default::default(),
+        |_| {},
+    )?;
     if let ExitStatus::Signal(signum) = status {
         log::error!("Exiting on signal {signum}");
     }

@@ -60,7 +60,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let mut sync = Some(sync);
     let mut reported = false;
     let mut vm_built = false;
-    let result = launch::run(&cfg, Box::new(std::io::stdout()), &gate, &confinement, |built| {
+    let result = launch::run(&cfg, Box::new(vmm::host::ConsoleOut), &gate, &confinement, |built| {
         vm_built = built.is_ok();
         if let Some(fd) = sync.take() {
             let failed = built.is_err();

@@ -12,13 +12,27 @@
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::ptr;
-use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
 
 use vmm_sys_util::eventfd::{EFD_CLOEXEC, EFD_NONBLOCK, EventFd};
 
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 static EVENT_FD: AtomicI32 = AtomicI32::new(-1);
 static IMMEDIATE_EXIT: AtomicPtr<u8> = AtomicPtr::new(ptr::null_mut());
+/// The machine is ending (a vCPU ended it and kicks the others); a stop signal also means so.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Whether the machine is stopping: a stop signal arrived, or a vCPU ended the machine
+/// ([`set_stopping`]). Blocking work on a vCPU thread (a console write to a full pipe) gives up
+/// once this is true.
+pub fn stopping() -> bool {
+    STOPPING.load(Ordering::SeqCst) || RECEIVED.load(Ordering::SeqCst) != 0
+}
+
+/// Records that the machine is stopping, before the other vCPU threads are kicked.
+pub fn set_stopping() {
+    STOPPING.store(true, Ordering::SeqCst);
+}
 
 /// The signals that stop a running guest.
 pub const STOP_SIGNALS: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
@@ -111,6 +125,8 @@ impl Kick {
     /// The `immediate_exit` byte must still be mapped (its `VcpuFd` alive) and the thread not
     /// yet joined.
     pub unsafe fn kick(&self) {
+        // A thread blocked writing the console gives up on the kick's EINTR.
+        set_stopping();
         // SAFETY: the caller guarantees the byte is mapped and the thread id still valid; the
         // signal's handler does nothing.
         unsafe {

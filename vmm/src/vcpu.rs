@@ -151,6 +151,35 @@ pub fn handle_linux_exit(exit: VcpuExit<'_>, pio: &Bus, mmio: &Bus) -> Result<Ac
     })
 }
 
+/// Dispatches a port access of `width`-byte items one item at a time (string I/O such as
+/// `rep outsb` arrives as one exit with all its items), stopping at the first item that does
+/// not continue. Any other exit, or a single item, goes to `handle` as it is.
+pub fn split_string_io(
+    exit: VcpuExit<'_>,
+    width: usize,
+    handle: &mut impl FnMut(VcpuExit<'_>) -> Result<Action, ExitFault>,
+) -> Result<Action, ExitFault> {
+    match exit {
+        VcpuExit::IoOut(port, data) if width > 0 && data.len() > width => {
+            for item in data.chunks(width) {
+                if let stop @ Action::Stop(_) = handle(VcpuExit::IoOut(port, item))? {
+                    return Ok(stop);
+                }
+            }
+            Ok(Action::Continue)
+        }
+        VcpuExit::IoIn(port, data) if width > 0 && data.len() > width => {
+            for item in data.chunks_mut(width) {
+                if let stop @ Action::Stop(_) = handle(VcpuExit::IoIn(port, item))? {
+                    return Ok(stop);
+                }
+            }
+            Ok(Action::Continue)
+        }
+        other => handle(other),
+    }
+}
+
 /// Runs the vCPU until HALT, a stop signal or a fault.
 pub fn run(vcpu: &mut VcpuFd, hvt: &mut Hvt, ram: &GuestRam, stop: &StopSignals) -> Result<ExitStatus, VcpuError> {
     run_with(vcpu, stop, &|| false, |exit| handle_exit(exit, hvt, ram))
@@ -180,6 +209,7 @@ pub(crate) fn run_loop(
     done: &dyn Fn() -> bool,
     mut handle: impl FnMut(VcpuExit<'_>) -> Result<Action, ExitFault>,
 ) -> Result<ExitStatus, VcpuError> {
+    let run_page = std::ptr::from_mut(vcpu.get_kvm_run());
     loop {
         if let Some(signum) = signal() {
             return Ok(ExitStatus::Signal(signum));
@@ -188,7 +218,21 @@ pub(crate) fn run_loop(
             return Ok(ExitStatus::Reset);
         }
         let action = match vcpu.run() {
-            Ok(exit) => handle(exit),
+            Ok(exit) => {
+                // kvm-ioctls hands over `size * count` bytes of a port access; the width is
+                // `size` alone (a `rep outsb` of four bytes is four 1-byte accesses).
+                let width = match exit {
+                    VcpuExit::IoOut(..) | VcpuExit::IoIn(..) => {
+                        // SAFETY: `run_page` is the kvm_run mapping owned by `vcpu`, alive for
+                        // this whole function; the exit reason is KVM_EXIT_IO, so `io` is the
+                        // active union member. Only its header is read, not the data area the
+                        // exit borrows.
+                        usize::from(unsafe { std::ptr::read_volatile(&raw const (*run_page).__bindgen_anon_1.io.size) })
+                    }
+                    _ => 0,
+                };
+                split_string_io(exit, width, &mut handle)
+            }
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 vcpu.set_kvm_immediate_exit(0);
                 continue;
@@ -330,6 +374,47 @@ mod tests {
             run(VcpuExit::FailEntry(0x21, 0)).unwrap_err().to_string(),
             "KVM: entry failure: hw_entry_failure_reason=0x21"
         );
+    }
+
+    #[test]
+    fn test_string_port_io_is_one_access_per_item() {
+        let (mut hvt, ram, _stop) = setup();
+        let mut handle = |exit: VcpuExit<'_>| handle_exit(exit, &mut hvt, &ram);
+        // `rep outsb` of four bytes to the PUTS port: four 1-byte accesses, not a hypercall.
+        let arg = 0x20_0000u32.to_le_bytes();
+        let err = split_string_io(VcpuExit::IoOut(0x502, &arg), 1, &mut handle).unwrap_err();
+        assert_eq!(err.to_string(), "Invalid guest port access: port=0x502, size=1");
+        // `rep outsd` of two dwords to WALLTIME: two hypercalls.
+        let two = [arg, 0x20_0100u32.to_le_bytes()].concat();
+        assert_eq!(
+            split_string_io(VcpuExit::IoOut(0x501, &two), 4, &mut handle).unwrap(),
+            Action::Continue
+        );
+        assert_ne!(ram.read_obj::<u64>(0x20_0000).unwrap(), 0);
+        assert_ne!(ram.read_obj::<u64>(0x20_0100).unwrap(), 0);
+        // A single access goes through as it is.
+        let err = split_string_io(VcpuExit::IoOut(0x502, &arg[..2]), 2, &mut handle).unwrap_err();
+        assert_eq!(err.to_string(), "Invalid guest port access: port=0x502, size=2");
+        // Linux-boot buses see each byte of a `rep outsb` to the serial port.
+        let mut seen = Vec::new();
+        let mut record = |exit: VcpuExit<'_>| {
+            if let VcpuExit::IoOut(port, data) = exit {
+                seen.push((port, data.to_vec()));
+            }
+            Ok(Action::Continue)
+        };
+        split_string_io(VcpuExit::IoOut(0x3f8, b"abc"), 1, &mut record).unwrap();
+        assert_eq!(seen, vec![(0x3f8, b"a".to_vec()), (0x3f8, b"b".to_vec()), (0x3f8, b"c".to_vec())]);
+        // `rep insw`: each item filled on its own.
+        let mut data = [0u8; 4];
+        let mut fill = |exit: VcpuExit<'_>| {
+            if let VcpuExit::IoIn(_, d) = exit {
+                d.copy_from_slice(&[1, 2]);
+            }
+            Ok(Action::Continue)
+        };
+        split_string_io(VcpuExit::IoIn(0x3f8, &mut data), 2, &mut fill).unwrap();
+        assert_eq!(data, [1, 2, 1, 2]);
     }
 
     #[test]

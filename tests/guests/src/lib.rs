@@ -8,6 +8,7 @@ use core::fmt::{self, Write};
 
 pub mod irq;
 pub mod linux;
+pub mod hostile;
 pub mod net;
 pub mod virtio;
 

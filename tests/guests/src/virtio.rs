@@ -11,24 +11,24 @@ pub const DEV_BLOCK: u32 = 2;
 
 pub const F_VERSION_1: u64 = 1 << 32;
 
-const DEVICE_ID: usize = 0x008;
-const DEVICE_FEATURES: usize = 0x010;
-const DEVICE_FEATURES_SEL: usize = 0x014;
-const DRIVER_FEATURES: usize = 0x020;
-const DRIVER_FEATURES_SEL: usize = 0x024;
-const QUEUE_SEL: usize = 0x030;
-const QUEUE_NUM_MAX: usize = 0x034;
-const QUEUE_NUM: usize = 0x038;
-const QUEUE_READY: usize = 0x044;
-const QUEUE_NOTIFY: usize = 0x050;
-const INTERRUPT_STATUS: usize = 0x060;
-const INTERRUPT_ACK: usize = 0x064;
-const STATUS: usize = 0x070;
-const QUEUE_DESC: usize = 0x080;
-const QUEUE_DRIVER: usize = 0x090;
-const QUEUE_DEVICE: usize = 0x0a0;
-const CONFIG_GENERATION: usize = 0x0fc;
-const CONFIG: usize = 0x100;
+pub const DEVICE_ID: usize = 0x008;
+pub const DEVICE_FEATURES: usize = 0x010;
+pub const DEVICE_FEATURES_SEL: usize = 0x014;
+pub const DRIVER_FEATURES: usize = 0x020;
+pub const DRIVER_FEATURES_SEL: usize = 0x024;
+pub const QUEUE_SEL: usize = 0x030;
+pub const QUEUE_NUM_MAX: usize = 0x034;
+pub const QUEUE_NUM: usize = 0x038;
+pub const QUEUE_READY: usize = 0x044;
+pub const QUEUE_NOTIFY: usize = 0x050;
+pub const INTERRUPT_STATUS: usize = 0x060;
+pub const INTERRUPT_ACK: usize = 0x064;
+pub const STATUS: usize = 0x070;
+pub const QUEUE_DESC: usize = 0x080;
+pub const QUEUE_DRIVER: usize = 0x090;
+pub const QUEUE_DEVICE: usize = 0x0a0;
+pub const CONFIG_GENERATION: usize = 0x0fc;
+pub const CONFIG: usize = 0x100;
 
 const S_ACKNOWLEDGE: u32 = 1;
 const S_DRIVER: u32 = 2;
@@ -300,6 +300,15 @@ impl Queue {
         if unsafe { (&raw const (*self.m).used.flags).read_volatile() } & 1 == 0 {
             self.mmio.w(QUEUE_NOTIFY, self.index);
         }
+    }
+
+    /// Hostile: sets the avail index to `next_avail + ahead` (entries the driver never wrote)
+    /// and writes QueueNotify, whatever the device asked.
+    pub fn announce_ahead(&mut self, ahead: u16) {
+        // SAFETY: avail.idx of the static queue memory.
+        unsafe { (&raw mut (*self.m).avail.idx).write_volatile(self.next_avail.wrapping_add(ahead)) };
+        fence(Ordering::SeqCst);
+        self.mmio.w(QUEUE_NOTIFY, self.index);
     }
 
     /// `push` and `notify`.

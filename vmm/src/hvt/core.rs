@@ -28,8 +28,11 @@ pub(super) fn puts(ram: &GuestRam, gpa: u64, console: &mut dyn Write) -> Result<
         let n = usize::try_from(arg.len - done).map_or(buf.len(), |left| left.min(buf.len()));
         ram.read_slice(arg.data + done, &mut buf[..n])?;
         // The console may be a closed pipe; like solo5-hvt, a failed console write does not stop
-        // the guest.
-        let _ = console.write_all(&buf[..n]);
+        // the guest. The rest of the string is dropped too: after a write that a stop signal
+        // interrupted, writing on would block again on the full pipe.
+        if console.write_all(&buf[..n]).is_err() {
+            return Ok(());
+        }
         done += n as u64;
     }
     let _ = console.flush();

@@ -5,7 +5,9 @@
 //! RAM), `bad-hypercall` (port 0x500, number 0), `bad-hypercall-max` (port 0x509, one past HALT),
 //! `bad-width` (1-byte OUT to 0x502), `bad-width-16` (2-byte OUT to 0x502), `bad-port` (OUT to
 //! 0x7000), `triple-fault` (ud2, no IDT), `hlt`, `bad-cookie` (HALT cookie outside RAM). With none
-//! of them it prints `faults: still running` and halts with 3.
+//! of them it prints `faults: still running` and halts with 3. Before all of these, the raw
+//! attacks of `unik_test_guests::hostile` (`raw=`, `out=`, `in=`, `outsb=`, `outsd=`,
+//! `mmio-read=`, `mmio-write=`, `flood=`, `sleep=`, `spin`) run in command-line order.
 #![no_std]
 #![no_main]
 
@@ -24,6 +26,7 @@ struct Puts {
 
 fn main(bi: &BootInfo, cmdline: &str) -> i32 {
     println!("faults: {}", cmdline);
+    unik_test_guests::hostile::run(bi, cmdline);
     if flag(cmdline, "write-text") {
         let text = main as *const () as *mut u8;
         // SAFETY: deliberately not: the text segment is read-only and the monitor must stop us.

@@ -17,6 +17,13 @@
 //! - `echo=N` reads N bytes from the serial port (within `timeout=S`) and prints them; with
 //!   `irq` it sleeps until the UART's receive interrupt and reports how many came.
 //!
+//! - `attack=NAME` (with a block device; `times=N` repeats it, `at=ADDR` and `size=N` are its
+//!   parameters) replaces the block test with a malformed chain or ring, then checks the device
+//!   still serves a valid read after a reset: see [`attack`]; `port-widths` makes 2- and 4-byte
+//!   accesses to the legacy ports and unmapped ones; `serial-flood=KIB` writes KIB KiB to the
+//!   serial port; `net-attack=NAME` does the same to the first net device's transmit queue:
+//!   see [`net_attack`].
+//!
 //! `spin` then loops forever and `halt` halts with interrupts off (for stop signals); `reset`
 //! pulses the i8042 reset line;
 //! `poweroff` powers off through the ACPI sleep control register.
@@ -88,17 +95,27 @@ fn main(boot: &Boot) -> u8 {
     if flag(cmdline, "blk-count") {
         sprintln!("virtio-blk: devices={}", nblk);
     }
+    if let Some(kib) = arg(cmdline, "serial-flood").and_then(parse_u64) {
+        serial_flood(kib);
+    }
+    if flag(cmdline, "port-widths") {
+        port_widths();
+    }
     if let Some(m) = blk {
-        match arg(cmdline, "blk-bench") {
-            Some(mode) => blk_bench(m, mode, boot.mem_bytes),
-            None => block_test(m),
+        match (arg(cmdline, "attack"), arg(cmdline, "blk-bench")) {
+            (Some(name), _) => attack(m, cmdline, name),
+            (None, Some(mode)) => blk_bench(m, mode, boot.mem_bytes),
+            (None, None) => block_test(m),
         }
     }
     for (i, m) in nets.iter().enumerate() {
         let Some(m) = *m else { break };
         let ip = arg(cmdline, ["ip", "ip2", "ip3", "ip4"][i]).and_then(parse_ip);
         let tx = if i == 0 { arg(cmdline, "net-tx").and_then(parse_u64) } else { None };
-        if ip.is_some() || tx.is_some() {
+        if let (0, Some(name)) = (i, arg(cmdline, "net-attack")) {
+            net_attack(m, cmdline, name);
+            m.reset();
+        } else if ip.is_some() || tx.is_some() {
             net_test(m, cmdline, ip.unwrap_or([0; 4]), tx);
             m.reset();
         }
@@ -597,4 +614,341 @@ fn net_test(m: Mmio, cmdline: &str, ip: [u8; 4], tx_count: Option<u64>) {
         }
     }
     sprintln!("virtio-net: answered {} pings", answered);
+}
+
+// ---- hostile drivers ----
+
+/// Writes `v` with a 1-, 2- or 8-byte store at `base + off` (virtio-mmio registers are 32-bit).
+fn mmio_store(base: u64, off: usize, width: usize, v: u64) {
+    let a = base as usize + off;
+    // SAFETY: an access inside the device's register window (identity mapped); the device
+    // must cope with any width.
+    unsafe {
+        match width {
+            1 => (a as *mut u8).write_volatile(v as u8),
+            2 => (a as *mut u16).write_volatile(v as u16),
+            _ => (a as *mut u64).write_volatile(v),
+        }
+    }
+}
+
+/// A load of `width` bytes at `base + off`.
+fn mmio_load(base: u64, off: usize, width: usize) -> u64 {
+    let a = base as usize + off;
+    // SAFETY: as for `mmio_store`.
+    unsafe {
+        match width {
+            1 => u64::from((a as *const u8).read_volatile()),
+            2 => u64::from((a as *const u16).read_volatile()),
+            4 => u64::from((a as *const u32).read_volatile()),
+            _ => (a as *const u64).read_volatile(),
+        }
+    }
+}
+
+/// Sets up the block device's request queue (reset, features, queue, DRIVER_OK).
+fn blk_setup(m: Mmio) -> Queue {
+    m.init(0).unwrap_or_else(|e| setup_failed("virtio-blk", e));
+    let q = m.queue(0, &BLK_Q).unwrap_or_else(|e| setup_failed("virtio-blk", e));
+    m.driver_ok();
+    q
+}
+
+/// Sets up the queue like `blk_setup`, then, before DRIVER_OK, takes it back (QueueReady = 0)
+/// and rewrites register `reg` (a 64-bit address pair when `wide`) with `v`; returns the status
+/// the device shows after DRIVER_OK.
+fn blk_setup_with(m: Mmio, reg: usize, v: u64, wide: bool) -> u32 {
+    m.init(0).unwrap_or_else(|e| setup_failed("virtio-blk", e));
+    let _q = m.queue(0, &BLK_Q).unwrap_or_else(|e| setup_failed("virtio-blk", e));
+    m.w(virtio::QUEUE_READY, 0);
+    m.w(reg, v as u32);
+    if wide {
+        m.w(reg + 4, (v >> 32) as u32);
+    }
+    m.w(virtio::QUEUE_READY, 1);
+    m.driver_ok();
+    m.r(virtio::STATUS)
+}
+
+/// A hostile driver on the block device `m`. Each attack prints `virtio-hostile: NAME ...`
+/// with what the device did; then the device is reset and one valid read of sector 0 must work
+/// (`virtio-hostile: read after status=0`).
+///
+/// - `desc-loop`: a chain whose header descriptor points at itself;
+/// - `chain-long`: a chain through every descriptor and back to the first (longer than the
+///   queue);
+/// - `desc-next-oob`: a header whose `next` is past the queue;
+/// - `desc-oob`: a header descriptor outside RAM (`at=`, default 0xffff00000000);
+/// - `data-oob`: a 512-byte data buffer at `at=` (e.g. straddling the end of RAM);
+/// - `status-oob`: the status byte outside RAM;
+/// - `avail-ahead`: the avail index 1000 entries ahead of what the driver wrote, notified
+///   `times` times;
+/// - `used-oob`: the used ring at `at=` (outside or straddling the end of RAM), `times` times,
+///   each after a reset;
+/// - `qsize`: QueueNum = `size=` (0, 3, ...);
+/// - `notify-bad`: notifications of a queue before DRIVER_OK and of queues that do not exist;
+/// - `mmio-widths`: 1-, 2- and 8-byte accesses and an unaligned one to the registers, a write
+///   to the configuration space; the device must ignore them (status unchanged).
+fn attack(m: Mmio, cmdline: &str, name: &str) {
+    let times = arg(cmdline, "times").and_then(parse_u64).unwrap_or(1);
+    let at = arg(cmdline, "at").and_then(virtio::parse_num).unwrap_or(0xffff_0000_0000);
+    // A valid header (read sector 0) for the chains below.
+    // SAFETY: the device owns no buffer between requests.
+    unsafe {
+        BLK_HDR.get().write_volatile(BlkHdr { typ: T_IN, reserved: 0, sector: 0 });
+        BLK_STATUS.get().write_volatile(0xff);
+    }
+    // Submits the chain at head 0 and reports what came back.
+    let report = |q: &mut Queue| {
+        q.submit(0);
+        match q.wait(WAIT_MALFORMED) {
+            // SAFETY: the device is done with the request.
+            Some((_, len)) => sprintln!(
+                "virtio-hostile: {} used len={} status={}",
+                name,
+                len,
+                unsafe { BLK_STATUS.get().read_volatile() }
+            ),
+            None => sprintln!("virtio-hostile: {} ignored", name),
+        }
+    };
+    match name {
+        "desc-loop" => {
+            let mut q = blk_setup(m);
+            q.set(0, BLK_HDR.addr(), 16, D_NEXT, 0);
+            report(&mut q);
+        }
+        "chain-long" => {
+            let mut q = blk_setup(m);
+            for i in 0..q.size {
+                q.set(i, BLK_HDR.addr(), 16, D_NEXT, (i + 1) % q.size);
+            }
+            report(&mut q);
+        }
+        "desc-next-oob" => {
+            let mut q = blk_setup(m);
+            q.set(0, BLK_HDR.addr(), 16, D_NEXT, 0xffff);
+            report(&mut q);
+        }
+        "desc-oob" | "data-oob" | "status-oob" => {
+            let mut q = blk_setup(m);
+            let (hdr, data, status) = match name {
+                "desc-oob" => (at, BLK_DATA.addr(), BLK_STATUS.addr()),
+                "data-oob" => (BLK_HDR.addr(), at, BLK_STATUS.addr()),
+                _ => (BLK_HDR.addr(), BLK_DATA.addr(), at),
+            };
+            q.set(0, hdr, 16, D_NEXT, 1);
+            q.set(1, data, 512, D_NEXT | D_WRITE, 2);
+            q.set(2, status, 1, D_WRITE, 0);
+            report(&mut q);
+        }
+        "avail-ahead" => {
+            let mut q = blk_setup(m);
+            for _ in 0..times {
+                q.announce_ahead(1000);
+            }
+            let used = q.wait(WAIT_MALFORMED).is_some();
+            sprintln!("virtio-hostile: avail-ahead x{} {}", times, if used { "used" } else { "ignored" });
+        }
+        "used-oob" => {
+            let mut needs_reset = 0;
+            for _ in 0..times {
+                let s = blk_setup_with(m, virtio::QUEUE_DEVICE, at, true);
+                if s & 0x40 != 0 && s & 4 == 0 {
+                    needs_reset += 1;
+                }
+                m.ack();
+                m.reset();
+            }
+            sprintln!("virtio-hostile: used-oob x{} needs-reset={}", times, needs_reset);
+        }
+        "qsize" => {
+            let size = arg(cmdline, "size").and_then(parse_u64).unwrap_or(3);
+            let s = blk_setup_with(m, virtio::QUEUE_NUM, size, false);
+            m.ack();
+            sprintln!("virtio-hostile: qsize={} status={:#x}", size, s);
+        }
+        "notify-bad" => {
+            m.init(0).unwrap_or_else(|e| setup_failed("virtio-blk", e));
+            let mut q = m.queue(0, &BLK_Q).unwrap_or_else(|e| setup_failed("virtio-blk", e));
+            // Before DRIVER_OK: a queue that is not running yet.
+            q.set(0, BLK_HDR.addr(), 16, D_NEXT, 1);
+            q.set(1, BLK_DATA.addr(), 512, D_NEXT | D_WRITE, 2);
+            q.set(2, BLK_STATUS.addr(), 1, D_WRITE, 0);
+            q.submit(0);
+            let early = q.wait(WAIT_MALFORMED).is_some();
+            m.driver_ok();
+            // Queues that do not exist (this device has one).
+            for v in [1, 7, 0xffff, u32::MAX] {
+                m.w(virtio::QUEUE_NOTIFY, v);
+            }
+            let late = q.wait(WAIT_MALFORMED).is_some();
+            // The request made available before DRIVER_OK is served on the next valid notify.
+            m.w(virtio::QUEUE_NOTIFY, 0);
+            let then = q.wait(WAIT).is_some();
+            sprintln!(
+                "virtio-hostile: notify-bad early={} late={} then={}",
+                u8::from(early),
+                u8::from(late),
+                u8::from(then)
+            );
+        }
+        "mmio-widths" => {
+            let _q = blk_setup(m);
+            let before = m.r(virtio::STATUS);
+            // Narrow and wide writes of 0 to STATUS would reset the device if taken; of 1 to
+            // QueueNotify would kick; to the config space would change the capacity.
+            for width in [1, 2, 8] {
+                mmio_store(m.base, virtio::STATUS, width, 0);
+                mmio_store(m.base, virtio::QUEUE_NOTIFY, width, 0);
+                mmio_store(m.base, virtio::QUEUE_SEL, width, 5);
+            }
+            m.w(virtio::STATUS + 2, 0);
+            m.w(virtio::CONFIG, 0);
+            let reads = [
+                mmio_load(m.base, 0, 1),
+                mmio_load(m.base, 0, 2),
+                mmio_load(m.base, 0, 8),
+                mmio_load(m.base, 2, 4),
+            ];
+            sprintln!(
+                "virtio-hostile: mmio-widths status {:#x} -> {:#x} reads={:#x},{:#x},{:#x},{:#x} capacity={}",
+                before,
+                m.r(virtio::STATUS),
+                reads[0],
+                reads[1],
+                reads[2],
+                reads[3],
+                m.config_u64(0)
+            );
+        }
+        _ => {
+            sprintln!("virtio-hostile: unknown attack {}", name);
+            exit(1);
+        }
+    }
+    m.ack();
+    m.reset();
+    let mut q = blk_setup(m);
+    let s = blk_request(&mut q, T_IN, 0, 512, true);
+    sprintln!("virtio-hostile: read after status={} first={}", s, Ascii(&blk_data()[..8]));
+}
+
+fn outw(port: u16, v: u16) {
+    // SAFETY: port I/O has no memory effects.
+    unsafe { core::arch::asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack)) };
+}
+
+fn outl(port: u16, v: u32) {
+    // SAFETY: port I/O has no memory effects.
+    unsafe { core::arch::asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack)) };
+}
+
+fn inw(port: u16) -> u16 {
+    let v: u16;
+    // SAFETY: port I/O has no memory effects.
+    unsafe { core::arch::asm!("in ax, dx", in("dx") port, out("ax") v, options(nomem, nostack)) };
+    v
+}
+
+fn inl(port: u16) -> u32 {
+    let v: u32;
+    // SAFETY: port I/O has no memory effects.
+    unsafe { core::arch::asm!("in eax, dx", in("dx") port, out("eax") v, options(nomem, nostack)) };
+    v
+}
+
+/// 2- and 4-byte accesses where the devices are 1 byte wide, accesses running past the end of
+/// a device's ports, and ports no device owns. None may end the VM (the values are chosen not
+/// to reset or power off if the low byte were taken).
+fn port_widths() {
+    // The UART's data register takes the low byte: "W" then "\n" reach the console.
+    outl(0x3f8, 0x0a0a_0a57);
+    outw(0x3f8, 0x0a0a);
+    // Scratch register (offset 7) written wide, running past the UART's eight ports.
+    outl(0x3ff, 0xdead_beef);
+    outw(0x3fb, 0x0003);
+    let lsr = inw(0x3fd);
+    let past = inl(0x3fe);
+    // i8042: not 0xfe in the low byte, so no reset.
+    outl(0x64, 0x0000_fe01);
+    outw(0x60, 0x00fe);
+    // ACPI sleep control: SLP_EN without S5.
+    outl(0x3c0, 0x0000_0020);
+    // Debug exit read, and ports nobody owns.
+    let dbg = inl(0x501);
+    outl(0x7000, 1);
+    let none = inl(0x7000);
+    sprintln!("virtio-hostile: port-widths lsr={:#x} past={:#x} debug={:#x} none={:#x}", lsr, past, dbg, none);
+}
+
+/// Writes `kib` KiB of console text, 64 bytes a line.
+fn serial_flood(kib: u64) {
+    let line = [b'x'; 63];
+    for _ in 0..kib * 16 {
+        linux::serial_write(&line);
+        linux::serial_write(b"\n");
+    }
+    sprintln!("virtio-hostile: flooded {} KiB", kib);
+}
+
+/// A hostile driver on the net device `m`'s transmit queue; then one valid broadcast frame
+/// must still be taken (`virtio-hostile: tx after used=1`).
+///
+/// - `tx-oob`: a frame outside RAM (`at=`, default 0xffff00000000);
+/// - `tx-write-only`: a frame in a device-writable descriptor;
+/// - `tx-huge`: a chain of 16 descriptors of 64 KiB each, more than any frame;
+/// - `tx-avail-ahead`: the avail index 1000 ahead, notified `times` times.
+fn net_attack(m: Mmio, cmdline: &str, name: &str) {
+    let times = arg(cmdline, "times").and_then(parse_u64).unwrap_or(1);
+    let at = arg(cmdline, "at").and_then(virtio::parse_num).unwrap_or(0xffff_0000_0000);
+    m.init(0).unwrap_or_else(|e| setup_failed("virtio-net", e));
+    let _rx = m.queue(0, &NET_RXQ).unwrap_or_else(|e| setup_failed("virtio-net", e));
+    let mut tx = m.queue(1, &NET_TXQ).unwrap_or_else(|e| setup_failed("virtio-net", e));
+    m.driver_ok();
+    match name {
+        "tx-oob" => tx.set(0, at, NET_BUF as u32, 0, 0),
+        "tx-write-only" => tx.set(0, tx_addr(0), NET_BUF as u32, D_WRITE, 0),
+        "tx-huge" => {
+            for i in 0..tx.size {
+                tx.set(i, 0x10_0000, 64 << 10, if i + 1 < tx.size { D_NEXT } else { 0 }, i + 1);
+            }
+        }
+        "tx-avail-ahead" => {
+            for _ in 0..times {
+                tx.announce_ahead(1000);
+            }
+            let used = tx.wait(WAIT_MALFORMED).is_some();
+            sprintln!("virtio-hostile: {} x{} {}", name, times, if used { "used" } else { "ignored" });
+            // The index cannot be taken back: start over.
+            m.ack();
+            m.reset();
+            m.init(0).unwrap_or_else(|e| setup_failed("virtio-net", e));
+            let _rx = m.queue(0, &NET_RXQ).unwrap_or_else(|e| setup_failed("virtio-net", e));
+            tx = m.queue(1, &NET_TXQ).unwrap_or_else(|e| setup_failed("virtio-net", e));
+            m.driver_ok();
+        }
+        _ => {
+            sprintln!("virtio-hostile: unknown net attack {}", name);
+            exit(1);
+        }
+    }
+    if name != "tx-avail-ahead" {
+        tx.submit(0);
+        match tx.wait(WAIT_MALFORMED) {
+            Some((_, len)) => sprintln!("virtio-hostile: {} used len={}", name, len),
+            None => sprintln!("virtio-hostile: {} ignored", name),
+        }
+    }
+    // SAFETY: no TX buffer is in flight.
+    let f = unsafe { &mut (*TX.get())[0] };
+    f[..NET_HDR].fill(0);
+    f[NET_HDR..NET_HDR + 6].fill(0xff);
+    f[NET_HDR + 6..NET_HDR + 12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
+    f[NET_HDR + 12..NET_HDR + 14].copy_from_slice(&0x88b5u16.to_be_bytes());
+    tx.set(0, tx_addr(0), (NET_HDR + 60) as u32, 0, 0);
+    tx.submit(0);
+    let used = tx.wait(WAIT).is_some();
+    m.ack();
+    sprintln!("virtio-hostile: tx after used={}", u8::from(used));
 }

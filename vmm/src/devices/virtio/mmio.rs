@@ -85,6 +85,9 @@ pub struct MmioTransport {
     driver_features_sel: u32,
     acked_features: u64,
     queue_sel: u32,
+    /// Per queue: the driver's last QueueNum was refused (zero, not a power of two, or above
+    /// QueueNumMax), so the queue must not run at the size virtio-queue kept.
+    size_refused: Vec<bool>,
 }
 
 impl std::fmt::Debug for MmioTransport {
@@ -100,11 +103,12 @@ impl std::fmt::Debug for MmioTransport {
 impl MmioTransport {
     /// Wraps `device`; `irq` is its interrupt line (an irqfd).
     pub fn new(device: Box<dyn VirtioDevice>, mem: Mem, irq: EventFd) -> Result<MmioTransport, virtio_queue::Error> {
-        let queues = device
+        let queues: Vec<Queue> = device
             .queue_max_sizes()
             .iter()
             .map(|max| Queue::new(*max))
             .collect::<Result<_, _>>()?;
+        let size_refused = vec![false; queues.len()];
         Ok(MmioTransport {
             device,
             mem,
@@ -116,6 +120,7 @@ impl MmioTransport {
             driver_features_sel: 0,
             acked_features: 0,
             queue_sel: 0,
+            size_refused,
         })
     }
 
@@ -194,6 +199,7 @@ impl MmioTransport {
         self.device_features_sel = 0;
         self.driver_features_sel = 0;
         self.queue_sel = 0;
+        self.size_refused.fill(false);
     }
 
     fn set_status(&mut self, new: u32) {
@@ -237,8 +243,8 @@ impl MmioTransport {
 
     fn activate(&mut self) {
         // VIRTIO_RING_F_EVENT_IDX is not offered: notifications use the ring flags.
-        for (i, q) in self.queues.iter_mut().enumerate() {
-            if q.ready() && !q.is_valid(&self.mem) {
+        for (i, (q, refused)) in self.queues.iter_mut().zip(&self.size_refused).enumerate() {
+            if q.ready() && (*refused || !q.is_valid(&self.mem)) {
                 guest_warn!("virtio: queue {i} is not valid (size or ring addresses); the device needs a reset");
                 self.needs_reset();
                 return;
@@ -293,10 +299,18 @@ impl MmioTransport {
             }
             reg::QUEUE_SEL => self.queue_sel = v,
             reg::QUEUE_NUM => {
+                let sel = usize::try_from(self.queue_sel).unwrap_or(usize::MAX);
                 if let Some(q) = self.selected_for_setup() {
-                    // virtio-queue keeps the old size when `v` is not a power of two within max;
-                    // is_valid() then refuses the queue at DRIVER_OK.
-                    q.set_size(u16::try_from(v).unwrap_or(0));
+                    // virtio-queue keeps its previous size when `v` is zero, not a power of two
+                    // or above the maximum; remember the refusal, so DRIVER_OK sets
+                    // DEVICE_NEEDS_RESET instead of running the queue at a size the driver did
+                    // not choose (its rings would be read and written past their end).
+                    let size = u16::try_from(v).unwrap_or(0);
+                    q.set_size(size);
+                    let refused = q.size() != size;
+                    if let Some(flag) = self.size_refused.get_mut(sel) {
+                        *flag = refused;
+                    }
                 }
             }
             reg::QUEUE_READY => {

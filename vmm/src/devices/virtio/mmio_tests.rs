@@ -191,3 +191,27 @@ fn test_invalid_queue_needs_reset() {
     w(&mut t, reg::QUEUE_NOTIFY, 0);
     assert!(seen.lock().unwrap().kicks.is_empty());
 }
+
+#[test]
+fn test_a_queue_size_that_is_not_a_power_of_two_or_zero_needs_reset() {
+    // Valid rings, only the size is wrong: the device must not run the queue at a size the
+    // driver did not choose (virtio-queue keeps its previous one when it refuses a size).
+    for bad in [3, 0, 16] {
+        let (mut t, seen, irq) = transport();
+        negotiate(&mut t);
+        setup_queue(&mut t, 0);
+        w(&mut t, reg::QUEUE_READY, 0);
+        w(&mut t, reg::QUEUE_NUM, bad);
+        w(&mut t, reg::QUEUE_READY, 1);
+        w(&mut t, reg::STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
+        assert_eq!(t.status() & (DRIVER_OK | DEVICE_NEEDS_RESET), DEVICE_NEEDS_RESET, "size {bad}");
+        assert!(seen.lock().unwrap().activated.is_none(), "size {bad}");
+        assert_eq!(irq.read().unwrap(), 1);
+        // After a reset, a valid size is taken again.
+        w(&mut t, reg::STATUS, 0);
+        negotiate(&mut t);
+        setup_queue(&mut t, 0);
+        w(&mut t, reg::STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
+        assert_eq!(t.status() & (DRIVER_OK | DEVICE_NEEDS_RESET), DRIVER_OK, "size {bad}, then 8");
+    }
+}
