@@ -293,19 +293,34 @@ fn test_memory_limit_mapping() {
 }
 
 #[test]
-fn test_args0_needs_the_hvt_abi_note() {
+fn test_args0_needs_solo5_marks() {
     let solo5 = hvt_elf(&[]);
-    let at = solo5.windows(6).position(|w| w == b"Solo5\0").unwrap();
-    // The same ELF with the note's owner changed is an ordinary executable.
+    let owners: Vec<usize> = solo5
+        .windows(6)
+        .enumerate()
+        .filter(|(_, w)| *w == b"Solo5\0")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(owners.len(), 2, "the ABI and manifest notes");
+    // The same ELF with both notes' owner changed is an ordinary executable.
     let mut foreign = solo5.clone();
-    foreign[at..at + 5].copy_from_slice(b"GNU\0\0");
+    for at in &owners {
+        foreign[*at..*at + 5].copy_from_slice(b"GNU\0\0");
+    }
     let b = bundle(config(&["/app"], serde_json::json!({})), &[("/app", &foreign)]);
     assert!(matches!(load(b.path()).unwrap().kind, BundleKind::NotUnikernel));
-    // An spt unikernel (ABI target 2) is not one unik runs.
+    // One of Solo5's marks is enough: the loader, not runc, says what is wrong with the rest.
+    let mut damaged = solo5.clone();
+    damaged[owners[0]..owners[0] + 5].copy_from_slice(b"GNU\0\0");
+    let b = bundle(config(&["/app"], serde_json::json!({})), &[("/app", &damaged)]);
+    let err = load(b.path()).unwrap_err().to_string();
+    assert!(err.contains("No Solo5 ABI information found in executable"), "{err}");
+    // An spt unikernel (ABI target 2) is a unikernel unik cannot run, not an ordinary container.
     let mut spt = solo5.clone();
-    spt[at + 8] = 2;
+    spt[owners[0] + 8] = 2;
     let b = bundle(config(&["/app"], serde_json::json!({})), &[("/app", &spt)]);
-    assert!(matches!(load(b.path()).unwrap().kind, BundleKind::NotUnikernel));
+    let err = load(b.path()).unwrap_err().to_string();
+    assert!(err.contains("Executable is not for the solo5-hvt target"), "{err}");
     // args[0] that does not exist in the rootfs: runc's business.
     let b = bundle(config(&["/nope"], serde_json::json!({})), &[]);
     assert!(matches!(load(b.path()).unwrap().kind, BundleKind::NotUnikernel));
@@ -455,4 +470,19 @@ fn test_rootfs_files_are_read_safely() {
     );
     let err = load(b.path()).unwrap_err().to_string();
     assert!(err.contains("3145728 bytes, more than the 2097152 bytes of guest memory"), "{err}");
+}
+
+#[test]
+fn test_a_damaged_unikernel_kernel_is_refused_not_booted_as_linux() {
+    // e_phnum zeroed: the notes cannot be found through the program headers any more.
+    let mut damaged = hvt_elf(&[]);
+    damaged[56..58].fill(0);
+    let b = bundle(
+        config(&["/app"], serde_json::json!({ KERNEL: "/app.hvt" })),
+        &[("/app.hvt", &damaged)],
+    );
+    // Nothing in it says Linux (no program headers at all), so the hvt loader explains; before,
+    // any ELF whose notes could not be found was booted as Linux.
+    let err = load(b.path()).unwrap_err().to_string();
+    assert!(err.contains("invalid executable"), "{err}");
 }
