@@ -96,6 +96,8 @@ pub struct Bundle {
     pub cgroups_path: Option<String>,
     /// Whether `linux.resources.memory.limit` is set.
     pub memory_limited: bool,
+    /// `process.terminal`: the guest console is to be a terminal.
+    pub terminal: bool,
 }
 
 fn bundle_err(path: &Path, reason: impl Into<String>) -> ContainerError {
@@ -252,6 +254,7 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.display().to_string());
     let memory_limited = mem_limit.is_some_and(|l| l > 0);
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     Ok(Bundle {
         path,
         rootfs,
@@ -261,6 +264,7 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
         hooks,
         cgroups_path,
         memory_limited,
+        terminal,
     })
 }
 

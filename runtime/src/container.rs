@@ -63,6 +63,9 @@ pub struct CreateOptions<'a> {
     pub console_socket: Option<&'a Path>,
     /// `cgroupsPath` uses systemd's `slice:prefix:name` syntax.
     pub systemd_cgroup: bool,
+    /// The caller stays attached (`run` without `-d`): a terminal the bundle asks for is the
+    /// caller's own, so no console socket is needed.
+    pub foreground: bool,
 }
 
 /// Containers under one root directory.
@@ -225,6 +228,9 @@ impl Runtime {
         let BundleKind::Unikernel(cfg) = bundle.kind else {
             return Err(ContainerError::NotUnikernel(bundle.path));
         };
+        if bundle.terminal && opts.console_socket.is_none() && !opts.foreground {
+            return Err(ContainerError::TerminalWithoutConsoleSocket(bundle.path));
+        }
         let mut state = State {
             oci_version: OCI_VERSION.into(),
             id: dir.id().to_string(),
@@ -386,7 +392,8 @@ impl Runtime {
         Ok(())
     }
 
-    /// Sends `signal` to the container's monitor (SIGTERM/SIGINT stop the guest cleanly).
+    /// Sends `signal` to the container's monitor (SIGTERM/SIGINT stop the guest cleanly). Signal 0
+    /// sends nothing: it succeeds while the container's process exists, as runc's does.
     pub fn kill(&self, id: &str, signal: i32) -> Result<(), ContainerError> {
         let dir = StateDir::open(&self.root, id)?;
         let _lock = dir.lock()?;
@@ -397,7 +404,8 @@ impl Runtime {
         };
         let fd = process::pidfd(pid, start).map_err(|_| ContainerError::NotRunning(id.to_string()))?;
         process::send_signal(&fd, signal).map_err(ContainerError::io(format!("signalling container {id}")))?;
-        if status == Status::Paused && signal != libc::SIGKILL && signal != libc::SIGSTOP {
+        // Signal 0 is runc's liveness probe: delivered (or not) above, nothing to wake.
+        if status == Status::Paused && ![0, libc::SIGKILL, libc::SIGSTOP].contains(&signal) {
             // A stopped monitor cannot act on the signal until it runs again.
             let _ = process::send_signal(&fd, libc::SIGCONT);
             let _ = std::fs::remove_file(dir.paused_marker());

@@ -53,8 +53,8 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `create`.
-pub fn create(global: &GlobalArgs, args: &CreateArgs) -> anyhow::Result<ExitCode> {
+/// `create`; `foreground`: for a `run` that stays attached (a terminal then needs no socket).
+pub fn create(global: &GlobalArgs, args: &CreateArgs, foreground: bool) -> anyhow::Result<ExitCode> {
     if args.preserve_fds > 0 {
         log::warn!(
             "--preserve-fds {} ignored: the guest cannot use host file descriptors",
@@ -65,6 +65,7 @@ pub fn create(global: &GlobalArgs, args: &CreateArgs) -> anyhow::Result<ExitCode
         pid_file: args.pid_file.as_deref(),
         console_socket: args.console_socket.as_deref(),
         systemd_cgroup: global.systemd_cgroup,
+        foreground,
     };
     match Runtime::new(root(global)).create(&args.id, &args.bundle, &opts, &spawner(global)?) {
         Ok(_) => Ok(ExitCode::SUCCESS),
@@ -196,7 +197,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     // From here on a signal to `run` is held for the guest, not fatal to `run` (which would
     // leave the container running): it is passed on once the guest runs.
     let forwarded = (!args.detach).then(block_forwarded);
-    create(global, &args.create)?;
+    create(global, &args.create, !args.detach)?;
     let id = &args.create.id;
     if let Err(e) = rt.start(id) {
         let _ = rt.delete(id, true);
