@@ -358,6 +358,35 @@ fn test_bad_bundles_are_refused_clearly() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("is not a unikernel"), "{}", stderr(&out));
     assert!(!env.root().join("c6").exists());
+    // Which check failed: here, args[0] is not in the rootfs at all.
+    assert!(
+        stderr(&out).contains("process.args[0] '/bin/sh' in the rootfs: No such file or directory"),
+        "{}",
+        stderr(&out)
+    );
+    // With runc, the bundle goes to it, and the log says why.
+    let runc = env.dir.path().join("fake-runc");
+    std::fs::write(&runc, "#!/bin/sh\necho \"fake runc: $*\" >&2\nexit 3\n").unwrap();
+    std::fs::set_permissions(&runc, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        env.bundle().join("rootfs/typo.hvt"),
+        "#!/bin/sh\necho this is a script, not a unikernel\n".repeat(4),
+    )
+    .unwrap();
+    let path = env.bundle().join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["process"]["args"] = serde_json::json!(["/typo.hvt"]);
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let with_runc = [("UNIK_RUNC", runc.to_str().unwrap())];
+    let out = env.unik_with(&["create", "--bundle", env.bundle().to_str().unwrap(), "c6b"], &with_runc);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("fake runc: --root"), "{err}");
+    assert!(
+        err.contains("unik: warn: bundle") && err.contains("process.args[0] '/typo.hvt' is not an ELF file"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("handing it to {}", runc.display())), "{err}");
     let out = env.unik_with(&["create", "--bundle", "/nonexistent", "c7"], NO_RUNC);
     assert!(stderr(&out).contains("config.json"), "{}", stderr(&out));
     let out = env.unik_with(&["create", "--bundle", env.bundle().to_str().unwrap(), "../evil"], NO_RUNC);

@@ -21,7 +21,7 @@ use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use vmm::hvt::{DeviceType, Manifest};
-use vmm::loader::{Executable, HOST_MACHINE};
+use vmm::loader::{Executable, HOST_MACHINE, ImageKind};
 use vmm::{BlockConfig, GuestKind, VmConfig};
 
 pub use crate::annotations::{BLOCK_PREFIX, CMDLINE, CPUS, INITRD, KERNEL, KIND, MEM, NET_INTERFACE, NET_TEMPLATE, PREFIX};
@@ -73,8 +73,8 @@ pub fn guest_vcpus(annotation: Option<&String>, quota_period: Option<(i64, u64)>
 pub enum BundleKind {
     /// A unikernel, and the VM to boot it.
     Unikernel(Box<VmConfig>),
-    /// An ordinary container.
-    NotUnikernel,
+    /// An ordinary container; which check on `process.args[0]` said so.
+    NotUnikernel(String),
 }
 
 /// A loaded bundle.
@@ -160,14 +160,22 @@ pub fn resolve_in_rootfs(rootfs: &Path, inside: &str) -> Result<PathBuf, String>
     Ok(path)
 }
 
-/// Whether `process.args[0]` of a bundle without annotations names a solo5-hvt executable.
-fn args0_is_hvt(path: &Path) -> bool {
-    match is_solo5_hvt(path) {
-        Ok(yes) => yes,
-        Err(e) => {
-            log::debug!("{}: {e}: not a unikernel", path.display());
-            false
-        }
+/// Whether `process.args[0]` of a bundle without annotations names a solo5-hvt executable:
+/// `Err` says which check failed (missing, not a regular file, not an ELF, an ELF without
+/// Solo5's marks, …), for the log line of the hand-over to runc or the error without runc.
+fn args0_is_hvt(rootfs: &Path, args: &[String]) -> Result<PathBuf, String> {
+    let a0 = args.first().ok_or("process.args is empty")?;
+    let path = resolve_in_rootfs(rootfs, a0).map_err(|e| format!("process.args[0] {e}"))?;
+    let file = vmm::host::files::open_regular(&path).map_err(|e| format!("process.args[0] '{a0}': {e}"))?;
+    match vmm::loader::image_kind(&file).map_err(|e| format!("process.args[0] '{a0}': {e}"))? {
+        ImageKind::Solo5 => Ok(path),
+        ImageKind::Elf => Err(format!(
+            "process.args[0] '{a0}' is an ELF executable without Solo5's marks (no Solo5 note): not a solo5-hvt unikernel"
+        )),
+        ImageKind::BzImage => Err(format!(
+            "process.args[0] '{a0}' is a Linux kernel image (bzImage); name it in the {KERNEL} annotation to boot it"
+        )),
+        ImageKind::Unrecognised(why) => Err(format!("process.args[0] '{a0}' {why}")),
     }
 }
 
@@ -328,11 +336,12 @@ fn classify(
             template,
         )
     } else {
-        match args.first().map(|a0| resolve_in_rootfs(rootfs, a0)) {
-            Some(Ok(path)) if args0_is_hvt(&path) => (path, None, Some(GuestKind::Hvt), None),
-            _ => {
+        match args0_is_hvt(rootfs, args) {
+            Ok(path) => (path, None, Some(GuestKind::Hvt), None),
+            Err(reason) => {
+                log::debug!("{}: {reason}", bundle.display());
                 return Ok(Classified {
-                    kind: BundleKind::NotUnikernel,
+                    kind: BundleKind::NotUnikernel(reason),
                     devices: Vec::new(),
                     virtio: false,
                     default_template: None,

@@ -225,8 +225,9 @@ impl Runtime {
         monitor: &Cell<Option<(i32, u64)>>,
     ) -> Result<State, ContainerError> {
         let bundle = bundle::load(bundle_path)?;
-        let BundleKind::Unikernel(cfg) = bundle.kind else {
-            return Err(ContainerError::NotUnikernel(bundle.path));
+        let cfg = match bundle.kind {
+            BundleKind::Unikernel(cfg) => cfg,
+            BundleKind::NotUnikernel(reason) => return Err(ContainerError::NotUnikernel { path: bundle.path, reason }),
         };
         if bundle.terminal && opts.console_socket.is_none() && !opts.foreground {
             return Err(ContainerError::TerminalWithoutConsoleSocket(bundle.path));

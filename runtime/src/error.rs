@@ -47,10 +47,13 @@ pub enum ContainerError {
         reason: String,
     },
     /// The bundle is an ordinary container, not a unikernel.
-    #[error(
-        "bundle {0} is not a unikernel: no dev.unik.kernel or com.urunc.unikernel.binary annotation, no urunc.json, and process.args[0] is not a solo5-hvt executable"
-    )]
-    NotUnikernel(PathBuf),
+    #[error("bundle {path} is not a unikernel (no dev.unik.kernel or com.urunc.unikernel.binary annotation, no urunc.json): {reason}")]
+    NotUnikernel {
+        /// The bundle directory.
+        path: PathBuf,
+        /// Which check on `process.args[0]` failed (missing, not an ELF, no Solo5 marks, …).
+        reason: String,
+    },
     /// `process.terminal` without `--console-socket` on a detached create: the terminal would
     /// have nobody on its other end (runc refuses it in the same words).
     #[error(

@@ -69,9 +69,14 @@ pub fn create(global: &GlobalArgs, args: &CreateArgs, foreground: bool) -> anyho
     };
     match Runtime::new(root(global)).create(&args.id, &args.bundle, &opts, &spawner(global)?) {
         Ok(_) => Ok(ExitCode::SUCCESS),
-        Err(e @ runtime::ContainerError::NotUnikernel(_)) => {
+        Err(e @ runtime::ContainerError::NotUnikernel { .. }) => {
             // An ordinary container: runc takes over this very command line, if installed
-            // (nothing of it was left under our root).
+            // (nothing of it was left under our root). Said at warning level, with the check
+            // that failed: a typo in a unikernel's path otherwise surfaces as runc's error.
+            let Some(runc) = crate::delegate::find_runc() else {
+                bail!("{e}; runc, which would run it as an ordinary container, is not installed");
+            };
+            log::warn!("{e}; handing it to {}", runc.display());
             crate::delegate::exec_runc(&std::env::args_os().collect::<Vec<_>>(), &root(global))?;
             Err(e.into())
         }
