@@ -647,9 +647,11 @@ fn test_two_unikernels_share_a_namespace_and_kill_cleans_up() {
     let net = Net::new(2);
     let a = net_env(&net, &["/net.hvt", "count=1000", "timeout=120"]);
     let b = net_env(&net, &["/net.hvt", "count=1000", "timeout=120"]);
-    let pa = a.create("na");
-    let pb = b.create("nb");
-    assert!(a.unik(&["start", "na"]).status.success() && b.unik(&["start", "nb"]).status.success());
+    // Ids whose 32-bit hashes collide: their taps once had the same name, and the second
+    // create failed.
+    let pa = a.create("c693596");
+    let pb = b.create("c1170850");
+    assert!(a.unik(&["start", "c693596"]).status.success() && b.unik(&["start", "c1170850"]).status.success());
     wait_console(&a, "ready");
     wait_console(&b, "ready");
     assert!(
@@ -665,12 +667,12 @@ fn test_two_unikernels_share_a_namespace_and_kill_cleans_up() {
         b.console_text()
     );
     // One guest stops cleanly (SIGTERM), the other is killed outright and cleaned up by delete.
-    assert!(a.query(&["kill", "na", "TERM"]).status.success());
+    assert!(a.query(&["kill", "c693596", "TERM"]).status.success());
     reap(pa);
-    assert!(b.query(&["kill", "nb", "KILL"]).status.success());
+    assert!(b.query(&["kill", "c1170850", "KILL"]).status.success());
     reap(pb);
-    assert!(a.query(&["delete", "na"]).status.success());
-    assert!(b.query(&["delete", "nb"]).status.success());
+    assert!(a.query(&["delete", "c693596"]).status.success());
+    assert!(b.query(&["delete", "c1170850"]).status.success());
     net.assert_clean();
 }
 

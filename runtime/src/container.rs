@@ -248,7 +248,7 @@ impl Runtime {
         let json = serde_json::to_vec_pretty(&cfg).map_err(|e| ContainerError::io("serialising vm.json")(std::io::Error::other(e)))?;
         dir.write_atomic("vm.json", &json)?;
         let network = NetPlan {
-            tap: network::tap_name(dir.id()),
+            tap: network::TAP_TEMPLATE.into(),
             ..bundle.network
         };
         let json =

@@ -94,7 +94,7 @@ fn prepare(dir: &std::path::Path, sync: &OwnedFd) -> anyhow::Result<(VmConfig, O
     namespaces_ready(sync).context("waiting for the create hooks")?;
     let wired = network::wire(&plan, &mut cfg)?;
     if let Some(w) = &wired {
-        log::debug!("guest network: {} via tap {} ({:?})", w.interface.name, plan.tap, w.values);
+        log::debug!("guest network: {} via tap {} ({:?})", w.interface.name, w.tap_name, w.values);
         runtime::state::write_atomic(&dir.join("wired.json"), serde_json::to_string(&w.interface.name)?.as_bytes())?;
     }
     Ok((cfg, wired))
