@@ -33,21 +33,22 @@ impl Gate {
 }
 
 /// Builds the VM for `cfg`, tells `built` how that went (before the gate, so `create` can return
-/// the exact error), waits at `gate`, and runs the guest to completion.
+/// the exact error), waits at `gate`, and runs the guest to completion. An error from `built`
+/// after a successful build (the OCI monitor's `create` died) ends the launch there.
 pub fn run(
     cfg: &VmConfig,
     console: Box<dyn Write + Send>,
     gate: &Gate,
-    built: impl FnOnce(Result<(), String>),
+    built: impl FnOnce(Result<(), String>) -> anyhow::Result<()>,
 ) -> anyhow::Result<ExitStatus> {
     let vm = match Vm::build(cfg, console) {
         Ok(vm) => {
-            built(Ok(()));
+            built(Ok(()))?;
             vm
         }
         Err(e) => {
             let e = anyhow::Error::new(e);
-            built(Err(crate::error_chain(&e)));
+            built(Err(crate::error_chain(&e)))?;
             return Err(e);
         }
     };

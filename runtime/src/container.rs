@@ -14,7 +14,8 @@
 //!   the monitor is one process, and this works without a cgroup.)
 //! * **Crashes.** `state.json` is only replaced atomically. `create` holds the lock throughout,
 //!   and records the monitor's pid as soon as it is known: a container left `creating` by a
-//!   `create` that died reads as stopped, and `delete` kills its monitor if there is one.
+//!   `create` that died reads as stopped, its monitor exits by itself (it waits for `create`'s
+//!   commit, which never comes), and `delete` kills it if it is still on its way out.
 
 use std::cell::Cell;
 use std::fs::OpenOptions;
@@ -298,7 +299,9 @@ impl Runtime {
             hooks::run("createRuntime", &bundle.hooks.create_runtime, &json)?;
             hooks::run("createContainer", &bundle.hooks.create_container, &json)
         };
-        let pid = spawner.spawn(dir, pty.as_ref().map(|(_, slave)| slave), &mut run_create_hooks)?;
+        let spawned = spawner.spawn(dir, pty.as_ref().map(|(_, slave)| slave), &mut run_create_hooks)?;
+        let pid = spawned.pid;
+        crate::crashpoint::reached("create:reported");
         let start = match monitor.get() {
             Some((p, start)) if p == pid => start,
             _ => process::start_time(pid)
@@ -323,6 +326,10 @@ impl Runtime {
                 pid.to_string().as_bytes(),
             )?;
         }
+        // Recorded: only now may the monitor go on to the start gate. Had this `create` died
+        // before, the monitor would have seen its socket close and exited.
+        crate::crashpoint::reached("create:recorded");
+        spawned.commit()?;
         Ok(state)
     }
 

@@ -2,6 +2,7 @@ use std::process::Command;
 
 use super::*;
 use crate::bundle::tests::{bundle, config, hvt_elf};
+use crate::spawn::Monitor;
 
 /// Stands in for the monitor: blocks on the start fifo like the real one, then "runs" (sleeps).
 struct FakeMonitor;
@@ -12,7 +13,7 @@ impl Spawner for FakeMonitor {
         dir: &StateDir,
         _terminal: Option<&std::os::fd::OwnedFd>,
         hooks: &mut dyn FnMut(i32) -> Result<(), ContainerError>,
-    ) -> Result<i32, ContainerError> {
+    ) -> Result<Monitor, ContainerError> {
         let child = Command::new("sh")
             .args(["-c", "read x < \"$1\"; exec sleep 30", "sh"])
             .arg(dir.fifo())
@@ -20,7 +21,7 @@ impl Spawner for FakeMonitor {
             .map_err(ContainerError::io("spawn"))?;
         let pid = i32::try_from(child.id()).unwrap();
         hooks(pid)?;
-        Ok(pid)
+        Ok(Monitor::without_sync(pid))
     }
 }
 
@@ -32,7 +33,7 @@ impl Spawner for FailingMonitor {
         _dir: &StateDir,
         _terminal: Option<&std::os::fd::OwnedFd>,
         _hooks: &mut dyn FnMut(i32) -> Result<(), ContainerError>,
-    ) -> Result<i32, ContainerError> {
+    ) -> Result<Monitor, ContainerError> {
         Err(ContainerError::Monitor("Could not open /dev/kvm: boom".into()))
     }
 }
@@ -173,7 +174,7 @@ impl Spawner for SlowMonitor {
         dir: &StateDir,
         _terminal: Option<&std::os::fd::OwnedFd>,
         hooks: &mut dyn FnMut(i32) -> Result<(), ContainerError>,
-    ) -> Result<i32, ContainerError> {
+    ) -> Result<Monitor, ContainerError> {
         let child = Command::new("sh")
             .args(["-c", "sleep 0.3; read x < \"$1\"; exec sleep 30", "sh"])
             .arg(dir.fifo())
@@ -181,7 +182,7 @@ impl Spawner for SlowMonitor {
             .map_err(ContainerError::io("spawn"))?;
         let pid = i32::try_from(child.id()).unwrap();
         hooks(pid)?;
-        Ok(pid)
+        Ok(Monitor::without_sync(pid))
     }
 }
 
@@ -194,7 +195,7 @@ impl Spawner for CreatorDies {
         dir: &StateDir,
         terminal: Option<&std::os::fd::OwnedFd>,
         hooks: &mut dyn FnMut(i32) -> Result<(), ContainerError>,
-    ) -> Result<i32, ContainerError> {
+    ) -> Result<Monitor, ContainerError> {
         let _pid = FakeMonitor.spawn(dir, terminal, hooks)?;
         panic!("create killed");
     }

@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod cgroups;
 pub mod console;
 pub mod container;
+pub mod crashpoint;
 pub mod error;
 pub mod hooks;
 pub mod id;

@@ -10,7 +10,7 @@ use crate::launch;
 /// Boots the kernel; the exit code is the guest's HALT status (solo5-hvt semantics).
 pub fn run(args: BootArgs) -> anyhow::Result<ExitCode> {
     let cfg = VmConfig::try_from(args)?;
-    let status = launch::run(&cfg, Box::new(std::io::stdout()), &launch::Gate::Open, |_| {})?;
+    let status = launch::run(&cfg, Box::new(std::io::stdout()), &launch::Gate::Open, |_| Ok(()))?;
     if let ExitStatus::Signal(signum) = status {
         log::error!("Exiting on signal {signum}");
     }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use runtime::network::{self, NetPlan, Wired};
-use runtime::spawn::{SYNC_FD, namespaces_ready, report};
+use runtime::spawn::{SYNC_FD, namespaces_ready, report, wait_committed};
 use vmm::{ExitStatus, VmConfig};
 
 use crate::cli::oci::MonitorArgs;
@@ -41,7 +41,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
                 log::debug!("{chain}");
                 return Ok(ExitCode::FAILURE);
             }
-            if report(sync, Err(chain.clone())).is_err() {
+            if report(&sync, Err(chain.clone())).is_err() {
                 return Err(e);
             }
             log::debug!("reported to create: {chain}");
@@ -52,10 +52,17 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let mut reported = false;
     let gate = Gate::Fifo(args.dir.join("exec.fifo"));
     let result = launch::run(&cfg, Box::new(std::io::stdout()), &gate, |built| {
-        if let Some(fd) = sync.take() {
-            let failed = built.is_err();
-            reported = report(fd, built).is_ok() && failed;
+        let Some(fd) = sync.take() else { return Ok(()) };
+        let failed = built.is_err();
+        let sent = report(&fd, built);
+        reported = sent.is_ok() && failed;
+        if failed {
+            return Ok(());
         }
+        sent.context("reporting to create")?;
+        // Only a container `create` recorded may wait for `start`; otherwise nobody could reach
+        // this monitor (state reads stopped, kill refuses): exit, releasing KVM, tap and splice.
+        wait_committed(fd).context("waiting for create to record the container")
     });
     let status = match result {
         Ok(status) => status,
