@@ -1,8 +1,7 @@
 //! The one VM launch path: build, report, wait at the gate, run. `unik boot` and the OCI monitor
 //! both come through here.
 
-use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -21,13 +20,7 @@ impl Gate {
     fn wait(&self) -> anyhow::Result<()> {
         match self {
             Gate::Open => Ok(()),
-            Gate::Fifo(path) => {
-                let mut fifo = File::open(path).with_context(|| format!("waiting for start on {}", path.display()))?;
-                let mut byte = [0u8; 1];
-                // A byte or EOF both mean "go": the writer is `unik start`.
-                let _ = fifo.read(&mut byte);
-                Ok(())
-            }
+            Gate::Fifo(path) => runtime::gate::wait_for_start(path).with_context(|| format!("waiting for start on {}", path.display())),
         }
     }
 }

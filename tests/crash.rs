@@ -1,5 +1,5 @@
-//! `create` killed at its critical points (`UNIK_TEST_STOP_AT` makes it stop
-//! there; the test SIGKILLs it): no monitor may be left running where `state` and `kill` cannot
+//! `create` and `start` killed at their critical points (`UNIK_TEST_STOP_AT` makes them stop
+//! there; the test SIGKILLs them): no monitor may be left running where `state` and `kill` cannot
 //! reach it, and `state` must agree with what the monitor does. The test process is a child
 //! subreaper, as containerd's shim is, so orphaned monitors are reparented here and reaped.
 
@@ -69,6 +69,16 @@ impl Env {
     /// Runs a command that starts no process of its own.
     fn query(&self, args: &[&str]) -> Output {
         common::unik().arg("--root").arg(self.root()).args(args).output().unwrap()
+    }
+
+    fn create(&self, id: &str) {
+        let bundle = self.dir.path().join("bundle");
+        let status = self
+            .command(&["create", "--bundle", bundle.to_str().unwrap(), id])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "create {id}");
     }
 
     fn status(&self, id: &str) -> String {
@@ -161,4 +171,51 @@ fn test_a_create_killed_before_recording_leaves_no_monitor_behind() {
         assert!(!env.root().join(id).exists(), "{point}");
         assert!(!env.console().contains("Hello"), "{point}: the guest ran: {}", env.console());
     }
+}
+
+#[test]
+fn test_a_start_killed_before_recording_leaves_the_container_created() {
+    require_kvm!();
+    let env = Env::new(&["exit=7"]);
+    let id = "k2";
+    let _cleanup = Cleanup(&env, id);
+    env.create(id);
+    let pid = env.recorded_pid(id).unwrap();
+    env.kill_at("start:opened", &["start", id]);
+    // Give a monitor that wrongly took the dead `start` for a go the time to show it.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(env.status(id), "created");
+    assert!(!env.console().contains("Hello"), "the guest runs while state says created");
+    // The container is still what state says: a second start starts it.
+    let out = env.query(&["start", id]);
+    assert!(out.status.success(), "second start: {}", stderr(&out));
+    let status = reap_within(pid, Duration::from_secs(30)).expect("the guest ran to its end");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 7, "wait status {status:#x}");
+    assert!(env.console().contains("Hello"), "{}", env.console());
+    assert_eq!(env.status(id), "stopped");
+}
+
+#[test]
+fn test_a_start_killed_after_recording_lets_the_guest_run() {
+    require_kvm!();
+    let env = Env::new(&["sleep=600000"]);
+    let id = "k3";
+    let _cleanup = Cleanup(&env, id);
+    env.create(id);
+    let pid = env.recorded_pid(id).unwrap();
+    env.kill_at("start:recorded", &["start", id]);
+    // Recorded as started: the guest runs, and everything a running container allows works.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !env.console().contains("Hello") {
+        assert!(Instant::now() < deadline, "state says {} but the guest never ran", env.status(id));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(env.status(id), "running");
+    assert!(env.query(&["pause", id]).status.success());
+    assert_eq!(env.status(id), "paused");
+    assert!(env.query(&["resume", id]).status.success());
+    assert!(env.query(&["kill", id, "KILL"]).status.success());
+    let status = reap_within(pid, Duration::from_secs(30)).expect("the monitor died of SIGKILL");
+    assert!(libc::WIFSIGNALED(status), "wait status {status:#x}");
+    assert_eq!(env.status(id), "stopped");
 }

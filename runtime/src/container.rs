@@ -1,12 +1,16 @@
 //! The lifecycle: create, start, state, kill, delete, pause, resume, list, ps — with the OCI
 //! runtime specification's rules, under each container's lock.
 //!
-//! * **The start gate** is `exec.fifo`, created by `create`. The monitor, once its VM is built
-//!   and reported, opens it for *reading* and blocks; `start` opens it for *writing* with
-//!   `O_NONBLOCK` (which fails with `ENXIO` instead of blocking when there is no reader), writes
-//!   one byte and unlinks it. So `start` never hangs on a dead monitor, and "the fifo exists"
-//!   means "not started yet". The monitor may still be on its way to `open` when `create`
-//!   returns; `start` waits for it (briefly, and only while it lives).
+//! * **The start gate** is `exec.fifo`, created by `create`. The monitor, once its VM is built,
+//!   reported and committed (see [`crate::spawn`]), opens it for *reading* and blocks; `start`
+//!   opens it for *writing* with `O_NONBLOCK` (which fails with `ENXIO` instead of blocking when
+//!   there is no reader), unlinks it, records `running`, then writes one byte. The monitor goes
+//!   on a byte, or on end of file once the fifo is gone; end of file with the fifo still there
+//!   is a `start` that died before recording anything, and it waits again
+//!   ([`crate::gate::wait_for_start`]). So `start` never hangs on a dead monitor, "the fifo
+//!   exists" means "not started yet" whatever moment a `start` dies at, and the monitor may
+//!   still be on its way to `open` when `create` returns; `start` waits for it (briefly, and
+//!   only while it lives).
 //! * **Pause** stops the whole monitor process (all vCPU threads with it) with SIGSTOP through
 //!   its pidfd, and `resume` sends SIGCONT; both wait until `/proc` shows the change. A `paused`
 //!   marker records the intent; the container reads as paused while the marker exists *and*
@@ -386,11 +390,22 @@ impl Runtime {
                 Err(e) => return Err(ContainerError::io(format!("opening {}", dir.fifo().display()))(e)),
             }
         };
-        fifo.write_all(&[0]).map_err(ContainerError::io("releasing the monitor"))?;
-        drop(fifo);
+        crate::crashpoint::reached("start:opened");
+        // The transition is recorded before the monitor is released, so whatever moment this
+        // `start` dies at, state agrees with the monitor: the gate's unlinking is the commit
+        // point (the live status reads running from then on). Dying before it, our end of the
+        // fifo closes without a byte while the fifo still exists: the monitor waits for the
+        // next `start`. Dying after it, the monitor sees the fifo gone and runs the guest.
         std::fs::remove_file(dir.fifo()).map_err(ContainerError::io("removing the start fifo"))?;
         state.status = Status::Running;
-        dir.save(&state)?;
+        if let Err(e) = dir.save(&state) {
+            // The live status comes from the gate, which is gone: the container is running.
+            log::warn!("container {id}: recording the start: {e}");
+        }
+        crate::crashpoint::reached("start:recorded");
+        // The monitor runs the guest as soon as our end closes, with or without the byte.
+        let _ = fifo.write_all(&[0]);
+        drop(fifo);
         let hooks = saved_hooks(&dir);
         if let (Some(pid), false) = (state.pid, hooks.poststart.is_empty()) {
             if let Err(e) = state_json(&state, pid).and_then(|json| hooks::run("poststart", &hooks.poststart, &json)) {

@@ -4,7 +4,9 @@
 //! is left is consistent. Only tests set the variable; without it a point costs one lookup.
 //!
 //! Points: `create:reported` (the monitor reported its VM built; nothing recorded yet),
-//! `create:recorded` (state.json says created; the monitor not yet told).
+//! `create:recorded` (state.json says created; the monitor not yet told), `start:opened` (the
+//! start gate is open; nothing recorded yet), `start:recorded` (the gate is gone and state.json
+//! says running; the monitor not yet released).
 
 /// The environment variable naming the point to stop at.
 pub const STOP_AT: &str = "UNIK_TEST_STOP_AT";

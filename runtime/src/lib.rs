@@ -10,6 +10,7 @@ pub mod console;
 pub mod container;
 pub mod crashpoint;
 pub mod error;
+pub mod gate;
 pub mod hooks;
 pub mod id;
 pub mod network;
