@@ -387,6 +387,19 @@ fn test_bad_bundles_are_refused_clearly() {
         "{err}"
     );
     assert!(err.contains(&format!("handing it to {}", runc.display())), "{err}");
+    // A damaged unikernel (e_phnum zeroed) is still one: the loader's error, not runc's.
+    let mut damaged = std::fs::read(guest("hello")).unwrap();
+    damaged[56..58].fill(0);
+    std::fs::write(env.bundle().join("rootfs/typo.hvt"), damaged).unwrap();
+    let out = env.unik_with(&["create", "--bundle", env.bundle().to_str().unwrap(), "c6c"], &with_runc);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid executable: bad ELF header or program header sizes"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("fake runc"), "{}", stderr(&out));
+    assert!(!env.root().join("c6c").exists());
     let out = env.unik_with(&["create", "--bundle", "/nonexistent", "c7"], NO_RUNC);
     assert!(stderr(&out).contains("config.json"), "{}", stderr(&out));
     let out = env.unik_with(&["create", "--bundle", env.bundle().to_str().unwrap(), "../evil"], NO_RUNC);
