@@ -41,7 +41,8 @@ pub fn run(
         }
         Err(e) => {
             let e = anyhow::Error::new(e);
-            built(Err(crate::error_chain(&e)))?;
+            // The build's error is the one to return, whatever `built` makes of it.
+            let _ = built(Err(crate::error_chain(&e)));
             return Err(e);
         }
     };
