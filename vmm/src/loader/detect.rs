@@ -54,7 +54,8 @@ const PHDR_SIZE: u64 = 56;
 const SHDR_SIZE: u64 = 64;
 /// More program or section headers than any kernel has: the rest is not looked at.
 const MAX_HEADERS: u64 = 4096;
-/// Note segments, interpreters and section-name tables larger than this are not read.
+/// Note segments (all of them together), interpreters and section-name tables larger than this
+/// are not read.
 const MAX_READ: u64 = 1 << 20;
 
 /// Random access to an image: a file, or bytes in memory (tests, callers that read it whole).
@@ -135,11 +136,16 @@ fn scan_program_headers(src: &(impl Source + ?Sized), eh: &[u8]) -> io::Result<O
         return Ok(None);
     };
     let (mut solo5, mut loadable) = (false, false);
+    // Note segments read in all: a file with thousands of large ones costs no more than this.
+    let mut note_budget = MAX_READ;
     for ph in table.chunks_exact(56) {
         let (p_type, offset, size) = (u32_at(ph, 0), u64_at(ph, 8), u64_at(ph, 32));
         match p_type {
             super::elf::PT_LOAD => loadable |= size > 0,
-            super::elf::PT_NOTE => solo5 |= read(src, offset, size)?.is_some_and(|n| has_solo5_note(&n)),
+            super::elf::PT_NOTE if !solo5 && size <= note_budget => {
+                note_budget -= size;
+                solo5 |= read(src, offset, size)?.is_some_and(|n| has_solo5_note(&n));
+            }
             PT_INTERP => {
                 let len = size.min(SOLO5_INTERP.len() as u64);
                 solo5 |= read(src, offset, len)?.is_some_and(|i| i == SOLO5_INTERP);

@@ -198,3 +198,12 @@ fn test_file_and_memory_agree() {
         assert_eq!(image_kind(&file).unwrap(), image_kind_of(&img));
     }
 }
+
+#[test]
+fn test_an_oversized_note_segment_is_skipped() {
+    // A note segment larger than the read budget is not read; the section names still
+    // identify the unikernel.
+    let mut img = unikernel();
+    img[phdr(4) + 32..phdr(4) + 40].copy_from_slice(&(2u64 << 20).to_le_bytes());
+    assert_eq!(image_kind_of(&img), ImageKind::Solo5);
+}
