@@ -157,3 +157,98 @@ fn test_sigterm_and_sigint_stop_a_sleeping_guest() {
         );
     }
 }
+
+/// Runs `program args`, killing it if it has not exited after a minute (a damaged kernel once
+/// booted as Linux and spun forever): its output, or a failure naming the hang.
+fn run_or_kill(program: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let child = std::process::Command::new(program)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = i32::try_from(child.id()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let out = child.wait_with_output().unwrap();
+        let _ = tx.send(());
+        out
+    });
+    if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+        // SAFETY: kill(2) on our own child, not reaped yet (the waiter has not returned).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let out = waiter.join().unwrap();
+        panic!("{} {args:?} still ran after 60 s; stderr: {}", program.display(), stderr(&out));
+    }
+    waiter.join().unwrap()
+}
+
+/// The `hello` guest with `damage` applied, in `dir`.
+fn damaged_hello(dir: &tempfile::TempDir, name: &str, damage: impl FnOnce(&mut Vec<u8>)) -> std::path::PathBuf {
+    let mut image = std::fs::read(guest("hello")).unwrap();
+    damage(&mut image);
+    let path = dir.path().join(name);
+    std::fs::write(&path, image).unwrap();
+    path
+}
+
+/// File offset of the `index`th program header's segment in an ELF64 image.
+fn segment_offset(image: &[u8], index: usize) -> usize {
+    let ph = 64 + index * 56;
+    usize::try_from(u64::from_le_bytes(image[ph + 8..ph + 16].try_into().unwrap())).unwrap()
+}
+
+#[test]
+fn test_a_damaged_unikernel_is_refused_not_booted_as_linux() {
+    require_kvm!();
+    let dir = common::tempdir();
+    let no_phdrs = damaged_hello(&dir, "no-phdrs.hvt", |img| img[56..58].fill(0));
+    // The first PT_NOTE (phdr 3) is the ABI note: a bit flipped in its owner name ("Solo5").
+    let bad_note = damaged_hello(&dir, "bad-note.hvt", |img| {
+        let at = segment_offset(img, 3);
+        assert_eq!(&img[at + 12..at + 18], b"Solo5\0");
+        img[at + 12] ^= 0x04;
+    });
+    let cases = [
+        (&no_phdrs, "invalid executable: bad ELF header or program header sizes"),
+        (&bad_note, "No Solo5 ABI information found in executable"),
+    ];
+    for (kernel, error) in cases {
+        let out = run_or_kill(&common::unik_path(), &["boot", "--mem=8", kernel.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{}: stderr: {}", kernel.display(), stderr(&out));
+        assert!(stderr(&out).contains(error), "{}: stderr: {}", kernel.display(), stderr(&out));
+        assert!(stdout(&out).is_empty(), "the guest ran: {}", stdout(&out));
+    }
+    // Forcing the Linux boot protocol on it is refused too.
+    let out = run_or_kill(
+        &common::unik_path(),
+        &["boot", "--kind=linux", "--mem=8", no_phdrs.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
+    assert!(stderr(&out).contains("Solo5"), "stderr: {}", stderr(&out));
+}
+
+#[test]
+fn test_as_solo5_hvt_only_hvt_is_tried() {
+    require_kvm!();
+    let dir = common::tempdir();
+    let solo5_hvt = dir.path().join("solo5-hvt");
+    std::os::unix::fs::symlink(common::unik_path(), &solo5_hvt).unwrap();
+    let no_phdrs = damaged_hello(&dir, "no-phdrs.hvt", |img| img[56..58].fill(0));
+    let out = run_or_kill(&solo5_hvt, &["--mem=8", no_phdrs.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
+    assert!(stderr(&out).contains("invalid executable"), "stderr: {}", stderr(&out));
+    // A kernel for the Linux boot protocol is no solo5-hvt executable.
+    let linux = guest("virtio");
+    let out = run_or_kill(&solo5_hvt, &["--mem=8", linux.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("No Solo5 ABI information found in executable"),
+        "stderr: {}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty(), "the kernel ran: {}", stdout(&out));
+    // And an intact unikernel still runs.
+    let out = run_or_kill(&solo5_hvt, &["--mem=8", guest("hello").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+}

@@ -482,6 +482,48 @@ fn test_bad_bundles_are_refused_clearly() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("is not a unikernel"), "{}", stderr(&out));
     assert!(!env.root().join("c6").exists());
+    // Which check failed: here, args[0] is not in the rootfs at all.
+    assert!(
+        stderr(&out).contains("process.args[0] '/bin/sh' in the rootfs: No such file or directory"),
+        "{}",
+        stderr(&out)
+    );
+    // With runc, the bundle goes to it, and the log says why.
+    let runc = env.dir.path().join("fake-runc");
+    std::fs::write(&runc, "#!/bin/sh\necho \"fake runc: $*\" >&2\nexit 3\n").unwrap();
+    std::fs::set_permissions(&runc, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        env.bundle().join("rootfs/typo.hvt"),
+        "#!/bin/sh\necho this is a script, not a unikernel\n".repeat(4),
+    )
+    .unwrap();
+    let path = env.bundle().join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["process"]["args"] = serde_json::json!(["/typo.hvt"]);
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let with_runc = [("UNIK_RUNC", runc.to_str().unwrap())];
+    let out = env.unik_with(&["create", "--bundle", env.bundle().to_str().unwrap(), "c6b"], &with_runc);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("fake runc: --root"), "{err}");
+    assert!(
+        err.contains("unik: warn: bundle") && err.contains("process.args[0] '/typo.hvt' is not an ELF file"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("handing it to {}", runc.display())), "{err}");
+    // A damaged unikernel (e_phnum zeroed) is still one: the loader's error, not runc's.
+    let mut damaged = std::fs::read(guest("hello")).unwrap();
+    damaged[56..58].fill(0);
+    std::fs::write(env.bundle().join("rootfs/typo.hvt"), damaged).unwrap();
+    let out = env.unik_with(&["create", "--bundle", env.bundle().to_str().unwrap(), "c6c"], &with_runc);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid executable: bad ELF header or program header sizes"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("fake runc"), "{}", stderr(&out));
+    assert!(!env.root().join("c6c").exists());
     let out = env.unik_with(&["create", "--bundle", "/nonexistent", "c7"], NO_RUNC);
     assert!(stderr(&out).contains("config.json"), "{}", stderr(&out));
     let out = env.unik_with(&["create", "--bundle", env.bundle().to_str().unwrap(), "../evil"], NO_RUNC);
@@ -754,9 +796,11 @@ fn test_two_unikernels_share_a_namespace_and_kill_cleans_up() {
     let net = Net::new(2);
     let a = net_env(&net, &["/net.hvt", "count=1000", "timeout=120"]);
     let b = net_env(&net, &["/net.hvt", "count=1000", "timeout=120"]);
-    let pa = a.create("na");
-    let pb = b.create("nb");
-    assert!(a.unik(&["start", "na"]).status.success() && b.unik(&["start", "nb"]).status.success());
+    // Ids whose 32-bit hashes collide: their taps once had the same name, and the second
+    // create failed.
+    let pa = a.create("c693596");
+    let pb = b.create("c1170850");
+    assert!(a.unik(&["start", "c693596"]).status.success() && b.unik(&["start", "c1170850"]).status.success());
     wait_console(&a, "ready");
     wait_console(&b, "ready");
     assert!(
@@ -772,12 +816,12 @@ fn test_two_unikernels_share_a_namespace_and_kill_cleans_up() {
         b.console_text()
     );
     // One guest stops cleanly (SIGTERM), the other is killed outright and cleaned up by delete.
-    assert!(a.query(&["kill", "na", "TERM"]).status.success());
+    assert!(a.query(&["kill", "c693596", "TERM"]).status.success());
     reap(pa);
-    assert!(b.query(&["kill", "nb", "KILL"]).status.success());
+    assert!(b.query(&["kill", "c1170850", "KILL"]).status.success());
     reap(pb);
-    assert!(a.query(&["delete", "na"]).status.success());
-    assert!(b.query(&["delete", "nb"]).status.success());
+    assert!(a.query(&["delete", "c693596"]).status.success());
+    assert!(b.query(&["delete", "c1170850"]).status.success());
     net.assert_clean();
 }
 

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use vmm::hvt::{DeviceType, Manifest};
-use vmm::loader::{Executable, HOST_MACHINE};
+use vmm::loader::{Executable, HOST_MACHINE, ImageKind};
 use vmm::{BlockConfig, GuestKind, VmConfig};
 
 pub use crate::annotations::{BLOCK_PREFIX, CMDLINE, CPUS, INITRD, KERNEL, KIND, MEM, NET_INTERFACE, NET_TEMPLATE, PREFIX};
@@ -73,8 +73,8 @@ pub fn guest_vcpus(annotation: Option<&String>, quota_period: Option<(i64, u64)>
 pub enum BundleKind {
     /// A unikernel, and the VM to boot it.
     Unikernel(Box<VmConfig>),
-    /// An ordinary container.
-    NotUnikernel,
+    /// An ordinary container; which check on `process.args[0]` said so.
+    NotUnikernel(String),
 }
 
 /// A loaded bundle.
@@ -98,6 +98,8 @@ pub struct Bundle {
     pub memory_limited: bool,
     /// The monitor's namespaces (but the network's), user, limits.
     pub jail: crate::jail::JailPlan,
+    /// `process.terminal`: the guest console is to be a terminal.
+    pub terminal: bool,
 }
 
 fn bundle_err(path: &Path, reason: impl Into<String>) -> ContainerError {
@@ -107,14 +109,23 @@ fn bundle_err(path: &Path, reason: impl Into<String>) -> ContainerError {
     }
 }
 
-/// Whether `process.args[0]` of a bundle without annotations names a solo5-hvt executable.
-fn args0_is_hvt(path: &Path) -> bool {
-    match is_solo5_hvt(path) {
-        Ok(yes) => yes,
-        Err(e) => {
-            log::debug!("{}: {e}: not a unikernel", path.display());
-            false
-        }
+/// Whether `process.args[0]` of a bundle without annotations names a solo5-hvt executable:
+/// `Err` says which check failed (missing, not a regular file, not an ELF, an ELF without
+/// Solo5's marks, …), for the log line of the hand-over to runc or the error without runc.
+fn args0_is_hvt(rootfs: &Path, args: &[String]) -> Result<PathBuf, String> {
+    let a0 = args.first().ok_or("process.args is empty")?;
+    let path = resolve_in_rootfs(rootfs, a0).map_err(|e| format!("process.args[0] {e}"))?;
+    let file = vmm::host::files::open_regular(vmm::host::files::Root::Host, &path)
+        .map_err(|e| format!("process.args[0] '{a0}': {e}"))?;
+    match vmm::loader::image_kind(&file).map_err(|e| format!("process.args[0] '{a0}': {e}"))? {
+        ImageKind::Solo5 => Ok(path),
+        ImageKind::Elf => Err(format!(
+            "process.args[0] '{a0}' is an ELF executable without Solo5's marks (no Solo5 note): not a solo5-hvt unikernel"
+        )),
+        ImageKind::BzImage => Err(format!(
+            "process.args[0] '{a0}' is a Linux kernel image (bzImage); name it in the {KERNEL} annotation to boot it"
+        )),
+        ImageKind::Unrecognised(why) => Err(format!("process.args[0] '{a0}' {why}")),
     }
 }
 
@@ -203,6 +214,7 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
         .map(|p| p.display().to_string());
     let memory_limited = mem_limit.is_some_and(|l| l > 0);
     let jail = crate::jail::JailPlan::from_spec(&spec).map_err(|e| bundle_err(&path, e))?;
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     Ok(Bundle {
         path,
         rootfs,
@@ -213,6 +225,7 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
         cgroups_path,
         memory_limited,
         jail,
+        terminal,
     })
 }
 
@@ -276,11 +289,12 @@ fn classify(
             template,
         )
     } else {
-        match args.first().map(|a0| resolve_in_rootfs(rootfs, a0)) {
-            Some(Ok(path)) if args0_is_hvt(&path) => (path, None, Some(GuestKind::Hvt), None),
-            _ => {
+        match args0_is_hvt(rootfs, args) {
+            Ok(path) => (path, None, Some(GuestKind::Hvt), None),
+            Err(reason) => {
+                log::debug!("{}: {reason}", bundle.display());
                 return Ok(Classified {
-                    kind: BundleKind::NotUnikernel,
+                    kind: BundleKind::NotUnikernel(reason),
                     devices: Vec::new(),
                     virtio: false,
                     default_template: None,

@@ -96,7 +96,7 @@ pub(crate) fn config(args: &[&str], annotations: serde_json::Value) -> serde_jso
 fn vm(b: &tempfile::TempDir) -> VmConfig {
     match load(b.path()).unwrap().kind {
         BundleKind::Unikernel(cfg) => *cfg,
-        BundleKind::NotUnikernel => panic!("not recognised as a unikernel"),
+        BundleKind::NotUnikernel(_) => panic!("not recognised as a unikernel"),
     }
 }
 
@@ -115,9 +115,9 @@ fn test_args0_with_solo5_note_is_a_unikernel() {
 #[test]
 fn test_ordinary_container_is_not_a_unikernel() {
     let b = bundle(config(&["/bin/sh"], serde_json::json!({})), &[("/bin/sh", b"\x7fELF not solo5")]);
-    assert!(matches!(load(b.path()).unwrap().kind, BundleKind::NotUnikernel));
+    assert!(matches!(load(b.path()).unwrap().kind, BundleKind::NotUnikernel(_)));
     let b = bundle(config(&[], serde_json::json!({})), &[]);
-    assert!(matches!(load(b.path()).unwrap().kind, BundleKind::NotUnikernel));
+    assert!(matches!(load(b.path()).unwrap().kind, BundleKind::NotUnikernel(_)));
 }
 
 #[test]
@@ -293,22 +293,37 @@ fn test_memory_limit_mapping() {
 }
 
 #[test]
-fn test_args0_needs_the_hvt_abi_note() {
+fn test_args0_needs_solo5_marks() {
     let solo5 = hvt_elf(&[]);
-    let at = solo5.windows(6).position(|w| w == b"Solo5\0").unwrap();
-    // The same ELF with the note's owner changed is an ordinary executable.
+    let owners: Vec<usize> = solo5
+        .windows(6)
+        .enumerate()
+        .filter(|(_, w)| *w == b"Solo5\0")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(owners.len(), 2, "the ABI and manifest notes");
+    // The same ELF with both notes' owner changed is an ordinary executable.
     let mut foreign = solo5.clone();
-    foreign[at..at + 5].copy_from_slice(b"GNU\0\0");
+    for at in &owners {
+        foreign[*at..*at + 5].copy_from_slice(b"GNU\0\0");
+    }
     let b = bundle(config(&["/app"], serde_json::json!({})), &[("/app", &foreign)]);
-    assert!(matches!(load(b.path()).unwrap().kind, BundleKind::NotUnikernel));
-    // An spt unikernel (ABI target 2) is not one unik runs.
+    assert!(matches!(load(b.path()).unwrap().kind, BundleKind::NotUnikernel(_)));
+    // One of Solo5's marks is enough: the loader, not runc, says what is wrong with the rest.
+    let mut damaged = solo5.clone();
+    damaged[owners[0]..owners[0] + 5].copy_from_slice(b"GNU\0\0");
+    let b = bundle(config(&["/app"], serde_json::json!({})), &[("/app", &damaged)]);
+    let err = load(b.path()).unwrap_err().to_string();
+    assert!(err.contains("No Solo5 ABI information found in executable"), "{err}");
+    // An spt unikernel (ABI target 2) is a unikernel unik cannot run, not an ordinary container.
     let mut spt = solo5.clone();
-    spt[at + 8] = 2;
+    spt[owners[0] + 8] = 2;
     let b = bundle(config(&["/app"], serde_json::json!({})), &[("/app", &spt)]);
-    assert!(matches!(load(b.path()).unwrap().kind, BundleKind::NotUnikernel));
+    let err = load(b.path()).unwrap_err().to_string();
+    assert!(err.contains("Executable is not for the solo5-hvt target"), "{err}");
     // args[0] that does not exist in the rootfs: runc's business.
     let b = bundle(config(&["/nope"], serde_json::json!({})), &[]);
-    assert!(matches!(load(b.path()).unwrap().kind, BundleKind::NotUnikernel));
+    assert!(matches!(load(b.path()).unwrap().kind, BundleKind::NotUnikernel(_)));
 }
 
 #[test]
@@ -317,7 +332,7 @@ fn test_args0_symlink_out_of_the_rootfs_is_not_followed() {
     let outside = b.path().join("outside.hvt");
     fs::write(&outside, hvt_elf(&[])).unwrap();
     std::os::unix::fs::symlink(&outside, b.path().join("rootfs/app")).unwrap();
-    assert!(matches!(load(b.path()).unwrap().kind, BundleKind::NotUnikernel));
+    assert!(matches!(load(b.path()).unwrap().kind, BundleKind::NotUnikernel(_)));
     // Symlinks that stay inside are followed inside, absolute ones from the rootfs.
     let b = bundle(
         config(&["/bin/app"], serde_json::json!({})),
@@ -455,4 +470,63 @@ fn test_rootfs_files_are_read_safely() {
     );
     let err = load(b.path()).unwrap_err().to_string();
     assert!(err.contains("3145728 bytes, more than the 2097152 bytes of guest memory"), "{err}");
+}
+
+#[test]
+fn test_a_damaged_unikernel_kernel_is_refused_not_booted_as_linux() {
+    // e_phnum zeroed: the notes cannot be found through the program headers any more.
+    let mut damaged = hvt_elf(&[]);
+    damaged[56..58].fill(0);
+    let b = bundle(
+        config(&["/app"], serde_json::json!({ KERNEL: "/app.hvt" })),
+        &[("/app.hvt", &damaged)],
+    );
+    // Nothing in it says Linux (no program headers at all), so the hvt loader explains; before,
+    // any ELF whose notes could not be found was booted as Linux.
+    let err = load(b.path()).unwrap_err().to_string();
+    assert!(err.contains("invalid executable"), "{err}");
+}
+
+#[test]
+fn test_not_a_unikernel_says_which_check_failed() {
+    let reason =
+        |args: &[&str], files: &[(&str, &[u8])]| match load(bundle(config(args, serde_json::json!({})), files).path()).unwrap().kind {
+            BundleKind::NotUnikernel(reason) => reason,
+            BundleKind::Unikernel(_) => panic!("{args:?} taken for a unikernel"),
+        };
+    assert_eq!(reason(&[], &[]), "process.args is empty");
+    let missing = reason(&["/app.hvt"], &[]);
+    assert!(
+        missing.starts_with("process.args[0] '/app.hvt' in the rootfs: No such file or directory"),
+        "{missing}"
+    );
+    let script = "#!/bin/sh\necho a script, not a unikernel, long enough for an ELF header\n";
+    assert_eq!(
+        reason(&["/app.hvt"], &[("/app.hvt", script.as_bytes())]),
+        "process.args[0] '/app.hvt' is not an ELF file"
+    );
+    let truncated = &hvt_elf(&[])[..40];
+    assert_eq!(
+        reason(&["/app.hvt"], &[("/app.hvt", truncated)]),
+        "process.args[0] '/app.hvt' is too short to be a kernel (not an ELF file)"
+    );
+    let mut plain = hvt_elf(&[]);
+    let owners: Vec<usize> = plain
+        .windows(6)
+        .enumerate()
+        .filter(|(_, w)| *w == b"Solo5\0")
+        .map(|(i, _)| i)
+        .collect();
+    for at in owners {
+        plain[at..at + 5].copy_from_slice(b"GNU\0\0");
+    }
+    let elf = reason(&["/bin/app"], &[("/bin/app", &plain)]);
+    assert!(elf.contains("'/bin/app' is an ELF executable without Solo5's marks"), "{elf}");
+    let mut bz = vec![0u8; 0x400];
+    bz[0x202..0x206].copy_from_slice(b"HdrS");
+    let bz = reason(&["/vmlinuz"], &[("/vmlinuz", &bz)]);
+    assert!(
+        bz.contains("is a Linux kernel image (bzImage); name it in the dev.unik.kernel annotation"),
+        "{bz}"
+    );
 }

@@ -1,12 +1,16 @@
 //! The lifecycle: create, start, state, kill, delete, pause, resume, list, ps — with the OCI
 //! runtime specification's rules, under each container's lock.
 //!
-//! * **The start gate** is `exec.fifo`, created by `create`. The monitor, once its VM is built
-//!   and reported, opens it for *reading* and blocks; `start` opens it for *writing* with
-//!   `O_NONBLOCK` (which fails with `ENXIO` instead of blocking when there is no reader), writes
-//!   one byte and unlinks it. So `start` never hangs on a dead monitor, and "the fifo exists"
-//!   means "not started yet". The monitor may still be on its way to `open` when `create`
-//!   returns; `start` waits for it (briefly, and only while it lives).
+//! * **The start gate** is `exec.fifo`, created by `create`. The monitor, once its VM is built,
+//!   reported and committed (see [`crate::spawn`]), opens it for *reading* and blocks; `start`
+//!   opens it for *writing* with `O_NONBLOCK` (which fails with `ENXIO` instead of blocking when
+//!   there is no reader), unlinks it, records `running`, then writes one byte. The monitor goes
+//!   on a byte, or on end of file once the fifo is gone; end of file with the fifo still there
+//!   is a `start` that died before recording anything, and it waits again
+//!   ([`crate::gate::wait_for_start`]). So `start` never hangs on a dead monitor, "the fifo
+//!   exists" means "not started yet" whatever moment a `start` dies at, and the monitor may
+//!   still be on its way to `open` when `create` returns; `start` waits for it (briefly, and
+//!   only while it lives).
 //! * **Pause** stops the whole monitor process (all vCPU threads with it) with SIGSTOP through
 //!   its pidfd, and `resume` sends SIGCONT; both wait until `/proc` shows the change. A `paused`
 //!   marker records the intent; the container reads as paused while the marker exists *and*
@@ -14,7 +18,8 @@
 //!   the monitor is one process, and this works without a cgroup.)
 //! * **Crashes.** `state.json` is only replaced atomically. `create` holds the lock throughout,
 //!   and records the monitor's pid as soon as it is known: a container left `creating` by a
-//!   `create` that died reads as stopped, and `delete` kills its monitor if there is one.
+//!   `create` that died reads as stopped, its monitor exits by itself (it waits for `create`'s
+//!   commit, which never comes), and `delete` kills it if it is still on its way out.
 
 use std::cell::Cell;
 use std::fs::OpenOptions;
@@ -63,6 +68,9 @@ pub struct CreateOptions<'a> {
     pub console_socket: Option<&'a Path>,
     /// `cgroupsPath` uses systemd's `slice:prefix:name` syntax.
     pub systemd_cgroup: bool,
+    /// The caller stays attached (`run` without `-d`): a terminal the bundle asks for is the
+    /// caller's own, so no console socket is needed.
+    pub foreground: bool,
 }
 
 /// Containers under one root directory.
@@ -223,9 +231,13 @@ impl Runtime {
         monitor: &Cell<Option<(i32, u64)>>,
     ) -> Result<State, ContainerError> {
         let bundle = bundle::load(bundle_path)?;
-        let BundleKind::Unikernel(cfg) = bundle.kind else {
-            return Err(ContainerError::NotUnikernel(bundle.path));
+        let cfg = match bundle.kind {
+            BundleKind::Unikernel(cfg) => cfg,
+            BundleKind::NotUnikernel(reason) => return Err(ContainerError::NotUnikernel { path: bundle.path, reason }),
         };
+        if bundle.terminal && opts.console_socket.is_none() && !opts.foreground {
+            return Err(ContainerError::TerminalWithoutConsoleSocket(bundle.path));
+        }
         let mut state = State {
             oci_version: OCI_VERSION.into(),
             id: dir.id().to_string(),
@@ -242,7 +254,7 @@ impl Runtime {
         let json = serde_json::to_vec_pretty(&cfg).map_err(|e| ContainerError::io("serialising vm.json")(std::io::Error::other(e)))?;
         dir.write_atomic("vm.json", &json)?;
         let network = NetPlan {
-            tap: network::tap_name(dir.id()),
+            tap: network::TAP_TEMPLATE.into(),
             ..bundle.network
         };
         let json =
@@ -295,7 +307,9 @@ impl Runtime {
             hooks::run("createRuntime", &bundle.hooks.create_runtime, &json)?;
             hooks::run("createContainer", &bundle.hooks.create_container, &json)
         };
-        let pid = spawner.spawn(dir, pty.as_ref().map(|(_, slave)| slave), &mut run_create_hooks)?;
+        let spawned = spawner.spawn(dir, pty.as_ref().map(|(_, slave)| slave), &mut run_create_hooks)?;
+        let pid = spawned.pid;
+        crate::crashpoint::reached("create:reported");
         let start = match monitor.get() {
             Some((p, start)) if p == pid => start,
             _ => process::start_time(pid)
@@ -320,6 +334,10 @@ impl Runtime {
                 pid.to_string().as_bytes(),
             )?;
         }
+        // Recorded: only now may the monitor go on to the start gate. Had this `create` died
+        // before, the monitor would have seen its socket close and exited.
+        crate::crashpoint::reached("create:recorded");
+        spawned.commit()?;
         Ok(state)
     }
 
@@ -376,11 +394,22 @@ impl Runtime {
                 Err(e) => return Err(ContainerError::io(format!("opening {}", dir.fifo().display()))(e)),
             }
         };
-        fifo.write_all(&[0]).map_err(ContainerError::io("releasing the monitor"))?;
-        drop(fifo);
+        crate::crashpoint::reached("start:opened");
+        // The transition is recorded before the monitor is released, so whatever moment this
+        // `start` dies at, state agrees with the monitor: the gate's unlinking is the commit
+        // point (the live status reads running from then on). Dying before it, our end of the
+        // fifo closes without a byte while the fifo still exists: the monitor waits for the
+        // next `start`. Dying after it, the monitor sees the fifo gone and runs the guest.
         std::fs::remove_file(dir.fifo()).map_err(ContainerError::io("removing the start fifo"))?;
         state.status = Status::Running;
-        dir.save(&state)?;
+        if let Err(e) = dir.save(&state) {
+            // The live status comes from the gate, which is gone: the container is running.
+            log::warn!("container {id}: recording the start: {e}");
+        }
+        crate::crashpoint::reached("start:recorded");
+        // The monitor runs the guest as soon as our end closes, with or without the byte.
+        let _ = fifo.write_all(&[0]);
+        drop(fifo);
         let hooks = saved_hooks(&dir);
         if let (Some(pid), false) = (state.pid, hooks.poststart.is_empty()) {
             if let Err(e) = state_json(&state, pid).and_then(|json| hooks::run("poststart", &hooks.poststart, &json)) {
@@ -390,7 +419,8 @@ impl Runtime {
         Ok(())
     }
 
-    /// Sends `signal` to the container's monitor (SIGTERM/SIGINT stop the guest cleanly).
+    /// Sends `signal` to the container's monitor (SIGTERM/SIGINT stop the guest cleanly). Signal 0
+    /// sends nothing: it succeeds while the container's process exists, as runc's does.
     pub fn kill(&self, id: &str, signal: i32) -> Result<(), ContainerError> {
         let dir = StateDir::open(&self.root, id)?;
         let _lock = dir.lock()?;
@@ -401,7 +431,8 @@ impl Runtime {
         };
         let fd = process::pidfd(pid, start).map_err(|_| ContainerError::NotRunning(id.to_string()))?;
         process::send_signal(&fd, signal).map_err(ContainerError::io(format!("signalling container {id}")))?;
-        if status == Status::Paused && signal != libc::SIGKILL && signal != libc::SIGSTOP {
+        // Signal 0 is runc's liveness probe: delivered (or not) above, nothing to wake.
+        if status == Status::Paused && ![0, libc::SIGKILL, libc::SIGSTOP].contains(&signal) {
             // A stopped monitor cannot act on the signal until it runs again.
             let _ = process::send_signal(&fd, libc::SIGCONT);
             let _ = std::fs::remove_file(dir.paused_marker());

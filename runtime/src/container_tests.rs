@@ -2,6 +2,7 @@ use std::process::Command;
 
 use super::*;
 use crate::bundle::tests::{bundle, config, hvt_elf};
+use crate::spawn::Monitor;
 
 /// Stands in for the monitor: blocks on the start fifo like the real one, then "runs" (sleeps).
 struct FakeMonitor;
@@ -12,7 +13,7 @@ impl Spawner for FakeMonitor {
         dir: &StateDir,
         _terminal: Option<&std::os::fd::OwnedFd>,
         hooks: &mut dyn FnMut(i32) -> Result<(), ContainerError>,
-    ) -> Result<i32, ContainerError> {
+    ) -> Result<Monitor, ContainerError> {
         let child = Command::new("sh")
             .args(["-c", "read x < \"$1\"; exec sleep 30", "sh"])
             .arg(dir.fifo())
@@ -20,7 +21,7 @@ impl Spawner for FakeMonitor {
             .map_err(ContainerError::io("spawn"))?;
         let pid = i32::try_from(child.id()).unwrap();
         hooks(pid)?;
-        Ok(pid)
+        Ok(Monitor::without_sync(pid))
     }
 }
 
@@ -32,7 +33,7 @@ impl Spawner for FailingMonitor {
         _dir: &StateDir,
         _terminal: Option<&std::os::fd::OwnedFd>,
         _hooks: &mut dyn FnMut(i32) -> Result<(), ContainerError>,
-    ) -> Result<i32, ContainerError> {
+    ) -> Result<Monitor, ContainerError> {
         Err(ContainerError::Monitor("Could not open /dev/kvm: boom".into()))
     }
 }
@@ -173,7 +174,7 @@ impl Spawner for SlowMonitor {
         dir: &StateDir,
         _terminal: Option<&std::os::fd::OwnedFd>,
         hooks: &mut dyn FnMut(i32) -> Result<(), ContainerError>,
-    ) -> Result<i32, ContainerError> {
+    ) -> Result<Monitor, ContainerError> {
         let child = Command::new("sh")
             .args(["-c", "sleep 0.3; read x < \"$1\"; exec sleep 30", "sh"])
             .arg(dir.fifo())
@@ -181,7 +182,7 @@ impl Spawner for SlowMonitor {
             .map_err(ContainerError::io("spawn"))?;
         let pid = i32::try_from(child.id()).unwrap();
         hooks(pid)?;
-        Ok(pid)
+        Ok(Monitor::without_sync(pid))
     }
 }
 
@@ -194,7 +195,7 @@ impl Spawner for CreatorDies {
         dir: &StateDir,
         terminal: Option<&std::os::fd::OwnedFd>,
         hooks: &mut dyn FnMut(i32) -> Result<(), ContainerError>,
-    ) -> Result<i32, ContainerError> {
+    ) -> Result<Monitor, ContainerError> {
         let _pid = FakeMonitor.spawn(dir, terminal, hooks)?;
         panic!("create killed");
     }
@@ -414,4 +415,50 @@ fn test_what_a_dead_create_or_a_broken_state_leaves_can_be_cleared() {
         libc::kill(pid, libc::SIGKILL);
         libc::waitpid(pid, std::ptr::null_mut(), 0);
     }
+}
+
+#[test]
+fn test_a_terminal_without_a_console_socket_is_refused_and_leaves_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(root.path()).without_cgroups();
+    let mut c = config(&["/app.hvt"], serde_json::json!({}));
+    c["process"]["terminal"] = serde_json::json!(true);
+    let b = bundle(c, &[("/app.hvt", &hvt_elf(&[]))]);
+    let err = rt.create("tty1", b.path(), &CreateOptions::default(), &FakeMonitor).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("cannot allocate tty if unik will detach without setting console socket"),
+        "{err}"
+    );
+    assert!(!root.path().join("tty1").exists(), "create left its state behind");
+    // In the foreground (`run` without -d) the terminal is the caller's: no socket needed.
+    let fg = CreateOptions {
+        foreground: true,
+        ..Default::default()
+    };
+    rt.create("tty2", b.path(), &fg, &FakeMonitor).unwrap();
+    rt.delete("tty2", true).unwrap();
+}
+
+#[test]
+fn test_signal_0_probes_whether_the_container_lives() {
+    let root = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(root.path()).without_cgroups();
+    let (_b, _pid) = created(&rt, "p0");
+    rt.kill("p0", 0).unwrap();
+    assert_eq!(rt.state("p0").unwrap().status, Status::Created, "signal 0 changed the container");
+    rt.start("p0").unwrap();
+    rt.kill("p0", 0).unwrap();
+    rt.pause("p0").unwrap();
+    rt.kill("p0", 0).unwrap();
+    assert_eq!(
+        rt.state("p0").unwrap().status,
+        Status::Paused,
+        "signal 0 resumed a paused container"
+    );
+    rt.kill("p0", libc::SIGKILL).unwrap();
+    wait_for(&rt, "p0", Status::Stopped);
+    assert!(err_text(rt.kill("p0", 0)).contains("container not running"));
+    rt.delete("p0", false).unwrap();
+    assert!(err_text(rt.kill("p0", 0)).contains("does not exist"));
 }

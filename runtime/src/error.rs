@@ -47,10 +47,19 @@ pub enum ContainerError {
         reason: String,
     },
     /// The bundle is an ordinary container, not a unikernel.
+    #[error("bundle {path} is not a unikernel (no dev.unik.kernel or com.urunc.unikernel.binary annotation, no urunc.json): {reason}")]
+    NotUnikernel {
+        /// The bundle directory.
+        path: PathBuf,
+        /// Which check on `process.args[0]` failed (missing, not an ELF, no Solo5 marks, …).
+        reason: String,
+    },
+    /// `process.terminal` without `--console-socket` on a detached create: the terminal would
+    /// have nobody on its other end (runc refuses it in the same words).
     #[error(
-        "bundle {0} is not a unikernel: no dev.unik.kernel or com.urunc.unikernel.binary annotation, no urunc.json, and process.args[0] is not a solo5-hvt executable"
+        "bundle {0}: cannot allocate tty if unik will detach without setting console socket (process.terminal is true: pass --console-socket, or set it to false)"
     )]
-    NotUnikernel(PathBuf),
+    TerminalWithoutConsoleSocket(PathBuf),
     /// The monitor process reported an error while building the VM.
     #[error("{0}")]
     Monitor(String),

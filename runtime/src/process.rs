@@ -107,10 +107,11 @@ const SIGNALS: &[(&str, i32)] = &[
     ("SYS", libc::SIGSYS),
 ];
 
-/// Parses `KILL`, `SIGKILL`, `sigkill` or `9` (1 to 64).
+/// Parses `KILL`, `SIGKILL`, `sigkill` or `9` (0 to 64; 0, as with runc, only checks that the
+/// container's process exists).
 pub fn parse_signal(s: &str) -> Result<i32, ContainerError> {
     if let Ok(n) = s.parse::<i32>() {
-        return if (1..=64).contains(&n) {
+        return if (0..=64).contains(&n) {
             Ok(n)
         } else {
             Err(ContainerError::Signal(s.to_string()))
@@ -136,7 +137,9 @@ mod tests {
         assert_eq!(parse_signal("sigterm").unwrap(), 15);
         assert_eq!(parse_signal("15").unwrap(), 15);
         assert_eq!(parse_signal("64").unwrap(), 64);
-        for bad in ["0", "65", "-1", "SIGNOPE", "", "TERMX"] {
+        // runc's liveness probe: no signal is sent, only whether the process exists is checked.
+        assert_eq!(parse_signal("0").unwrap(), 0);
+        for bad in ["65", "-1", "SIGNOPE", "", "TERMX"] {
             let err = parse_signal(bad).unwrap_err();
             assert!(err.to_string().contains("unknown signal"), "{err}");
         }

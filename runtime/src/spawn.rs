@@ -4,9 +4,15 @@
 //! 1. monitor → `{"namespaces":true}` once it is in the container's namespaces; `create` then runs
 //!    the prestart/createRuntime/createContainer hooks and answers one byte (`g`) — or closes the
 //!    socket and kills the monitor if a hook fails;
-//! 2. monitor → `{"ok":true}` once the VM is built, or `{"error":"<why>"}` at any point.
+//! 2. monitor → `{"ok":true}` once the VM is built, or `{"error":"<why>"}` at any point;
+//! 3. after `{"ok":true}`, `create` records the container (state.json says created, the pid file
+//!    is written, a terminal sent) and answers one byte (`c`, committed); only then does the
+//!    monitor go on to the start gate. End of file instead means `create` died before the
+//!    container was recorded: nobody knows the monitor (`state` reads stopped, `kill` refuses),
+//!    so it exits, releasing /dev/kvm, its tap and its splice.
 //!
-//! So `create` returns the monitor's exact error, and succeeds only once the VM is ready to run.
+//! So `create` returns the monitor's exact error, succeeds only once the VM is ready to run, and
+//! a monitor outlives its `create` only as a recorded container.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -66,13 +72,32 @@ pub fn namespaces_ready(fd: &OwnedFd) -> std::io::Result<()> {
 /// The error kind of [`namespaces_ready`] when `create` gave up: it reports why itself.
 pub const CREATE_GAVE_UP: std::io::ErrorKind = std::io::ErrorKind::ConnectionAborted;
 
-/// Writes the monitor's report on `fd` and closes it.
-pub fn report(fd: OwnedFd, result: Result<(), String>) -> std::io::Result<()> {
+/// Writes the monitor's report on `fd`.
+pub fn report(fd: &OwnedFd, result: Result<(), String>) -> std::io::Result<()> {
     let msg = match result {
         Ok(()) => SyncMessage::Ok { ok: true },
         Err(error) => SyncMessage::Error { error },
     };
-    write_line(File::from(fd), &msg)
+    write_line(File::from(fd.try_clone()?), &msg)
+}
+
+/// The byte `create` sends once it has recorded the container.
+const COMMITTED: u8 = b'c';
+
+/// The error kind of [`wait_committed`] when `create` died before recording the container.
+pub const CREATE_DIED: std::io::ErrorKind = std::io::ErrorKind::BrokenPipe;
+
+/// After reporting the VM built: waits until `create` has recorded the container, and closes the
+/// socket. An error of kind [`CREATE_DIED`] means `create` is gone without recording it.
+pub fn wait_committed(fd: OwnedFd) -> std::io::Result<()> {
+    let mut byte = [0u8; 1];
+    match File::from(fd).read(&mut byte)? {
+        1 if byte[0] == COMMITTED => Ok(()),
+        _ => Err(std::io::Error::new(
+            CREATE_DIED,
+            "create ended before recording the container (it was killed?): nobody can reach this monitor, so it exits",
+        )),
+    }
 }
 
 /// Parses one line of the monitor's.
@@ -87,11 +112,12 @@ fn parse_line(line: &str) -> Result<SyncMessage, String> {
 /// Reads the monitor's reports from our end of the sync socket, running `hooks` with its pid
 /// when it reaches its namespaces. `Ok(Err(why))` is a failure the monitor (or a hook) reported.
 pub fn read_report(
-    fd: OwnedFd,
+    sync: &File,
     pid: i32,
     hooks: &mut dyn FnMut(i32) -> Result<(), ContainerError>,
 ) -> Result<Result<(), String>, ContainerError> {
-    let mut reader = BufReader::new(File::from(fd));
+    // The monitor sends nothing after its last report, so nothing is left in this buffer.
+    let mut reader = BufReader::new(sync);
     loop {
         let mut line = String::new();
         reader
@@ -115,11 +141,36 @@ pub fn read_report(
     }
 }
 
+/// A monitor that reported its VM built, waiting for `create` to record it.
+#[derive(Debug)]
+pub struct Monitor {
+    /// Its pid.
+    pub pid: i32,
+    /// `create`'s end of the sync socket; `None` for monitors that speak no protocol (tests).
+    sync: Option<File>,
+}
+
+impl Monitor {
+    /// A monitor with no sync socket: [`commit`](Self::commit) has nobody to tell (test fakes).
+    pub fn without_sync(pid: i32) -> Monitor {
+        Monitor { pid, sync: None }
+    }
+
+    /// Tells the monitor the container is recorded (state.json says created): it may go on to the
+    /// start gate. Until then a `create` that dies makes the monitor exit.
+    pub fn commit(self) -> Result<(), ContainerError> {
+        let Some(mut sync) = self.sync else { return Ok(()) };
+        sync.write_all(&[COMMITTED])
+            .map_err(ContainerError::io(format!("telling the monitor (pid {}) it is recorded", self.pid)))
+    }
+}
+
 /// Starts the monitor of a container.
 pub trait Spawner {
-    /// Starts the monitor for the container in `dir` and returns its pid once it reports the VM
+    /// Starts the monitor for the container in `dir` and returns it once it reports the VM
     /// built; a failure it reports comes back as [`ContainerError::Monitor`] (and the monitor is
-    /// gone). With `terminal`, that fd (a pty slave) is the monitor's stdin, stdout and stderr and
+    /// gone). The caller records the container, then calls [`Monitor::commit`]; if the caller
+    /// dies first, the monitor exits. With `terminal`, that fd (a pty slave) is the monitor's stdin, stdout and stderr and
     /// its controlling terminal; otherwise the monitor inherits the caller's stdio.
     /// `hooks` runs with the monitor's pid once the monitor is in its namespaces, before it wires
     /// the network and builds the VM.
@@ -128,7 +179,7 @@ pub trait Spawner {
         dir: &StateDir,
         terminal: Option<&OwnedFd>,
         hooks: &mut dyn FnMut(i32) -> Result<(), ContainerError>,
-    ) -> Result<i32, ContainerError>;
+    ) -> Result<Monitor, ContainerError>;
 }
 
 /// The production spawner: runs `exe args... <state dir>` (unik's hidden `__monitor` command)
@@ -157,7 +208,7 @@ impl Spawner for ReexecSpawner {
         dir: &StateDir,
         terminal: Option<&OwnedFd>,
         hooks: &mut dyn FnMut(i32) -> Result<(), ContainerError>,
-    ) -> Result<i32, ContainerError> {
+    ) -> Result<Monitor, ContainerError> {
         let jail = match std::fs::read(dir.path().join("jail.json")) {
             Ok(json) => serde_json::from_slice(&json).map_err(|e| ContainerError::io("reading jail.json")(std::io::Error::other(e)))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => JailPlan::default(),
@@ -204,10 +255,11 @@ impl Spawner for ReexecSpawner {
         let mut child = spawned.map_err(ContainerError::io(format!("starting the monitor {}", self.exe.display())))?;
         drop(write);
         let pid = i32::try_from(child.id()).map_err(|_| ContainerError::Monitor("monitor pid out of range".into()))?;
-        match read_report(read, pid, hooks)? {
+        let sync = File::from(read);
+        match read_report(&sync, pid, hooks)? {
             // The monitor lives on after `create` exits; whoever reaps orphans (containerd's shim,
             // a subreaper) collects its exit status.
-            Ok(()) => Ok(pid),
+            Ok(()) => Ok(Monitor { pid, sync: Some(sync) }),
             Err(error) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -225,36 +277,61 @@ mod tests {
     fn test_sync_protocol() {
         let none = &mut |_: i32| Ok(());
         let (r, w) = socketpair().unwrap();
-        report(w, Ok(())).unwrap();
-        assert_eq!(read_report(r, 1, none).unwrap(), Ok(()));
+        report(&w, Ok(())).unwrap();
+        assert_eq!(read_report(&File::from(r), 1, none).unwrap(), Ok(()));
         let (r, w) = socketpair().unwrap();
-        report(w, Err("Could not open /dev/kvm".into())).unwrap();
-        assert_eq!(read_report(r, 1, none).unwrap(), Err("Could not open /dev/kvm".into()));
+        report(&w, Err("Could not open /dev/kvm".into())).unwrap();
+        assert_eq!(read_report(&File::from(r), 1, none).unwrap(), Err("Could not open /dev/kvm".into()));
         let (r, w) = socketpair().unwrap();
         drop(w);
-        assert_eq!(read_report(r, 1, none).unwrap(), Err("the monitor exited before reporting".into()));
-        // Namespaces, hooks with the pid, go, then the build result.
+        assert_eq!(
+            read_report(&File::from(r), 1, none).unwrap(),
+            Err("the monitor exited before reporting".into())
+        );
+        // Namespaces, hooks with the pid, go, then the build result, then the commit.
         let (r, w) = socketpair().unwrap();
         let monitor = std::thread::spawn(move || {
             namespaces_ready(&w).unwrap();
-            report(w, Ok(())).unwrap();
+            report(&w, Ok(())).unwrap();
+            wait_committed(w)
         });
         let mut seen = None;
+        let sync = File::from(r);
         assert_eq!(
-            read_report(r, 42, &mut |pid| {
+            read_report(&sync, 42, &mut |pid| {
                 seen = Some(pid);
                 Ok(())
             })
             .unwrap(),
             Ok(())
         );
-        monitor.join().unwrap();
+        Monitor { pid: 42, sync: Some(sync) }.commit().unwrap();
+        monitor.join().unwrap().unwrap();
         assert_eq!(seen, Some(42));
         // A failing hook: the monitor's wait ends with an error when the socket closes.
         let (r, w) = socketpair().unwrap();
         let monitor = std::thread::spawn(move || namespaces_ready(&w).unwrap_err());
-        let res = read_report(r, 1, &mut |_| Err(ContainerError::Monitor("prestart hook /x: boom".into()))).unwrap();
+        let res = read_report(&File::from(r), 1, &mut |_| {
+            Err(ContainerError::Monitor("prestart hook /x: boom".into()))
+        })
+        .unwrap();
         assert_eq!(res, Err("prestart hook /x: boom".into()));
         monitor.join().unwrap();
+    }
+
+    #[test]
+    fn test_a_monitor_whose_create_died_before_committing_is_told_so() {
+        let (r, w) = socketpair().unwrap();
+        let monitor = std::thread::spawn(move || {
+            report(&w, Ok(())).unwrap();
+            wait_committed(w)
+        });
+        let sync = File::from(r);
+        assert_eq!(read_report(&sync, 1, &mut |_| Ok(())).unwrap(), Ok(()));
+        // `create` dies here: its end closes without the commit byte.
+        drop(sync);
+        let err = monitor.join().unwrap().unwrap_err();
+        assert_eq!(err.kind(), CREATE_DIED);
+        assert!(err.to_string().contains("create ended before recording the container"), "{err}");
     }
 }

@@ -3,7 +3,7 @@
 //! solo5-hvt takes device options as single tokens `--net:NAME=IFACE`; clap wants `--net
 //! NAME=IFACE`. Before KERNEL (the first non-option) each such token is split in two, so existing
 //! solo5-hvt command lines work unchanged. Invoked through a link named `solo5-hvt`, unik behaves
-//! as `unik boot`.
+//! as `unik boot --kind hvt` (solo5-hvt boots nothing but solo5-hvt executables).
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -37,7 +37,8 @@ pub fn normalize_argv(argv: Vec<OsString>) -> Vec<OsString> {
     out.push(argv0);
     let mut in_boot = as_solo5;
     if as_solo5 {
-        out.push("boot".into());
+        // solo5-hvt boots solo5-hvt executables and nothing else: no Linux-boot fallback.
+        out.extend(["boot".into(), "--kind".into(), "hvt".into()]);
     }
     while let Some(arg) = args.next() {
         if !in_boot {
@@ -164,7 +165,7 @@ mod tests {
     fn test_solo5_hvt_name_means_boot() {
         assert_eq!(
             norm(&["/usr/bin/solo5-hvt", "--block:d=/f", "k"]),
-            ["/usr/bin/solo5-hvt", "boot", "--block", "d=/f", "k"]
+            ["/usr/bin/solo5-hvt", "boot", "--kind", "hvt", "--block", "d=/f", "k"]
         );
     }
 

@@ -15,7 +15,7 @@ pub fn run(args: BootArgs) -> anyhow::Result<ExitCode> {
         Box::new(vmm::host::ConsoleOut),
         &launch::Gate::Open,
         &Default::default(),
-        |_| {},
+        |_| Ok(()),
     )?;
     if let ExitStatus::Signal(signum) = status {
         log::error!("Exiting on signal {signum}");

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use runtime::network::{self, NetPlan, Wired};
-use runtime::spawn::{SYNC_FD, namespaces_ready, report};
+use runtime::spawn::{SYNC_FD, namespaces_ready, report, wait_committed};
 use vmm::{ExitStatus, VmConfig};
 
 use runtime::jail::{JailPlan, Namespace};
@@ -37,7 +37,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     // Everything before the VM is built reports its error through the sync socket too.
     // An error `create` received is its to report (on stderr and in the log); reported here as
     // well it would show twice.
-    let (cfg, mut wired, confinement, gate) = match prepare(&args.dir, &sync) {
+    let (cfg, mut wired, confinement) = match prepare(&args.dir, &sync) {
         Ok(p) => p,
         Err(e) => {
             let chain = crate::logging::error_chain(&e);
@@ -50,7 +50,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
                 log::debug!("{chain}");
                 return Ok(ExitCode::FAILURE);
             }
-            if report(sync, Err(chain.clone())).is_err() {
+            if report(&sync, Err(chain.clone())).is_err() {
                 return Err(e);
             }
             log::debug!("reported to create: {chain}");
@@ -59,17 +59,26 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     };
     let mut sync = Some(sync);
     let mut reported = false;
-    let mut vm_built = false;
+    let mut committed = false;
+    let gate = Gate::Fifo(args.dir.join("exec.fifo"));
     let result = launch::run(&cfg, Box::new(vmm::host::ConsoleOut), &gate, &confinement, |built| {
-        vm_built = built.is_ok();
-        if let Some(fd) = sync.take() {
-            let failed = built.is_err();
-            reported = report(fd, built).is_ok() && failed;
+        let Some(fd) = sync.take() else { return Ok(()) };
+        let failed = built.is_err();
+        let sent = report(&fd, built);
+        reported = sent.is_ok() && failed;
+        if failed {
+            return Ok(());
         }
+        sent.context("reporting to create")?;
+        // Only a container `create` recorded may wait for `start`; otherwise nobody could reach
+        // this monitor (state reads stopped, kill refuses): exit, releasing KVM, tap and splice.
+        wait_committed(fd).context("waiting for create to record the container")?;
+        committed = true;
+        Ok(())
     });
-    // Once the VM is built the monitor goes on to give up its privileges and run the guest under
-    // seccomp: it can no longer remove the splice, `delete` does.
-    if vm_built {
+    // Once `create` recorded the container the monitor goes on to give up its privileges and run
+    // the guest under seccomp: it can no longer remove the splice, `delete` does.
+    if committed {
         if let Some(w) = wired.take() {
             w.leave_for_delete();
         }
@@ -112,8 +121,8 @@ fn exit_on_stop_signals() {
 /// Reads the VM, network and jail configuration, joins the container's network namespace, sets
 /// its hostname, resource limits and OOM score, waits for the create hooks and wires the
 /// unikernel's network device to the container interface. Returns the VM configuration, the
-/// wiring, the confinement to apply once the guest's files are open, and the start gate.
-fn prepare(dir: &std::path::Path, sync: &OwnedFd) -> anyhow::Result<(VmConfig, Option<Wired>, Confinement, Gate)> {
+/// wiring, and the confinement to apply once the guest's files are open.
+fn prepare(dir: &std::path::Path, sync: &OwnedFd) -> anyhow::Result<(VmConfig, Option<Wired>, Confinement)> {
     let mut cfg: VmConfig =
         serde_json::from_slice(&std::fs::read(dir.join("vm.json")).context("reading vm.json")?).context("parsing vm.json")?;
     let plan: NetPlan = match std::fs::read(dir.join("network.json")) {
@@ -139,16 +148,14 @@ fn prepare(dir: &std::path::Path, sync: &OwnedFd) -> anyhow::Result<(VmConfig, O
         empty_root,
         user: jail.user_to_become(),
     };
-    // Opened now: after the confinement the monitor has no file system to find it in.
-    let gate = Gate::fifo(&dir.join("exec.fifo"))?;
     network::enter(&plan)?;
     // `create` runs the prestart/createRuntime hooks now (docker's moves the container
     // interface into our namespace), then lets us go on.
     namespaces_ready(sync).context("waiting for the create hooks")?;
     let wired = network::wire(&plan, &mut cfg)?;
     if let Some(w) = &wired {
-        log::debug!("guest network: {} via tap {} ({:?})", w.interface.name, plan.tap, w.values);
+        log::debug!("guest network: {} via tap {} ({:?})", w.interface.name, w.tap_name, w.values);
         runtime::state::write_atomic(&dir.join("wired.json"), serde_json::to_string(&w.interface.name)?.as_bytes())?;
     }
-    Ok((cfg, wired, confinement, gate))
+    Ok((cfg, wired, confinement))
 }

@@ -53,8 +53,8 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `create`.
-pub fn create(global: &GlobalArgs, args: &CreateArgs) -> anyhow::Result<ExitCode> {
+/// `create`; `foreground`: for a `run` that stays attached (a terminal then needs no socket).
+pub fn create(global: &GlobalArgs, args: &CreateArgs, foreground: bool) -> anyhow::Result<ExitCode> {
     if args.preserve_fds > 0 {
         log::warn!(
             "--preserve-fds {} ignored: the guest cannot use host file descriptors",
@@ -65,12 +65,18 @@ pub fn create(global: &GlobalArgs, args: &CreateArgs) -> anyhow::Result<ExitCode
         pid_file: args.pid_file.as_deref(),
         console_socket: args.console_socket.as_deref(),
         systemd_cgroup: global.systemd_cgroup,
+        foreground,
     };
     match Runtime::new(root(global)).create(&args.id, &args.bundle, &opts, &spawner(global)?) {
         Ok(_) => Ok(ExitCode::SUCCESS),
-        Err(e @ runtime::ContainerError::NotUnikernel(_)) => {
+        Err(e @ runtime::ContainerError::NotUnikernel { .. }) => {
             // An ordinary container: runc takes over this very command line, if installed
-            // (nothing of it was left under our root).
+            // (nothing of it was left under our root). Said at warning level, with the check
+            // that failed: a typo in a unikernel's path otherwise surfaces as runc's error.
+            let Some(runc) = crate::delegate::find_runc() else {
+                bail!("{e}; runc, which would run it as an ordinary container, is not installed");
+            };
+            log::warn!("{e}; handing it to {}", runc.display());
             crate::delegate::exec_runc(&std::env::args_os().collect::<Vec<_>>(), &root(global))?;
             Err(e.into())
         }
@@ -196,7 +202,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     // From here on a signal to `run` is held for the guest, not fatal to `run` (which would
     // leave the container running): it is passed on once the guest runs.
     let forwarded = (!args.detach).then(block_forwarded);
-    create(global, &args.create)?;
+    create(global, &args.create, !args.detach)?;
     let id = &args.create.id;
     if let Err(e) = rt.start(id) {
         let _ = rt.delete(id, true);

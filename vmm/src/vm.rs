@@ -26,6 +26,9 @@ impl Vm {
     /// guest runs.
     pub fn build(cfg: &VmConfig, console: Box<dyn Write + Send>) -> Result<Vm, Error> {
         let kind = match cfg.kind {
+            Some(GuestKind::Linux) if crate::loader::is_solo5(cfg.root(), &cfg.kernel) => {
+                return Err(Error::Unsupported(crate::loader::SOLO5_NOT_LINUX));
+            }
             Some(kind) => kind,
             None => crate::loader::detect_kind(cfg.root(), &cfg.kernel).map_err(|source| Error::Kernel {
                 path: cfg.kernel.clone(),

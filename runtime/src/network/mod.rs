@@ -49,7 +49,8 @@ pub struct NetPlan {
     pub template: Option<String>,
     /// The bundle's resolv.conf (the source of its /etc/resolv.conf mount).
     pub resolv_conf: Option<PathBuf>,
-    /// Name of the tap to create.
+    /// Name of the tap to create: [`TAP_TEMPLATE`], whose `%d` the kernel fills in (a plan
+    /// written before held a fixed name, which still works).
     pub tap: String,
     /// A Linux-boot guest's virtio-net card: the tap carries virtio-net headers (offloads), and
     /// a container without an interface (`--network none`) simply gets no card.
@@ -70,13 +71,13 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ),
 ];
 
-/// The tap name for a container id: `uk` + 8 hex digits of a hash of the id (fits IFNAMSIZ and
-/// differs between containers sharing a namespace).
-pub fn tap_name(id: &str) -> String {
-    // FNV-1a: stable across builds, unlike std's hasher.
-    let hash = id.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
-    format!("uk{hash:08x}")
-}
+/// The name every container's tap is created with: the kernel replaces `%d` with the first free
+/// number in the container's network namespace when the monitor wires it (`uk0`, `uk1`, …), so
+/// containers sharing a namespace (docker's `--network container:X`, a pod) never collide, and a
+/// name derived from the id (a hash of it, to fit IFNAMSIZ) cannot collide either. The tap is
+/// not persistent: nothing needs its name after the monitor is gone (`delete` removes the
+/// splice from the container interface, which `wired.json` names).
+pub const TAP_TEMPLATE: &str = "uk%d";
 
 /// Joins or creates the plan's network namespace (the calling thread; call it single-threaded).
 pub fn enter(plan: &NetPlan) -> Result<(), ContainerError> {
@@ -113,6 +114,8 @@ pub fn enter(plan: &NetPlan) -> Result<(), ContainerError> {
 pub struct Wired {
     /// The tap's fd, handed to the VM as `NetBackend::Fd`.
     pub tap: File,
+    /// The tap's name (what the kernel made of [`NetPlan::tap`]).
+    pub tap_name: String,
     /// The container interface.
     pub interface: link::Interface,
     /// Placeholder values.
@@ -190,14 +193,14 @@ pub fn wire(plan: &NetPlan, cfg: &mut VmConfig) -> Result<Option<Wired>, Contain
         let _ = tc::del_ingress(interface.index);
         net_err(e)
     };
-    let tap = vmm::host::tap::create(&plan.tap, interface.mtu, plan.virtio).map_err(|e| undo(e.to_string()))?;
-    let c = std::ffi::CString::new(plan.tap.clone()).map_err(|_| undo(format!("bad tap name {}", plan.tap)))?;
+    let (tap, tap_name) = open_tap(plan, interface.mtu).map_err(|e| undo(e.to_string()))?;
+    let c = std::ffi::CString::new(tap_name.clone()).map_err(|_| undo(format!("bad tap name {tap_name}")))?;
     // SAFETY: if_nametoindex with a NUL-terminated name.
     let tap_index = unsafe { libc::if_nametoindex(c.as_ptr()) };
     let splice = tc::add_ingress(tap_index)
         .and_then(|()| tc::add_redirect(interface.index, tap_index))
         .and_then(|()| tc::add_redirect(tap_index, interface.index));
-    splice.map_err(|e| undo(format!("splicing {} to {}: {e}", plan.tap, interface.name)))?;
+    splice.map_err(|e| undo(format!("splicing {tap_name} to {}: {e}", interface.name)))?;
 
     let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
     let gateway = link::default_gateway(&routes, &interface.name)
@@ -230,10 +233,16 @@ pub fn wire(plan: &NetPlan, cfg: &mut VmConfig) -> Result<Option<Wired>, Contain
     });
     Ok(Some(Wired {
         tap,
+        tap_name,
         interface,
         values,
         remove_on_drop: true,
     }))
+}
+
+/// Creates the plan's tap with `mtu`: its fd and the name the kernel gave it.
+fn open_tap(plan: &NetPlan, mtu: u16) -> Result<(File, String), vmm::host::tap::TapError> {
+    vmm::host::tap::create(&plan.tap, mtu, plan.virtio)
 }
 
 /// The placeholders a template may use.
@@ -346,11 +355,42 @@ mod tests {
         assert!(err.contains("joining network namespace"), "{err}");
     }
 
+    /// Runs `f` on a thread of its own in a new, empty network namespace (only that thread
+    /// changes namespace); `None` when namespaces cannot be created here.
+    fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        std::thread::spawn(move || {
+            // SAFETY: unshare(2) of the network namespace, for this thread only.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                eprintln!("skipping: unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+                return None;
+            }
+            Some(f())
+        })
+        .join()
+        .unwrap()
+    }
+
     #[test]
-    fn test_tap_names_fit_and_differ() {
-        let a = tap_name("container-a");
-        assert!(a.len() < 16 && a.starts_with("uk"));
-        assert_ne!(a, tap_name("container-b"));
-        assert_eq!(a, tap_name("container-a"));
+    fn test_two_containers_in_one_namespace_get_distinct_taps() {
+        // Containers c693596 and c1170850, whose ids' 32-bit FNV-1a hashes collide, once got
+        // taps of the same name; the second failed with EBUSY. Every plan now names the same
+        // template, and the kernel numbers the taps.
+        let plan = || NetPlan {
+            tap: TAP_TEMPLATE.into(),
+            ..NetPlan::default()
+        };
+        let taps = in_new_netns(move || {
+            let a = open_tap(&plan(), 1400).unwrap();
+            let b = open_tap(&plan(), 1400).unwrap();
+            let names = (a.1.clone(), b.1.clone());
+            // Both exist at once, each under its own name, as long as their fds are open.
+            for name in [&names.0, &names.1] {
+                assert_eq!(vmm::host::tap::interface_mtu(name).unwrap(), 1400, "{name}");
+                assert!(name.len() < 16, "{name} does not fit IFNAMSIZ");
+            }
+            names
+        });
+        let Some((a, b)) = taps else { return };
+        assert_ne!(a, b);
     }
 }

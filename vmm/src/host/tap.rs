@@ -126,11 +126,13 @@ fn interface_flags(name: &str) -> Result<i16, TapError> {
     }
 }
 
-/// Attaches `file` to tap `name`, with a 12-byte virtio-net header on every frame if `vnet_hdr`.
-fn attach(file: &File, name: &str, vnet_hdr: bool) -> Result<(), TapError> {
+/// Attaches `file` to tap `name`, with a 12-byte virtio-net header on every frame if `vnet_hdr`;
+/// the tap's name (which the kernel picks when `name` is a `%d` template).
+fn attach(file: &File, name: &str, vnet_hdr: bool) -> Result<String, TapError> {
     if vnet_hdr {
-        set_iff_flags(file, name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)?;
-        set_vnet_hdr_len(file, name)
+        let name = set_iff_flags(file, name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)?;
+        set_vnet_hdr_len(file, &name)?;
+        Ok(name)
     } else {
         set_iff(file, name)
     }
@@ -147,11 +149,13 @@ fn set_vnet_hdr_len(file: &File, name: &str) -> Result<(), TapError> {
 }
 
 /// Attaches `file` (an open `/dev/net/tun`) to tap `name` without packet-information headers.
-fn set_iff(file: &File, name: &str) -> Result<(), TapError> {
+fn set_iff(file: &File, name: &str) -> Result<String, TapError> {
     set_iff_flags(file, name, IFF_TAP | IFF_NO_PI)
 }
 
-fn set_iff_flags(file: &File, name: &str, flags: i16) -> Result<(), TapError> {
+/// TUNSETIFF; the name the kernel gave the tap: `name` itself, or for a template with `%d`
+/// (e.g. `uk%d`) the first free one in this network namespace.
+fn set_iff_flags(file: &File, name: &str, flags: i16) -> Result<String, TapError> {
     let mut req = IfReq::new(name);
     req.set_short(flags);
     match ifreq_ioctl(file, libc::TUNSETIFF, &mut req) {
@@ -165,13 +169,13 @@ fn set_iff_flags(file: &File, name: &str, flags: i16) -> Result<(), TapError> {
             });
         }
     }
-    if req.name() != name {
+    if req.name() != name && !name.contains("%d") {
         return Err(TapError::Os {
             what: format!("{name}: kernel attached '{}' instead", req.name()),
             source: io::Error::from_raw_os_error(libc::EINVAL),
         });
     }
-    Ok(())
+    Ok(req.name())
 }
 
 /// The MTU of interface `name` in the current network namespace.
@@ -194,11 +198,14 @@ pub fn hw_addr(name: &str) -> io::Result<[u8; 6]> {
 }
 
 /// Creates tap `name` (not persistent: it disappears when the returned fd is closed) with `mtu`,
-/// and brings it up. The fd is non-blocking, without packet-information headers; with
-/// `vnet_hdr`, every frame carries a 12-byte virtio-net header (for virtio-net guests).
-pub fn create(name: &str, mtu: u16, vnet_hdr: bool) -> Result<File, TapError> {
+/// and brings it up; returns it with its name. A `%d` in `name` (e.g. `uk%d`) lets the kernel
+/// pick the first free number in this network namespace, so concurrent creators never collide.
+/// The fd is non-blocking, without packet-information headers; with `vnet_hdr`, every frame
+/// carries a 12-byte virtio-net header (for virtio-net guests).
+pub fn create(name: &str, mtu: u16, vnet_hdr: bool) -> Result<(File, String), TapError> {
     let file = open_tun().map_err(os_err(name, "/dev/net/tun"))?;
-    attach(&file, name, vnet_hdr)?;
+    let name = attach(&file, name, vnet_hdr)?;
+    let name = name.as_str();
     let sock = query_socket().map_err(os_err(name, "socket"))?;
     let mut req = IfReq::new(name);
     req.data[..4].copy_from_slice(&i32::from(mtu).to_ne_bytes());
@@ -207,7 +214,7 @@ pub fn create(name: &str, mtu: u16, vnet_hdr: bool) -> Result<File, TapError> {
     ifreq_ioctl(&sock, libc::SIOCGIFFLAGS, &mut req).map_err(os_err(name, "SIOCGIFFLAGS"))?;
     req.set_short(req.short() | IFF_UP);
     ifreq_ioctl(&sock, libc::SIOCSIFFLAGS, &mut req).map_err(os_err(name, "SIOCSIFFLAGS"))?;
-    Ok(file)
+    Ok((file, name.to_string()))
 }
 
 /// An open tap queue: non-blocking, no packet-information header.
@@ -487,7 +494,8 @@ mod tests {
                 }
             }
         }
-        let created = create(&name, 1400, false).unwrap();
+        let (created, created_name) = create(&name, 1400, false).unwrap();
+        assert_eq!(created_name, name);
         let _cleanup = Unpersist(name.clone());
         set_persist(&created, true);
         assert_eq!(interface_mtu(&name).unwrap(), 1400);
@@ -557,7 +565,7 @@ mod tests {
     fn test_vnet_header_taps_are_for_virtio_only() {
         let name = random_name();
         let created = match create(&name, 1500, true) {
-            Ok(f) => f,
+            Ok((f, _)) => f,
             Err(e) => {
                 eprintln!("skipping: cannot create taps here: {e}");
                 return;
@@ -571,7 +579,7 @@ mod tests {
         tap.set_offload(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6).unwrap();
         // A plain tap is taken by both, without a header.
         let plain_name = random_name();
-        let plain = create(&plain_name, 1500, false).unwrap();
+        let (plain, _) = create(&plain_name, 1500, false).unwrap();
         assert!(!Tap::from_fd_virtio(plain.as_raw_fd()).unwrap().vnet_hdr());
     }
 }

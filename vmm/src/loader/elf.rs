@@ -288,4 +288,4 @@ impl<'a> Executable<'a> {
 
 #[cfg(test)]
 #[path = "elf_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -5,16 +5,16 @@ const EM_X86_64: u16 = 62;
 const PF_R: u32 = 4;
 
 /// One program header to put in a test image; `data` is its file content.
-struct Seg {
-    p_type: u32,
-    flags: u32,
-    vaddr: u64,
-    data: Vec<u8>,
-    memsz: u64,
-    align: u64,
+pub(crate) struct Seg {
+    pub(crate) p_type: u32,
+    pub(crate) flags: u32,
+    pub(crate) vaddr: u64,
+    pub(crate) data: Vec<u8>,
+    pub(crate) memsz: u64,
+    pub(crate) align: u64,
 }
 
-fn load_seg(flags: u32, vaddr: u64, filesz: usize, memsz: u64) -> Seg {
+pub(crate) fn load_seg(flags: u32, vaddr: u64, filesz: usize, memsz: u64) -> Seg {
     Seg {
         p_type: PT_LOAD,
         flags,
@@ -25,7 +25,7 @@ fn load_seg(flags: u32, vaddr: u64, filesz: usize, memsz: u64) -> Seg {
     }
 }
 
-fn abi_note(target: u32, version: u32) -> Seg {
+pub(crate) fn abi_note(target: u32, version: u32) -> Seg {
     let mut desc = Vec::new();
     for w in [target, version, 0, 0] {
         desc.extend_from_slice(&w.to_le_bytes());
@@ -40,7 +40,7 @@ fn abi_note(target: u32, version: u32) -> Seg {
     }
 }
 
-fn mft_note() -> Seg {
+pub(crate) fn mft_note() -> Seg {
     // version 1, 1 entry (the reserved one).
     let mut desc = vec![1, 0, 0, 0, 1, 0, 0, 0];
     let mut entry = vec![0u8; 104];
@@ -57,7 +57,7 @@ fn mft_note() -> Seg {
 }
 
 /// An ELF64 image with the given type, entry and segments (data laid out after the headers).
-fn image(e_type: u16, entry: u64, segs: &[Seg]) -> Vec<u8> {
+pub(crate) fn image(e_type: u16, entry: u64, segs: &[Seg]) -> Vec<u8> {
     let phoff = 64usize;
     let mut data_off = (phoff + segs.len() * 56).next_multiple_of(16);
     let mut out = vec![0u8; data_off];
@@ -91,7 +91,7 @@ fn image(e_type: u16, entry: u64, segs: &[Seg]) -> Vec<u8> {
     out
 }
 
-fn good_segments() -> Vec<Seg> {
+pub(crate) fn good_segments() -> Vec<Seg> {
     vec![
         load_seg(PF_R | PF_X, 0x10_0000, 0x1000, 0x1000),
         load_seg(PF_R, 0x10_1000, 0x800, 0x1000),

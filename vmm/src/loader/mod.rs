@@ -1,8 +1,10 @@
 //! The solo5-hvt ELF loader: header and segment validation, the ABI1 and MFT1 notes, loading.
 
+mod detect;
 mod elf;
 mod notes;
 
+pub use detect::{ImageKind, image_kind, image_kind_of};
 pub use elf::{Executable, LoadedKernel};
 
 /// The ELF machine this host boots (`EM_X86_64` or `EM_AARCH64`).
@@ -47,37 +49,27 @@ pub enum LoaderError {
     AlreadyLoaded,
 }
 
-/// Which boot protocol the kernel at `path` speaks: an ELF with a Solo5 note is a solo5-hvt
-/// unikernel; a bzImage or any other ELF boots with the Linux boot protocol. Anything else is
-/// handed to the hvt loader, whose error then says what is wrong with it.
+/// Which boot protocol the kernel at `path` speaks (see [`ImageKind`]): an ELF with any of
+/// Solo5's marks is a solo5-hvt unikernel (or an invalid one, never Linux); a bzImage or any
+/// other ELF with loadable segments boots with the Linux boot protocol. Anything else is handed
+/// to the hvt loader, whose error then says what is wrong with it.
 pub fn detect_kind(root: crate::host::files::Root<'_>, path: &std::path::Path) -> std::io::Result<crate::config::GuestKind> {
-    use std::io::Read;
-    let mut head = Vec::new();
-    crate::host::files::open_regular(root, path)?.take(1 << 20).read_to_end(&mut head)?;
-    Ok(kind_of(&head))
+    Ok(image_kind(&crate::host::files::open_regular(root, path)?)?.guest_kind())
 }
 
-/// [`detect_kind`] on the first bytes of an image (the first MiB is plenty: program headers and
-/// notes of every kernel come first).
-pub fn kind_of(head: &[u8]) -> crate::config::GuestKind {
-    use crate::config::GuestKind;
-    if head.get(0x202..0x206) == Some(b"HdrS") {
-        return GuestKind::Linux;
-    }
-    if head.len() >= 64 && head.starts_with(b"\x7fELF") && head[4] == 2 {
-        if let Ok(phdrs) = elf::program_headers(head) {
-            let solo5 = phdrs.iter().any(|ph| {
-                ph.p_type == elf::PT_NOTE
-                    && ph.p_filesz >= 20
-                    && usize::try_from(ph.p_offset)
-                        .ok()
-                        .and_then(|off| head.get(off.checked_add(12)?..off.checked_add(18)?))
-                        .is_some_and(|name| name == b"Solo5\0")
-            });
-            if !solo5 {
-                return GuestKind::Linux;
-            }
-        }
-    }
-    GuestKind::Hvt
+/// [`detect_kind`] on an image in memory (the whole file, or at least its headers).
+pub fn kind_of(image: &[u8]) -> crate::config::GuestKind {
+    image_kind_of(image).guest_kind()
+}
+
+/// Why a kernel with Solo5's marks is not booted with the Linux boot protocol, even when asked.
+pub const SOLO5_NOT_LINUX: &str =
+    "the kernel carries Solo5's marks (a solo5-hvt unikernel, possibly damaged): it cannot boot with the Linux boot protocol";
+
+/// Whether the file at `path` carries Solo5's marks ([`ImageKind::Solo5`]); a file that cannot be
+/// read is not (its reader reports why).
+pub fn is_solo5(root: crate::host::files::Root<'_>, path: &std::path::Path) -> bool {
+    crate::host::files::open_regular(root, path)
+        .and_then(|f| image_kind(&f))
+        .is_ok_and(|k| k == ImageKind::Solo5)
 }

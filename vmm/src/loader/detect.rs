@@ -1,0 +1,220 @@
+//! What a kernel image is, by its marks rather than by whether it is valid: the one detector
+//! `unik boot`, `Vm::build` and the OCI runtime (is `process.args[0]` a unikernel?) share.
+//!
+//! An ELF carrying any of Solo5's marks is a solo5-hvt unikernel or an invalid one, never a
+//! Linux kernel: a damaged unikernel booted with the Linux boot protocol would run whatever its
+//! entry point holds (zeroed memory: a vCPU spinning forever). The marks are
+//! * a PT_NOTE holding a note whose owner is `"Solo5"` (the ABI1 or MFT1 note, or any other);
+//! * a PT_INTERP naming solo5's `/nonexistent/solo5/` interpreter;
+//! * a section named `.note.solo5.*` (found through the section headers, so a program header
+//!   table that was zeroed or truncated does not hide it).
+//!
+//! Only a file read through bounded reads at known offsets is looked at: an ordinary container's
+//! `process.args[0]` may be a large binary that is not ours.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use crate::config::GuestKind;
+
+/// What an image is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageKind {
+    /// An ELF with Solo5's marks: a solo5-hvt unikernel, or a damaged one (the hvt loader then
+    /// says what is wrong). Never booted as Linux.
+    Solo5,
+    /// A bzImage (the x86 Linux boot protocol's `HdrS` header).
+    BzImage,
+    /// A 64-bit little-endian ELF with loadable segments and none of Solo5's marks: a vmlinux,
+    /// a PVH kernel, or an ordinary program.
+    Elf,
+    /// None of these; the reason, e.g. "is not an ELF file".
+    Unrecognised(&'static str),
+}
+
+impl ImageKind {
+    /// The boot protocol for this image: hvt for a Solo5 ELF and for anything unrecognised (the
+    /// hvt loader's error then says what is wrong), Linux for a bzImage or a plain ELF.
+    pub fn guest_kind(&self) -> GuestKind {
+        match self {
+            ImageKind::BzImage | ImageKind::Elf => GuestKind::Linux,
+            ImageKind::Solo5 | ImageKind::Unrecognised(_) => GuestKind::Hvt,
+        }
+    }
+}
+
+/// solo5's PT_INTERP, which makes a unikernel fail clearly when run as a host program.
+const SOLO5_INTERP: &[u8] = b"/nonexistent/solo5/";
+/// Prefix of the names of solo5's note sections.
+const SOLO5_SECTION: &[u8] = b".note.solo5.";
+const PT_INTERP: u32 = 3;
+const EHDR_SIZE: usize = 64;
+const PHDR_SIZE: u64 = 56;
+const SHDR_SIZE: u64 = 64;
+/// More program or section headers than any kernel has: the rest is not looked at.
+const MAX_HEADERS: u64 = 4096;
+/// Note segments (all of them together), interpreters and section-name tables larger than this
+/// are not read.
+const MAX_READ: u64 = 1 << 20;
+
+/// Random access to an image: a file, or bytes in memory (tests, callers that read it whole).
+trait Source {
+    /// Fills `buf` from `offset`; `UnexpectedEof` if the image ends first.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+}
+
+impl Source for File {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.read_exact_at(buf, offset)
+    }
+}
+
+impl Source for [u8] {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let bytes = usize::try_from(offset)
+            .ok()
+            .and_then(|start| self.get(start..start.checked_add(buf.len())?))
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// Reads `len` bytes at `offset`, or `None` when they are not all there or `len` is too large.
+fn read(src: &(impl Source + ?Sized), offset: u64, len: u64) -> io::Result<Option<Vec<u8>>> {
+    let Some(len) = usize::try_from(len).ok().filter(|_| len <= MAX_READ) else {
+        return Ok(None);
+    };
+    let mut buf = vec![0u8; len];
+    match src.read_at(&mut buf, offset) {
+        Ok(()) => Ok(Some(buf)),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn u16_at(b: &[u8], off: usize) -> u16 {
+    u16::from_le_bytes([b[off], b[off + 1]])
+}
+
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[off..off + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// Whether one note segment holds a note whose owner is "Solo5" (walking every note in it, with
+/// 4-byte aligned names and descriptors; a size that runs off the segment ends the walk).
+fn has_solo5_note(mut notes: &[u8]) -> bool {
+    while notes.len() >= 12 {
+        let (namesz, descsz) = (u64::from(u32_at(notes, 0)), u64::from(u32_at(notes, 4)));
+        if namesz == 6 && notes.get(12..18) == Some(&b"Solo5\0"[..]) {
+            return true;
+        }
+        let next = 12 + namesz.next_multiple_of(4) + descsz.next_multiple_of(4);
+        let Some(rest) = usize::try_from(next).ok().and_then(|n| notes.get(n..)) else {
+            return false;
+        };
+        notes = rest;
+    }
+    false
+}
+
+/// The program headers' verdict: whether one carries a Solo5 mark, and whether any PT_LOAD has
+/// file content. `None` when the table is not there to read.
+fn scan_program_headers(src: &(impl Source + ?Sized), eh: &[u8]) -> io::Result<Option<(bool, bool)>> {
+    let (phoff, phentsize, phnum) = (u64_at(eh, 32), u16_at(eh, 54), u64::from(u16_at(eh, 56)));
+    if u64::from(phentsize) != PHDR_SIZE || phnum == 0 || phnum > MAX_HEADERS {
+        return Ok(None);
+    }
+    let Some(table) = read(src, phoff, phnum * PHDR_SIZE)? else {
+        return Ok(None);
+    };
+    let (mut solo5, mut loadable) = (false, false);
+    // Note segments read in all: a file with thousands of large ones costs no more than this.
+    let mut note_budget = MAX_READ;
+    for ph in table.chunks_exact(56) {
+        let (p_type, offset, size) = (u32_at(ph, 0), u64_at(ph, 8), u64_at(ph, 32));
+        match p_type {
+            super::elf::PT_LOAD => loadable |= size > 0,
+            super::elf::PT_NOTE if !solo5 && size <= note_budget => {
+                note_budget -= size;
+                solo5 |= read(src, offset, size)?.is_some_and(|n| has_solo5_note(&n));
+            }
+            PT_INTERP => {
+                let len = size.min(SOLO5_INTERP.len() as u64);
+                solo5 |= read(src, offset, len)?.is_some_and(|i| i == SOLO5_INTERP);
+            }
+            _ => {}
+        }
+    }
+    Ok(Some((solo5, loadable)))
+}
+
+/// Whether a section is named `.note.solo5.*`.
+fn has_solo5_section(src: &(impl Source + ?Sized), eh: &[u8]) -> io::Result<bool> {
+    let (shoff, shentsize, shnum, shstrndx) = (u64_at(eh, 40), u16_at(eh, 58), u64::from(u16_at(eh, 60)), u64::from(u16_at(eh, 62)));
+    if shoff == 0 || u64::from(shentsize) != SHDR_SIZE || shnum == 0 || shnum > MAX_HEADERS || shstrndx >= shnum {
+        return Ok(false);
+    }
+    let Some(table) = read(src, shoff, shnum * SHDR_SIZE)? else {
+        return Ok(false);
+    };
+    let strtab_hdr = &table[usize::try_from(shstrndx * SHDR_SIZE).unwrap_or(0)..];
+    let Some(names) = read(src, u64_at(strtab_hdr, 24), u64_at(strtab_hdr, 32))? else {
+        return Ok(false);
+    };
+    Ok(table.chunks_exact(64).any(|sh| {
+        usize::try_from(u32_at(sh, 0))
+            .ok()
+            .and_then(|at| names.get(at..))
+            .is_some_and(|name| name.starts_with(SOLO5_SECTION))
+    }))
+}
+
+fn kind(src: &(impl Source + ?Sized)) -> io::Result<ImageKind> {
+    let Some(head) = read(src, 0, 0x206)?.or(read(src, 0, EHDR_SIZE as u64)?) else {
+        return Ok(ImageKind::Unrecognised("is too short to be a kernel (not an ELF file)"));
+    };
+    if head.get(0x202..0x206) == Some(b"HdrS") {
+        return Ok(ImageKind::BzImage);
+    }
+    if !head.starts_with(b"\x7fELF") {
+        return Ok(ImageKind::Unrecognised("is not an ELF file"));
+    }
+    match (head[4], head[5]) {
+        (2, 1) => {}
+        (2, _) => return Ok(ImageKind::Unrecognised("is a big-endian ELF file")),
+        _ => return Ok(ImageKind::Unrecognised("is not a 64-bit ELF file")),
+    }
+    let eh = &head[..EHDR_SIZE];
+    let programs = scan_program_headers(src, eh)?;
+    if programs.is_some_and(|(solo5, _)| solo5) || has_solo5_section(src, eh)? {
+        return Ok(ImageKind::Solo5);
+    }
+    Ok(match programs {
+        Some((_, true)) => ImageKind::Elf,
+        Some((_, false)) => ImageKind::Unrecognised("is an ELF file without loadable segments"),
+        None => ImageKind::Unrecognised("is an ELF file whose program headers are missing or damaged"),
+    })
+}
+
+/// What the open file `file` is.
+pub fn image_kind(file: &File) -> io::Result<ImageKind> {
+    kind(file)
+}
+
+/// What the image `image` (the whole file, or at least its headers) is.
+pub fn image_kind_of(image: &[u8]) -> ImageKind {
+    // Reads from memory fail only by running off the end, which `read` turns into `None`.
+    kind(image).unwrap_or(ImageKind::Unrecognised("could not be read"))
+}
+
+#[cfg(test)]
+#[path = "detect_tests.rs"]
+mod tests;

@@ -1,0 +1,209 @@
+use super::*;
+use crate::loader::elf::PT_NOTE;
+use crate::loader::elf::tests::{Seg, good_segments, image, load_seg, mft_note};
+use crate::loader::kind_of;
+use crate::loader::notes::tests::note;
+
+const ET_EXEC: u16 = 2;
+
+/// `img` with a section header table naming `names` (plus the null section and `.shstrtab`).
+fn with_sections(mut img: Vec<u8>, names: &[&str]) -> Vec<u8> {
+    let mut strtab = vec![0u8];
+    let mut offsets = Vec::new();
+    for name in names.iter().chain(&[".shstrtab"]) {
+        offsets.push(u32::try_from(strtab.len()).unwrap());
+        strtab.extend_from_slice(name.as_bytes());
+        strtab.push(0);
+    }
+    let strtab_at = img.len() as u64;
+    img.extend_from_slice(&strtab);
+    img.resize(img.len().next_multiple_of(8), 0);
+    let shoff = img.len() as u64;
+    img.extend_from_slice(&[0u8; 64]);
+    for (i, name) in offsets.iter().enumerate() {
+        let mut sh = [0u8; 64];
+        sh[..4].copy_from_slice(&name.to_le_bytes());
+        if i == names.len() {
+            sh[24..32].copy_from_slice(&strtab_at.to_le_bytes());
+            sh[32..40].copy_from_slice(&(strtab.len() as u64).to_le_bytes());
+        }
+        img.extend_from_slice(&sh);
+    }
+    let shnum = u16::try_from(names.len() + 2).unwrap();
+    img[40..48].copy_from_slice(&shoff.to_le_bytes());
+    img[58..60].copy_from_slice(&64u16.to_le_bytes());
+    img[60..62].copy_from_slice(&shnum.to_le_bytes());
+    img[62..64].copy_from_slice(&(shnum - 1).to_le_bytes());
+    img
+}
+
+/// A solo5-hvt unikernel as solo5's linker script lays it out: notes in their own sections.
+fn unikernel() -> Vec<u8> {
+    with_sections(
+        image(ET_EXEC, 0x10_0000, &good_segments()),
+        &[".text", ".note.solo5.abi", ".note.solo5.manifest", ".data"],
+    )
+}
+
+/// Offset of the program header table entry `i`.
+fn phdr(i: usize) -> usize {
+    64 + i * 56
+}
+
+fn zero_phnum(mut img: Vec<u8>) -> Vec<u8> {
+    img[56..58].fill(0);
+    img
+}
+
+#[test]
+fn test_intact_unikernel_bzimage_and_plain_elf() {
+    assert_eq!(image_kind_of(&unikernel()), ImageKind::Solo5);
+    // The notes alone (no section headers) are enough.
+    assert_eq!(image_kind_of(&image(ET_EXEC, 0x10_0000, &good_segments())), ImageKind::Solo5);
+    let mut bz = vec![0u8; 0x400];
+    bz[0x202..0x206].copy_from_slice(b"HdrS");
+    assert_eq!(image_kind_of(&bz), ImageKind::BzImage);
+    let vmlinux = with_sections(
+        image(ET_EXEC, 0x100_0000, &[load_seg(5, 0x100_0000, 0x1000, 0x1000)]),
+        &[".text", ".note.Xen"],
+    );
+    assert_eq!(image_kind_of(&vmlinux), ImageKind::Elf);
+    assert_eq!(image_kind_of(&vmlinux).guest_kind(), GuestKind::Linux);
+}
+
+#[test]
+fn test_damaged_unikernel_is_never_linux() {
+    // e_phnum zeroed: no program headers to find the notes in, but the sections still say solo5.
+    let damaged = zero_phnum(unikernel());
+    assert_eq!(image_kind_of(&damaged), ImageKind::Solo5);
+    assert_eq!(kind_of(&damaged), GuestKind::Hvt);
+    // And without section headers either: nothing says Linux, so the hvt loader explains.
+    let bare = zero_phnum(image(ET_EXEC, 0x10_0000, &good_segments()));
+    assert_eq!(kind_of(&bare), GuestKind::Hvt);
+    assert_ne!(image_kind_of(&bare), ImageKind::Elf);
+    // A bit flipped in the ABI note's owner name: the manifest note still carries "Solo5".
+    let mut img = image(ET_EXEC, 0x10_0000, &good_segments());
+    let abi_at = usize::try_from(u64_at(&img, phdr(4) + 8)).unwrap();
+    img[abi_at + 12] ^= 0x01;
+    assert_eq!(image_kind_of(&img), ImageKind::Solo5);
+    // Both notes' names damaged, but the section names are there.
+    let mft_at = usize::try_from(u64_at(&img, phdr(5) + 8)).unwrap();
+    img[mft_at + 12] ^= 0x01;
+    assert_eq!(image_kind_of(&img), ImageKind::Elf, "no mark left at all");
+    assert_eq!(image_kind_of(&with_sections(img, &[".note.solo5.abi"])), ImageKind::Solo5);
+    // A flipped bit in the ABI note's type or descriptor keeps its owner.
+    let mut img = image(ET_EXEC, 0x10_0000, &good_segments());
+    img[abi_at + 8] ^= 0x10;
+    img[abi_at + 20] ^= 0x02;
+    assert_eq!(image_kind_of(&img), ImageKind::Solo5);
+}
+
+#[test]
+fn test_solo5_interpreter_is_a_mark() {
+    let interp = Seg {
+        p_type: PT_INTERP,
+        flags: 4,
+        vaddr: 0x10_0000,
+        data: b"/nonexistent/solo5/\0".to_vec(),
+        memsz: 20,
+        align: 1,
+    };
+    let img = image(ET_EXEC, 0x10_0000, &[interp, load_seg(5, 0x10_0000, 0x1000, 0x1000)]);
+    assert_eq!(image_kind_of(&img), ImageKind::Solo5);
+    // A Solo5 note after a note of another owner (a GNU build id) in the same segment.
+    let mut two = Vec::new();
+    for w in [4u32, 8, 3] {
+        two.extend_from_slice(&w.to_le_bytes());
+    }
+    two.extend_from_slice(b"GNU\0");
+    two.extend_from_slice(&[0xab; 8]);
+    two.extend(note(7, &[0; 16], 4));
+    let seg = Seg {
+        p_type: PT_NOTE,
+        flags: 4,
+        vaddr: 0,
+        data: two,
+        memsz: 0,
+        align: 4,
+    };
+    let img = image(ET_EXEC, 0x10_0000, &[load_seg(5, 0x10_0000, 0x1000, 0x1000), seg]);
+    assert_eq!(image_kind_of(&img), ImageKind::Solo5);
+}
+
+#[test]
+fn test_unrecognised_images_say_why() {
+    let why = |img: &[u8]| match image_kind_of(img) {
+        ImageKind::Unrecognised(why) => why,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(why(b"#!/bin/sh\necho hi\n"), "is too short to be a kernel (not an ELF file)");
+    assert_eq!(why(&[b'x'; 128]), "is not an ELF file");
+    let good = image(ET_EXEC, 0x10_0000, &[load_seg(5, 0x10_0000, 0x1000, 0x1000)]);
+    let mut img = good.clone();
+    img[4] = 1;
+    assert_eq!(why(&img), "is not a 64-bit ELF file");
+    let mut img = good.clone();
+    img[5] = 2;
+    assert_eq!(why(&img), "is a big-endian ELF file");
+    assert_eq!(
+        why(&zero_phnum(good.clone())),
+        "is an ELF file whose program headers are missing or damaged"
+    );
+    // Truncated inside the program header table.
+    assert_eq!(why(&good[..100]), "is an ELF file whose program headers are missing or damaged");
+    let no_headers = image(ET_EXEC, 0x10_0000, &[]);
+    assert_eq!(why(&no_headers), "is an ELF file whose program headers are missing or damaged");
+    let no_load = image(
+        ET_EXEC,
+        0x10_0000,
+        &[Seg {
+            data: vec![],
+            ..load_seg(5, 0x10_0000, 0, 0)
+        }],
+    );
+    assert_eq!(why(&no_load), "is an ELF file without loadable segments");
+    // Unrecognised images go to the hvt loader, which says what is wrong.
+    assert_eq!(kind_of(&no_load), GuestKind::Hvt);
+}
+
+#[test]
+fn test_hostile_header_values_do_not_panic() {
+    let base = unikernel();
+    for (at, len) in [(32, 8), (40, 8), (54, 2), (56, 2), (58, 2), (60, 2), (62, 2)] {
+        for fill in [0x00, 0x7f, 0xff] {
+            let mut img = base.clone();
+            img[at..at + len].fill(fill);
+            let _ = image_kind_of(&img);
+        }
+    }
+    // Program header fields: offsets and sizes pointing anywhere.
+    for i in 0..6 {
+        for field in [8, 32] {
+            let mut img = base.clone();
+            img[phdr(i) + field..phdr(i) + field + 8].fill(0xff);
+            let _ = image_kind_of(&img);
+        }
+    }
+    let _ = image_kind_of(&[]);
+    let _ = image_kind_of(&mft_note().data);
+}
+
+#[test]
+fn test_file_and_memory_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    for img in [unikernel(), zero_phnum(unikernel()), b"\x7fELF".to_vec()] {
+        let path = dir.path().join("k");
+        std::fs::write(&path, &img).unwrap();
+        let file = File::open(&path).unwrap();
+        assert_eq!(image_kind(&file).unwrap(), image_kind_of(&img));
+    }
+}
+
+#[test]
+fn test_an_oversized_note_segment_is_skipped() {
+    // A note segment larger than the read budget is not read; the section names still
+    // identify the unikernel.
+    let mut img = unikernel();
+    img[phdr(4) + 32..phdr(4) + 40].copy_from_slice(&(2u64 << 20).to_le_bytes());
+    assert_eq!(image_kind_of(&img), ImageKind::Solo5);
+}
