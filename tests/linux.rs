@@ -359,3 +359,41 @@ fn test_64_bit_boot_protocol_and_reset() {
     assert!(text.contains("virtio-blk: read0 status=0 first=LLLLLLLL"), "{text}");
     assert!(text.contains("virtio: reset") && !text.contains("virtio: done"), "{text}");
 }
+
+/// Seconds since the Unix epoch of a UTC date and time (the proleptic Gregorian calendar).
+fn unix_seconds(y: i64, m: i64, d: i64, hh: i64, mm: i64, ss: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    days * 86_400 + hh * 3600 + mm * 60 + ss
+}
+
+#[test]
+fn test_the_cmos_clock_tells_the_hosts_time() {
+    require_kvm!();
+    let kernel = guest("virtio");
+    let out = boot(&["--mem=32", kernel.to_str().unwrap(), "rtc"]);
+    let host = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    let line = text.lines().find_map(|l| l.strip_prefix("rtc: 2")).map(|l| format!("2{l}"));
+    let line = line.unwrap_or_else(|| panic!("no date: {text}"));
+    // `YYYY-MM-DD hh:mm:ss uip=1 b=0x02`: BCD, 24-hour, read right after an update cycle.
+    let mut fields = line.split_whitespace();
+    let (date, time) = (fields.next().unwrap(), fields.next().unwrap());
+    assert_eq!(fields.collect::<Vec<_>>(), ["uip=1", "b=0x02"], "{line}");
+    let num = |s: &str| s.parse::<i64>().unwrap();
+    let d: Vec<i64> = date.split('-').map(num).collect();
+    let t: Vec<i64> = time.split(':').map(num).collect();
+    let guest = unix_seconds(d[0], d[1], d[2], t[0], t[1], t[2]);
+    // The guest read the time before it exited, and the host's was taken after: the guest's is
+    // at most a little earlier, never later.
+    let host = i64::try_from(host).unwrap();
+    assert!((0..=2).contains(&(host - guest)), "guest {line} vs host {host} ({guest})");
+    assert!(text.contains("rtc: ext_kib=31744"), "CMOS extended memory for 32 MiB: {text}");
+}

@@ -115,8 +115,7 @@ fn bundle_err(path: &Path, reason: impl Into<String>) -> ContainerError {
 fn args0_is_hvt(rootfs: &Path, args: &[String]) -> Result<PathBuf, String> {
     let a0 = args.first().ok_or("process.args is empty")?;
     let path = resolve_in_rootfs(rootfs, a0).map_err(|e| format!("process.args[0] {e}"))?;
-    let file = vmm::host::files::open_regular(vmm::host::files::Root::Host, &path)
-        .map_err(|e| format!("process.args[0] '{a0}': {e}"))?;
+    let file = vmm::host::files::open_regular(vmm::host::files::Root::Host, &path).map_err(|e| format!("process.args[0] '{a0}': {e}"))?;
     match vmm::loader::image_kind(&file).map_err(|e| format!("process.args[0] '{a0}': {e}"))? {
         ImageKind::Solo5 => Ok(path),
         ImageKind::Elf => Err(format!(

@@ -26,6 +26,12 @@ fn inb(port: u16) -> u8 {
     v
 }
 
+/// Reads CMOS/RTC register `reg` (index port 0x70, data port 0x71).
+pub fn cmos_read(reg: u8) -> u8 {
+    outb(0x70, reg);
+    inb(0x71)
+}
+
 /// Writes bytes to COM1 as given (no "\r\n" translation), waiting for THR empty (LSR bit 5).
 pub fn serial_write(s: &[u8]) {
     for &b in s {

@@ -24,6 +24,10 @@
 //!   serial port; `net-attack=NAME` does the same to the first net device's transmit queue:
 //!   see [`net_attack`].
 //!
+//! - `rtc`: waits for the CMOS clock's update-in-progress bit to rise and fall, then prints the
+//!   date and time it reads (`rtc: YYYY-MM-DD hh:mm:ss uip=1 b=0x02`, in status B's format) and
+//!   the CMOS extended-memory size (`rtc: ext_kib=N`).
+//!
 //! `spin` then loops forever and `halt` halts with interrupts off (for stop signals); `reset`
 //! pulses the i8042 reset line;
 //! `poweroff` powers off through the ACPI sleep control register.
@@ -66,6 +70,9 @@ fn main(boot: &Boot) -> u8 {
     }
     if let Some(n) = arg(cmdline, "echo").and_then(parse_u64) {
         echo(cmdline, n);
+    }
+    if flag(cmdline, "rtc") {
+        rtc_test();
     }
 
     let (mut blk, mut nblk, mut nets, mut nnet) = (None, 0, [None; 4], 0);
@@ -951,4 +958,40 @@ fn net_attack(m: Mmio, cmdline: &str, name: &str) {
     let used = tx.wait(WAIT).is_some();
     m.ack();
     sprintln!("virtio-hostile: tx after used={}", u8::from(used));
+}
+
+/// Reads the CMOS clock right after an update, as a PC kernel does.
+fn rtc_test() {
+    let reg = linux::cmos_read;
+    // Wait (about a second at most) for an update cycle to begin, then for it to end: the time
+    // registers then hold steady for almost a second.
+    let start = rdtsc();
+    let mut seen = false;
+    while rdtsc().wrapping_sub(start) < 1 << 32 {
+        if reg(0x0a) & 0x80 != 0 {
+            seen = true;
+            break;
+        }
+    }
+    while reg(0x0a) & 0x80 != 0 {}
+    let b = reg(0x0b);
+    let dec = |v: u8| if b & 0x04 != 0 { v } else { (v >> 4) * 10 + (v & 0x0f) };
+    let raw_hour = reg(0x04);
+    let mut hour = dec(raw_hour & 0x7f);
+    if b & 0x02 == 0 {
+        hour = hour % 12 + if raw_hour & 0x80 != 0 { 12 } else { 0 };
+    }
+    sprintln!(
+        "rtc: {:02}{:02}-{:02}-{:02} {:02}:{:02}:{:02} uip={} b={:#04x}",
+        dec(reg(0x32)),
+        dec(reg(0x09)),
+        dec(reg(0x08)),
+        dec(reg(0x07)),
+        hour,
+        dec(reg(0x02)),
+        dec(reg(0x00)),
+        u8::from(seen),
+        b
+    );
+    sprintln!("rtc: ext_kib={}", u16::from(reg(0x17)) | u16::from(reg(0x18)) << 8);
 }
