@@ -36,7 +36,7 @@ use crate::hooks::{self, Hooks};
 use crate::network::{self, NetPlan};
 use crate::process;
 use crate::spawn::Spawner;
-use crate::state::{OCI_VERSION, State, StateDir, Status, list_ids, oci_state_json, rfc3339, write_atomic};
+use crate::state::{OCI_VERSION, Record, State, StateDir, Status, list_ids, oci_state_json, rfc3339, write_atomic};
 
 /// How long `delete --force` waits for a killed monitor to disappear.
 const KILL_WAIT: Duration = Duration::from_secs(10);
@@ -53,10 +53,7 @@ fn state_json(state: &State, pid: i32) -> Result<Vec<u8>, ContainerError> {
 
 /// The hooks saved at create time.
 fn saved_hooks(dir: &StateDir) -> Hooks {
-    std::fs::read(dir.path().join("hooks.json"))
-        .ok()
-        .and_then(|j| serde_json::from_slice(&j).ok())
-        .unwrap_or_default()
+    dir.load_record(Record::Hooks).ok().flatten().unwrap_or_default()
 }
 
 /// Options of `create`.
@@ -138,40 +135,16 @@ fn mkfifo(path: &Path) -> Result<(), ContainerError> {
     Ok(())
 }
 
-/// After the monitor ended (a monitor that ran its guest is confined and leaves the splice; one
-/// killed by SIGKILL had no chance to clean up), its tap is gone but the container interface
-/// still has the ingress qdisc redirecting into it: remove that, inside the container's network
-/// namespace (from a thread, so only that thread changes namespace).
+/// Removes the splice the container's monitor left (see [`network::remove_splice`]).
 fn remove_stale_splice(dir: &StateDir) {
-    let Ok(name) = std::fs::read(dir.path().join("wired.json"))
-        .map_err(|_| ())
-        .and_then(|j| serde_json::from_slice::<String>(&j).map_err(|_| ()))
-    else {
+    let (Ok(Some(name)), Ok(Some(plan))) = (
+        dir.load_record::<String>(Record::Wired),
+        dir.load_record::<NetPlan>(Record::Network),
+    ) else {
         return;
     };
-    let Ok(plan) = std::fs::read(dir.path().join("network.json"))
-        .map_err(|_| ())
-        .and_then(|j| serde_json::from_slice::<NetPlan>(&j).map_err(|_| ()))
-    else {
-        return;
-    };
-    // A namespace the monitor created itself died with it; a named one or the host's (an
-    // interface named by annotation) can hold leftovers.
-    if plan.netns == network::Netns::New {
-        return;
-    }
-    let joined = std::thread::spawn(move || {
-        network::enter(&plan).ok()?;
-        let c = std::ffi::CString::new(name).ok()?;
-        // SAFETY: if_nametoindex with a NUL-terminated name.
-        let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
-        (index != 0).then(|| network::tc::del_ingress(index))
-    })
-    .join();
-    if let Ok(Some(Err(e))) = joined {
-        if e.raw_os_error() != Some(libc::EINVAL) && e.raw_os_error() != Some(libc::ENOENT) {
-            log::warn!("container {}: removing the network splice: {e}", dir.id());
-        }
+    if let Err(e) = network::remove_splice(&plan, &name) {
+        log::warn!("container {}: removing the network splice: {e}", dir.id());
     }
 }
 
@@ -192,9 +165,7 @@ impl Runtime {
 
     /// The cgroup plan saved at create time.
     fn saved_cgroup(dir: &StateDir) -> Option<CgroupPlan> {
-        std::fs::read(dir.path().join("cgroup.json"))
-            .ok()
-            .and_then(|j| serde_json::from_slice(&j).ok())
+        dir.load_record(Record::Cgroup).ok().flatten()
     }
 
     /// The root directory.
@@ -251,22 +222,15 @@ impl Runtime {
             owner: String::new(),
         };
         dir.save(&state)?;
-        let json = serde_json::to_vec_pretty(&cfg).map_err(|e| ContainerError::io("serialising vm.json")(std::io::Error::other(e)))?;
-        dir.write_atomic("vm.json", &json)?;
+        dir.save_record(Record::Vm, &cfg)?;
         let network = NetPlan {
             tap: network::TAP_TEMPLATE.into(),
             ..bundle.network
         };
-        let json =
-            serde_json::to_vec_pretty(&network).map_err(|e| ContainerError::io("serialising network.json")(std::io::Error::other(e)))?;
-        dir.write_atomic("network.json", &json)?;
+        dir.save_record(Record::Network, &network)?;
         mkfifo(&dir.fifo())?;
-        let hooks_json =
-            serde_json::to_vec(&bundle.hooks).map_err(|e| ContainerError::io("serialising hooks.json")(std::io::Error::other(e)))?;
-        dir.write_atomic("hooks.json", &hooks_json)?;
-        let jail_json =
-            serde_json::to_vec(&bundle.jail).map_err(|e| ContainerError::io("serialising jail.json")(std::io::Error::other(e)))?;
-        dir.write_atomic("jail.json", &jail_json)?;
+        dir.save_record(Record::Hooks, &bundle.hooks)?;
+        dir.save_record(Record::Jail, &bundle.jail)?;
         let pty = opts.console_socket.map(|_| console::open_pty()).transpose()?;
         log::debug!(
             "hooks: {} prestart, {} createRuntime, {} createContainer",
@@ -286,8 +250,7 @@ impl Runtime {
                 .then(|| cfg.mem_mib.saturating_mul(1 << 20).saturating_add(cgroups::MONITOR_OVERHEAD)),
         });
         if let (Some(_), Some(cgroup)) = (&self.cgroup_root, &cgroup) {
-            let json = serde_json::to_vec(cgroup).map_err(|e| ContainerError::io("serialising cgroup.json")(std::io::Error::other(e)))?;
-            dir.write_atomic("cgroup.json", &json)?;
+            dir.save_record(Record::Cgroup, cgroup)?;
         }
         let mut run_create_hooks = |pid: i32| {
             // Record the monitor at once: should this `create` die from here on, `delete` finds
@@ -548,22 +511,21 @@ impl Runtime {
         let _lock = dir.lock()?;
         let mut ignored = Vec::new();
         let (Some(root), Some(plan)) = (&self.cgroup_root, Runtime::saved_cgroup(&dir)) else {
-            return Err(ContainerError::Monitor(format!(
-                "container {id} has no cgroup to update (its bundle sets no cgroupsPath)"
-            )));
+            return Err(ContainerError::NoCgroup(id.to_string()));
         };
-        let vm: vmm::VmConfig = std::fs::read(dir.vm_config())
-            .ok()
-            .and_then(|j| serde_json::from_slice(&j).ok())
-            .ok_or_else(|| ContainerError::Monitor(format!("container {id}: vm.json is missing")))?;
+        let vm: vmm::VmConfig = dir.load_record(Record::Vm)?.ok_or_else(|| ContainerError::MissingRecord {
+            id: id.to_string(),
+            file: Record::Vm.file(),
+        })?;
         if let Some(limit) = resources.memory().as_ref().and_then(|m| m.limit()).filter(|l| *l > 0) {
             let floor = vm.mem_mib.saturating_mul(1 << 20).saturating_add(cgroups::MONITOR_OVERHEAD);
             let limit = limit.unsigned_abs();
             if limit < floor {
-                return Err(ContainerError::Monitor(format!(
-                    "memory limit {limit} is below the {} MiB of guest memory plus the monitor's overhead ({floor} bytes)",
-                    vm.mem_mib
-                )));
+                return Err(ContainerError::MemoryBelowGuest {
+                    limit,
+                    mem_mib: vm.mem_mib,
+                    floor,
+                });
             }
             cgroups::set(root, &plan, &["memory.max", "memory.limit_in_bytes"], &limit.to_string())?;
         }

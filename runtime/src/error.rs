@@ -63,6 +63,40 @@ pub enum ContainerError {
     /// The monitor process reported an error while building the VM.
     #[error("{0}")]
     Monitor(String),
+    /// `update` of a container without a cgroup.
+    #[error("container {0} has no cgroup to update (its bundle sets no cgroupsPath)")]
+    NoCgroup(String),
+    /// A record `create` writes is missing from the state directory.
+    #[error("container {id}: {file} is missing")]
+    MissingRecord {
+        /// The container.
+        id: String,
+        /// The file.
+        file: &'static str,
+    },
+    /// A memory limit that leaves the guest no room.
+    #[error("memory limit {limit} is below the {mem_mib} MiB of guest memory plus the monitor's overhead ({floor} bytes)")]
+    MemoryBelowGuest {
+        /// The limit asked for.
+        limit: u64,
+        /// The guest's memory.
+        mem_mib: u64,
+        /// The least limit that fits.
+        floor: u64,
+    },
+    /// A hook failed or timed out.
+    #[error("{phase} hook {path}: {reason}")]
+    Hook {
+        /// `prestart`, `createRuntime`, …
+        phase: String,
+        /// The hook's program.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The container's network could not be wired.
+    #[error("container network: {0}")]
+    Network(String),
     /// A signal name or number that does not exist.
     #[error("unknown signal '{0}'")]
     Signal(String),

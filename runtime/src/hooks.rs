@@ -104,7 +104,11 @@ fn tail(mut pipe: impl std::io::Read) -> String {
 pub fn run(phase: &str, hooks: &[Hook], state_json: &[u8]) -> Result<(), ContainerError> {
     for hook in hooks {
         log::debug!("running {phase} hook {} {:?}", hook.path.display(), hook.args);
-        let fail = |reason: String| ContainerError::Monitor(format!("{phase} hook {}: {reason}", hook.path.display()));
+        let fail = |reason: String| ContainerError::Hook {
+            phase: phase.to_string(),
+            path: hook.path.clone(),
+            reason,
+        };
         let mut cmd = Command::new(&hook.path);
         if let Some((argv0, rest)) = hook.args.split_first() {
             std::os::unix::process::CommandExt::arg0(&mut cmd, argv0);

@@ -14,6 +14,7 @@ pub mod gate;
 pub mod hooks;
 pub mod id;
 pub mod jail;
+pub mod monitor;
 pub mod network;
 pub mod process;
 pub mod root;

@@ -126,6 +126,91 @@ pub fn parse_signal(s: &str) -> Result<i32, ContainerError> {
         .ok_or_else(|| ContainerError::Signal(s.to_string()))
 }
 
+/// The signals a foreground `run` passes on to the container, as runc does.
+pub const FORWARDED: [libc::c_int; 6] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+/// Blocks the signals in [`FORWARDED`] (they stay pending for [`wait_child`]); returns their
+/// set. Children start with an empty mask (std's spawn resets it, and the monitor clears it
+/// again itself).
+pub fn block_forwarded() -> libc::sigset_t {
+    let set = vmm::signal::sigset(&FORWARDED);
+    // `run` is single-threaded: the thread's mask is the process's.
+    vmm::signal::set_thread_mask(libc::SIG_BLOCK, &set);
+    set
+}
+
+/// Waits for the container's monitor (our child) to exit, passing the signals of `set` (blocked
+/// by [`block_forwarded`]) that arrive meanwhile on to it; returns its exit status (a signal as
+/// 128 + n).
+pub fn wait_child(pid: i32, start: u64, set: &libc::sigset_t) -> Result<u8, ContainerError> {
+    let child = pidfd(pid, start)?;
+    // SAFETY: signalfd(2) for the blocked set, a new descriptor.
+    let fd = unsafe { libc::signalfd(-1, set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(ContainerError::io("signalfd")(std::io::Error::last_os_error()));
+    }
+    // SAFETY: a descriptor just returned by the kernel, owned by nobody else.
+    let signals = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Sleeps until the child exits or a signal comes (no polling: run returns as the guest ends).
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: child.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: signals.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: poll(2) on two valid pollfds.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(ContainerError::io("waiting for the container")(err));
+        }
+        if fds[1].revents & libc::POLLIN != 0 {
+            // SAFETY: signalfd_siginfo is plain data.
+            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+            let size = std::mem::size_of::<libc::signalfd_siginfo>();
+            // SAFETY: reads whole records into `info`, of their size.
+            while usize::try_from(unsafe { libc::read(signals.as_raw_fd(), (&raw mut info).cast(), size) }) == Ok(size) {
+                let signo = i32::try_from(info.ssi_signo).unwrap_or(0);
+                // SAFETY: signalling our own child, which is not reaped yet.
+                unsafe { libc::kill(pid, signo) };
+            }
+        }
+        if fds[0].revents & libc::POLLIN != 0 {
+            break;
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waitpid(2) on our own child, which has exited, with a valid status pointer.
+    while unsafe { libc::waitpid(pid, &raw mut status, 0) } < 0 {
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(ContainerError::io("waiting for the container")(err));
+        }
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    Ok(u8::try_from(code & 0xff).unwrap_or(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ContainerError;
 use crate::jail::{self, JailPlan};
-use crate::state::StateDir;
+use crate::state::{Record, StateDir};
 
 /// The fd the monitor reports on.
 pub const SYNC_FD: RawFd = 3;
@@ -209,11 +209,7 @@ impl Spawner for ReexecSpawner {
         terminal: Option<&OwnedFd>,
         hooks: &mut dyn FnMut(i32) -> Result<(), ContainerError>,
     ) -> Result<Monitor, ContainerError> {
-        let jail = match std::fs::read(dir.path().join("jail.json")) {
-            Ok(json) => serde_json::from_slice(&json).map_err(|e| ContainerError::io("reading jail.json")(std::io::Error::other(e)))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => JailPlan::default(),
-            Err(e) => return Err(ContainerError::io("reading jail.json")(e)),
-        };
+        let jail: JailPlan = dir.load_record(Record::Jail)?.unwrap_or_default();
         let entry = jail::Entry::open(&jail).map_err(ContainerError::io("opening the container's namespaces"))?;
         let (read, write) = socketpair().map_err(ContainerError::io("creating the sync socket"))?;
         let raw = write.as_raw_fd();

@@ -7,10 +7,15 @@
 //! <root>/<id>/vm.json       the resolved VmConfig the monitor boots
 //! <root>/<id>/network.json  the monitor's network plan; wired.json: the interface it took over
 //! <root>/<id>/hooks.json    the bundle's hooks (poststart and poststop run after create)
+//! <root>/<id>/jail.json     the monitor's namespaces, user, limits
 //! <root>/<id>/cgroup.json   the cgroup the monitor joined
 //! <root>/<id>/exec.fifo     the start gate (mkfifo 0600); exists until `start`
 //! <root>/<id>/paused        exists while the container is paused
+//! <root>/<id>/jail/         the directory the monitor mounts its empty root on
 //! ```
+//!
+//! The JSON files besides `state.json` are [`Record`]s, read and written only through
+//! [`StateDir::save_record`] and [`StateDir::load_record`].
 //!
 //! Every file is written with [`write_atomic`], so a crash of any unik process leaves either the
 //! old or the new content (a leftover `.NAME.tmp.PID` is ignored and overwritten later).
@@ -153,6 +158,37 @@ pub struct LockGuard {
     _file: File,
 }
 
+/// A JSON file of a container's state directory, other than `state.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    /// `vm.json`: the resolved `VmConfig` the monitor boots.
+    Vm,
+    /// `network.json`: the monitor's network plan.
+    Network,
+    /// `wired.json`: the container interface the monitor spliced.
+    Wired,
+    /// `hooks.json`: the bundle's hooks.
+    Hooks,
+    /// `jail.json`: the monitor's namespaces, user and limits.
+    Jail,
+    /// `cgroup.json`: the cgroup the monitor joined.
+    Cgroup,
+}
+
+impl Record {
+    /// The file name.
+    pub fn file(self) -> &'static str {
+        match self {
+            Record::Vm => "vm.json",
+            Record::Network => "network.json",
+            Record::Wired => "wired.json",
+            Record::Hooks => "hooks.json",
+            Record::Jail => "jail.json",
+            Record::Cgroup => "cgroup.json",
+        }
+    }
+}
+
 /// One container's directory.
 #[derive(Debug, Clone)]
 pub struct StateDir {
@@ -216,6 +252,17 @@ impl StateDir {
         Ok(StateDir { path, id: id.to_string() })
     }
 
+    /// The directory of the container the monitor runs, from the path `create` gave it
+    /// (`<root>/<id>`).
+    pub fn of_monitor(path: &Path) -> Result<StateDir, ContainerError> {
+        let (Some(root), Some(id)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+            return Err(ContainerError::io(format!("state directory {}", path.display()))(
+                std::io::Error::from(std::io::ErrorKind::InvalidInput),
+            ));
+        };
+        StateDir::open(root, id)
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
@@ -231,9 +278,34 @@ impl StateDir {
         self.path.join("exec.fifo")
     }
 
-    /// The resolved VM configuration.
-    pub fn vm_config(&self) -> PathBuf {
-        self.path.join("vm.json")
+    /// The (empty) directory the monitor mounts its root on, created if needed.
+    pub fn empty_root(&self) -> Result<PathBuf, ContainerError> {
+        let path = self.path.join("jail");
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&path)
+            .map_err(ContainerError::io(format!("creating {}", path.display())))?;
+        Ok(path)
+    }
+
+    /// Writes `record` as JSON, atomically.
+    pub fn save_record<T: serde::Serialize>(&self, record: Record, value: &T) -> Result<(), ContainerError> {
+        let json = serde_json::to_vec_pretty(value)
+            .map_err(|e| ContainerError::io(format!("serialising {}", record.file()))(std::io::Error::other(e)))?;
+        self.write_atomic(record.file(), &json)
+    }
+
+    /// Reads `record`: `None` when it was never written.
+    pub fn load_record<T: serde::de::DeserializeOwned>(&self, record: Record) -> Result<Option<T>, ContainerError> {
+        let json = match fs::read(self.path.join(record.file())) {
+            Ok(json) => json,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(ContainerError::io(format!("reading {}", record.file()))(e)),
+        };
+        serde_json::from_slice(&json)
+            .map(Some)
+            .map_err(|e| ContainerError::io(format!("parsing {}", record.file()))(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
     }
 
     /// The pause marker.
@@ -295,7 +367,7 @@ impl StateDir {
     }
 
     /// Writes `name` atomically: a temporary file, fsync, rename over, fsync of the directory.
-    pub fn write_atomic(&self, name: &str, data: &[u8]) -> Result<(), ContainerError> {
+    fn write_atomic(&self, name: &str, data: &[u8]) -> Result<(), ContainerError> {
         write_atomic(&self.path.join(name), data)
     }
 

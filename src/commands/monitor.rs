@@ -1,17 +1,16 @@
-//! `unik __monitor DIR`: the container's process. Joins the container's network namespace, waits
-//! for the create hooks, wires the network, builds the VM from `DIR/vm.json`, reports to `create`
-//! on fd 3, waits for `start` and runs the guest; its exit status is the container's.
+//! `unik __monitor DIR`: the container's process. Prepares (`runtime::monitor::prepare`: limits,
+//! namespaces, the create hooks, the network), builds the VM from `DIR/vm.json`, reports to
+//! `create` on fd 3, waits for `start`, confines itself and runs the guest; its exit status is the
+//! container's.
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use runtime::network::{self, NetPlan, Wired};
-use runtime::spawn::{SYNC_FD, namespaces_ready, report, wait_committed};
-use vmm::{ExitStatus, VmConfig};
-
-use runtime::jail::{JailPlan, Namespace};
-use vmm::privileges::Confinement;
+use runtime::monitor::Prepared;
+use runtime::spawn::{SYNC_FD, report, wait_committed};
+use runtime::state::StateDir;
+use vmm::ExitStatus;
 
 use crate::cli::oci::MonitorArgs;
 use crate::launch::{self, Gate};
@@ -28,18 +27,20 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     // Stop signals must reach us whatever mask the caller had (a foreground `run` blocks them);
     // still single-threaded, so this thread's mask is the process's.
     vmm::signal::set_thread_mask(libc::SIG_SETMASK, &vmm::signal::sigset(&[]));
-    // The init of a pid namespace ignores signals it has no handler for: until the guest runs
-    // (and its stop signals take over), a stop signal ends us as it would any process.
-    // SAFETY: getpid has no preconditions.
-    if unsafe { libc::getpid() } == 1 {
-        exit_on_stop_signals();
-    }
+    runtime::monitor::exit_on_stop_signals_as_init();
     // Everything before the VM is built reports its error through the sync socket too.
     // An error `create` received is its to report (on stderr and in the log); reported here as
     // well it would show twice.
-    let (cfg, mut wired, confinement) = match prepare(&args.dir, &sync) {
+    let prepared = StateDir::of_monitor(&args.dir).and_then(|dir| runtime::monitor::prepare(&dir, &sync));
+    let Prepared {
+        cfg,
+        mut wired,
+        confinement,
+        gate,
+    } = match prepared {
         Ok(p) => p,
         Err(e) => {
+            let e = anyhow::Error::new(e);
             let chain = crate::logging::error_chain(&e);
             let gave_up = e
                 .root_cause()
@@ -60,7 +61,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let mut sync = Some(sync);
     let mut reported = false;
     let mut committed = false;
-    let gate = Gate::Fifo(args.dir.join("exec.fifo"));
+    let gate = Gate::Fifo(gate);
     let result = launch::run(&cfg, Box::new(vmm::host::ConsoleOut), &gate, &confinement, |built| {
         let Some(fd) = sync.take() else { return Ok(()) };
         let failed = built.is_err();
@@ -103,59 +104,4 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(u8::try_from(128 + signum).unwrap_or(1)));
     }
     Ok(ExitCode::from(status.code()))
-}
-
-extern "C" fn exit_on_signal(signum: libc::c_int) {
-    // SAFETY: _exit is async-signal-safe.
-    unsafe { libc::_exit(128 + signum) };
-}
-
-/// Makes SIGINT, SIGTERM and SIGHUP end the process with status 128 + N.
-fn exit_on_stop_signals() {
-    for signum in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: installing a handler that only calls _exit.
-        unsafe { libc::signal(signum, exit_on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t) };
-    }
-}
-
-/// Reads the VM, network and jail configuration, joins the container's network namespace, sets
-/// its hostname, resource limits and OOM score, waits for the create hooks and wires the
-/// unikernel's network device to the container interface. Returns the VM configuration, the
-/// wiring, and the confinement to apply once the guest's files are open.
-fn prepare(dir: &std::path::Path, sync: &OwnedFd) -> anyhow::Result<(VmConfig, Option<Wired>, Confinement)> {
-    let mut cfg: VmConfig =
-        serde_json::from_slice(&std::fs::read(dir.join("vm.json")).context("reading vm.json")?).context("parsing vm.json")?;
-    let plan: NetPlan = match std::fs::read(dir.join("network.json")) {
-        Ok(json) => serde_json::from_slice(&json).context("parsing network.json")?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => NetPlan::default(),
-        Err(e) => return Err(e).context("reading network.json"),
-    };
-    let jail: JailPlan = match std::fs::read(dir.join("jail.json")) {
-        Ok(json) => serde_json::from_slice(&json).context("parsing jail.json")?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => JailPlan::default(),
-        Err(e) => return Err(e).context("reading jail.json"),
-    };
-    runtime::jail::apply_limits(&jail)?;
-    // In a mount namespace of its own the monitor ends in an empty root, mounted here.
-    let empty_root = if jail.mount == Namespace::New {
-        let root = dir.join("jail");
-        std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-        Some(root)
-    } else {
-        None
-    };
-    let confinement = Confinement {
-        empty_root,
-        user: jail.user_to_become(),
-    };
-    network::enter(&plan)?;
-    // `create` runs the prestart/createRuntime hooks now (docker's moves the container
-    // interface into our namespace), then lets us go on.
-    namespaces_ready(sync).context("waiting for the create hooks")?;
-    let wired = network::wire(&plan, &mut cfg)?;
-    if let Some(w) = &wired {
-        log::debug!("guest network: {} via tap {} ({:?})", w.interface.name, w.tap_name, w.values);
-        runtime::state::write_atomic(&dir.join("wired.json"), serde_json::to_string(&w.interface.name)?.as_bytes())?;
-    }
-    Ok((cfg, wired, confinement))
 }

@@ -11,17 +11,9 @@ use runtime::{CreateOptions, ReexecSpawner, Runtime, Status};
 use crate::cli::GlobalArgs;
 use crate::cli::oci::{CreateArgs, DeleteArgs, ExecArgs, Format, IdArgs, KillArgs, ListArgs, PsArgs, RunArgs, SpecArgs, UpdateArgs};
 
-/// The state root: `--root`, else /run/unik for root, else $XDG_RUNTIME_DIR/unik.
+/// The state root: `--root`, else the default for this user (see [`runtime::root`]).
 pub fn root(global: &GlobalArgs) -> PathBuf {
-    if let Some(root) = &global.root {
-        return root.clone();
-    }
-    // SAFETY: geteuid(2) cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) if euid != 0 => PathBuf::from(dir).join("unik"),
-        _ => PathBuf::from("/run/unik"),
-    }
+    runtime::root::default_root(global.root.as_deref())
 }
 
 /// The spawner that re-executes this binary as the monitor, with the same globals.
@@ -110,98 +102,12 @@ pub fn delete(global: &GlobalArgs, args: &DeleteArgs) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// The signals a foreground `run` passes on to the container, as runc does.
-const FORWARDED: [libc::c_int; 6] = [
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGTERM,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-];
-
-/// Blocks the signals in [`FORWARDED`] (they stay pending for [`wait_child`]); returns their
-/// set. Children start with an empty mask (std's spawn resets it, and the monitor clears it
-/// again itself).
-fn block_forwarded() -> libc::sigset_t {
-    let set = vmm::signal::sigset(&FORWARDED);
-    // `run` is single-threaded: the thread's mask is the process's.
-    vmm::signal::set_thread_mask(libc::SIG_BLOCK, &set);
-    set
-}
-
-/// Waits for the container's monitor (our child) to exit, passing the signals of `set` (blocked
-/// by [`block_forwarded`]) that arrive meanwhile on to it; returns its exit status (a signal as
-/// 128 + n).
-fn wait_child(pid: i32, start: u64, set: &libc::sigset_t) -> anyhow::Result<u8> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let child = runtime::process::pidfd(pid, start)?;
-    // SAFETY: signalfd(2) for the blocked set, a new descriptor.
-    let fd = unsafe { libc::signalfd(-1, set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error()).context("signalfd");
-    }
-    // SAFETY: a descriptor just returned by the kernel, owned by nobody else.
-    let signals = unsafe { OwnedFd::from_raw_fd(fd) };
-    // Sleeps until the child exits or a signal comes (no polling: run returns as the guest ends).
-    loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: child.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: signals.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: poll(2) on two valid pollfds.
-        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err).context("waiting for the container");
-        }
-        if fds[1].revents & libc::POLLIN != 0 {
-            // SAFETY: signalfd_siginfo is plain data.
-            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-            let size = std::mem::size_of::<libc::signalfd_siginfo>();
-            // SAFETY: reads whole records into `info`, of their size.
-            while usize::try_from(unsafe { libc::read(signals.as_raw_fd(), (&raw mut info).cast(), size) }) == Ok(size) {
-                let signo = i32::try_from(info.ssi_signo).unwrap_or(0);
-                // SAFETY: signalling our own child, which is not reaped yet.
-                unsafe { libc::kill(pid, signo) };
-            }
-        }
-        if fds[0].revents & libc::POLLIN != 0 {
-            break;
-        }
-    }
-    let mut status = 0;
-    // SAFETY: waitpid(2) on our own child, which has exited, with a valid status pointer.
-    while unsafe { libc::waitpid(pid, &raw mut status, 0) } < 0 {
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(err).context("waiting for the container");
-        }
-    }
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
-    };
-    Ok(u8::try_from(code & 0xff).unwrap_or(1))
-}
-
 /// `run`.
 pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let rt = Runtime::new(root(global));
     // From here on a signal to `run` is held for the guest, not fatal to `run` (which would
     // leave the container running): it is passed on once the guest runs.
-    let forwarded = (!args.detach).then(block_forwarded);
+    let forwarded = (!args.detach).then(runtime::process::block_forwarded);
     create(global, &args.create, !args.detach)?;
     let id = &args.create.id;
     if let Err(e) = rt.start(id) {
@@ -213,7 +119,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let (Some(pid), Some(start)) = (state.pid, state.pid_start_time) else {
         anyhow::bail!("container {id} has no monitor process recorded");
     };
-    let code = wait_child(pid, start, &set)?;
+    let code = runtime::process::wait_child(pid, start, &set)?;
     rt.delete(id, true)?;
     Ok(ExitCode::from(code))
 }

@@ -80,9 +80,7 @@ pub fn find(wanted: Option<&str>, taken: &dyn Fn(&str) -> bool) -> Result<Interf
                 seen.join(", ")
             )
         })?;
-    let c = std::ffi::CString::new(name.clone()).map_err(|_| format!("bad interface name {name}"))?;
-    // SAFETY: if_nametoindex with a NUL-terminated name.
-    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    let index = index_of(&name).ok_or_else(|| format!("{name}: no such interface"))?;
     let mac = vmm::host::tap::hw_addr(&name).map_err(|e| format!("{name}: MAC address: {e}"))?;
     let mtu = vmm::host::tap::interface_mtu(&name).map_err(|e| format!("{name}: MTU: {e}"))?;
     Ok(Interface {
@@ -116,6 +114,14 @@ pub fn nameservers(resolv_conf: &str) -> Vec<String> {
         .filter_map(|rest| rest.split_whitespace().next())
         .map(String::from)
         .collect()
+}
+
+/// The index of interface `name` in the calling thread's network namespace, if it exists.
+pub fn index_of(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: if_nametoindex with a NUL-terminated name.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (index != 0).then_some(index)
 }
 
 #[cfg(test)]

@@ -143,8 +143,33 @@ impl Drop for Wired {
     }
 }
 
+/// After the monitor ended (a monitor that ran its guest is confined and leaves the splice; one
+/// killed by SIGKILL had no chance to clean up), its tap is gone but the container interface
+/// `interface` still has the ingress qdisc redirecting into it: removes that, inside the plan's
+/// network namespace (from a thread, so only that thread changes namespace). A namespace the
+/// monitor created itself died with it; a named one or the host's can hold leftovers.
+pub fn remove_splice(plan: &NetPlan, interface: &str) -> std::io::Result<()> {
+    if plan.netns == Netns::New {
+        return Ok(());
+    }
+    let (plan, interface) = (plan.clone(), interface.to_string());
+    let removed = std::thread::spawn(move || {
+        enter(&plan).map_err(std::io::Error::other)?;
+        match link::index_of(&interface) {
+            Some(index) => tc::del_ingress(index),
+            None => Ok(()),
+        }
+    })
+    .join()
+    .unwrap_or_else(|_| Err(std::io::Error::other("the thread removing the splice panicked")));
+    match removed {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => Ok(()),
+        other => other,
+    }
+}
+
 fn net_err(reason: String) -> ContainerError {
-    ContainerError::Monitor(format!("container network: {reason}"))
+    ContainerError::Network(reason)
 }
 
 /// Creates the tap, splices it to the container interface and adds the device to `cfg` (with
@@ -194,9 +219,7 @@ pub fn wire(plan: &NetPlan, cfg: &mut VmConfig) -> Result<Option<Wired>, Contain
         net_err(e)
     };
     let (tap, tap_name) = open_tap(plan, interface.mtu).map_err(|e| undo(e.to_string()))?;
-    let c = std::ffi::CString::new(tap_name.clone()).map_err(|_| undo(format!("bad tap name {tap_name}")))?;
-    // SAFETY: if_nametoindex with a NUL-terminated name.
-    let tap_index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    let tap_index = link::index_of(&tap_name).ok_or_else(|| undo(format!("tap {tap_name} vanished")))?;
     let splice = tc::add_ingress(tap_index)
         .and_then(|()| tc::add_redirect(interface.index, tap_index))
         .and_then(|()| tc::add_redirect(tap_index, interface.index));
