@@ -47,6 +47,17 @@ fn test_block_sector_size_option() {
         "stdout: {}",
         stdout(&out)
     );
+    // The rule is the monitor's, said in solo5-hvt's words.
+    for bad in ["1000", "256"] {
+        let out = boot(&[
+            "--mem=8",
+            &format!("--block:storage={}", img.display()),
+            &format!("--block-sector-size:storage={bad}"),
+            kernel.to_str().unwrap(),
+        ]);
+        let want = format!("Block size must be a multiple of 2 greater than or equal 512 (got {bad})");
+        assert_fails_with(&out, 1, &want);
+    }
 }
 
 #[test]

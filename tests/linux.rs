@@ -255,7 +255,22 @@ fn test_linux_boot_errors_are_clear() {
             vec!["--net:n0=nosuchtap0".into(), kernel.display().to_string()],
             "net device 'n0': nosuchtap0: no such interface",
         ),
-        (vec!["--cpus=0".into(), kernel.display().to_string()], "--cpus"),
+        (
+            vec!["--cpus=0".into(), kernel.display().to_string()],
+            "0 vCPUs: a Linux-boot guest has from 1 to 64 (--cpus)",
+        ),
+        (
+            vec!["--cpus=65".into(), kernel.display().to_string()],
+            "65 vCPUs: a Linux-boot guest has from 1 to 64 (--cpus)",
+        ),
+        (
+            vec![
+                format!("--block:d={}", junk.display()),
+                "--block-sector-size:d=1000".into(),
+                kernel.display().to_string(),
+            ],
+            "block device 'd': Block size must be a multiple of 2 greater than or equal 512 (got 1000)",
+        ),
         (
             vec![kernel.display().to_string(), "x".repeat(4096)],
             "kernel command line too long: 4096 characters (max 4095)",

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use vmm::config::MAX_VCPUS;
 use vmm::hvt::{DeviceType, Manifest};
 use vmm::loader::{Executable, HOST_MACHINE, ImageKind};
 use vmm::{BlockConfig, GuestKind, VmConfig};
@@ -45,9 +46,6 @@ pub fn guest_mem_mib(limit: Option<i64>) -> u64 {
         _ => DEFAULT_MEM_MIB,
     }
 }
-
-/// Most vCPUs a bundle can ask for.
-pub const MAX_VCPUS: u8 = 64;
 
 /// vCPUs of a Linux-boot guest: `dev.unik.cpus`, else the CPU quota rounded up (docker
 /// `--cpus`), else 1.

@@ -9,6 +9,25 @@ use serde::{Deserialize, Serialize};
 
 /// Default guest memory, in MiB (solo5-hvt's default).
 pub const DEFAULT_MEM_MIB: u64 = 512;
+/// The most vCPUs a Linux-boot guest gets (hvt guests have one).
+pub const MAX_VCPUS: u8 = 64;
+/// The sector size of a block device unless one is given.
+pub const DEFAULT_SECTOR_SIZE: u16 = 512;
+
+/// A sector size that is not a power of two of at least 512 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("Block size must be a multiple of 2 greater than or equal 512 (got {0})")]
+pub struct SectorSizeError(pub u64);
+
+/// The sector size of a block device: `requested`, or [`DEFAULT_SECTOR_SIZE`]; a power of two of
+/// at least 512 bytes (solo5's rule, and virtio-blk's `blk_size`).
+pub fn sector_size(requested: Option<u16>) -> Result<u16, SectorSizeError> {
+    let size = requested.unwrap_or(DEFAULT_SECTOR_SIZE);
+    if size < 512 || !size.is_power_of_two() {
+        return Err(SectorSizeError(u64::from(size)));
+    }
+    Ok(size)
+}
 
 /// A virtual machine to build.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,5 +321,17 @@ mod tests {
         assert_eq!("linux".parse::<GuestKind>(), Ok(GuestKind::Linux));
         assert_eq!("solo5".parse::<GuestKind>(), Ok(GuestKind::Hvt));
         assert!("qemu".parse::<GuestKind>().unwrap_err().contains("expected hvt or linux"));
+    }
+
+    #[test]
+    fn test_sector_size_rule() {
+        assert_eq!(sector_size(None), Ok(512));
+        assert_eq!(sector_size(Some(4096)), Ok(4096));
+        assert_eq!(sector_size(Some(1000)), Err(SectorSizeError(1000)));
+        assert_eq!(sector_size(Some(256)), Err(SectorSizeError(256)));
+        assert_eq!(
+            SectorSizeError(0).to_string(),
+            "Block size must be a multiple of 2 greater than or equal 512 (got 0)"
+        );
     }
 }

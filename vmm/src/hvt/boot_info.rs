@@ -1,11 +1,11 @@
-//! `struct hvt_boot_info`, the manifest copy and the command line, at 0x10000.
+//! `struct hvt_boot_info`, the manifest copy and the command line, at [`BOOT_INFO_GPA`].
 
 use super::HvtError;
 use super::manifest::Manifest;
 use crate::memory::GuestRam;
 
-/// Where the boot info lives (the guest's `_start` argument).
-pub const BOOT_INFO_GPA: u64 = 0x10000;
+/// Where the boot info lives (the guest's `_start` argument): a fact of the architecture's layout.
+pub use arch::layout::BOOT_INFO_GPA;
 /// `sizeof(struct hvt_boot_info)`.
 pub const BOOT_INFO_SIZE: usize = 56;
 /// Longest command line, without its NUL (`HVT_CMDLINE_SIZE` − 1).

@@ -15,8 +15,6 @@ use crate::memory::GuestRam;
 const ETH_HEADER: u64 = 14;
 /// Largest frame a tap can deliver: the largest MTU (64 KiB) plus the Ethernet header.
 const MAX_FRAME: usize = 65536 + 14;
-/// Default sector size.
-const DEFAULT_SECTOR_SIZE: u16 = 512;
 
 /// An attached device.
 #[derive(Debug)]
@@ -74,10 +72,7 @@ fn declared(manifest: &Manifest, name: &str, kind: DeviceType) -> Result<usize, 
 }
 
 fn attach_block(cfg: &BlockConfig, root: Root<'_>) -> Result<(Disk, u16, u64), HvtError> {
-    let block_size = cfg.sector_size.unwrap_or(DEFAULT_SECTOR_SIZE);
-    if block_size < 512 || !block_size.is_power_of_two() {
-        return Err(HvtError::SectorSize(u64::from(block_size)));
-    }
+    let block_size = crate::config::sector_size(cfg.sector_size)?;
     let disk = Disk::open_in(root, &cfg.path, false).map_err(|source| HvtError::BlockOpen {
         path: cfg.path.display().to_string(),
         source,

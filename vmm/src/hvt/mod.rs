@@ -47,8 +47,8 @@ pub enum HvtError {
     #[error("Device '{0}' is attached more than once")]
     AttachedTwice(String),
     /// A sector size that is not a power of two ≥ 512.
-    #[error("Block size must be a multiple of 2 greater than or equal 512 (got {0})")]
-    SectorSize(u64),
+    #[error(transparent)]
+    SectorSize(#[from] crate::config::SectorSizeError),
     /// A backing file whose size is not a multiple of the sector size.
     #[error("{name}: Backing storage size must be block aligned ({block_size} bytes)")]
     NotBlockAligned {

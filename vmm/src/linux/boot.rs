@@ -23,8 +23,11 @@ const PVH_MODLIST: u64 = 0x6100;
 const ZERO_PAGE: u64 = 0x7000;
 /// The command line.
 const CMDLINE: u64 = 0x20000;
-/// Longest command line (without the NUL) unless a bzImage says otherwise.
+/// Longest command line (without the NUL) of a kernel that does not say (an ELF vmlinux or PVH
+/// kernel has no setup header).
 pub const CMDLINE_MAX: usize = 4095;
+/// Room for the command line at [`CMDLINE`]: up to the ACPI tables at 0xe0000.
+const CMDLINE_ROOM: usize = 0xe_0000 - 0x2_0000 - 1;
 /// Start of the EBDA: low RAM ends here.
 const EBDA: u64 = 0x9fc00;
 /// Where the kernel goes.
@@ -115,10 +118,11 @@ pub(super) fn load_initrd(root: Root<'_>, path: &Path, mem: &GuestMemoryMmap, ke
     Ok((addr, size))
 }
 
-/// The longest command line `loaded` accepts: the bzImage's `cmdline_size`, else [`CMDLINE_MAX`].
+/// The longest command line `loaded` accepts: the kernel's own limit from its setup header
+/// (`cmdline_size`, boot protocol 2.06+), else [`CMDLINE_MAX`].
 pub(super) fn cmdline_max(loaded: &KernelLoaderResult) -> usize {
     match loaded.setup_header {
-        Some(hdr) if hdr.cmdline_size > 0 => (hdr.cmdline_size as usize).min(CMDLINE_MAX),
+        Some(hdr) if hdr.cmdline_size > 0 => (hdr.cmdline_size as usize).min(CMDLINE_ROOM),
         _ => CMDLINE_MAX,
     }
 }

@@ -42,7 +42,7 @@ fn open_block(cfg: &BlockConfig, root: Root<'_>) -> Result<Pending, Error> {
         reason,
     };
     let disk = Disk::open_in(root, &cfg.path, cfg.read_only).map_err(|e| err(format!("{}: {e}", cfg.path.display())))?;
-    let block_size = u32::from(cfg.sector_size.unwrap_or(512));
+    let block_size = u32::from(crate::config::sector_size(cfg.sector_size).map_err(|e| err(e.to_string()))?);
     if disk.capacity() % 512 != 0 {
         return Err(err(format!("{}: size {} is not a multiple of 512", cfg.path.display(), disk.capacity())).into());
     }

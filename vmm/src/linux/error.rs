@@ -31,6 +31,9 @@ pub enum LinuxError {
         /// The limit.
         max: usize,
     },
+    /// A vCPU count outside 1..=[`crate::config::MAX_VCPUS`].
+    #[error("{0} vCPUs: a Linux-boot guest has from 1 to {max} (--cpus)", max = crate::config::MAX_VCPUS)]
+    Vcpus(u8),
     /// More devices than interrupt lines.
     #[error("too many virtio devices: {count} (at most {max})")]
     TooManyDevices {

@@ -25,7 +25,7 @@ pub use boot::{CMDLINE_MAX, e820, is_bzimage, ram_ranges};
 pub use error::LinuxError;
 
 use crate::acpi;
-use crate::config::VmConfig;
+use crate::config::{MAX_VCPUS, VmConfig};
 use crate::devices::Bus;
 use crate::devices::bus::lock;
 use crate::devices::event_loop::EventLoop;
@@ -71,6 +71,9 @@ impl LinuxVm {
     /// Builds the machine for `cfg`; `console` receives the serial output.
     pub fn build(cfg: &VmConfig, console: Box<dyn std::io::Write + Send>) -> Result<LinuxVm, Error> {
         let mem_size = crate::memory::guest_mem_size(cfg.mem_mib)?;
+        if cfg.vcpus == 0 || cfg.vcpus > MAX_VCPUS {
+            return Err(LinuxError::Vcpus(cfg.vcpus).into());
+        }
         let pending = devices::open_backends(&cfg.blocks, &cfg.nets, cfg.root())?;
 
         let kvm = Kvm::new().map_err(Error::KvmOpen)?;
@@ -98,10 +101,10 @@ impl LinuxVm {
             .collect::<Vec<_>>()
             .join(" ");
         let cmdline_len = boot::write_cmdline(&mem, &loaded, cmdline)?;
-        let rsdp = acpi::write_tables(&mem, cfg.vcpus.max(1), &devices.windows).map_err(LinuxError::Acpi)?;
+        let rsdp = acpi::write_tables(&mem, cfg.vcpus, &devices.windows).map_err(LinuxError::Acpi)?;
         let entry = boot::write_boot_info(&mem, &loaded, mem_size, cmdline_len, initrd, rsdp)?;
         let mut vcpus = Vec::new();
-        for index in 0..cfg.vcpus.max(1) {
+        for index in 0..cfg.vcpus {
             let vcpu = vm.create_vcpu(u64::from(index)).map_err(kvm_err("KVM_CREATE_VCPU"))?;
             arch::setup_linux_vcpu(&kvm, &vcpu, &mem, index, entry)?;
             vcpus.push(vcpu);

@@ -963,11 +963,12 @@ fn net_attack(m: Mmio, cmdline: &str, name: &str) {
 /// Reads the CMOS clock right after an update, as a PC kernel does.
 fn rtc_test() {
     let reg = linux::cmos_read;
-    // Wait (about a second at most) for an update cycle to begin, then for it to end: the time
-    // registers then hold steady for almost a second.
+    // Wait for an update cycle to begin (for ten seconds or so at most: on a busy host this
+    // vCPU may sleep through a 244 us window), then for it to end: the time registers then hold
+    // steady for almost a second.
     let start = rdtsc();
     let mut seen = false;
-    while rdtsc().wrapping_sub(start) < 1 << 32 {
+    while rdtsc().wrapping_sub(start) < 1 << 35 {
         if reg(0x0a) & 0x80 != 0 {
             seen = true;
             break;
