@@ -1,8 +1,9 @@
 //! Architecture specifics of the unik monitor.
 //!
-//! Only two jobs live here: make a vCPU ready to execute a solo5-hvt guest at its entry point
-//! (page tables, descriptor tables, control and general registers, CPUID), and decode the hvt
-//! hypercall transport (x86 port I/O, aarch64 MMIO). Every architecture exports the same names;
+//! What lives here: each architecture's guest layout (`layout`); making a vCPU ready to execute a
+//! solo5-hvt guest at its entry point (page tables, descriptor tables, control and general
+//! registers, CPUID); decoding the hvt hypercall transport (x86 port I/O, aarch64 MMIO); and, for
+//! Linux-boot guests on x86_64, the in-kernel irqchip and PIT and the 64-bit or PVH entry state. Every architecture exports the same names;
 //! callers never use `cfg(target_arch)`.
 #![warn(missing_docs)]
 

@@ -70,7 +70,8 @@ pub struct BootArgs {
     #[arg(long, value_name = "on|log|off", default_value_t = vmm::seccomp::SeccompMode::On)]
     pub seccomp: vmm::seccomp::SeccompMode,
 
-    /// The unikernel: a solo5-hvt ELF executable.
+    /// The kernel: a solo5-hvt unikernel, or a kernel that boots with the Linux boot protocol
+    /// (bzImage, ELF vmlinux, PVH ELF); see --kind.
     #[arg(value_name = "KERNEL")]
     pub kernel: PathBuf,
 

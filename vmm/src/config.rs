@@ -33,7 +33,7 @@ pub fn sector_size(requested: Option<u16>) -> Result<u16, SectorSizeError> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VmConfig {
-    /// Path of the unikernel (an ELF executable with solo5 notes).
+    /// Path of the kernel: a solo5-hvt unikernel, or a Linux-boot-protocol kernel.
     pub kernel: PathBuf,
     /// Guest command-line arguments, joined with single spaces for the guest.
     #[serde(default)]
@@ -176,7 +176,7 @@ impl fmt::Display for NetBackend {
 pub struct BlockConfig {
     /// The manifest entry name (solo5 device name).
     pub name: String,
-    /// The backing file, opened read-write.
+    /// The backing file, opened read-write unless `read_only`.
     pub path: PathBuf,
     /// Sector size in bytes: a power of two, at least 512 (default 512).
     #[serde(default)]

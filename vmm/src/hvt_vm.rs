@@ -98,7 +98,7 @@ impl HvtVm {
     pub fn run(mut self) -> Result<ExitStatus, Error> {
         self.stop.install().map_err(Error::Signals)?;
         self.filters.install(ThreadKind::HvtVcpu)?;
-        let status = vcpu::run(&mut self.vcpu, &mut self.hvt, &self.ram, &self.stop);
+        let status = vcpu::run_hvt(&mut self.vcpu, &mut self.hvt, &self.ram, &self.stop);
         if log::log_enabled!(log::Level::Debug) {
             match self.ram.resident_bytes() {
                 Ok(bytes) => debug!("guest memory resident: {} KiB", bytes / 1024),

@@ -1,4 +1,5 @@
-//! The unik monitor: runs solo5-hvt unikernels on KVM, in-process.
+//! The unik monitor: runs solo5-hvt unikernels and Linux-boot-protocol guests (with virtio-mmio
+//! devices) on KVM, in-process, under seccomp and without privileges.
 //!
 //! [`Vm::build`] turns a [`VmConfig`] into a ready-to-run machine (memory, loaded kernel, attached
 //! devices, vCPU registers); [`Vm::run`] runs it until the guest halts, faults or a stop signal

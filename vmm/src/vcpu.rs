@@ -180,14 +180,14 @@ pub fn split_string_io(
     }
 }
 
-/// Runs the vCPU until HALT, a stop signal or a fault.
-pub fn run(vcpu: &mut VcpuFd, hvt: &mut Hvt, ram: &GuestRam, stop: &StopSignals) -> Result<ExitStatus, VcpuError> {
-    run_with(vcpu, stop, &|| false, |exit| handle_exit(exit, hvt, ram))
+/// Runs an hvt guest's vCPU until HALT, a stop signal or a fault.
+pub fn run_hvt(vcpu: &mut VcpuFd, hvt: &mut Hvt, ram: &GuestRam, stop: &StopSignals) -> Result<ExitStatus, VcpuError> {
+    run_boot_vcpu(vcpu, stop, &|| false, |exit| handle_exit(exit, hvt, ram))
 }
 
 /// Runs the boot vCPU with `handle` dispatching its exits, until an exit stops it, a stop signal
 /// arrives, `done()` turns true (another vCPU ended the machine) or a fault.
-pub fn run_with(
+pub fn run_boot_vcpu(
     vcpu: &mut VcpuFd,
     stop: &StopSignals,
     done: &dyn Fn() -> bool,

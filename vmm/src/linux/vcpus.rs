@@ -113,7 +113,7 @@ pub(super) fn run(
         // No vCPU enters the guest unconfined: an AP whose filter failed never ran, and the
         // others stop at once (`ending`) before their first KVM_RUN or right after it.
         let boot_result = match confined.and_then(|()| filters.install(ThreadKind::LinuxVcpu)) {
-            Ok(()) => vcpu::run_with(&mut boot, stop, &|| machine.is_ending(), |exit| {
+            Ok(()) => vcpu::run_boot_vcpu(&mut boot, stop, &|| machine.is_ending(), |exit| {
                 vcpu::handle_linux_exit(exit, pio, mmio)
             })
             .map_err(Error::from),

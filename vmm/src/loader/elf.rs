@@ -3,10 +3,9 @@
 use super::LoaderError;
 use super::notes::{ABI1_NOTE_ALIGN, ABI1_NOTE_MAX_SIZE, ABI1_NOTE_TYPE, MFT1_NOTE_ALIGN, MFT1_NOTE_MAX_SIZE, MFT1_NOTE_TYPE};
 use super::notes::{check_abi, find_note};
+pub(crate) use super::phdr::{PT_LOAD, PT_NOTE, ProgramHeader};
 use crate::memory::GuestRam;
 
-pub(crate) const PT_LOAD: u32 = 1;
-pub(crate) const PT_NOTE: u32 = 4;
 const ET_EXEC: u16 = 2;
 const ET_DYN: u16 = 3;
 const PF_X: u32 = 1;
@@ -16,25 +15,6 @@ const PHDR_SIZE: usize = 56;
 /// Lowest load address (`HVT_GUEST_MIN_BASE`).
 const GUEST_MIN_BASE: u64 = 0x10_0000;
 const PAGE: u64 = 0x1000;
-
-/// The fields of an ELF64 program header the loader uses.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ProgramHeader {
-    /// Segment type.
-    pub p_type: u32,
-    /// PF_R / PF_W / PF_X.
-    pub p_flags: u32,
-    /// Offset in the file.
-    pub p_offset: u64,
-    /// Load address (VA == GPA; `p_paddr` is ignored).
-    pub p_vaddr: u64,
-    /// Bytes in the file.
-    pub p_filesz: u64,
-    /// Bytes in memory.
-    pub p_memsz: u64,
-    /// Alignment.
-    pub p_align: u64,
-}
 
 /// A PT_LOAD that passed the rules that do not depend on memory size.
 #[derive(Debug, Clone, Copy)]

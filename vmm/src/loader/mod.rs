@@ -3,6 +3,7 @@
 mod detect;
 mod elf;
 mod notes;
+mod phdr;
 
 pub use detect::{ImageKind, image_kind, image_kind_of};
 pub use elf::{Executable, LoadedKernel};

@@ -1,7 +1,7 @@
 //! Solo5 ELF notes: one note per PT_NOTE, owner "Solo5".
 
 use super::LoaderError;
-use super::elf::ProgramHeader;
+use super::phdr::{PT_NOTE, ProgramHeader};
 
 /// `"Solo5\0"` padded to 8 bytes.
 const OWNER: &[u8; 8] = b"Solo5\0\0\0";
@@ -39,7 +39,7 @@ pub fn find_note<'a>(
     align: usize,
 ) -> Result<Option<&'a [u8]>, LoaderError> {
     for (index, ph) in phdrs.iter().enumerate() {
-        if ph.p_type != super::elf::PT_NOTE {
+        if ph.p_type != PT_NOTE {
             continue;
         }
         let size = usize::try_from(ph.p_filesz).map_err(|_| LoaderError::NoteSize(index))?;
@@ -92,7 +92,6 @@ pub fn check_abi(desc: &[u8]) -> Result<(), LoaderError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::loader::elf::PT_NOTE;
 
     /// A note blob with the given header fields and descriptor (padded for `align`).
     pub(crate) fn note(ntype: u32, desc: &[u8], align: usize) -> Vec<u8> {
