@@ -46,7 +46,7 @@ fn read_rootfs_json(rootfs: &Path, name: &str) -> Result<Option<Vec<u8>>, String
     if std::fs::symlink_metadata(rootfs.join(name)).is_err() {
         return Ok(None);
     }
-    let path = crate::rootfs::resolve_in_rootfs(rootfs, name)?;
+    let path = crate::rootfs::resolve_in_rootfs(rootfs, name).map_err(|e| e.to_string())?;
     vmm::host::files::read_regular(vmm::host::files::Root::Host, &path, MAX_JSON, "allowed")
         .map(Some)
         .map_err(|e| format!("{name}: {e}"))

@@ -264,6 +264,7 @@ fn classify(
     mem_limit: Option<i64>,
 ) -> Result<Classified, ContainerError> {
     let err = |reason: String| bundle_err(bundle, reason);
+    let rootfs_err = |e: crate::rootfs::RootfsError| bundle_err(bundle, e.to_string());
     let urunc = urunc_keys(annotations, rootfs).map_err(err)?;
     let (kernel, cmdline_annotation, requested, urunc_template) = if let Some(k) = annotations.get(KERNEL) {
         let requested = annotations
@@ -272,7 +273,7 @@ fn classify(
             .transpose()
             .map_err(|e| err(format!("{KIND}: {e}")))?;
         (
-            resolve_in_rootfs(rootfs, k).map_err(err)?,
+            resolve_in_rootfs(rootfs, k).map_err(rootfs_err)?,
             annotations.get(CMDLINE).cloned(),
             requested,
             None,
@@ -280,7 +281,7 @@ fn classify(
     } else if let Some(binary) = urunc.get("binary") {
         let (kind, template) = urunc_kind(&urunc).map_err(err)?;
         (
-            resolve_in_rootfs(rootfs, binary).map_err(err)?,
+            resolve_in_rootfs(rootfs, binary).map_err(rootfs_err)?,
             urunc.get("cmdline").cloned(),
             Some(kind),
             template,
@@ -331,7 +332,7 @@ fn classify(
     let block = |name: &str, image: &str| -> Result<BlockConfig, ContainerError> {
         Ok(BlockConfig {
             name: name.to_string(),
-            path: resolve_in_rootfs(rootfs, image).map_err(err)?,
+            path: resolve_in_rootfs(rootfs, image).map_err(rootfs_err)?,
             sector_size: None,
             read_only: false,
         })
@@ -380,7 +381,7 @@ fn classify(
             let initrd = annotations
                 .get(INITRD)
                 .or(urunc.get("initrd"))
-                .map(|i| resolve_in_rootfs(rootfs, i).map_err(err))
+                .map(|i| resolve_in_rootfs(rootfs, i).map_err(rootfs_err))
                 .transpose()?;
             (blocks, vec!["eth0".to_string()], true, urunc_template.or(Some("linux")), initrd)
         }

@@ -96,7 +96,7 @@ pub enum ContainerError {
     },
     /// The container's network could not be wired.
     #[error("container network: {0}")]
-    Network(String),
+    Network(#[from] crate::network::NetworkError),
     /// A signal name or number that does not exist.
     #[error("unknown signal '{0}'")]
     Signal(String),

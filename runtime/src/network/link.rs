@@ -1,5 +1,6 @@
 //! The container's side: which interface the guest takes over, and its addresses.
 
+use super::error::NetworkError;
 use std::ffi::CStr;
 use std::net::Ipv4Addr;
 
@@ -68,21 +69,22 @@ fn ipv4_interfaces() -> std::io::Result<(Vec<Ipv4Interface>, Vec<String>)> {
 
 /// The interface named `wanted`, or else the first up interface with an IPv4 address that is not
 /// in `taken`.
-pub fn find(wanted: Option<&str>, taken: &dyn Fn(&str) -> bool) -> Result<Interface, String> {
-    let (candidates, seen) = ipv4_interfaces().map_err(|e| format!("listing interfaces: {e}"))?;
+pub fn find(wanted: Option<&str>, taken: &dyn Fn(&str) -> bool) -> Result<Interface, NetworkError> {
+    let (candidates, seen) = ipv4_interfaces().map_err(NetworkError::Listing)?;
     let (name, ip, prefix) = candidates
         .into_iter()
         .find(|(name, ..)| wanted.map_or(!taken(name), |w| w == name))
-        .ok_or_else(|| {
-            let what = wanted.map_or("free interface".to_string(), |w| format!("interface '{w}'"));
-            format!(
-                "the container has no {what} that is up with an IPv4 address (it has: {})",
-                seen.join(", ")
-            )
+        .ok_or_else(|| NetworkError::NoInterface {
+            wanted: wanted.map_or("free interface".to_string(), |w| format!("interface '{w}'")),
+            seen,
         })?;
-    let index = index_of(&name).ok_or_else(|| format!("{name}: no such interface"))?;
-    let mac = vmm::host::tap::hw_addr(&name).map_err(|e| format!("{name}: MAC address: {e}"))?;
-    let mtu = vmm::host::tap::interface_mtu(&name).map_err(|e| format!("{name}: MTU: {e}"))?;
+    let index = index_of(&name).ok_or_else(|| NetworkError::NoSuchInterface(name.clone()))?;
+    let property = |what| {
+        let name = name.clone();
+        move |source| NetworkError::Property { name, what, source }
+    };
+    let mac = vmm::host::tap::hw_addr(&name).map_err(property("MAC address"))?;
+    let mtu = vmm::host::tap::interface_mtu(&name).map_err(property("MTU"))?;
     Ok(Interface {
         name,
         index,

@@ -7,10 +7,12 @@
 //! when the monitor exits however it exits; the filter on the container interface is removed by
 //! the monitor on its way out, or by `delete` after a SIGKILL.
 
+mod error;
 pub mod link;
 mod netlink;
 pub mod tc;
 
+pub use error::NetworkError;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -168,20 +170,13 @@ pub fn remove_splice(plan: &NetPlan, interface: &str) -> std::io::Result<()> {
     }
 }
 
-fn net_err(reason: String) -> ContainerError {
-    ContainerError::Network(reason)
-}
-
 /// Creates the tap, splices it to the container interface and adds the device to `cfg` (with
 /// the interface's MAC) and the expanded template to its command line. `None` when the kernel
 /// declares no network device.
 pub fn wire(plan: &NetPlan, cfg: &mut VmConfig) -> Result<Option<Wired>, ContainerError> {
     let Some(device) = plan.devices.first() else { return Ok(None) };
     if plan.devices.len() > 1 {
-        return Err(net_err(format!(
-            "the unikernel declares {} network devices; one per container is supported",
-            plan.devices.len()
-        )));
+        return Err(NetworkError::TooManyDevices(plan.devices.len()).into());
     }
     // Without a namespace of its own the container sees the host's interfaces: redirecting one
     // of those into a guest would cut the host off, so only an interface named on purpose is.
@@ -190,12 +185,11 @@ pub fn wire(plan: &NetPlan, cfg: &mut VmConfig) -> Result<Option<Wired>, Contain
             log::debug!("the container shares the host's network namespace; booting without a network card");
             return Ok(None);
         }
-        return Err(net_err(format!(
-            "the unikernel declares network device '{device}' but the container shares the host's \
-             network namespace (config.json has none, as with `docker run --network host`); unik \
-             does not hand a host interface to a guest unless it is named with the {} annotation",
-            crate::annotations::NET_INTERFACE
-        )));
+        return Err(NetworkError::HostNamespace {
+            device: device.clone(),
+            annotation: crate::annotations::NET_INTERFACE,
+        }
+        .into());
     }
     // An interface another unikernel already spliced has an ingress qdisc: take the next one.
     let mut tried = Vec::new();
@@ -206,24 +200,30 @@ pub fn wire(plan: &NetPlan, cfg: &mut VmConfig) -> Result<Option<Wired>, Contain
                 log::debug!("no container interface for the guest's network card ({e}); booting without one");
                 return Ok(None);
             }
-            Err(e) => return Err(net_err(e)),
+            Err(e) => return Err(e.into()),
         };
         match tc::add_ingress(iface.index) {
             Ok(()) => break iface,
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) && plan.interface.is_none() => tried.push(iface.name),
-            Err(e) => return Err(net_err(format!("{}: adding the ingress qdisc: {e}", iface.name))),
+            Err(source) => return Err(NetworkError::Ingress { name: iface.name, source }.into()),
         }
     };
-    let undo = |e: String| {
+    let undo = |e: NetworkError| {
         let _ = tc::del_ingress(interface.index);
-        net_err(e)
+        ContainerError::from(e)
     };
-    let (tap, tap_name) = open_tap(plan, interface.mtu).map_err(|e| undo(e.to_string()))?;
-    let tap_index = link::index_of(&tap_name).ok_or_else(|| undo(format!("tap {tap_name} vanished")))?;
+    let (tap, tap_name) = open_tap(plan, interface.mtu).map_err(|e| undo(e.into()))?;
+    let tap_index = link::index_of(&tap_name).ok_or_else(|| undo(NetworkError::NoSuchInterface(tap_name.clone())))?;
     let splice = tc::add_ingress(tap_index)
         .and_then(|()| tc::add_redirect(interface.index, tap_index))
         .and_then(|()| tc::add_redirect(tap_index, interface.index));
-    splice.map_err(|e| undo(format!("splicing {tap_name} to {}: {e}", interface.name)))?;
+    splice.map_err(|source| {
+        undo(NetworkError::Splice {
+            tap: tap_name.clone(),
+            interface: interface.name.clone(),
+            source,
+        })
+    })?;
 
     let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
     let gateway = link::default_gateway(&routes, &interface.name)
