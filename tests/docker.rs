@@ -213,16 +213,8 @@ fn test_docker_run_top_stop_rm() {
     assert!(top.contains("__monitor"), "docker top: {top}");
     let pid = docker.ok(&["inspect", "--format", "{{.State.Pid}}", &name]).trim().to_string();
     common::assert_confined(pid.parse().unwrap());
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .unwrap_or_default()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(field("NSpid:").last(), Some(&"1"), "{status}");
+    let field = |name: &str| common::status_field(pid.to_string().parse().unwrap(), name);
+    assert_eq!(field("NSpid:").last().map(String::as_str), Some("1"));
     assert_eq!(field("Uid:"), ["4321"; 4]);
     assert_eq!(field("Gid:"), ["4322"; 4]);
     assert_eq!(

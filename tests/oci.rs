@@ -278,15 +278,7 @@ fn test_the_monitor_is_jailed_in_the_specs_namespaces_as_its_user() {
         let ours = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
         assert_ne!(theirs, ours, "the monitor shares our {ns} namespace");
     }
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .unwrap_or_default()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-    };
+    let field = |name: &str| common::status_field(pid.to_string().parse().unwrap(), name);
     assert_eq!(
         field("NSpid:"),
         [pid.to_string().as_str(), "1"],

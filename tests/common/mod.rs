@@ -95,6 +95,18 @@ pub fn disk(dir: &tempfile::TempDir, name: &str, size: usize, byte: u8) -> PathB
     path
 }
 
+/// The words of line `name` (e.g. `"Uid:"`) of /proc/PID/status.
+pub fn status_field(pid: u32, name: &str) -> Vec<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
 /// What /proc says of one thread of a confined process.
 #[derive(Debug)]
 pub struct ThreadConfinement {

@@ -8,6 +8,7 @@
 
 #[cfg(target_arch = "x86_64")]
 pub mod acpi;
+pub mod calendar;
 pub mod config;
 pub mod devices;
 pub mod error;

@@ -4,6 +4,7 @@ use super::LoaderError;
 use super::notes::{ABI1_NOTE_ALIGN, ABI1_NOTE_MAX_SIZE, ABI1_NOTE_TYPE, MFT1_NOTE_ALIGN, MFT1_NOTE_MAX_SIZE, MFT1_NOTE_TYPE};
 use super::notes::{check_abi, find_note};
 pub(crate) use super::phdr::{PT_LOAD, PT_NOTE, ProgramHeader};
+use super::phdr::{u16_at, u32_at, u64_at};
 use crate::memory::GuestRam;
 
 const ET_EXEC: u16 = 2;
@@ -44,20 +45,6 @@ pub struct LoadedKernel {
     pub entry: u64,
     /// Highest aligned end of the loaded segments (boot info `kernel_end`).
     pub kernel_end: u64,
-}
-
-fn u16_at(b: &[u8], off: usize) -> u16 {
-    u16::from_le_bytes([b[off], b[off + 1]])
-}
-
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
-}
-
-fn u64_at(b: &[u8], off: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[off..off + 8]);
-    u64::from_le_bytes(w)
 }
 
 fn header_err(what: &str) -> LoaderError {

@@ -1,4 +1,5 @@
-//! The ELF64 program header: the segment types the loader and the note reader look at.
+//! The ELF64 program header, the segment types the loader and the note reader look at, and the
+//! little-endian field readers of the ELF parsers.
 
 /// A loadable segment.
 pub(crate) const PT_LOAD: u32 = 1;
@@ -22,4 +23,21 @@ pub struct ProgramHeader {
     pub p_memsz: u64,
     /// Alignment.
     pub p_align: u64,
+}
+
+/// The little-endian `u16` at `off` (the caller checked the bounds).
+pub(super) fn u16_at(b: &[u8], off: usize) -> u16 {
+    u16::from_le_bytes([b[off], b[off + 1]])
+}
+
+/// The little-endian `u32` at `off` (the caller checked the bounds).
+pub(super) fn u32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+}
+
+/// The little-endian `u64` at `off` (the caller checked the bounds).
+pub(super) fn u64_at(b: &[u8], off: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[off..off + 8]);
+    u64::from_le_bytes(w)
 }
