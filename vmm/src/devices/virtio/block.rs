@@ -16,7 +16,7 @@ use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{ByteValued, Bytes, GuestMemoryBackend};
 
-use super::{Mem, TYPE_BLOCK, VirtioDevice, read_config_bytes};
+use super::{Mem, TYPE_BLOCK, VirtioDevice};
 use crate::host::disk::Disk;
 
 /// Queue size of the one request queue.
@@ -262,8 +262,8 @@ impl VirtioDevice for Block {
         F_FLUSH | F_BLK_SIZE | extra
     }
 
-    fn read_config(&self, offset: u64, data: &mut [u8]) {
-        read_config_bytes(&self.config, offset, data);
+    fn config(&self) -> Vec<u8> {
+        self.config.to_vec()
     }
 
     fn activate(&mut self, _acked: u64) -> Result<(), String> {

@@ -10,7 +10,7 @@ use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::Bytes;
 
-use super::{Mem, TYPE_NET, VirtioDevice, read_config_bytes};
+use super::{Mem, TYPE_NET, VirtioDevice};
 use crate::host::tap::{TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, Tap, VNET_HDR_LEN};
 
 /// Size of each queue.
@@ -203,8 +203,8 @@ impl VirtioDevice for Net {
         MAC | MTU | offloads
     }
 
-    fn read_config(&self, offset: u64, data: &mut [u8]) {
-        read_config_bytes(&self.config, offset, data);
+    fn config(&self) -> Vec<u8> {
+        self.config.to_vec()
     }
 
     fn activate(&mut self, acked: u64) -> Result<(), String> {
