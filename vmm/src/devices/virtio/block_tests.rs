@@ -194,6 +194,16 @@ fn test_config_space() {
     let mut seg = [0u8; 4];
     read_config(&r.block, 40, &mut seg);
     assert_eq!(u32::from_le_bytes(seg), MAX_DISCARD_SEG);
+    // The virtio 1.2 layout, offsets as the spec gives them: max_discard_sectors @36,
+    // discard_sector_alignment @44; the whole struct is 96 bytes.
+    read_config(&r.block, 36, &mut seg);
+    assert_eq!(u32::from_le_bytes(seg), MAX_DISCARD_SECTORS);
+    let rig4k = Block::new(Disk::open_with(r._file.path(), false).unwrap(), false, 4096, "x");
+    read_config(&rig4k, 44, &mut seg);
+    assert_eq!(u32::from_le_bytes(seg), 8, "discard alignment in 512-byte sectors");
+    read_config(&rig4k, 20, &mut seg);
+    assert_eq!(u32::from_le_bytes(seg), 4096);
+    assert_eq!(r.block.config().len(), 96);
 }
 
 #[test]
