@@ -11,7 +11,7 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 use super::boot::MMIO_BASE;
 use super::{LinuxError, host, kvm_err};
 use crate::acpi::{self, MmioDevice, SleepControl};
-use crate::config::{BlockConfig, MacAddr, NetBackend, NetConfig};
+use crate::config::{BlockConfig, GuestKind, MacAddr, NetConfig};
 use crate::devices::Bus;
 use crate::devices::event_loop::VirtioEvents;
 use crate::devices::legacy::{self, DebugExit, I8042, Uart};
@@ -53,11 +53,7 @@ fn open_block(cfg: &BlockConfig, root: Root<'_>) -> Result<Pending, Error> {
 }
 
 fn open_net(cfg: &NetConfig) -> Result<Pending, Error> {
-    let tap = match &cfg.backend {
-        NetBackend::Tap(iface) => Tap::open_vnet(iface),
-        NetBackend::Fd(fd) => Tap::from_fd_virtio(*fd),
-    }
-    .map_err(|e| LinuxError::Device {
+    let tap = Tap::open_for(&cfg.backend, GuestKind::Linux).map_err(|e| LinuxError::Device {
         kind: "net",
         name: cfg.name.clone(),
         reason: e.to_string(),
