@@ -200,7 +200,8 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
             .or(classified.default_template.map(String::from)),
         resolv_conf,
         tap: String::new(),
-        virtio: classified.virtio,
+        vnet_hdr: classified.guest.is_some_and(GuestKind::tap_vnet_hdr),
+        card_optional: classified.guest == Some(GuestKind::Linux),
     };
     let kind = classified.kind;
     let hooks = Hooks::from_spec(spec.hooks().as_ref()).map_err(|e| bundle_err(&path, e))?;
@@ -231,8 +232,8 @@ struct Classified {
     kind: BundleKind,
     /// Network devices to wire: the manifest's (hvt) or one virtio-net card (Linux boot).
     devices: Vec<String>,
-    /// A Linux-boot guest: its card is optional and its tap carries virtio-net headers.
-    virtio: bool,
+    /// The guest's kind (none: not a unikernel).
+    guest: Option<GuestKind>,
     /// The template the guest kind expects when the bundle names none.
     default_template: Option<&'static str>,
 }
@@ -294,7 +295,7 @@ fn classify(
                 return Ok(Classified {
                     kind: BundleKind::NotUnikernel(reason),
                     devices: Vec::new(),
-                    virtio: false,
+                    guest: None,
                     default_template: None,
                 });
             }
@@ -337,7 +338,7 @@ fn classify(
             read_only: false,
         })
     };
-    let (blocks, devices, virtio, default_template, initrd) = match guest_kind {
+    let (blocks, devices, default_template, initrd) = match guest_kind {
         GuestKind::Hvt => {
             let image = vmm::host::files::read_regular(vmm::host::files::Root::Host, &kernel, mem_mib << 20, "of guest memory")
                 .map_err(|e| err(format!("kernel {}: {e}", kernel.display())))?;
@@ -365,7 +366,7 @@ fn classify(
                 .filter(|e| e.kind == DeviceType::Net)
                 .map(|e| e.name())
                 .collect();
-            (blocks, nets, false, urunc_template, None)
+            (blocks, nets, urunc_template, None)
         }
         GuestKind::Linux => {
             // Every dev.unik.block.<NAME> becomes a virtio-blk device, in name order; urunc's
@@ -383,7 +384,7 @@ fn classify(
                 .or(urunc.get("initrd"))
                 .map(|i| resolve_in_rootfs(rootfs, i).map_err(rootfs_err))
                 .transpose()?;
-            (blocks, vec!["eth0".to_string()], true, urunc_template.or(Some("linux")), initrd)
+            (blocks, vec!["eth0".to_string()], urunc_template.or(Some("linux")), initrd)
         }
     };
     // The monitor opens the kernel, initrd and disks again inside the rootfs, which a symlink
@@ -403,7 +404,7 @@ fn classify(
     Ok(Classified {
         kind: BundleKind::Unikernel(Box::new(cfg)),
         devices,
-        virtio,
+        guest: Some(guest_kind),
         default_template,
     })
 }

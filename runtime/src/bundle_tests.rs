@@ -176,7 +176,7 @@ fn test_urunc_annotations_and_urunc_json() {
     ];
     let b = load(bundle(config(&[], kraft), files).path()).unwrap();
     assert_eq!(b.network.template.as_deref(), Some("unikraft"));
-    assert!(b.network.virtio);
+    assert!(b.network.vnet_hdr && b.network.card_optional);
     assert_eq!(b.network.devices, ["eth0"]);
     let BundleKind::Unikernel(cfg) = b.kind else {
         panic!("a unikernel")
@@ -210,6 +210,8 @@ fn test_devices_must_be_wired() {
     let b = bundle(c, &[("/app", &hvt_elf(&[("service0", 2)]))]);
     let loaded = load(b.path()).unwrap();
     assert_eq!(loaded.network.devices, ["service0"]);
+    // An hvt guest's tap has no virtio-net header, and its manifest requires the card.
+    assert!(!loaded.network.vnet_hdr && !loaded.network.card_optional);
     assert_eq!(loaded.network.netns, Netns::Path("/run/netns/x".into()));
     assert_eq!(loaded.network.template.as_deref(), Some("mirage"));
     assert_eq!(loaded.network.resolv_conf, Some("/r/resolv.conf".into()));

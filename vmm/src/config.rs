@@ -83,6 +83,19 @@ pub enum GuestKind {
     Linux,
 }
 
+impl GuestKind {
+    /// Whether this kind's network taps carry a 12-byte virtio-net header before each frame
+    /// (`IFF_VNET_HDR`): a Linux-boot guest's virtio-net card passes the header through, with
+    /// its offloads; solo5's hvt net has no header. The one place this is decided: the runtime
+    /// creates a container's tap by it, and the monitor opens or takes a tap by it.
+    pub fn tap_vnet_hdr(self) -> bool {
+        match self {
+            GuestKind::Hvt => false,
+            GuestKind::Linux => true,
+        }
+    }
+}
+
 impl FromStr for GuestKind {
     type Err = String;
 

@@ -66,10 +66,11 @@ impl std::fmt::Display for SeccompMode {
 pub enum ThreadKind {
     /// The thread running an hvt guest: `KVM_RUN` and the hypercalls (console, block, net, POLL).
     HvtVcpu,
-    /// A vCPU of a Linux-boot guest: `KVM_RUN`, the buses' devices and, when a queue notify
-    /// reaches the monitor instead of an ioeventfd, that queue's I/O.
+    /// A vCPU of a Linux-boot guest: `KVM_RUN` and the buses' registers (a queue notify that
+    /// reaches the monitor instead of an ioeventfd is forwarded to the device thread).
     LinuxVcpu,
-    /// The device thread of a Linux-boot guest: virtio queues, taps, disks, serial input.
+    /// The device thread of a Linux-boot guest: virtio activation and queues, taps, disks,
+    /// serial input.
     Devices,
 }
 
@@ -226,6 +227,21 @@ fn vcpu_ioctls() -> Vec<u64> {
     v
 }
 
+/// The `ioctl` requests `kind`'s filter allows (none: no `ioctl` at all).
+pub fn ioctl_requests(kind: ThreadKind) -> Vec<u64> {
+    match kind {
+        ThreadKind::HvtVcpu => vcpu_ioctls(),
+        ThreadKind::LinuxVcpu => {
+            let mut ioctls = vcpu_ioctls();
+            // vCPU 0 gives the terminal its settings back when the VM ends.
+            ioctls.extend([libc::TCGETS, libc::TCSETS].map(u64::from));
+            ioctls
+        }
+        // Activating a virtio-net card sets the tap's offloads to what the driver accepted.
+        ThreadKind::Devices => vec![libc::TUNSETOFFLOAD],
+    }
+}
+
 fn rules(kind: ThreadKind, pid: u64) -> Result<Rules, seccompiler::BackendError> {
     let mut rules = Rules::new();
     common(&mut rules, pid)?;
@@ -235,23 +251,17 @@ fn rules(kind: ThreadKind, pid: u64) -> Result<Rules, seccompiler::BackendError>
             epoll_wait(&mut rules);
             // POLL's timer; the debug-level residency count after the run.
             allow(&mut rules, &[libc::SYS_timerfd_settime, libc::SYS_mincore]);
-            allow_arg(&mut rules, libc::SYS_ioctl, 1, &vcpu_ioctls())?;
         }
-        ThreadKind::LinuxVcpu => {
-            allow(&mut rules, &DEVICE_IO);
-            allow(&mut rules, &[libc::SYS_fallocate]);
-            let mut ioctls = vcpu_ioctls();
-            // The virtio-net driver's feature acknowledgement sets the tap's offloads; vCPU 0
-            // gives the terminal its settings back when the VM ends.
-            ioctls.extend([libc::TUNSETOFFLOAD, libc::TCGETS, libc::TCSETS].map(u64::from));
-            allow_arg(&mut rules, libc::SYS_ioctl, 1, &ioctls)?;
-        }
+        // No block or tap I/O: a queue notification that reaches a vCPU is forwarded to the
+        // device thread through an eventfd (a `write`).
+        ThreadKind::LinuxVcpu => {}
         ThreadKind::Devices => {
             allow(&mut rules, &DEVICE_IO);
             allow(&mut rules, &[libc::SYS_fallocate]);
             epoll_wait(&mut rules);
         }
     }
+    allow_arg(&mut rules, libc::SYS_ioctl, 1, &ioctl_requests(kind))?;
     Ok(rules)
 }
 
@@ -642,10 +652,26 @@ mod tests {
                 assert!(!allowed.contains(&forbidden), "{kind:?} allows {}", syscall_name(forbidden));
             }
         }
-        // Only vCPU threads make ioctls; the device thread makes none.
-        assert!(allowed_calls(ThreadKind::HvtVcpu).contains(&libc::SYS_ioctl));
-        assert!(allowed_calls(ThreadKind::LinuxVcpu).contains(&libc::SYS_ioctl));
-        assert!(!allowed_calls(ThreadKind::Devices).contains(&libc::SYS_ioctl));
+        for kind in ThreadKind::ALL {
+            assert!(allowed_calls(kind).contains(&libc::SYS_ioctl));
+        }
+        // Only vCPU threads run KVM; only the device thread sets a tap's offloads.
+        let tunsetoffload = libc::TUNSETOFFLOAD;
+        let kvm_run = ioctls::KVM_RUN();
+        assert!(ioctl_requests(ThreadKind::Devices).contains(&tunsetoffload));
+        assert!(!ioctl_requests(ThreadKind::Devices).contains(&kvm_run));
+        for kind in [ThreadKind::HvtVcpu, ThreadKind::LinuxVcpu] {
+            assert!(ioctl_requests(kind).contains(&kvm_run));
+            assert!(!ioctl_requests(kind).contains(&tunsetoffload));
+        }
+        // A Linux-boot vCPU does no block or tap I/O: its queue notifications go to the device
+        // thread, which has the calls.
+        let linux_vcpu = allowed_calls(ThreadKind::LinuxVcpu);
+        let devices = allowed_calls(ThreadKind::Devices);
+        for call in DEVICE_IO.iter().chain(&[libc::SYS_fallocate]) {
+            assert!(!linux_vcpu.contains(call), "the Linux-boot vCPU allows {}", syscall_name(*call));
+            assert!(devices.contains(call), "the device thread lacks {}", syscall_name(*call));
+        }
     }
 
     /// Set in the child process the next test starts (this test binary again).

@@ -54,10 +54,15 @@ pub struct NetPlan {
     /// Name of the tap to create: [`TAP_TEMPLATE`], whose `%d` the kernel fills in (a plan
     /// written before held a fixed name, which still works).
     pub tap: String,
-    /// A Linux-boot guest's virtio-net card: the tap carries virtio-net headers (offloads), and
-    /// a container without an interface (`--network none`) simply gets no card.
+    /// The tap carries a virtio-net header before each frame (what the guest kind takes:
+    /// `vmm::GuestKind::tap_vnet_hdr`).
     #[serde(default)]
-    pub virtio: bool,
+    pub vnet_hdr: bool,
+    /// The guest boots without a network card when there is no interface to give it (a
+    /// Linux-boot guest's virtio-net card, in a container with `--network none` or the host's
+    /// namespace); an hvt guest's manifest requires its devices.
+    #[serde(default)]
+    pub card_optional: bool,
 }
 
 /// Ready templates, by name (`dev.unik.net.template=mirage`).
@@ -181,7 +186,7 @@ pub fn wire(plan: &NetPlan, cfg: &mut VmConfig) -> Result<Option<Wired>, Contain
     // Without a namespace of its own the container sees the host's interfaces: redirecting one
     // of those into a guest would cut the host off, so only an interface named on purpose is.
     if plan.netns == Netns::Host && plan.interface.is_none() {
-        if plan.virtio {
+        if plan.card_optional {
             log::debug!("the container shares the host's network namespace; booting without a network card");
             return Ok(None);
         }
@@ -196,7 +201,7 @@ pub fn wire(plan: &NetPlan, cfg: &mut VmConfig) -> Result<Option<Wired>, Contain
     let interface = loop {
         let iface = match link::find(plan.interface.as_deref(), &|name| tried.iter().any(|t: &String| t == name)) {
             Ok(iface) => iface,
-            Err(e) if plan.virtio && plan.interface.is_none() && tried.is_empty() => {
+            Err(e) if plan.card_optional && plan.interface.is_none() && tried.is_empty() => {
                 log::debug!("no container interface for the guest's network card ({e}); booting without one");
                 return Ok(None);
             }
@@ -265,7 +270,7 @@ pub fn wire(plan: &NetPlan, cfg: &mut VmConfig) -> Result<Option<Wired>, Contain
 
 /// Creates the plan's tap with `mtu`: its fd and the name the kernel gave it.
 fn open_tap(plan: &NetPlan, mtu: u16) -> Result<(File, String), vmm::host::tap::TapError> {
-    vmm::host::tap::create(&plan.tap, mtu, plan.virtio)
+    vmm::host::tap::create(&plan.tap, mtu, plan.vnet_hdr)
 }
 
 /// The placeholders a template may use.
@@ -359,7 +364,7 @@ mod tests {
         assert!(err.contains("shares the host's network namespace"), "{err}");
         assert!(err.contains("dev.unik.net.interface"), "{err}");
         // A Linux-boot guest's card is optional: it boots without one.
-        plan.virtio = true;
+        plan.card_optional = true;
         assert!(wire(&plan, &mut cfg).unwrap().is_none());
         assert!(cfg.nets.is_empty());
     }

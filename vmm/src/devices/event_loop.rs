@@ -1,5 +1,7 @@
-//! The device thread: an event-manager loop over the virtio queues' ioeventfds, the devices'
-//! backend fds (taps) and, when the console is a terminal, stdin for the serial port.
+//! The device thread: an event-manager loop over the virtio devices' queue eventfds (KVM's
+//! ioeventfds, also written by a transport that a notification reached), their activation
+//! eventfds, their backend fds (taps) and, when the console is a terminal, stdin for the serial
+//! port. From activation to reset a virtio device's queues are served here and only here.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,48 +13,10 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use super::bus::lock;
 use super::legacy::Uart;
-use super::virtio::mmio::MmioTransport;
+pub use super::virtio::handler::VirtioEvents;
 use crate::error::Error;
 use crate::host::terminal::RawInput;
 use crate::seccomp::{Filters, ThreadKind};
-
-const BACKEND: u32 = u32::MAX;
-
-/// One virtio device's events: its queue kicks and its backend.
-#[derive(Debug)]
-pub struct VirtioEvents {
-    /// The device.
-    pub transport: Arc<Mutex<MmioTransport>>,
-    /// One ioeventfd per queue, in queue order.
-    pub kicks: Vec<EventFd>,
-}
-
-impl MutEventSubscriber for VirtioEvents {
-    fn init(&mut self, ops: &mut EventOps) {
-        for (i, kick) in (0u32..).zip(&self.kicks) {
-            if let Err(e) = ops.add(Events::with_data(kick, i, EventSet::IN)) {
-                log::warn!("event loop: watching queue {i}: {e:?}");
-            }
-        }
-        if let Some(fd) = lock(&self.transport).backend_fd() {
-            if let Err(e) = ops.add(Events::with_data_raw(fd, BACKEND, EventSet::IN | EventSet::EDGE_TRIGGERED)) {
-                log::warn!("event loop: watching the backend: {e:?}");
-            }
-        }
-    }
-
-    fn process(&mut self, events: Events, _ops: &mut EventOps) {
-        let data = events.data();
-        if data == BACKEND {
-            lock(&self.transport).backend_ready();
-            return;
-        }
-        let Some(kick) = self.kicks.get(data as usize) else { return };
-        // Drains the counter: one pass serves every kick so far.
-        let _ = kick.read();
-        lock(&self.transport).kick(data as usize);
-    }
-}
 
 /// Guest console input from the terminal.
 struct Stdin(Arc<Mutex<Uart>>);

@@ -7,6 +7,8 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use vmm_sys_util::ioctl::ioctl_with_mut_ref;
 
+use crate::config::{GuestKind, NetBackend};
+
 /// Why a tap could not be attached. Each message starts with the interface name (or `@FD`), to
 /// follow solo5-hvt's "Could not attach interface: IFACE: ...".
 #[derive(Debug, thiserror::Error)]
@@ -245,10 +247,15 @@ impl Tap {
         Tap::open_with(name, false)
     }
 
-    /// Opens the existing, up tap `name` with a 12-byte virtio-net header before every frame
-    /// (for virtio-net, whose header then passes through unchanged and carries offloads).
-    pub fn open_vnet(name: &str) -> Result<Tap, TapError> {
-        Tap::open_with(name, true)
+    /// Opens `backend` for a guest of `kind`: a named tap with a 12-byte virtio-net header
+    /// before every frame when the kind takes one ([`GuestKind::tap_vnet_hdr`]), without
+    /// otherwise; a tap fd is taken with or without the header if the kind takes one, and only
+    /// without otherwise.
+    pub fn open_for(backend: &NetBackend, kind: GuestKind) -> Result<Tap, TapError> {
+        match backend {
+            NetBackend::Tap(name) => Tap::open_with(name, kind.tap_vnet_hdr()),
+            NetBackend::Fd(fd) => Tap::from_fd_with(*fd, kind.tap_vnet_hdr()),
+        }
     }
 
     fn open_with(name: &str, vnet_hdr: bool) -> Result<Tap, TapError> {
@@ -290,12 +297,6 @@ impl Tap {
     /// packet-information or virtio-net header, is refused and left as it was.
     pub fn from_fd(fd: RawFd) -> Result<Tap, TapError> {
         Tap::from_fd_with(fd, false)
-    }
-
-    /// Like [`from_fd`](Self::from_fd), but a tap set up with `IFF_VNET_HDR` is taken too (its
-    /// header length is set to 12 bytes): for virtio-net, which passes the header through.
-    pub fn from_fd_virtio(fd: RawFd) -> Result<Tap, TapError> {
-        Tap::from_fd_with(fd, true)
     }
 
     fn from_fd_with(fd: RawFd, vnet_ok: bool) -> Result<Tap, TapError> {
@@ -572,14 +573,21 @@ mod tests {
             }
         };
         let fd = created.as_raw_fd();
-        assert!(matches!(Tap::from_fd(fd), Err(TapError::FrameHeaders(_))));
-        let tap = Tap::from_fd_virtio(fd).unwrap();
+        assert!(matches!(
+            Tap::open_for(&NetBackend::Fd(fd), GuestKind::Hvt),
+            Err(TapError::FrameHeaders(_))
+        ));
+        let tap = Tap::open_for(&NetBackend::Fd(fd), GuestKind::Linux).unwrap();
         assert!(tap.vnet_hdr());
         assert_eq!((tap.name(), tap.mtu()), (name.as_str(), 1500));
         tap.set_offload(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6).unwrap();
         // A plain tap is taken by both, without a header.
         let plain_name = random_name();
         let (plain, _) = create(&plain_name, 1500, false).unwrap();
-        assert!(!Tap::from_fd_virtio(plain.as_raw_fd()).unwrap().vnet_hdr());
+        assert!(
+            !Tap::open_for(&NetBackend::Fd(plain.as_raw_fd()), GuestKind::Linux)
+                .unwrap()
+                .vnet_hdr()
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::os::fd::RawFd;
 use super::HvtError;
 use super::abi::{HcBlock, HcNet, result};
 use super::manifest::{Attachment, DeviceType, Manifest};
-use crate::config::{BlockConfig, MacAddr, NetBackend, NetConfig};
+use crate::config::{BlockConfig, GuestKind, MacAddr, NetConfig};
 use crate::host::files::Root;
 use crate::host::{Disk, Tap};
 use crate::memory::GuestRam;
@@ -117,10 +117,7 @@ pub fn attach(manifest: &mut Manifest, nets: &[NetConfig], blocks: &[BlockConfig
         if slots[handle].is_some() {
             return Err(HvtError::AttachedTwice(cfg.name.clone()));
         }
-        let tap = match &cfg.backend {
-            NetBackend::Tap(iface) => Tap::open(iface)?,
-            NetBackend::Fd(fd) => Tap::from_fd(*fd)?,
-        };
+        let tap = Tap::open_for(&cfg.backend, GuestKind::Hvt)?;
         let mac = cfg.mac.unwrap_or_else(MacAddr::random);
         manifest.attach(
             handle,

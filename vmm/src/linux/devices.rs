@@ -11,7 +11,7 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 use super::boot::MMIO_BASE;
 use super::{LinuxError, host, kvm_err};
 use crate::acpi::{self, MmioDevice, SleepControl};
-use crate::config::{BlockConfig, MacAddr, NetBackend, NetConfig};
+use crate::config::{BlockConfig, GuestKind, MacAddr, NetConfig};
 use crate::devices::Bus;
 use crate::devices::event_loop::VirtioEvents;
 use crate::devices::legacy::{self, DebugExit, I8042, Uart};
@@ -53,11 +53,7 @@ fn open_block(cfg: &BlockConfig, root: Root<'_>) -> Result<Pending, Error> {
 }
 
 fn open_net(cfg: &NetConfig) -> Result<Pending, Error> {
-    let tap = match &cfg.backend {
-        NetBackend::Tap(iface) => Tap::open_vnet(iface),
-        NetBackend::Fd(fd) => Tap::from_fd_virtio(*fd),
-    }
-    .map_err(|e| LinuxError::Device {
+    let tap = Tap::open_for(&cfg.backend, GuestKind::Linux).map_err(|e| LinuxError::Device {
         kind: "net",
         name: cfg.name.clone(),
         reason: e.to_string(),
@@ -145,28 +141,21 @@ pub(super) fn attach(
         let base = MMIO_BASE + i as u64 * MMIO_LEN;
         let irq_evt = EventFd::new(EFD_NONBLOCK).map_err(host("eventfd"))?;
         vm.register_irqfd(&irq_evt, irq).map_err(kvm_err("KVM_IRQFD"))?;
-        let queues = p.device.queue_max_sizes().len();
         let transport = MmioTransport::new(p.device, mem.clone(), irq_evt).map_err(|e| LinuxError::Device {
             kind: "virtio",
             name: p.name.clone(),
             reason: e.to_string(),
         })?;
-        let transport = Arc::new(Mutex::new(transport));
-        let mut kicks = Vec::new();
-        for q in 0..queues {
-            let kick = EventFd::new(EFD_NONBLOCK).map_err(host("eventfd"))?;
-            vm.register_ioevent(
-                &kick,
-                &IoEventAddress::Mmio(base + QUEUE_NOTIFY_OFFSET),
-                u32::try_from(q).unwrap_or(0),
-            )
-            .map_err(kvm_err("KVM_IOEVENTFD"))?;
-            kicks.push(kick);
+        for (q, kick) in (0u32..).zip(transport.queue_evts()) {
+            vm.register_ioevent(kick, &IoEventAddress::Mmio(base + QUEUE_NOTIFY_OFFSET), q)
+                .map_err(kvm_err("KVM_IOEVENTFD"))?;
         }
-        devices.mmio.insert(base, MMIO_LEN, transport.clone()).map_err(overlap)?;
+        let events = transport.events().map_err(host("eventfd"))?;
+        let transport = Arc::new(Mutex::new(transport));
+        devices.mmio.insert(base, MMIO_LEN, transport).map_err(overlap)?;
         devices.announcements.push(format!("virtio_mmio.device=4K@{base:#x}:{irq}"));
         log::debug!("virtio device '{}' at {base:#x}, irq {irq}", p.name);
-        devices.events.push(VirtioEvents { transport, kicks });
+        devices.events.push(events);
         devices.windows.push(MmioDevice { base, len: MMIO_LEN, irq });
     }
     Ok(devices)

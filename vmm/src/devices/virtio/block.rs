@@ -12,11 +12,12 @@
 
 use std::io;
 
+use virtio_bindings::virtio_blk::virtio_blk_config;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{ByteValued, Bytes, GuestMemoryBackend};
 
-use super::{Mem, TYPE_BLOCK, VirtioDevice, read_config_bytes};
+use super::{Mem, TYPE_BLOCK, VirtioDevice};
 use crate::host::disk::Disk;
 
 /// Queue size of the one request queue.
@@ -79,13 +80,22 @@ pub struct RequestHeader {
 // SAFETY: plain-old-data: integers only, no padding (4 + 4 + 8 bytes).
 unsafe impl ByteValued for RequestHeader {}
 
+/// The configuration space: virtio-bindings' `struct virtio_blk_config`, little-endian.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default)]
+struct ConfigSpace(virtio_blk_config);
+
+// SAFETY: `virtio_blk_config` is `repr(C, packed)` and holds only integers and arrays of them:
+// no padding, and every bit pattern is a valid value.
+unsafe impl ByteValued for ConfigSpace {}
+
 /// A virtio block device.
 pub struct Block {
     disk: Disk,
     read_only: bool,
     block_size: u32,
     id: [u8; ID_LEN],
-    config: Vec<u8>,
+    config: ConfigSpace,
 }
 
 impl std::fmt::Debug for Block {
@@ -103,15 +113,14 @@ impl Block {
         let mut id_bytes = [0u8; ID_LEN];
         let n = id.len().min(ID_LEN);
         id_bytes[..n].copy_from_slice(&id.as_bytes()[..n]);
-        // virtio_blk_config: capacity (u64) @0, size_max @8, seg_max @12, geometry @16,
-        // blk_size @20, topology @24, writeback @32, num_queues @34, max_discard_sectors @36,
-        // max_discard_seg @40, discard_sector_alignment @44.
-        let mut config = vec![0u8; 48];
-        config[..8].copy_from_slice(&(disk.capacity() / SECTOR).to_le_bytes());
-        config[20..24].copy_from_slice(&block_size.to_le_bytes());
-        config[36..40].copy_from_slice(&MAX_DISCARD_SECTORS.to_le_bytes());
-        config[40..44].copy_from_slice(&MAX_DISCARD_SEG.to_le_bytes());
-        config[44..48].copy_from_slice(&(block_size / 512).max(1).to_le_bytes());
+        let config = ConfigSpace(virtio_blk_config {
+            capacity: (disk.capacity() / SECTOR).to_le(),
+            blk_size: block_size.to_le(),
+            max_discard_sectors: MAX_DISCARD_SECTORS.to_le(),
+            max_discard_seg: MAX_DISCARD_SEG.to_le(),
+            discard_sector_alignment: (block_size / 512).max(1).to_le(),
+            ..virtio_blk_config::default()
+        });
         Block {
             disk,
             read_only,
@@ -262,8 +271,8 @@ impl VirtioDevice for Block {
         F_FLUSH | F_BLK_SIZE | extra
     }
 
-    fn read_config(&self, offset: u64, data: &mut [u8]) {
-        read_config_bytes(&self.config, offset, data);
+    fn config(&self) -> Vec<u8> {
+        self.config.as_slice().to_vec()
     }
 
     fn activate(&mut self, _acked: u64) -> Result<(), String> {

@@ -181,19 +181,29 @@ fn test_malformed_chains_are_answered_or_returned_empty() {
 fn test_config_space() {
     let r = rig(16, false);
     let mut cap = [0u8; 8];
-    r.block.read_config(0, &mut cap);
+    read_config(&r.block, 0, &mut cap);
     assert_eq!(u64::from_le_bytes(cap), 16);
     let mut bs = [0u8; 4];
-    r.block.read_config(20, &mut bs);
+    read_config(&r.block, 20, &mut bs);
     assert_eq!(u32::from_le_bytes(bs), 512);
     // Past the end reads as zero.
     let mut far = [0xffu8; 4];
-    r.block.read_config(4096, &mut far);
+    read_config(&r.block, 4096, &mut far);
     assert_eq!(far, [0; 4]);
     assert_eq!(r.block.features() & (F_FLUSH | F_RO | F_DISCARD), F_FLUSH | F_DISCARD);
     let mut seg = [0u8; 4];
-    r.block.read_config(40, &mut seg);
+    read_config(&r.block, 40, &mut seg);
     assert_eq!(u32::from_le_bytes(seg), MAX_DISCARD_SEG);
+    // The virtio 1.2 layout, offsets as the spec gives them: max_discard_sectors @36,
+    // discard_sector_alignment @44; the whole struct is 96 bytes.
+    read_config(&r.block, 36, &mut seg);
+    assert_eq!(u32::from_le_bytes(seg), MAX_DISCARD_SECTORS);
+    let rig4k = Block::new(Disk::open_with(r._file.path(), false).unwrap(), false, 4096, "x");
+    read_config(&rig4k, 44, &mut seg);
+    assert_eq!(u32::from_le_bytes(seg), 8, "discard alignment in 512-byte sectors");
+    read_config(&rig4k, 20, &mut seg);
+    assert_eq!(u32::from_le_bytes(seg), 4096);
+    assert_eq!(r.block.config().len(), 96);
 }
 
 #[test]
@@ -273,4 +283,9 @@ fn test_avail_ring_at_address_zero_does_not_spin() {
         mem.write_obj(1u16, GuestAddress(2)).unwrap();
         q
     });
+}
+
+/// Reads the device's configuration space at `offset` as the transport does.
+fn read_config(device: &dyn VirtioDevice, offset: u64, data: &mut [u8]) {
+    super::super::read_config_bytes(&device.config(), offset, data);
 }

@@ -7,11 +7,15 @@
 //! FEATURES_OK and DRIVER_OK while not ready. Anything else is ignored (and logged), as a
 //! device would, so a confused driver cannot put the transport in an impossible state.
 
-use virtio_queue::{Queue, QueueT};
-use vmm_sys_util::eventfd::EventFd;
+use std::sync::{Arc, Mutex};
 
-use super::{Mem, VIRTIO_F_VERSION_1, VirtioDevice};
-use crate::devices::bus::{BusDevice, GuestExit};
+use virtio_queue::{Queue, QueueT};
+use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+
+use super::handler::{DeviceHandler, Shared, VirtioEvents};
+pub use super::handler::{INT_CONFIG, INT_VRING};
+use super::{Mem, VIRTIO_F_VERSION_1, VirtioDevice, read_config_bytes};
+use crate::devices::bus::{BusDevice, GuestExit, lock};
 
 /// Size of one device's register window.
 pub const MMIO_LEN: u64 = 0x1000;
@@ -37,10 +41,21 @@ pub mod status {
 }
 use status::{ACKNOWLEDGE, DEVICE_NEEDS_RESET, DRIVER, DRIVER_OK, FAILED, FEATURES_OK};
 
-/// Interrupt status: the used ring changed.
-pub const INT_VRING: u32 = 1;
-/// Interrupt status: the configuration changed (or the device needs a reset).
-pub const INT_CONFIG: u32 = 2;
+/// Errors of building a transport.
+#[derive(Debug, thiserror::Error)]
+pub enum MmioError {
+    /// The device asked for a queue size virtio-queue refuses.
+    #[error("virtio queue of size {size}: {source}")]
+    Queue {
+        /// The size.
+        size: u16,
+        /// What virtio-queue said.
+        source: virtio_queue::Error,
+    },
+    /// An eventfd could not be made.
+    #[error("eventfd: {0}")]
+    EventFd(#[source] std::io::Error),
+}
 
 /// Register offsets.
 mod reg {
@@ -73,14 +88,30 @@ mod reg {
 /// Offset of the QueueNotify register, for the ioeventfds.
 pub const QUEUE_NOTIFY_OFFSET: u64 = reg::QUEUE_NOTIFY;
 
-/// One virtio-mmio device: transport state, its queues and the device behind them.
+/// One virtio-mmio device's transport: the register file, the status state machine and, until
+/// DRIVER_OK, the queues the driver sets up. The device itself sits in a [`DeviceHandler`] the
+/// device thread serves; the transport locks it only to hand the queues over (DRIVER_OK) and to
+/// take them back (reset).
 pub struct MmioTransport {
-    device: Box<dyn VirtioDevice>,
+    device_type: u32,
+    /// What the device offers, `VIRTIO_F_VERSION_1` included.
+    offered: u64,
+    /// The configuration space, fixed for the device's life.
+    config: Vec<u8>,
+    max_sizes: Vec<u16>,
+    handler: Arc<Mutex<DeviceHandler>>,
+    shared: Arc<Shared>,
     mem: Mem,
+    /// The queues while the transport has them (before DRIVER_OK, after a reset); empty while
+    /// the device has them.
     queues: Vec<Queue>,
-    irq: EventFd,
+    /// Per queue: QueueReady as the driver left it, for reads while the device has the queues.
+    ready: Vec<bool>,
+    /// Per queue: the eventfd the device thread watches (KVM's ioeventfd for QueueNotify).
+    kicks: Vec<EventFd>,
+    /// Tells the device thread the queues were handed over.
+    activate: EventFd,
     status: u32,
-    interrupt_status: u32,
     device_features_sel: u32,
     driver_features_sel: u32,
     acked_features: u64,
@@ -93,7 +124,7 @@ pub struct MmioTransport {
 impl std::fmt::Debug for MmioTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MmioTransport")
-            .field("device_type", &self.device.device_type())
+            .field("device_type", &self.device_type)
             .field("status", &self.status)
             .field("acked_features", &self.acked_features)
             .finish_non_exhaustive()
@@ -102,31 +133,45 @@ impl std::fmt::Debug for MmioTransport {
 
 impl MmioTransport {
     /// Wraps `device`; `irq` is its interrupt line (an irqfd).
-    pub fn new(device: Box<dyn VirtioDevice>, mem: Mem, irq: EventFd) -> Result<MmioTransport, virtio_queue::Error> {
-        let queues: Vec<Queue> = device
-            .queue_max_sizes()
+    pub fn new(device: Box<dyn VirtioDevice>, mem: Mem, irq: EventFd) -> Result<MmioTransport, MmioError> {
+        let max_sizes = device.queue_max_sizes().to_vec();
+        let queues: Vec<Queue> = max_sizes
             .iter()
-            .map(|max| Queue::new(*max))
+            .map(|&size| Queue::new(size).map_err(|source| MmioError::Queue { size, source }))
             .collect::<Result<_, _>>()?;
-        let size_refused = vec![false; queues.len()];
+        let kicks = max_sizes
+            .iter()
+            .map(|_| EventFd::new(EFD_NONBLOCK))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(MmioError::EventFd)?;
+        let activate = EventFd::new(EFD_NONBLOCK).map_err(MmioError::EventFd)?;
+        let shared = Arc::new(Shared::new(irq));
+        let n = queues.len();
         Ok(MmioTransport {
-            device,
+            device_type: device.device_type(),
+            offered: device.features() | VIRTIO_F_VERSION_1,
+            config: device.config(),
+            max_sizes,
+            handler: Arc::new(Mutex::new(DeviceHandler::new(device, mem.clone(), shared.clone()))),
+            shared,
             mem,
             queues,
-            irq,
+            ready: vec![false; n],
+            kicks,
+            activate,
             status: 0,
-            interrupt_status: 0,
             device_features_sel: 0,
             driver_features_sel: 0,
             acked_features: 0,
             queue_sel: 0,
-            size_refused,
+            size_refused: vec![false; n],
         })
     }
 
     /// The device status register.
     pub fn status(&self) -> u32 {
-        self.status
+        let needs_reset = if self.shared.needs_reset() { DEVICE_NEEDS_RESET } else { 0 };
+        self.status | needs_reset
     }
 
     /// The features the driver accepted.
@@ -136,20 +181,30 @@ impl MmioTransport {
 
     /// Number of queues.
     pub fn queue_count(&self) -> usize {
-        self.queues.len()
+        self.max_sizes.len()
     }
 
-    /// The device's backend fd, for the event loop.
-    pub fn backend_fd(&self) -> Option<std::os::fd::RawFd> {
-        self.device.backend_fd()
+    /// The queues' notification eventfds, in queue order: each is to be registered as the
+    /// ioeventfd of QueueNotify with its queue index as datamatch.
+    pub fn queue_evts(&self) -> &[EventFd] {
+        &self.kicks
     }
 
-    fn offered(&self) -> u64 {
-        self.device.features() | VIRTIO_F_VERSION_1
+    /// What the device thread serves for this device.
+    pub fn events(&self) -> std::io::Result<VirtioEvents> {
+        Ok(VirtioEvents {
+            handler: self.handler.clone(),
+            kicks: self.kicks.iter().map(EventFd::try_clone).collect::<Result<_, _>>()?,
+            activate: self.activate.try_clone()?,
+        })
     }
 
     fn running(&self) -> bool {
-        self.status & (DRIVER_OK | FAILED | DEVICE_NEEDS_RESET) == DRIVER_OK
+        self.status() & (DRIVER_OK | FAILED | DEVICE_NEEDS_RESET) == DRIVER_OK
+    }
+
+    fn selected_index(&self) -> Option<usize> {
+        usize::try_from(self.queue_sel).ok().filter(|&i| i < self.max_sizes.len())
     }
 
     fn selected(&mut self) -> Option<&mut Queue> {
@@ -164,37 +219,29 @@ impl MmioTransport {
         self.selected().filter(|q| !q.ready())
     }
 
-    fn signal(&mut self, bits: u32) {
-        self.interrupt_status |= bits;
-        if let Err(e) = self.irq.write(1) {
-            log::warn!("virtio: raising the interrupt failed: {e}");
-        }
-    }
-
-    /// Queue `index` was kicked (by the ioeventfd or a QueueNotify write).
-    pub fn kick(&mut self, index: usize) {
-        if !self.running() || index >= self.queues.len() {
+    /// A QueueNotify write reached the transport (it missed the ioeventfd): forwarded to the
+    /// device thread through the queue's eventfd, never served here.
+    fn notify(&self, index: usize) {
+        if !self.running() {
             return;
         }
-        if self.device.process_queue(&self.mem, &mut self.queues, index) {
-            self.signal(INT_VRING);
-        }
-    }
-
-    /// The backend fd became ready.
-    pub fn backend_ready(&mut self) {
-        if self.running() && self.device.process_backend(&self.mem, &mut self.queues) {
-            self.signal(INT_VRING);
+        let Some(kick) = self.kicks.get(index) else { return };
+        if let Err(e) = kick.write(1) {
+            log::warn!("virtio: forwarding a notification of queue {index}: {e}");
         }
     }
 
     fn reset(&mut self) {
-        self.device.reset();
+        // Waits for a request in progress on the device thread; the device serves nothing after.
+        let handed = lock(&self.handler).take_back();
+        if !handed.is_empty() {
+            self.queues = handed;
+        }
         for q in &mut self.queues {
             q.reset();
         }
+        self.ready.fill(false);
         self.status = 0;
-        self.interrupt_status = 0;
         self.acked_features = 0;
         self.device_features_sel = 0;
         self.driver_features_sel = 0;
@@ -214,6 +261,7 @@ impl MmioTransport {
         }
         if new & FAILED != 0 {
             self.status |= FAILED;
+            self.shared.set_failed();
         }
         for bit in [ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK] {
             if new & bit == 0 || self.status & bit != 0 {
@@ -231,51 +279,59 @@ impl MmioTransport {
                 log::debug!("virtio: status bit {bit:#x} out of order (status {:#x}); ignored", self.status);
                 return;
             }
-            if bit == DRIVER_OK {
-                self.activate();
-                if self.status & DEVICE_NEEDS_RESET != 0 {
-                    return;
-                }
+            if bit == DRIVER_OK && !self.activate() {
+                return;
             }
             self.status |= bit;
         }
     }
 
-    fn activate(&mut self) {
+    /// Checks the queues and hands them to the device; false when the device needs a reset.
+    fn activate(&mut self) -> bool {
         // VIRTIO_RING_F_EVENT_IDX is not offered: notifications use the ring flags.
-        for (i, (q, refused)) in self.queues.iter_mut().zip(&self.size_refused).enumerate() {
+        for (i, (q, refused)) in self.queues.iter().zip(&self.size_refused).enumerate() {
             if q.ready() && (*refused || !q.is_valid(&self.mem)) {
                 guest_warn!("virtio: queue {i} is not valid (size or ring addresses); the device needs a reset");
-                self.needs_reset();
-                return;
+                self.status |= DEVICE_NEEDS_RESET;
+                self.shared.signal(INT_CONFIG);
+                return false;
             }
         }
-        if let Err(e) = self.device.activate(self.acked_features) {
-            guest_warn!("virtio: activating device type {} failed: {e}", self.device.device_type());
-            self.needs_reset();
+        for (ready, q) in self.ready.iter_mut().zip(&self.queues) {
+            *ready = q.ready();
         }
-    }
-
-    fn needs_reset(&mut self) {
-        self.status |= DEVICE_NEEDS_RESET;
-        self.signal(INT_CONFIG);
+        let queues = std::mem::take(&mut self.queues);
+        lock(&self.handler).hand_over(queues, self.acked_features);
+        if let Err(e) = self.activate.write(1) {
+            log::warn!("virtio: waking the device thread for activation: {e}");
+        }
+        true
     }
 
     fn read_reg(&mut self, offset: u64) -> u32 {
         match offset {
             reg::MAGIC => MAGIC,
             reg::VERSION => VERSION,
-            reg::DEVICE_ID => self.device.device_type(),
+            reg::DEVICE_ID => self.device_type,
             reg::VENDOR_ID => VENDOR_ID,
             reg::DEVICE_FEATURES => match self.device_features_sel {
-                0 => low(self.offered()),
-                1 => high(self.offered()),
+                0 => low(self.offered),
+                1 => high(self.offered),
                 _ => 0,
             },
-            reg::QUEUE_NUM_MAX => self.selected().map_or(0, |q| u32::from(q.max_size())),
-            reg::QUEUE_READY => self.selected().map_or(0, |q| u32::from(q.ready())),
-            reg::INTERRUPT_STATUS => self.interrupt_status,
-            reg::STATUS => self.status,
+            reg::QUEUE_NUM_MAX => self
+                .selected_index()
+                .and_then(|i| self.max_sizes.get(i))
+                .map_or(0, |&m| u32::from(m)),
+            reg::QUEUE_READY => match self.selected_index() {
+                Some(i) => match self.queues.get(i) {
+                    Some(q) => u32::from(q.ready()),
+                    None => self.ready.get(i).map_or(0, |&r| u32::from(r)),
+                },
+                None => 0,
+            },
+            reg::INTERRUPT_STATUS => self.shared.interrupt_status(),
+            reg::STATUS => self.status(),
             reg::CONFIG_GENERATION => 0,
             _ => 0,
         }
@@ -290,7 +346,7 @@ impl MmioTransport {
                     log::debug!("virtio: features written in status {:#x}; ignored", self.status);
                     return;
                 }
-                let offered = self.offered();
+                let offered = self.offered;
                 self.acked_features = match self.driver_features_sel {
                     0 => (self.acked_features & !0xffff_ffff) | (u64::from(v) & offered & 0xffff_ffff),
                     1 => (self.acked_features & 0xffff_ffff) | ((u64::from(v) << 32) & offered),
@@ -319,8 +375,8 @@ impl MmioTransport {
                     q.set_ready(v == 1);
                 }
             }
-            reg::QUEUE_NOTIFY => self.kick(usize::try_from(v).unwrap_or(usize::MAX)),
-            reg::INTERRUPT_ACK => self.interrupt_status &= !v,
+            reg::QUEUE_NOTIFY => self.notify(usize::try_from(v).unwrap_or(usize::MAX)),
+            reg::INTERRUPT_ACK => self.shared.ack(v),
             reg::STATUS => self.set_status(v),
             reg::QUEUE_DESC_LOW..=reg::QUEUE_DEVICE_HIGH => {
                 let Some(q) = self.selected_for_setup() else { return };
@@ -350,7 +406,7 @@ fn high(v: u64) -> u32 {
 impl BusDevice for MmioTransport {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         if offset >= reg::CONFIG {
-            self.device.read_config(offset - reg::CONFIG, data);
+            read_config_bytes(&self.config, offset - reg::CONFIG, data);
             return;
         }
         data.fill(0);

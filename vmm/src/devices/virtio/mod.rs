@@ -1,11 +1,13 @@
 //! virtio 1.x devices over the MMIO transport.
 //!
 //! The transport ([`mmio::MmioTransport`]) owns the register file, the status state machine,
-//! feature negotiation and the queues; a device ([`VirtioDevice`]) only says what it offers and
-//! serves its queues when the transport (or the event loop, on an ioeventfd kick or a backend
-//! event) asks it to.
+//! feature negotiation and, until DRIVER_OK, the queues; then it hands them to the device's
+//! [`handler::DeviceHandler`], which the device thread serves (queue kicks, backend events) until
+//! a reset takes them back. A device ([`VirtioDevice`]) says what it offers and serves the queues
+//! it is handed.
 
 pub mod block;
+pub mod handler;
 pub mod mmio;
 pub mod net;
 
@@ -32,9 +34,11 @@ pub trait VirtioDevice: Send {
     fn queue_max_sizes(&self) -> &[u16];
     /// The features it offers (the transport adds `VIRTIO_F_VERSION_1`).
     fn features(&self) -> u64;
-    /// Reads its configuration space at `offset`; bytes past the end read as zero.
-    fn read_config(&self, offset: u64, data: &mut [u8]);
-    /// The driver accepted `acked` and set DRIVER_OK: configure the backend accordingly.
+    /// Its configuration space (fixed for the device's life: the transport keeps a copy, so
+    /// reading it never waits for the device).
+    fn config(&self) -> Vec<u8>;
+    /// The driver accepted `acked` and set DRIVER_OK: configure the backend accordingly (on the
+    /// device thread).
     fn activate(&mut self, acked: u64) -> Result<(), String>;
     /// The driver reset the device.
     fn reset(&mut self) {}

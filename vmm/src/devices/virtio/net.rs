@@ -6,11 +6,12 @@
 //! offload is offered. RX is driven by the tap fd (edge-triggered, in the event loop) and by RX
 //! kicks when the guest posts buffers while a frame is waiting; TX by TX kicks.
 
+use virtio_bindings::virtio_net::virtio_net_config;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::Bytes;
+use vm_memory::{ByteValued, Bytes};
 
-use super::{Mem, TYPE_NET, VirtioDevice, read_config_bytes};
+use super::{Mem, TYPE_NET, VirtioDevice};
 use crate::host::tap::{TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, Tap, VNET_HDR_LEN};
 
 /// Size of each queue.
@@ -40,10 +41,19 @@ pub mod feature {
     pub const HOST_TSO6: u64 = 1 << 12;
 }
 
+/// The configuration space: virtio-bindings' `struct virtio_net_config`, little-endian.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default)]
+struct ConfigSpace(virtio_net_config);
+
+// SAFETY: `virtio_net_config` is `repr(C, packed)` and holds only integers and arrays of them:
+// no padding, and every bit pattern is a valid value.
+unsafe impl ByteValued for ConfigSpace {}
+
 /// A virtio network card on a tap.
 pub struct Net {
     tap: Tap,
-    config: [u8; 12],
+    config: ConfigSpace,
     /// A frame read from the tap that no RX buffer has taken yet.
     held: Option<usize>,
     /// The tap may have more frames (edge-triggered: read until EAGAIN).
@@ -60,11 +70,12 @@ impl std::fmt::Debug for Net {
 impl Net {
     /// A card with `mac` on `tap`.
     pub fn new(tap: Tap, mac: [u8; 6]) -> Net {
-        // virtio_net_config: mac[6] @0, status @6, max_virtqueue_pairs @8, mtu @10.
-        let mut config = [0u8; 12];
-        config[..6].copy_from_slice(&mac);
-        config[8..10].copy_from_slice(&1u16.to_le_bytes());
-        config[10..12].copy_from_slice(&tap.mtu().to_le_bytes());
+        let config = ConfigSpace(virtio_net_config {
+            mac,
+            max_virtqueue_pairs: 1u16.to_le(),
+            mtu: tap.mtu().to_le(),
+            ..virtio_net_config::default()
+        });
         Net {
             tap,
             config,
@@ -203,8 +214,8 @@ impl VirtioDevice for Net {
         MAC | MTU | offloads
     }
 
-    fn read_config(&self, offset: u64, data: &mut [u8]) {
-        read_config_bytes(&self.config, offset, data);
+    fn config(&self) -> Vec<u8> {
+        self.config.as_slice().to_vec()
     }
 
     fn activate(&mut self, acked: u64) -> Result<(), String> {

@@ -103,9 +103,17 @@ fn test_tx_strips_the_header_and_drops_malformed_chains() {
 fn test_config_and_features() {
     let (_mem, net, _peer) = setup();
     let mut cfg = [0u8; 12];
-    net.read_config(0, &mut cfg);
+    read_config(&net, 0, &mut cfg);
     assert_eq!(&cfg[..6], &[2, 0, 0, 0, 0, 7]);
+    assert_eq!(u16::from_le_bytes([cfg[8], cfg[9]]), 1, "max_virtqueue_pairs");
     assert_eq!(u16::from_le_bytes([cfg[10], cfg[11]]), 1500);
+    // The virtio 1.2 struct: speed and duplex (not offered) follow, 24 bytes in all.
+    assert_eq!(net.config().len(), 24);
     // A plain tap offers no offloads.
     assert_eq!(net.features(), feature::MAC | feature::MTU);
+}
+
+/// Reads the device's configuration space at `offset` as the transport does.
+fn read_config(device: &dyn VirtioDevice, offset: u64, data: &mut [u8]) {
+    super::super::read_config_bytes(&device.config(), offset, data);
 }
