@@ -19,7 +19,8 @@ use acpi_tables::sdt::Sdt;
 use acpi_tables::xsdt::XSDT;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::devices::bus::{BusDevice, GuestExit};
+use crate::devices::bus::BusDevice;
+use crate::exit::{Action, ExitStatus};
 
 /// Where the RSDP goes; the other tables follow it.
 pub const RSDP_ADDR: u64 = 0xe_0000;
@@ -151,10 +152,14 @@ impl BusDevice for SleepControl {
         data.fill(0);
     }
 
-    fn write(&mut self, _offset: u64, data: &[u8]) -> Option<GuestExit> {
+    fn write(&mut self, _offset: u64, data: &[u8]) -> Action {
         const SLP_EN: u8 = 1 << 5;
-        let v = *data.first()?;
-        (v & SLP_EN != 0 && (v >> 2) & 0x7 == S5_TYPE).then_some(GuestExit::Status(0))
+        let Some(&v) = data.first() else { return Action::Continue };
+        if v & SLP_EN != 0 && (v >> 2) & 0x7 == S5_TYPE {
+            Action::Stop(ExitStatus::Halt(0))
+        } else {
+            Action::Continue
+        }
     }
 }
 
@@ -280,9 +285,9 @@ mod tests {
 
     #[test]
     fn test_sleep_control_powers_off_on_s5_only() {
-        assert_eq!(SleepControl.write(0, &[(5 << 2) | (1 << 5)]), Some(GuestExit::Status(0)));
-        assert_eq!(SleepControl.write(0, &[5 << 2]), None);
-        assert_eq!(SleepControl.write(0, &[(3 << 2) | (1 << 5)]), None);
-        assert_eq!(SleepControl.write(0, &[]), None);
+        assert_eq!(SleepControl.write(0, &[(5 << 2) | (1 << 5)]), Action::Stop(ExitStatus::Halt(0)));
+        assert_eq!(SleepControl.write(0, &[5 << 2]), Action::Continue);
+        assert_eq!(SleepControl.write(0, &[(3 << 2) | (1 << 5)]), Action::Continue);
+        assert_eq!(SleepControl.write(0, &[]), Action::Continue);
     }
 }

@@ -12,6 +12,7 @@ pub mod calendar;
 pub mod config;
 pub mod devices;
 pub mod error;
+pub mod exit;
 pub mod host;
 pub mod hvt;
 pub mod hvt_vm;
@@ -27,5 +28,5 @@ pub mod vm;
 
 pub use config::{BlockConfig, GuestKind, MacAddr, NetBackend, NetConfig, VmConfig};
 pub use error::Error;
-pub use vcpu::{Action, ExitStatus};
+pub use exit::{Action, ExitStatus};
 pub use vm::Vm;

@@ -8,43 +8,11 @@
 
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
-use crate::devices::{Bus, GuestExit};
-use crate::hvt::{Hvt, HvtError, HvtOutcome};
+use crate::devices::Bus;
+pub use crate::exit::{Action, ExitStatus};
+use crate::hvt::{Hvt, HvtError};
 use crate::memory::GuestRam;
 use crate::signal::StopSignals;
-
-/// How a guest run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-    /// The guest called HALT with this status (255 = abort).
-    Halt(i32),
-    /// A stop signal (SIGINT/SIGTERM) ended the run.
-    Signal(i32),
-    /// A Linux-boot-protocol guest reset the machine (i8042 pulse or a KVM reset event); the VM
-    /// stops, as a microVM's does.
-    Reset,
-}
-
-impl ExitStatus {
-    /// The process exit code: the guest's status for HALT (low 8 bits), 1 for a signal stop
-    /// (solo5-hvt's "Exiting on signal").
-    pub fn code(self) -> u8 {
-        match self {
-            ExitStatus::Halt(status) => status.to_le_bytes()[0],
-            ExitStatus::Signal(_) => 1,
-            ExitStatus::Reset => 0,
-        }
-    }
-}
-
-/// What the run loop does after an exit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Re-enter the guest.
-    Continue,
-    /// Stop the guest with this status.
-    Stop(ExitStatus),
-}
 
 /// Why an exit is fatal, before the loop adds the guest's instruction pointer.
 #[derive(Debug, thiserror::Error)]
@@ -110,10 +78,7 @@ pub fn handle_exit(exit: VcpuExit<'_>, hvt: &mut Hvt, ram: &GuestRam) -> Result<
         VcpuExit::Hlt => return Err(ExitFault::Unhandled("exit_reason=0x5 (hlt)".into())),
         other => return Err(ExitFault::Unhandled(format!("{other:?}"))),
     };
-    Ok(match hvt.handle(call.nr, call.gpa)? {
-        HvtOutcome::Continue => Action::Continue,
-        HvtOutcome::Halt(status) => Action::Stop(ExitStatus::Halt(status)),
-    })
+    Ok(hvt.handle(call.nr, call.gpa)?)
 }
 
 /// Dispatches one exit of a Linux-boot-protocol guest to the port-I/O and MMIO buses. Unlike
@@ -144,11 +109,8 @@ pub fn handle_linux_exit(exit: VcpuExit<'_>, pio: &Bus, mmio: &Bus) -> Result<Ac
         VcpuExit::Shutdown => return Err(ExitFault::Unhandled("exit_reason=0x8 (shutdown: triple fault)".into())),
         other => return Err(ExitFault::Unhandled(format!("{other:?}"))),
     };
-    Ok(match written {
-        Some(Some(GuestExit::Status(status))) => Action::Stop(ExitStatus::Halt(i32::from(status))),
-        Some(Some(GuestExit::Reset)) => Action::Stop(ExitStatus::Reset),
-        Some(None) | None => Action::Continue,
-    })
+    // A write where no device sits is dropped.
+    Ok(written.unwrap_or(Action::Continue))
 }
 
 /// Dispatches a port access of `width`-byte items one item at a time (string I/O such as

@@ -7,21 +7,15 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-/// What a device write asks of the machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GuestExit {
-    /// The guest wrote its exit status to the debug-exit port.
-    Status(u8),
-    /// The guest asked for a reset (i8042 pulse): the VM stops, as Firecracker's does.
-    Reset,
-}
+use crate::exit::Action;
 
 /// A device on a bus. `offset` is relative to the start of the device's range.
 pub trait BusDevice: Send {
     /// Fills `data` from the register at `offset`.
     fn read(&mut self, offset: u64, data: &mut [u8]);
-    /// Writes `data` to the register at `offset`; may ask the machine to stop.
-    fn write(&mut self, offset: u64, data: &[u8]) -> Option<GuestExit>;
+    /// Writes `data` to the register at `offset`: [`Action::Stop`] when the write ends the
+    /// machine (the debug-exit port, a reset, a poweroff), else [`Action::Continue`].
+    fn write(&mut self, offset: u64, data: &[u8]) -> Action;
 }
 
 /// A shared device handle.
@@ -80,8 +74,8 @@ impl Bus {
         }
     }
 
-    /// Writes to the device at `addr`; `None` when nothing is mapped there.
-    pub fn write(&self, addr: u64, data: &[u8]) -> Option<Option<GuestExit>> {
+    /// Writes to the device at `addr`: what it answers, or `None` when nothing is mapped there.
+    pub fn write(&self, addr: u64, data: &[u8]) -> Option<Action> {
         let (offset, dev) = self.find(addr, data.len())?;
         Some(lock(dev).write(offset, data))
     }
@@ -95,6 +89,7 @@ pub fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exit::ExitStatus;
 
     struct Reg(u8, Vec<(u64, u8)>);
 
@@ -102,9 +97,13 @@ mod tests {
         fn read(&mut self, _offset: u64, data: &mut [u8]) {
             data.fill(self.0);
         }
-        fn write(&mut self, offset: u64, data: &[u8]) -> Option<GuestExit> {
+        fn write(&mut self, offset: u64, data: &[u8]) -> Action {
             self.1.push((offset, data[0]));
-            (data[0] == 0xff).then_some(GuestExit::Reset)
+            if data[0] == 0xff {
+                Action::Stop(ExitStatus::Reset)
+            } else {
+                Action::Continue
+            }
         }
     }
 
@@ -126,8 +125,8 @@ mod tests {
         assert!(!bus.read(0x3f7, &mut b));
         // An access that runs past the end of a range is not the device's.
         assert!(!bus.read(0x3fe, &mut [0u8; 4]));
-        assert_eq!(bus.write(0x3f9, &[1]), Some(None));
-        assert_eq!(bus.write(0x3f8, &[0xff]), Some(Some(GuestExit::Reset)));
+        assert_eq!(bus.write(0x3f9, &[1]), Some(Action::Continue));
+        assert_eq!(bus.write(0x3f8, &[0xff]), Some(Action::Stop(ExitStatus::Reset)));
         assert_eq!(bus.write(0x500, &[1]), None);
         assert_eq!(lock(&a).1, vec![(1, 1), (0, 0xff)]);
     }

@@ -6,7 +6,8 @@ use std::io::Write;
 use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::bus::{BusDevice, GuestExit};
+use super::bus::BusDevice;
+use crate::exit::{Action, ExitStatus};
 
 /// COM1's ports and interrupt line.
 pub const SERIAL_PORT: u64 = 0x3f8;
@@ -72,13 +73,13 @@ impl BusDevice for Uart {
         }
     }
 
-    fn write(&mut self, offset: u64, data: &[u8]) -> Option<GuestExit> {
+    fn write(&mut self, offset: u64, data: &[u8]) -> Action {
         if let (Ok(offset), Some(byte)) = (u8::try_from(offset), data.first()) {
             if let Err(e) = self.0.write(offset, *byte) {
                 log::debug!("serial: {e:?}");
             }
         }
-        None
+        Action::Continue
     }
 }
 
@@ -92,8 +93,12 @@ impl BusDevice for I8042 {
         data.fill(0);
     }
 
-    fn write(&mut self, offset: u64, data: &[u8]) -> Option<GuestExit> {
-        (offset == 4 && data.first() == Some(&0xfe)).then_some(GuestExit::Reset)
+    fn write(&mut self, offset: u64, data: &[u8]) -> Action {
+        if offset == 4 && data.first() == Some(&0xfe) {
+            Action::Stop(ExitStatus::Reset)
+        } else {
+            Action::Continue
+        }
     }
 }
 
@@ -106,9 +111,12 @@ impl BusDevice for DebugExit {
         data.fill(0xff);
     }
 
-    fn write(&mut self, offset: u64, data: &[u8]) -> Option<GuestExit> {
+    fn write(&mut self, offset: u64, data: &[u8]) -> Action {
         // Only a write at the port itself; the rest of the window merely holds wide writes.
-        data.first().filter(|_| offset == 0).map(|status| GuestExit::Status(*status))
+        match data.first() {
+            Some(&status) if offset == 0 => Action::Stop(ExitStatus::Halt(i32::from(status))),
+            _ => Action::Continue,
+        }
     }
 }
 
@@ -137,7 +145,7 @@ mod tests {
         let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
         let mut uart = Uart::new(irq.try_clone().unwrap(), Box::new(out.clone()));
         for b in b"hi\n" {
-            assert_eq!(uart.write(0, &[*b]), None);
+            assert_eq!(uart.write(0, &[*b]), Action::Continue);
         }
         assert_eq!(&*out.0.lock().unwrap(), b"hi\n");
         // Line status: transmitter empty.
@@ -153,23 +161,23 @@ mod tests {
         assert_eq!(b[0], b'o');
         // Offsets past the register file are ignored, not a panic.
         uart.read(0x1_0000, &mut b);
-        assert_eq!(uart.write(0x1_0000, &[1]), None);
+        assert_eq!(uart.write(0x1_0000, &[1]), Action::Continue);
     }
 
     #[test]
     fn test_reset_and_debug_exit() {
-        assert_eq!(I8042.write(4, &[0xfe]), Some(GuestExit::Reset));
-        assert_eq!(I8042.write(4, &[0xd1]), None);
-        assert_eq!(I8042.write(0, &[0xfe]), None);
-        assert_eq!(DebugExit.write(0, &[7, 0, 0, 0]), Some(GuestExit::Status(7)));
-        assert_eq!(DebugExit.write(0, &[]), None);
-        assert_eq!(DebugExit.write(1, &[7]), None);
+        assert_eq!(I8042.write(4, &[0xfe]), Action::Stop(ExitStatus::Reset));
+        assert_eq!(I8042.write(4, &[0xd1]), Action::Continue);
+        assert_eq!(I8042.write(0, &[0xfe]), Action::Continue);
+        assert_eq!(DebugExit.write(0, &[7, 0, 0, 0]), Action::Stop(ExitStatus::Halt(7)));
+        assert_eq!(DebugExit.write(0, &[]), Action::Continue);
+        assert_eq!(DebugExit.write(1, &[7]), Action::Continue);
         // On the bus, as the VM registers it: byte, word and dword writes to the port all end it.
         let mut bus = crate::devices::Bus::default();
         bus.insert(DEBUG_EXIT_PORT, DEBUG_EXIT_LEN, Arc::new(Mutex::new(DebugExit)))
             .unwrap();
         for data in [&[9u8][..], &[9, 0], &[9, 0, 0, 0]] {
-            assert_eq!(bus.write(DEBUG_EXIT_PORT, data), Some(Some(GuestExit::Status(9))));
+            assert_eq!(bus.write(DEBUG_EXIT_PORT, data), Some(Action::Stop(ExitStatus::Halt(9))));
         }
     }
 }

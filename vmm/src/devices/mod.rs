@@ -21,4 +21,4 @@ pub mod legacy;
 pub mod rtc;
 pub mod virtio;
 
-pub use bus::{Bus, BusDevice, GuestExit};
+pub use bus::{Bus, BusDevice};

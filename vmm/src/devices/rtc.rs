@@ -5,8 +5,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::bus::{BusDevice, GuestExit};
+use super::bus::BusDevice;
 use crate::calendar::{civil_from_days, days_from_civil};
+use crate::exit::Action;
 
 /// The index port (0x70) and the data port (0x71).
 pub const RTC_PORT: u64 = 0x70;
@@ -271,8 +272,8 @@ impl BusDevice for Rtc {
         }
     }
 
-    fn write(&mut self, offset: u64, data: &[u8]) -> Option<GuestExit> {
-        let &v = data.first()?;
+    fn write(&mut self, offset: u64, data: &[u8]) -> Action {
+        let Some(&v) = data.first() else { return Action::Continue };
         match offset {
             0 => {
                 self.index = v & 0x7f;
@@ -280,7 +281,7 @@ impl BusDevice for Rtc {
             }
             _ => self.write_register(self.index, v),
         }
-        None
+        Action::Continue
     }
 }
 

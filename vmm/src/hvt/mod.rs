@@ -20,6 +20,7 @@ pub use boot_info::{BOOT_INFO_GPA, BOOT_INFO_SIZE, CMDLINE_MAX, boot_info_bytes,
 pub use devices::{Device, Devices, attach};
 pub use manifest::{Attachment, DeviceType, Entry, Manifest, ManifestError};
 
+use crate::exit::{Action, ExitStatus};
 use crate::memory::{GuestRam, MemoryError};
 use poll::PollSet;
 
@@ -87,15 +88,6 @@ pub enum HvtError {
     PollSetup(std::io::Error),
 }
 
-/// What a hypercall asks of the run loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HvtOutcome {
-    /// Keep running.
-    Continue,
-    /// HALT with this exit status.
-    Halt(i32),
-}
-
 /// The hypercall handlers and the state they need.
 pub struct Hvt {
     ram: GuestRam,
@@ -124,7 +116,7 @@ impl Hvt {
     }
 
     /// Serves hypercall `nr` with its argument struct at `gpa`.
-    pub fn handle(&mut self, nr: u32, gpa: u64) -> Result<HvtOutcome, HvtError> {
+    pub fn handle(&mut self, nr: u32, gpa: u64) -> Result<Action, HvtError> {
         let call = HypercallNr::try_from(nr).map_err(HvtError::InvalidHypercall)?;
         let ram = &self.ram;
         match call {
@@ -137,9 +129,9 @@ impl Hvt {
             HypercallNr::NetWrite | HypercallNr::NetRead if !self.devices.has_net() => return Err(HvtError::InvalidHypercall(nr)),
             HypercallNr::NetWrite => devices::net_write(ram, gpa, &mut self.devices)?,
             HypercallNr::NetRead => devices::net_read(ram, gpa, &mut self.devices)?,
-            HypercallNr::Halt => return core::halt(ram, gpa).map(HvtOutcome::Halt),
+            HypercallNr::Halt => return core::halt(ram, gpa).map(|status| Action::Stop(ExitStatus::Halt(status))),
         }
-        Ok(HvtOutcome::Continue)
+        Ok(Action::Continue)
     }
 }
 

@@ -83,7 +83,7 @@ fn test_walltime_writes_now() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    assert_eq!(f.hvt.handle(1, ARG).unwrap(), HvtOutcome::Continue);
+    assert_eq!(f.hvt.handle(1, ARG).unwrap(), Action::Continue);
     let t = u128::from(f.ram.read_obj::<u64>(ARG).unwrap());
     assert!(t >= before && t < before + 5_000_000_000, "{t} vs {before}");
 }
@@ -139,10 +139,10 @@ fn test_halt_returns_status_and_checks_cookie() {
     let mut f = fixture(vec![None]);
     f.ram.write_obj(ARG, 0u64).unwrap();
     f.ram.write_obj(ARG + 8, 42i32).unwrap();
-    assert_eq!(f.hvt.handle(8, ARG).unwrap(), HvtOutcome::Halt(42));
+    assert_eq!(f.hvt.handle(8, ARG).unwrap(), Action::Stop(ExitStatus::Halt(42)));
     f.ram.write_obj(ARG, BUF).unwrap();
     f.ram.write_obj(ARG + 8, 255i32).unwrap();
-    assert_eq!(f.hvt.handle(8, ARG).unwrap(), HvtOutcome::Halt(255));
+    assert_eq!(f.hvt.handle(8, ARG).unwrap(), Action::Stop(ExitStatus::Halt(255)));
     f.ram.write_obj(ARG, MEM - 256).unwrap();
     f.hvt.handle(8, ARG).unwrap_err();
 }
@@ -436,7 +436,7 @@ fn test_data_buffers_are_checked() {
         std::os::fd::AsRawFd::as_raw_fd(&stop),
     )
     .unwrap();
-    let invalid = |r: Result<HvtOutcome, HvtError>| r.unwrap_err().to_string();
+    let invalid = |r: Result<Action, HvtError>| r.unwrap_err().to_string();
     // BLOCK_READ / BLOCK_WRITE with a buffer ending exactly at the end of RAM.
     put_u64s(&ram, ARG, &[1, 0, MEM - 512, 512, 0]);
     assert!(invalid(hvt.handle(5, ARG)).starts_with("Invalid guest access: gpa=0x3ffe00, sz=512"));
@@ -470,10 +470,10 @@ fn test_halt_cookie_must_lie_below_the_end_of_ram() {
     let err = f.hvt.handle(8, ARG).unwrap_err().to_string();
     assert_eq!(err, format!("Invalid guest access: gpa={:#x}, sz=512", MEM - 512));
     f.ram.write_obj(ARG, MEM - 513).unwrap();
-    assert_eq!(f.hvt.handle(8, ARG).unwrap(), HvtOutcome::Halt(3));
+    assert_eq!(f.hvt.handle(8, ARG).unwrap(), Action::Stop(ExitStatus::Halt(3)));
     f.ram.write_obj(ARG + 8, -1i32).unwrap();
     f.ram.write_obj(ARG, 0u64).unwrap();
-    assert_eq!(f.hvt.handle(8, ARG).unwrap(), HvtOutcome::Halt(-1));
+    assert_eq!(f.hvt.handle(8, ARG).unwrap(), Action::Stop(ExitStatus::Halt(-1)));
 }
 
 #[test]

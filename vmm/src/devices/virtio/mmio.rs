@@ -15,7 +15,8 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 use super::handler::{DeviceHandler, Shared, VirtioEvents};
 pub use super::handler::{INT_CONFIG, INT_VRING};
 use super::{Mem, VIRTIO_F_VERSION_1, VirtioDevice, read_config_bytes};
-use crate::devices::bus::{BusDevice, GuestExit, lock};
+use crate::devices::bus::{BusDevice, lock};
+use crate::exit::Action;
 
 /// Size of one device's register window.
 pub const MMIO_LEN: u64 = 0x1000;
@@ -416,16 +417,16 @@ impl BusDevice for MmioTransport {
         }
     }
 
-    fn write(&mut self, offset: u64, data: &[u8]) -> Option<GuestExit> {
+    fn write(&mut self, offset: u64, data: &[u8]) -> Action {
         if offset >= reg::CONFIG {
             log::debug!("virtio: configuration space is read-only; write at {offset:#x} ignored");
-            return None;
+            return Action::Continue;
         }
         match <[u8; 4]>::try_from(data) {
             Ok(bytes) if offset % 4 == 0 => self.write_reg(offset, u32::from_le_bytes(bytes)),
             _ => log::debug!("virtio: {}-byte write at {offset:#x} ignored", data.len()),
         }
-        None
+        Action::Continue
     }
 }
 

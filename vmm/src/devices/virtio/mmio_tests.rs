@@ -109,7 +109,7 @@ fn r(t: &mut MmioTransport, offset: u64) -> u32 {
 }
 
 fn w(t: &mut MmioTransport, offset: u64, v: u32) {
-    assert_eq!(t.write(offset, &v.to_le_bytes()), None);
+    assert_eq!(t.write(offset, &v.to_le_bytes()), Action::Continue);
 }
 
 /// ACKNOWLEDGE, DRIVER, features (VERSION_1 + bit 0), FEATURES_OK.
@@ -156,8 +156,8 @@ fn test_identification_and_features() {
     t.read(reg::MAGIC, &mut one);
     assert_eq!(one, [0]);
     t.read(reg::MAGIC + 2, &mut [0u8; 4]);
-    assert_eq!(t.write(reg::STATUS, &[1]), None);
-    assert_eq!(t.write(reg::CONFIG, &[9; 4]), None);
+    assert_eq!(t.write(reg::STATUS, &[1]), Action::Continue);
+    assert_eq!(t.write(reg::CONFIG, &[9; 4]), Action::Continue);
     assert_eq!(t.status(), 0);
 }
 
