@@ -9,6 +9,7 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use super::boot::MMIO_BASE;
+use super::error::DeviceError;
 use super::{LinuxError, host, kvm_err};
 use crate::acpi::{self, MmioDevice, SleepControl};
 use crate::config::{BlockConfig, GuestKind, MacAddr, NetConfig};
@@ -36,15 +37,24 @@ pub(super) struct Pending {
 }
 
 fn open_block(cfg: &BlockConfig, root: Root<'_>) -> Result<Pending, Error> {
-    let err = |reason: String| LinuxError::Device {
+    let err = |source: DeviceError| LinuxError::Device {
         kind: "block",
         name: cfg.name.clone(),
-        reason,
+        source,
     };
-    let disk = Disk::open_in(root, &cfg.path, cfg.read_only).map_err(|e| err(format!("{}: {e}", cfg.path.display())))?;
-    let block_size = u32::from(crate::config::sector_size(cfg.sector_size).map_err(|e| err(e.to_string()))?);
+    let disk = Disk::open_in(root, &cfg.path, cfg.read_only).map_err(|source| {
+        err(DeviceError::Open {
+            path: cfg.path.clone(),
+            source,
+        })
+    })?;
+    let block_size = u32::from(crate::config::sector_size(cfg.sector_size).map_err(|e| err(e.into()))?);
     if disk.capacity() % 512 != 0 {
-        return Err(err(format!("{}: size {} is not a multiple of 512", cfg.path.display(), disk.capacity())).into());
+        return Err(err(DeviceError::Size {
+            path: cfg.path.clone(),
+            size: disk.capacity(),
+        })
+        .into());
     }
     Ok(Pending {
         name: cfg.name.clone(),
@@ -56,7 +66,7 @@ fn open_net(cfg: &NetConfig) -> Result<Pending, Error> {
     let tap = Tap::open_for(&cfg.backend, GuestKind::Linux).map_err(|e| LinuxError::Device {
         kind: "net",
         name: cfg.name.clone(),
-        reason: e.to_string(),
+        source: e.into(),
     })?;
     let mac = cfg.mac.unwrap_or_else(MacAddr::random);
     Ok(Pending {
@@ -113,12 +123,7 @@ pub(super) fn attach(
     let serial_irq = EventFd::new(EFD_NONBLOCK).map_err(host("eventfd"))?;
     vm.register_irqfd(&serial_irq, legacy::SERIAL_IRQ).map_err(kvm_err("KVM_IRQFD"))?;
     let uart = Arc::new(Mutex::new(Uart::new(serial_irq, console)));
-    let overlap = |e: crate::devices::bus::Overlap| {
-        Error::Linux(LinuxError::Host {
-            what: "device layout",
-            source: std::io::Error::other(e.to_string()),
-        })
-    };
+    let overlap = |e: crate::devices::bus::Overlap| Error::Linux(e.into());
     pio.insert(legacy::SERIAL_PORT, legacy::SERIAL_LEN, uart.clone()).map_err(overlap)?;
     pio.insert(legacy::I8042_PORT, legacy::I8042_LEN, Arc::new(Mutex::new(I8042)))
         .map_err(overlap)?;
@@ -144,7 +149,7 @@ pub(super) fn attach(
         let transport = MmioTransport::new(p.device, mem.clone(), irq_evt).map_err(|e| LinuxError::Device {
             kind: "virtio",
             name: p.name.clone(),
-            reason: e.to_string(),
+            source: e.into(),
         })?;
         for (q, kick) in (0u32..).zip(transport.queue_evts()) {
             vm.register_ioevent(kick, &IoEventAddress::Mmio(base + QUEUE_NOTIFY_OFFSET), q)

@@ -43,15 +43,18 @@ pub enum LinuxError {
         max: usize,
     },
     /// A device backend could not be opened.
-    #[error("{kind} device '{name}': {reason}")]
+    #[error("{kind} device '{name}': {source}")]
     Device {
-        /// "block" or "net".
+        /// "block", "net" or "virtio".
         kind: &'static str,
         /// The configured name.
         name: String,
         /// What went wrong.
-        reason: String,
+        source: DeviceError,
     },
+    /// Two devices claim one range (a bug in the layout).
+    #[error("device layout: {0}")]
+    Layout(#[from] crate::devices::bus::Overlap),
     /// Guest memory could not be allocated.
     #[error("could not allocate {size} bytes of guest memory: {reason}")]
     Memory {
@@ -71,4 +74,34 @@ pub enum LinuxError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+/// What is wrong with one device of a Linux-boot guest.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// The disk image could not be opened.
+    #[error("{path}: {source}")]
+    Open {
+        /// The image.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A disk image whose size is not a whole number of 512-byte sectors.
+    #[error("{path}: size {size} is not a multiple of 512")]
+    Size {
+        /// The image.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+    },
+    /// A sector size outside the rule.
+    #[error(transparent)]
+    SectorSize(#[from] crate::config::SectorSizeError),
+    /// The tap could not be opened.
+    #[error(transparent)]
+    Tap(#[from] crate::host::tap::TapError),
+    /// The virtio-mmio transport refused the device.
+    #[error(transparent)]
+    Transport(#[from] crate::devices::virtio::mmio::MmioError),
 }
