@@ -34,7 +34,21 @@ pub enum ExitFault {
     FailEntry(u64),
     /// Any other exit (HLT, SHUTDOWN = triple fault, ...).
     #[error("KVM: unhandled exit: {0}")]
-    Unhandled(String),
+    Unhandled(UnhandledExit),
+}
+
+/// A KVM exit no handler takes.
+#[derive(Debug, thiserror::Error)]
+pub enum UnhandledExit {
+    /// `KVM_EXIT_SHUTDOWN`: a triple fault.
+    #[error("exit_reason=0x8 (shutdown: triple fault)")]
+    TripleFault,
+    /// `KVM_EXIT_HLT` (an hvt guest has no interrupts to wait for).
+    #[error("exit_reason=0x5 (hlt)")]
+    Hlt,
+    /// Any other exit, as kvm-ioctls names it.
+    #[error("{0}")]
+    Other(String),
 }
 
 /// A fatal end of the run.
@@ -74,9 +88,9 @@ pub fn handle_exit(exit: VcpuExit<'_>, hvt: &mut Hvt, ram: &GuestRam) -> Result<
         VcpuExit::MmioRead(addr, data) => return Err(arch::DecodeError::Mmio { addr, size: data.len() }.into()),
         VcpuExit::InternalError => return Err(ExitFault::Internal(0)),
         VcpuExit::FailEntry(reason, _cpu) => return Err(ExitFault::FailEntry(reason)),
-        VcpuExit::Shutdown => return Err(ExitFault::Unhandled("exit_reason=0x8 (shutdown: triple fault)".into())),
-        VcpuExit::Hlt => return Err(ExitFault::Unhandled("exit_reason=0x5 (hlt)".into())),
-        other => return Err(ExitFault::Unhandled(format!("{other:?}"))),
+        VcpuExit::Shutdown => return Err(ExitFault::Unhandled(UnhandledExit::TripleFault)),
+        VcpuExit::Hlt => return Err(ExitFault::Unhandled(UnhandledExit::Hlt)),
+        other => return Err(ExitFault::Unhandled(UnhandledExit::Other(format!("{other:?}")))),
     };
     Ok(hvt.handle(call.nr, call.gpa)?)
 }
@@ -106,8 +120,8 @@ pub fn handle_linux_exit(exit: VcpuExit<'_>, pio: &Bus, mmio: &Bus) -> Result<Ac
         VcpuExit::SystemEvent(kvm_bindings::KVM_SYSTEM_EVENT_RESET, _) => return Ok(Action::Stop(ExitStatus::Reset)),
         VcpuExit::InternalError => return Err(ExitFault::Internal(0)),
         VcpuExit::FailEntry(reason, _cpu) => return Err(ExitFault::FailEntry(reason)),
-        VcpuExit::Shutdown => return Err(ExitFault::Unhandled("exit_reason=0x8 (shutdown: triple fault)".into())),
-        other => return Err(ExitFault::Unhandled(format!("{other:?}"))),
+        VcpuExit::Shutdown => return Err(ExitFault::Unhandled(UnhandledExit::TripleFault)),
+        other => return Err(ExitFault::Unhandled(UnhandledExit::Other(format!("{other:?}")))),
     };
     // A write where no device sits is dropped.
     Ok(written.unwrap_or(Action::Continue))
