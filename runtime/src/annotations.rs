@@ -36,6 +36,24 @@ pub const UNIK_JSON: &str = "unik.json";
 /// urunc's annotations as a file in the rootfs (base64 values).
 pub const URUNC_JSON: &str = "urunc.json";
 
+/// Every key of unik's that takes a value (besides `dev.unik.block.<NAME>`).
+pub const KEYS: [&str; 8] = [KERNEL, CMDLINE, KIND, CPUS, INITRD, MEM, NET_TEMPLATE, NET_INTERFACE];
+
+/// Refuses a `dev.unik.*` key unik does not know (a typo such as `dev.unik.block.stoage` is
+/// caught by the manifest; `dev.unik.memory` here), naming it and the known ones.
+pub fn check_keys(annotations: &BTreeMap<String, String>) -> Result<(), String> {
+    for key in annotations.keys().filter(|k| k.starts_with(PREFIX)) {
+        let block = key.strip_prefix(BLOCK_PREFIX).is_some_and(|name| !name.is_empty());
+        if !block && !KEYS.contains(&key.as_str()) {
+            return Err(format!(
+                "unknown annotation '{key}': unik knows {} and {BLOCK_PREFIX}<NAME>",
+                KEYS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The most a JSON file of annotations in the rootfs may hold.
 const MAX_JSON: u64 = 1 << 20;
 

@@ -151,6 +151,7 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
     let mut annotations: BTreeMap<String, String> = spec.annotations().clone().unwrap_or_default().into_iter().collect();
     // docker (before 24) passes no annotations: an image can carry unik's in /unik.json instead.
     merge_unik_json(&mut annotations, &rootfs).map_err(|e| bundle_err(&path, e))?;
+    crate::annotations::check_keys(&annotations).map_err(|e| bundle_err(&path, e))?;
     let args: Vec<String> = spec.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default();
     let mem_limit = spec
         .linux()

@@ -135,6 +135,27 @@ fn test_unik_annotations() {
 }
 
 #[test]
+fn test_an_unknown_unik_annotation_is_an_error_naming_it() {
+    for (key, value) in [("dev.unik.memory", "32"), ("dev.unik.block.", "/disk.img")] {
+        let ann = serde_json::json!({ KERNEL: "k/app", key: value });
+        let b = bundle(config(&[], ann), &[("/k/app", &hvt_elf(&[]))]);
+        let err = load(b.path()).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("unknown annotation '{key}': unik knows dev.unik.kernel")),
+            "{err}"
+        );
+        assert!(err.contains("dev.unik.block.<NAME>"), "{err}");
+    }
+    // The same in /unik.json, as docker users carry them.
+    let b = bundle(
+        config(&["/app"], serde_json::json!({})),
+        &[("/app", &hvt_elf(&[])), ("/unik.json", br#"{"dev.unik.kernal": "/app"}"#)],
+    );
+    let err = load(b.path()).unwrap_err().to_string();
+    assert!(err.contains("unknown annotation 'dev.unik.kernal'"), "{err}");
+}
+
+#[test]
 fn test_urunc_annotations_and_urunc_json() {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let ann = serde_json::json!({
