@@ -326,6 +326,25 @@ fn test_pause_resume_and_force_delete() {
 }
 
 #[test]
+fn test_a_spec_whose_args_are_edited_boots_the_kernel_named_there() {
+    require_kvm!();
+    let env = Env::new(&["/hello.hvt"], serde_json::json!({}));
+    let bundle = env.dir.path().join("spec-bundle");
+    std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+    let out = env.query(&["spec", "--bundle", bundle.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // As a runc user would: put a kernel in the rootfs and name it in process.args.
+    std::fs::copy(guest("hello"), bundle.join("rootfs/app.hvt")).unwrap();
+    let path = bundle.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["process"]["args"] = serde_json::json!(["/app.hvt", "exit=5"]);
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let out = env.unik(&["run", "--bundle", bundle.to_str().unwrap(), "edited"]);
+    assert_eq!(out.status.code(), Some(5), "run: {}", stderr(&out));
+    assert!(env.console_text().contains("cmdline: exit=5"), "{}", env.console_text());
+}
+
+#[test]
 fn test_run_in_the_foreground_returns_the_guest_status() {
     require_kvm!();
     let env = Env::new(&["/hello.hvt", "exit=3"], serde_json::json!({}));
@@ -529,12 +548,16 @@ fn test_features_spec_exec_and_update() {
     let features: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(features["ociVersionMin"], "1.0.0");
     assert_eq!(features["hooks"][0], "prestart");
-    assert_eq!(features["linux"]["namespaces"], serde_json::json!(["network"]));
+    assert_eq!(
+        features["linux"]["namespaces"],
+        serde_json::json!(["mount", "pid", "ipc", "uts", "network"])
+    );
     let spec_dir = tempdir();
     let out = env.query(&["spec", "--bundle", spec_dir.path().to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(spec_dir.path().join("config.json")).unwrap()).unwrap();
-    assert_eq!(spec["annotations"]["dev.unik.kernel"], "/unikernel.hvt");
+    assert_eq!(spec["process"]["args"], serde_json::json!(["/unikernel.hvt"]));
+    assert!(spec["annotations"].get("dev.unik.kernel").is_none(), "{spec}");
     let out = env.query(&["spec", "--bundle", spec_dir.path().to_str().unwrap()]);
     assert!(!out.status.success() && stderr(&out).contains("already exists"));
     let out = env.query(&["exec", "--process", "/tmp/p.json", "c1"]);

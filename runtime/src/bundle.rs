@@ -274,12 +274,17 @@ fn classify(
             .map(|k| k.parse::<GuestKind>())
             .transpose()
             .map_err(|e| err(format!("{KIND}: {e}")))?;
-        (
-            resolve_in_rootfs(rootfs, k).map_err(rootfs_err)?,
-            annotations.get(CMDLINE).cloned(),
-            requested,
-            None,
-        )
+        let kernel = resolve_in_rootfs(rootfs, k).map_err(rootfs_err)?;
+        // An annotation never silently wins over an edited `process.args[0]`.
+        if let Some(a0) = args.first() {
+            if resolve_in_rootfs(rootfs, a0).is_ok_and(|p| p != kernel) {
+                return Err(err(format!(
+                    "{KERNEL} names '{k}' but process.args[0] names '{a0}', another file: \
+                     drop the annotation or make the two agree"
+                )));
+            }
+        }
+        (kernel, annotations.get(CMDLINE).cloned(), requested, None)
     } else if let Some(binary) = urunc.get("binary") {
         let (kind, template) = urunc_kind(&urunc).map_err(err)?;
         (

@@ -378,6 +378,21 @@ fn test_block_images_cannot_escape_the_rootfs() {
 }
 
 #[test]
+fn test_an_annotation_and_args0_naming_different_kernels_is_an_error_naming_both() {
+    let ann = serde_json::json!({ KERNEL: "/unikernel.hvt" });
+    let files: &[(&str, &[u8])] = &[("/unikernel.hvt", &hvt_elf(&[])), ("/app.hvt", &hvt_elf(&[]))];
+    let b = bundle(config(&["/app.hvt"], ann.clone()), files);
+    let err = load(b.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("dev.unik.kernel names '/unikernel.hvt' but process.args[0] names '/app.hvt', another file"),
+        "{err}"
+    );
+    // The same file by two spellings agrees.
+    let b = bundle(config(&["unikernel.hvt"], ann), files);
+    assert_eq!(vm(&b).kernel.file_name().unwrap(), "unikernel.hvt");
+}
+
+#[test]
 fn test_cmdline_prefers_process_args() {
     let ann = serde_json::json!({ KERNEL: "/app", CMDLINE: "from annotation" });
     let b = bundle(config(&["/app", "from", "args"], ann.clone()), &[("/app", &hvt_elf(&[]))]);

@@ -219,7 +219,7 @@ pub fn features() -> anyhow::Result<ExitCode> {
         "hooks": ["prestart", "createRuntime", "createContainer", "poststart", "poststop"],
         "mountOptions": [],
         "linux": {
-            "namespaces": ["network"],
+            "namespaces": ["mount", "pid", "ipc", "uts", "network"],
             "capabilities": [],
             "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false },
             "seccomp": { "enabled": true, "actions": [], "operators": [], "archs": [] },
@@ -238,7 +238,8 @@ pub fn features() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `spec`: a config.json for a unikernel at /unikernel.hvt in the rootfs.
+/// `spec`: a config.json for a unikernel at /unikernel.hvt in the rootfs, named by
+/// `process.args[0]` alone (edit it to boot another kernel, as with runc).
 pub fn spec(args: &SpecArgs) -> anyhow::Result<ExitCode> {
     let path = args.bundle.join("config.json");
     if path.exists() {
@@ -248,7 +249,6 @@ pub fn spec(args: &SpecArgs) -> anyhow::Result<ExitCode> {
         "ociVersion": runtime::state::OCI_VERSION,
         "process": { "terminal": false, "user": { "uid": 0, "gid": 0 }, "args": ["/unikernel.hvt"], "cwd": "/" },
         "root": { "path": "rootfs", "readonly": true },
-        "annotations": { "dev.unik.kernel": "/unikernel.hvt" },
         "linux": { "resources": { "memory": { "limit": 64 << 20 } }, "namespaces": [{ "type": "network" }] }
     });
     std::fs::write(&path, serde_json::to_vec_pretty(&spec)?).with_context(|| format!("writing {}", path.display()))?;
