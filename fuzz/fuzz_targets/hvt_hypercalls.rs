@@ -45,13 +45,7 @@ fuzz_target!(|data: &[u8]| {
     // Readable from the start, so POLL never waits for its (fuzzed) timeout.
     let stop = EventFd::new(0).expect("eventfd");
     stop.write(1).expect("eventfd write");
-    let mut hvt = Hvt::new(
-        ram.clone(),
-        Devices::from_slots(slots),
-        Box::new(std::io::sink()),
-        stop.as_raw_fd(),
-    )
-    .expect("Hvt::new");
+    let mut hvt = Hvt::new(ram.clone(), Devices::from_slots(slots), Box::new(std::io::sink()), stop.as_raw_fd()).expect("Hvt::new");
     let mut buf = [0u8; 70_000];
     while let Some(op) = input.op() {
         match op % 6 {

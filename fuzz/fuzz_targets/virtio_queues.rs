@@ -48,7 +48,9 @@ fuzz_target!(|data: &[u8]| {
         let read_only = config & 2 != 0;
         let disk = unik_fuzz::disk("queue-disk", 8192, read_only);
         let mut block = Block::new(disk, read_only, 512, "fuzz");
-        let Some(q) = queue(&mem, block.queue_max_sizes()[0], size, 0) else { return };
+        let Some(q) = queue(&mem, block.queue_max_sizes()[0], size, 0) else {
+            return;
+        };
         let mut queues = [q];
         block.activate(0).expect("activate");
         block.process_queue(&mem, &mut queues, 0);

@@ -208,6 +208,56 @@ pub fn bzimage_head() -> Vec<u8> {
     out
 }
 
+/// The bundle directory of the `bundle` target, made once per process: `config.json` is the
+/// target's to write; the rootfs holds two hvt kernels (`hello.hvt` with no devices, `dev.hvt`
+/// declaring block `storage` and net `service0`), a bzImage head, a 4 KiB disk image, a
+/// script, and symlinks: `/k` to a kernel, `/bin/k` relative to one, `/up` out of the rootfs
+/// and `/loop` to itself.
+pub fn bundle_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch().join("bundle");
+        let rootfs = dir.join("rootfs");
+        std::fs::create_dir_all(rootfs.join("bin")).expect("rootfs");
+        let files: [(&str, Vec<u8>); 5] = [
+            ("hello.hvt", hvt_elf(&[], &[0xf4; 16])),
+            ("dev.hvt", hvt_elf(&[("storage", MFT_BLOCK), ("service0", MFT_NET)], &[0xf4; 16])),
+            ("bzImage", bzimage_head()),
+            ("disk.img", vec![0; 4096]),
+            ("bin/sh", b"#!/bin/sh\nexit 0\n".to_vec()),
+        ];
+        for (name, data) in files {
+            std::fs::write(rootfs.join(name), data).expect("rootfs file");
+        }
+        for (name, target) in [("k", "/hello.hvt"), ("up", "../../.."), ("loop", "loop"), ("bin/k", "../dev.hvt")] {
+            std::os::unix::fs::symlink(target, rootfs.join(name)).expect("symlink");
+        }
+        dir
+    })
+}
+
+/// Writes one `bundle` target input into [`bundle_dir`]: `config.json`, then optionally (after
+/// a 0xff byte) the rootfs's `unik.json` and (after another) its `urunc.json`; files the input
+/// does not have are removed.
+pub fn write_bundle(data: &[u8]) -> &'static Path {
+    let dir = bundle_dir();
+    let rootfs = dir.join("rootfs");
+    let mut parts = data.splitn(3, |b| *b == 0xff);
+    let config = parts.next().unwrap_or_default();
+    std::fs::write(dir.join("config.json"), config).expect("config.json");
+    for name in ["unik.json", "urunc.json"] {
+        match parts.next() {
+            Some(json) => std::fs::write(rootfs.join(name), json).expect("rootfs json"),
+            None => {
+                let _ = std::fs::remove_file(rootfs.join(name));
+            }
+        }
+    }
+    dir
+}
+
+pub mod seeds;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +270,17 @@ mod tests {
         assert_eq!(m.entries().len(), 3);
         assert_eq!(vmm::loader::kind_of(&elf), vmm::GuestKind::Hvt);
         assert_eq!(vmm::loader::kind_of(&bzimage_head()), vmm::GuestKind::Linux);
+    }
+
+    #[test]
+    fn test_bundle_seeds_are_unikernels() {
+        for (target, name, data) in seeds::all() {
+            if target != "bundle" {
+                continue;
+            }
+            let bundle = runtime::bundle::load(write_bundle(&data)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(matches!(bundle.kind, runtime::bundle::BundleKind::Unikernel(_)), "{name}");
+        }
     }
 
     #[test]
