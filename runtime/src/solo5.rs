@@ -58,11 +58,20 @@ fn check(file: &File) -> io::Result<bool> {
     if phentsize != 56 || phnum == 0 || phnum > MAX_PHDRS {
         return Ok(false);
     }
+    // Ranges outside the file are checked here rather than left to pread, which fails with
+    // EINVAL for offsets past i64::MAX: a table outside the file is not an ELF we want, and a
+    // note segment outside it is skipped (a later one may still hold the ABI note).
+    let file_len = file.metadata()?.len();
+    let inside = |offset: u64, size: u64| offset.checked_add(size).is_some_and(|end| end <= file_len);
+    let table = u64::from(phnum) * 56;
+    if !inside(phoff, table) {
+        return Ok(false);
+    }
     let mut phdrs = vec![0u8; usize::from(phnum) * 56];
     file.read_exact_at(&mut phdrs, phoff)?;
     for ph in phdrs.chunks_exact(56) {
         let (p_type, offset, size) = (u32_at(ph, 0), u64_at(ph, 8), u64_at(ph, 32));
-        if p_type != PT_NOTE || size > MAX_NOTE_SEGMENT {
+        if p_type != PT_NOTE || size > MAX_NOTE_SEGMENT || !inside(offset, size) {
             continue;
         }
         let Ok(len) = usize::try_from(size) else { continue };
@@ -176,5 +185,25 @@ mod tests {
         assert!(!check_bytes(&truncated));
         let missing = tempfile::tempdir().unwrap();
         is_solo5_hvt(&missing.path().join("nope")).unwrap_err();
+    }
+
+    #[test]
+    fn test_offsets_outside_the_file_are_not_errors() {
+        // Found by the elf_loader fuzz target: a program header table at an offset past
+        // i64::MAX made pread fail with EINVAL, an error instead of "not a solo5 executable".
+        let mut bytes = elf_with_notes(&note(b"Solo5\0", ABI1_NOTE_TYPE, &HVT_ABI));
+        bytes[32..40].copy_from_slice(&0xffff_fb00_0000_0040u64.to_le_bytes());
+        assert!(!check_bytes(&bytes));
+        // A note segment outside the file (skipped by the loader when shorter than a note
+        // header plus name) does not hide the ABI note of a later one.
+        let mut bytes = elf_with_notes(&note(b"Solo5\0", ABI1_NOTE_TYPE, &HVT_ABI));
+        let load = 64;
+        bytes[load..load + 4].copy_from_slice(&PT_NOTE.to_le_bytes());
+        bytes[load + 8..load + 16].copy_from_slice(&(1u64 << 63).to_le_bytes());
+        bytes[load + 32..load + 40].copy_from_slice(&16u64.to_le_bytes());
+        assert!(check_bytes(&bytes));
+        let end = bytes.len() as u64;
+        bytes[load + 8..load + 16].copy_from_slice(&end.to_le_bytes());
+        assert!(check_bytes(&bytes));
     }
 }
