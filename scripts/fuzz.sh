@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Fuzzing (docs/fuzzing.md): builds every cargo-fuzz target in fuzz/ with nightly Rust
 # (installing cargo-fuzz when it is missing) and runs each for SECONDS (default 20), one
-# single-process run at a time, starting from its seed corpus in fuzz/corpus/<target>/. New
-# corpus entries go to a scratch directory, not into the repository; a crashing input is kept in
-# fuzz/artifacts/<target>/. Fails if any target crashes, leaks or times out.
+# single-process run at a time, starting from its seed corpus in fuzz/corpus/<target>/ (and with
+# fuzz/dict/<target>.dict when there is one). New corpus entries go to a scratch directory, not
+# into the repository; a crashing input is kept in fuzz/artifacts/<target>/. Fails if any target
+# crashes, leaks or times out.
 #
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
 set -euo pipefail
@@ -32,9 +33,11 @@ failed=0
 for t in "${targets[@]}"; do
     mkdir -p "$work/$t" "fuzz/corpus/$t"
     log=$work/$t.log
+    dict=()
+    [ -f "fuzz/dict/$t.dict" ] && dict=(-dict="$PWD/fuzz/dict/$t.dict")
     # -timeout: one input running that long is a hang, reported like a crash.
     if cargo +nightly fuzz run "$t" "$work/$t" "$PWD/fuzz/corpus/$t" -- \
-        -max_total_time="$seconds" -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
+        -max_total_time="$seconds" -timeout=10 -print_final_stats=1 "${dict[@]}" >"$log" 2>&1; then
         passed=$((passed + 1))
         runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
         echo "ok    $t: ${runs:-?} executions in ${seconds}s"
