@@ -109,4 +109,23 @@ mod tests {
         let missing = tempfile::tempdir().unwrap();
         is_solo5_hvt(&missing.path().join("nope")).unwrap_err();
     }
+
+    #[test]
+    fn test_offsets_outside_the_file_are_not_errors() {
+        // Found by the elf_loader fuzz target: a program header table at an offset past
+        // i64::MAX made pread fail with EINVAL, an error instead of "not a solo5 executable".
+        let mut bytes = elf_with_notes(&note(b"Solo5\0", ABI1_NOTE_TYPE, &HVT_ABI));
+        bytes[32..40].copy_from_slice(&0xffff_fb00_0000_0040u64.to_le_bytes());
+        assert!(!check_bytes(&bytes));
+        // A note segment outside the file does not hide the ABI note of a later one.
+        let mut bytes = elf_with_notes(&note(b"Solo5\0", ABI1_NOTE_TYPE, &HVT_ABI));
+        let load = 64;
+        bytes[load..load + 4].copy_from_slice(&PT_NOTE.to_le_bytes());
+        bytes[load + 8..load + 16].copy_from_slice(&(1u64 << 63).to_le_bytes());
+        bytes[load + 32..load + 40].copy_from_slice(&16u64.to_le_bytes());
+        assert!(check_bytes(&bytes));
+        let end = bytes.len() as u64;
+        bytes[load + 8..load + 16].copy_from_slice(&end.to_le_bytes());
+        assert!(check_bytes(&bytes));
+    }
 }

@@ -337,9 +337,11 @@ impl Tap {
         Ok(Tap { file, name, mtu, vnet_hdr })
     }
 
-    /// Wraps any non-blocking fd as a tap (unit tests: a socketpair end stands in for a tap).
-    #[cfg(test)]
-    pub(crate) fn from_file_for_tests(file: File, mtu: u16) -> Tap {
+    /// Wraps any non-blocking fd as a tap (unit tests and fuzz targets: a socketpair end stands
+    /// in for a tap).
+    #[cfg(any(test, feature = "fuzzing"))]
+    #[doc(hidden)]
+    pub fn from_file_for_tests(file: File, mtu: u16) -> Tap {
         Tap {
             file,
             name: "test".into(),

@@ -67,6 +67,10 @@ trait Source {
 
 impl Source for File {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        // An offset no file reaches (pread takes a signed one) is past the end, not an error.
+        if i64::try_from(offset).is_err() || offset.checked_add(buf.len() as u64).is_none() {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
         self.read_exact_at(buf, offset)
     }
 }
