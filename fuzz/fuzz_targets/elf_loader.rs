@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
     std::fs::write(&path, data).expect("write kernel");
     // The first MiB decides; fuzz inputs are smaller than that.
     if data.len() < 1 << 20 {
-        assert_eq!(detect_kind(&path).expect("detect_kind"), kind);
+        assert_eq!(detect_kind(vmm::host::files::Root::Host, &path).expect("detect_kind"), kind);
     }
     let is_hvt = runtime::solo5::is_solo5_hvt(&path).expect("is_solo5_hvt");
     if parsed.is_ok() {

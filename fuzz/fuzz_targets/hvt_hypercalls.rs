@@ -14,7 +14,8 @@ use std::os::fd::AsRawFd;
 
 use libfuzzer_sys::fuzz_target;
 use unik_fuzz::Input;
-use vmm::hvt::{Device, Devices, Hvt, HvtOutcome};
+use vmm::hvt::{Device, Devices, Hvt};
+use vmm::{Action, ExitStatus};
 use vmm::memory::GuestRam;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -53,8 +54,9 @@ fuzz_target!(|data: &[u8]| {
                 let nr = u32::from(input.u8());
                 let gpa = if op % 6 == 0 { u64::from(input.u16()) } else { input.u64() };
                 match hvt.handle(nr, gpa) {
-                    Ok(HvtOutcome::Continue) | Err(_) => {}
-                    Ok(HvtOutcome::Halt(_)) => assert_eq!(nr, 8, "only HALT halts"),
+                    Ok(Action::Continue) | Err(_) => {}
+                    Ok(Action::Stop(ExitStatus::Halt(_))) => assert_eq!(nr, 8, "only HALT halts"),
+                    Ok(Action::Stop(other)) => panic!("a hypercall stopped the guest with {other:?}"),
                 }
             }
             2 => {

@@ -1,7 +1,7 @@
 //! The virtio-mmio transport driven by fuzzed register sequences, in front of a virtio-blk
 //! (scratch file, read-write or read-only) or a virtio-net device (a socket standing in for a
 //! tap), over fuzzed guest memory: status transitions, feature negotiation, queue setup, config
-//! reads of any width, and kicks that make the device walk whatever descriptor tables and rings
+//! reads of any width, and kicks (served as the device thread serves them) that make the device walk whatever descriptor tables and rings
 //! the input wrote.
 //!
 //! Input: one configuration byte, then operations until the input ends (`op % 8`):
@@ -62,6 +62,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let irq = EventFd::new(libc::EFD_NONBLOCK).expect("eventfd");
     let mut t = MmioTransport::new(device, mem.clone(), irq).expect("transport");
+    // What the device thread serves: kicks and backend readiness go to the handler, as there.
+    let events = t.events().expect("device events");
+    let handler = || events.handler.lock().expect("the device handler's lock");
     let mut scratch = [0u8; 2048];
     while let Some(op) = input.op() {
         match op % 8 {
@@ -88,11 +91,11 @@ fuzz_target!(|data: &[u8]| {
                 let gpa = u64::from(input.u16());
                 let _ = vm_memory::Bytes::write_obj(&mem, input.u64(), GuestAddress(gpa));
             }
-            5 => t.kick(usize::from(input.u8())),
+            5 => handler().kick(usize::from(input.u8())),
             6 => {
                 let len = usize::from(input.u8());
                 let _ = network.send(input.bytes(len));
-                t.backend_ready();
+                handler().backend_ready();
             }
             _ => driver_setup(&mut t, &mut input),
         }
