@@ -84,7 +84,7 @@ pub const MULTIBOOT_SEARCH: u64 = 8192;
 const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
 
 /// Random access to an image: a file, or bytes in memory (tests, callers that read it whole).
-pub(crate) trait Source {
+pub trait Source {
     /// Fills `buf` from `offset`; `UnexpectedEof` if the image ends first.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// The image's size in bytes.

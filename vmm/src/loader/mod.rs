@@ -4,8 +4,8 @@ mod detect;
 mod elf;
 mod notes;
 
+pub use detect::Source;
 pub use detect::{ImageKind, MULTIBOOT_MAGIC, MULTIBOOT_SEARCH, image_kind, image_kind_of};
-pub(crate) use detect::Source;
 pub use elf::{Executable, LoadedKernel};
 
 /// The ELF machine this host boots (`EM_X86_64` or `EM_AARCH64`).
