@@ -311,8 +311,9 @@ fn test_sigterm_stops_a_linux_guest() {
     }
 }
 
-/// A copy of the `virtio` guest whose PVH note is hidden (its PT_NOTE turned into PT_NULL), so
-/// the monitor takes the 64-bit Linux boot protocol: long mode, `boot_params` in RSI.
+/// A copy of the `virtio` guest whose PVH note is hidden (its PT_NOTE turned into PT_NULL) and
+/// whose multiboot header's magic is zeroed, so the monitor takes the 64-bit Linux boot
+/// protocol: long mode, `boot_params` in RSI.
 fn without_pvh_note(dir: &tempfile::TempDir) -> std::path::PathBuf {
     let mut elf = std::fs::read(guest("virtio")).unwrap();
     let phoff = usize::try_from(u64::from_le_bytes(elf[32..40].try_into().unwrap())).unwrap();
@@ -326,6 +327,8 @@ fn without_pvh_note(dir: &tempfile::TempDir) -> std::path::PathBuf {
         }
     }
     assert_eq!(hidden, 1, "the virtio guest has one PT_NOTE");
+    let (at, _) = multiboot_header(&elf);
+    elf[at..at + 4].fill(0);
     let path = dir.path().join("virtio64");
     std::fs::write(&path, elf).unwrap();
     path
