@@ -172,20 +172,48 @@ struct Programs {
     pvh: bool,
 }
 
+/// Where the fields the detector reads sit in a little-endian ELF of either class (Solo5's marks
+/// are looked for in both: a 32-bit copy of a unikernel is still one).
+#[derive(Debug, Clone, Copy)]
+struct Class {
+    /// ELFCLASS64.
+    wide: bool,
+}
+
+impl Class {
+    /// An address-sized field: 8 bytes in a 64-bit ELF, 4 in a 32-bit one.
+    fn word(self, b: &[u8], off64: usize, off32: usize) -> u64 {
+        if self.wide { u64_at(b, off64) } else { u64::from(u32_at(b, off32)) }
+    }
+
+    fn half(self, b: &[u8], off64: usize, off32: usize) -> u64 {
+        u64::from(u16_at(b, if self.wide { off64 } else { off32 }))
+    }
+
+    fn phdr_size(self) -> u64 {
+        if self.wide { PHDR_SIZE } else { 32 }
+    }
+
+    fn shdr_size(self) -> u64 {
+        if self.wide { SHDR_SIZE } else { 40 }
+    }
+}
+
 /// The program headers' verdict, `None` when the table is not there to read.
-fn scan_program_headers(src: &(impl Source + ?Sized), eh: &[u8]) -> io::Result<Option<Programs>> {
-    let (phoff, phentsize, phnum) = (u64_at(eh, 32), u16_at(eh, 54), u64::from(u16_at(eh, 56)));
-    if u64::from(phentsize) != PHDR_SIZE || phnum == 0 || phnum > MAX_HEADERS {
+fn scan_program_headers(src: &(impl Source + ?Sized), eh: &[u8], class: Class) -> io::Result<Option<Programs>> {
+    let (phoff, phentsize, phnum) = (class.word(eh, 32, 28), class.half(eh, 54, 42), class.half(eh, 56, 44));
+    let size = class.phdr_size();
+    if phentsize != size || phnum == 0 || phnum > MAX_HEADERS {
         return Ok(None);
     }
-    let Some(table) = read(src, phoff, phnum * PHDR_SIZE)? else {
+    let Some(table) = read(src, phoff, phnum * size)? else {
         return Ok(None);
     };
     let mut found = Programs::default();
     // Note segments read in all: a file with thousands of large ones costs no more than this.
     let mut note_budget = MAX_READ;
-    for ph in table.chunks_exact(56) {
-        let (p_type, offset, size) = (u32_at(ph, 0), u64_at(ph, 8), u64_at(ph, 32));
+    for ph in table.chunks_exact(usize::try_from(size).unwrap_or(56)) {
+        let (p_type, offset, size) = (u32_at(ph, 0), class.word(ph, 8, 4), class.word(ph, 32, 16));
         match p_type {
             super::elf::PT_LOAD => found.loadable |= size > 0,
             super::elf::PT_NOTE if !found.solo5 && size <= note_budget => {
@@ -205,19 +233,25 @@ fn scan_program_headers(src: &(impl Source + ?Sized), eh: &[u8]) -> io::Result<O
 }
 
 /// Whether a section is named `.note.solo5.*`.
-fn has_solo5_section(src: &(impl Source + ?Sized), eh: &[u8]) -> io::Result<bool> {
-    let (shoff, shentsize, shnum, shstrndx) = (u64_at(eh, 40), u16_at(eh, 58), u64::from(u16_at(eh, 60)), u64::from(u16_at(eh, 62)));
-    if shoff == 0 || u64::from(shentsize) != SHDR_SIZE || shnum == 0 || shnum > MAX_HEADERS || shstrndx >= shnum {
+fn has_solo5_section(src: &(impl Source + ?Sized), eh: &[u8], class: Class) -> io::Result<bool> {
+    let (shoff, shentsize, shnum, shstrndx) = (
+        class.word(eh, 40, 32),
+        class.half(eh, 58, 46),
+        class.half(eh, 60, 48),
+        class.half(eh, 62, 50),
+    );
+    let size = class.shdr_size();
+    if shoff == 0 || shentsize != size || shnum == 0 || shnum > MAX_HEADERS || shstrndx >= shnum {
         return Ok(false);
     }
-    let Some(table) = read(src, shoff, shnum * SHDR_SIZE)? else {
+    let Some(table) = read(src, shoff, shnum * size)? else {
         return Ok(false);
     };
-    let strtab_hdr = &table[usize::try_from(shstrndx * SHDR_SIZE).unwrap_or(0)..];
-    let Some(names) = read(src, u64_at(strtab_hdr, 24), u64_at(strtab_hdr, 32))? else {
+    let strtab_hdr = &table[usize::try_from(shstrndx * size).unwrap_or(0)..];
+    let Some(names) = read(src, class.word(strtab_hdr, 24, 16), class.word(strtab_hdr, 32, 20))? else {
         return Ok(false);
     };
-    Ok(table.chunks_exact(64).any(|sh| {
+    Ok(table.chunks_exact(usize::try_from(size).unwrap_or(64)).any(|sh| {
         usize::try_from(u32_at(sh, 0))
             .ok()
             .and_then(|at| names.get(at..))
@@ -253,16 +287,20 @@ fn kind(src: &(impl Source + ?Sized)) -> io::Result<ImageKind> {
             "is not an ELF file"
         })));
     }
-    match (head[4], head[5]) {
-        (2, 1) => {}
+    let class = match (head[4], head[5]) {
+        (2, 1) => Class { wide: true },
+        (1, 1) => Class { wide: false },
         (2, _) => return Ok(ImageKind::Unrecognised("is a big-endian ELF file")),
-        // Solo5 has no 32-bit targets: a 32-bit ELF is a multiboot kernel or nothing unik boots.
         _ => return Ok(multiboot.unwrap_or(ImageKind::Unrecognised("is not a 64-bit ELF file"))),
-    }
+    };
     let eh = &head[..EHDR_SIZE];
-    let programs = scan_program_headers(src, eh)?;
-    if programs.is_some_and(|p| p.solo5) || has_solo5_section(src, eh)? {
+    let programs = scan_program_headers(src, eh, class)?;
+    if programs.is_some_and(|p| p.solo5) || has_solo5_section(src, eh, class)? {
         return Ok(ImageKind::Solo5);
+    }
+    if !class.wide {
+        // Only multiboot boots a 32-bit ELF.
+        return Ok(multiboot.unwrap_or(ImageKind::Unrecognised("is not a 64-bit ELF file")));
     }
     Ok(match (programs, multiboot) {
         (Some(p), _) if p.pvh && p.loadable => ImageKind::Elf,

@@ -288,3 +288,63 @@ fn test_multiboot_precedence_solo5_then_pvh_then_multiboot_then_elf() {
         ImageKind::Unrecognised("is an ELF file without loadable segments")
     );
 }
+
+/// A 32-bit ELF whose one PT_NOTE holds a Solo5 note (or, `via_section`, whose section
+/// `.note.solo5.abi` is its only mark), with a multiboot header.
+fn solo5_elf32(via_section: bool) -> Vec<u8> {
+    let mut img = vec![0u8; 0x200];
+    img[..6].copy_from_slice(b"\x7fELF\x01\x01");
+    let put16 = |img: &mut Vec<u8>, off: usize, v: u16| img[off..off + 2].copy_from_slice(&v.to_le_bytes());
+    let put32 = |img: &mut Vec<u8>, off: usize, v: u32| img[off..off + 4].copy_from_slice(&v.to_le_bytes());
+    put32(&mut img, 28, 52); // e_phoff
+    put16(&mut img, 42, 32);
+    put16(&mut img, 44, 1);
+    put32(&mut img, 52, if via_section { 1 } else { PT_NOTE });
+    put32(&mut img, 56, 0x100); // p_offset
+    put32(&mut img, 68, 20); // p_filesz
+    let mut n = Vec::new();
+    for w in [6u32, 0, 1] {
+        n.extend_from_slice(&w.to_le_bytes());
+    }
+    n.extend_from_slice(b"Solo5\0\0\0");
+    img[0x100..0x100 + n.len()].copy_from_slice(&n);
+    if via_section {
+        img[0x100..0x100 + n.len()].fill(0);
+        // Sections: null, .note.solo5.abi, .shstrtab (names at 0x180), table at 0x1a0 (40 bytes each).
+        let names = b"\0.note.solo5.abi\0.shstrtab\0";
+        img[0x180..0x180 + names.len()].copy_from_slice(names);
+        img.resize(0x1a0 + 3 * 40, 0);
+        put32(&mut img, 32, 0x1a0); // e_shoff
+        put16(&mut img, 46, 40);
+        put16(&mut img, 48, 3);
+        put16(&mut img, 50, 2);
+        put32(&mut img, 0x1a0 + 40, 1);
+        put32(&mut img, 0x1a0 + 80, 17);
+        put32(&mut img, 0x1a0 + 80 + 16, 0x180);
+        put32(&mut img, 0x1a0 + 80 + 20, u32::try_from(names.len()).unwrap());
+    }
+    with_multiboot(img, 0x140, 3)
+}
+
+#[test]
+fn test_a_32_bit_elf_with_solo5_marks_is_never_multiboot() {
+    assert_eq!(image_kind_of(&solo5_elf32(false)), ImageKind::Solo5);
+    assert_eq!(image_kind_of(&solo5_elf32(true)), ImageKind::Solo5);
+    // Without the mark, the same file is a multiboot kernel.
+    let mut plain = solo5_elf32(false);
+    plain[0x10c..0x111].copy_from_slice(b"Other");
+    assert_eq!(image_kind_of(&plain), ImageKind::Multiboot { header: 0x140 });
+}
+
+#[test]
+fn test_hostile_32_bit_headers_do_not_panic() {
+    for base in [solo5_elf32(false), solo5_elf32(true)] {
+        for pos in (0..base.len()).filter(|p| *p < 0x60 || (0x1a0..0x1a0 + 120).contains(p)) {
+            for v in [0u8, 1, 0x7f, 0x80, 0xff] {
+                let mut img = base.clone();
+                img[pos] = v;
+                let _ = image_kind_of(&img);
+            }
+        }
+    }
+}
