@@ -22,7 +22,7 @@ use crate::loader::ImageKind;
 const PVH_INFO: u64 = 0x6000;
 const PVH_MEMMAP: u64 = 0x6040;
 const PVH_MODLIST: u64 = 0x6100;
-/// The multiboot information and what it points to: [`multiboot::INFO`] (0x1000..0x1200).
+// The multiboot information and what it points to: 0x1000..0x1200 (multiboot.rs).
 /// The zero page (`boot_params`).
 const ZERO_PAGE: u64 = 0x7000;
 /// The command line.

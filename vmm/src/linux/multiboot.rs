@@ -79,6 +79,12 @@ pub enum MultibootError {
         /// The file's size, or 8 KiB.
         within: u64,
     },
+    /// No magic where the header was said to be.
+    #[error("no multiboot magic at file offset {offset:#x}")]
+    NoMagic {
+        /// The offset given.
+        offset: u64,
+    },
     /// The checksum does not make the sum 0.
     #[error(
         "the header at file offset {offset:#x} has a bad checksum {checksum:#x}: magic + flags ({flags:#x}) + checksum is {sum:#x}, not 0"
@@ -283,7 +289,7 @@ pub fn parse_header(src: &(impl Source + ?Sized), offset: u64) -> Result<Header,
     let h = read_exact(src, offset, 12, "the header")?;
     let (magic, flags, checksum) = (u32_at(&h, 0), u32_at(&h, 4), u32_at(&h, 8));
     if magic != MULTIBOOT_MAGIC {
-        return Err(MultibootError::Elf("no multiboot magic at the header's offset"));
+        return Err(MultibootError::NoMagic { offset });
     }
     let sum = magic.wrapping_add(flags).wrapping_add(checksum);
     if sum != 0 {

@@ -84,7 +84,7 @@ fn test_header_checksum_and_flags() {
         Err(MultibootError::Truncated { .. })
     ));
     // No magic at that offset.
-    assert!(matches!(parse_header(&late[..], 0), Err(MultibootError::Elf(_))));
+    assert!(matches!(parse_header(&late[..], 0), Err(MultibootError::NoMagic { offset: 0 })));
 }
 
 #[test]
