@@ -580,3 +580,16 @@ fn test_bad_multiboot_headers_are_clear_errors() {
         );
     }
 }
+
+#[test]
+fn test_a_pvh_note_wins_over_a_multiboot_header() {
+    require_kvm!();
+    // The `virtio` guest carries both (linux.ld keeps the multiboot header): PVH is taken.
+    let kernel = guest("virtio");
+    let (_, words) = multiboot_header(&std::fs::read(&kernel).unwrap());
+    assert_eq!(words[1], 0x1_0003, "the virtio guest has a valid-looking multiboot header");
+    let out = boot(&["--mem=16", kernel.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "stdout: {text} stderr: {}", stderr(&out));
+    assert!(text.contains("virtio: boot=pvh\n") && !text.contains("mem_lower="), "{text}");
+}
