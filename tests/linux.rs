@@ -1,6 +1,8 @@
 //! Guests booted with the Linux boot protocol: the `virtio` test guest (PVH entry) drives
 //! virtio-blk through the virtio-mmio transport and reports on the serial port; its exit status
-//! comes through the debug-exit port. Also the errors of this boot path.
+//! comes through the debug-exit port. The same program as a multiboot kernel (the `multiboot`
+//! guest, by its header's address fields, or converted to a 32-bit ELF). Also the errors of
+//! this boot path.
 //!
 //! A stock distribution kernel is booted by tests/stock_kernel.rs, on hardware KVM only.
 
@@ -241,7 +243,7 @@ fn test_linux_boot_errors_are_clear() {
         ),
         (
             vec!["--kind=linux".into(), junk.display().to_string()],
-            "not a kernel unik can boot (bzImage, ELF vmlinux or PVH ELF)",
+            "not a kernel unik can boot (bzImage, ELF vmlinux, PVH ELF or multiboot)",
         ),
         (
             vec!["--cpus=2".into(), guest("hello").display().to_string()],
@@ -324,8 +326,9 @@ fn test_sigterm_stops_a_linux_guest() {
     }
 }
 
-/// A copy of the `virtio` guest whose PVH note is hidden (its PT_NOTE turned into PT_NULL), so
-/// the monitor takes the 64-bit Linux boot protocol: long mode, `boot_params` in RSI.
+/// A copy of the `virtio` guest whose PVH note is hidden (its PT_NOTE turned into PT_NULL) and
+/// whose multiboot header's magic is zeroed, so the monitor takes the 64-bit Linux boot
+/// protocol: long mode, `boot_params` in RSI.
 fn without_pvh_note(dir: &tempfile::TempDir) -> std::path::PathBuf {
     let mut elf = std::fs::read(guest("virtio")).unwrap();
     let phoff = usize::try_from(u64::from_le_bytes(elf[32..40].try_into().unwrap())).unwrap();
@@ -339,6 +342,8 @@ fn without_pvh_note(dir: &tempfile::TempDir) -> std::path::PathBuf {
         }
     }
     assert_eq!(hidden, 1, "the virtio guest has one PT_NOTE");
+    let (at, _) = multiboot_header(&elf);
+    elf[at..at + 4].fill(0);
     let path = dir.path().join("virtio64");
     std::fs::write(&path, elf).unwrap();
     path
@@ -420,4 +425,195 @@ fn test_the_cmos_clock_tells_the_hosts_time() {
         "guest {line} ({guest}) not within the host's {before}..={after}"
     );
     assert!(text.contains("rtc: ext_kib=31744"), "CMOS extended memory for 32 MiB: {text}");
+}
+
+/// The multiboot header's eight words (magic, flags, checksum, the address fields) in `image`:
+/// (file offset, words).
+fn multiboot_header(image: &[u8]) -> (usize, [u32; 8]) {
+    let at = (0..8192usize.min(image.len()))
+        .step_by(4)
+        .find(|&i| image[i..i + 4] == 0x1bad_b002u32.to_le_bytes())
+        .expect("a multiboot header");
+    let words = std::array::from_fn(|i| u32::from_le_bytes(image[at + i * 4..at + i * 4 + 4].try_into().unwrap()));
+    (at, words)
+}
+
+/// A copy of `src` named `name` whose multiboot header `edit` changed (the checksum fixed after
+/// it unless `edit` broke it on purpose: `keep_checksum`).
+fn edit_multiboot(
+    dir: &tempfile::TempDir,
+    src: &std::path::Path,
+    name: &str,
+    keep_checksum: bool,
+    edit: impl Fn(&mut [u32; 8]),
+) -> std::path::PathBuf {
+    let mut image = std::fs::read(src).unwrap();
+    let (at, mut words) = multiboot_header(&image);
+    edit(&mut words);
+    if !keep_checksum {
+        words[2] = 0u32.wrapping_sub(words[0]).wrapping_sub(words[1]);
+    }
+    for (i, w) in words.iter().enumerate() {
+        image[at + i * 4..at + i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    let path = dir.path().join(name);
+    std::fs::write(&path, image).unwrap();
+    path
+}
+
+/// `objcopy` with `args`, or `None` (and the test reported as not run) without binutils.
+fn objcopy(test: &str, args: &[&std::ffi::OsStr]) -> Option<()> {
+    match std::process::Command::new("objcopy").args(args).output() {
+        Ok(out) if out.status.success() => Some(()),
+        Ok(out) => panic!("objcopy {args:?}: {}", String::from_utf8_lossy(&out.stderr)),
+        Err(e) => {
+            common::report_not_run(test, &format!("objcopy (binutils) is needed: {e}"));
+            None
+        }
+    }
+}
+
+#[test]
+fn test_multiboot_kernel_loaded_by_its_address_fields() {
+    require_kvm!();
+    let dir = tempdir();
+    let img = disk(&dir, "d0.img", 1 << 20, b'M');
+    let (rd, want_rd) = initrd(&dir);
+    // A 64-bit ELF with no PVH note: only the header's address fields can load it.
+    let kernel = guest("multiboot");
+    let out = boot(&[
+        "--mem=32",
+        &format!("--initrd={}", rd.display()),
+        &format!("--block:d0={}", img.display()),
+        kernel.to_str().unwrap(),
+        "exit=5",
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(5), "stdout: {text} stderr: {}", stderr(&out));
+    for line in [
+        // The entry saw EAX = 0x2BADB002 (else status 9) and took EBX's information.
+        "virtio: boot=multiboot",
+        "virtio: cmdline: exit=5 virtio_mmio.device=4K@0xd0000000:5",
+        // The memory map is the e820 map PVH and Linux guests get for --mem=32 (see
+        // test_virtio_blk_write_read_flush_and_errors); mem_upper is 31 MiB in KiB.
+        "virtio: mem=33160192",
+        "virtio: mem_lower=639 mem_upper=31744 loader=unik",
+        "virtio-blk: capacity=2048 ro=0 flush=1",
+        "virtio-blk: read0 status=0 first=MMMMMMMM",
+        "virtio-blk: id status=0 id=d0",
+        "virtio-blk: readback status=0 match=1",
+        "virtio-blk: flush status=0",
+        "virtio-blk: oob status=1",
+        "virtio: done",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+    }
+    // The initrd arrived whole as the one module, page-aligned (header flag 0).
+    assert!(text.contains(&want_rd), "want {want_rd} in:\n{text}");
+    let addr = text
+        .lines()
+        .find_map(|l| l.strip_prefix("virtio: initrd addr=0x"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|a| u64::from_str_radix(a, 16).ok())
+        .unwrap_or_else(|| panic!("no initrd address in {text}"));
+    assert_eq!(addr % 4096, 0, "{text}");
+    let data = std::fs::read(&img).unwrap();
+    assert!(data[512..1024].chunks(PATTERN.len()).all(|c| c == PATTERN));
+}
+
+#[test]
+fn test_multiboot_elf32_and_raw_image() {
+    require_kvm!();
+    let test = "test_multiboot_elf32_and_raw_image";
+    let dir = tempdir();
+    let kernel = guest("multiboot");
+    // As Unikraft's QEMU images are made: the 64-bit ELF converted to a 32-bit one; with the
+    // header's flag 16 cleared, only its program headers can load it.
+    let elf32 = dir.path().join("mb-elf32");
+    let Some(()) = objcopy(test, &["-O".as_ref(), "elf32-i386".as_ref(), kernel.as_os_str(), elf32.as_os_str()]) else {
+        return;
+    };
+    let elf32 = edit_multiboot(&dir, &elf32, "mb-elf32-noaddr", false, |w| w[1] &= !0x1_0000);
+    let image = std::fs::read(&elf32).unwrap();
+    assert_eq!((&image[..5], image[18]), (&b"\x7fELF\x01"[..], 3), "an ELF32 for i386");
+    assert_eq!(multiboot_header(&image).1[1], 0x3);
+    // The raw image (objcopy -O binary: no ELF headers at all), loaded by the address fields.
+    let raw = dir.path().join("mb-raw");
+    let Some(()) = objcopy(test, &["-O".as_ref(), "binary".as_ref(), kernel.as_os_str(), raw.as_os_str()]) else {
+        return;
+    };
+    let (rd, want_rd) = initrd(&dir);
+    for (kernel, mem, want_mem) in [
+        (&elf32, "--mem=64", "virtio: mem=66714624"),
+        (&raw, "--mem=16", "virtio: mem=16382976"),
+    ] {
+        let out = boot(&[mem, &format!("--initrd={}", rd.display()), kernel.to_str().unwrap(), "exit=7"]);
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(7), "{kernel:?}: stdout: {text} stderr: {}", stderr(&out));
+        assert!(text.contains("virtio: boot=multiboot\n"), "{text}");
+        assert!(text.contains(want_mem), "{want_mem} in {text}");
+        assert!(text.contains(&want_rd), "want {want_rd} in:\n{text}");
+        assert!(text.contains("virtio: done"), "{text}");
+    }
+}
+
+#[test]
+fn test_bad_multiboot_headers_are_clear_errors() {
+    require_kvm!();
+    let dir = tempdir();
+    let kernel = guest("multiboot");
+    let size = u32::try_from(std::fs::metadata(&kernel).unwrap().len()).unwrap();
+    let header = multiboot_header(&std::fs::read(&kernel).unwrap()).0;
+    let cases: Vec<(std::path::PathBuf, String)> = vec![
+        (
+            edit_multiboot(&dir, &kernel, "checksum", true, |w| w[2] = w[2].wrapping_add(1)),
+            format!("multiboot kernel: the header at file offset {header:#x} has a bad checksum"),
+        ),
+        (
+            edit_multiboot(&dir, &kernel, "flags", false, |w| w[1] |= 1 << 3),
+            "multiboot kernel: the header's flags 0x1000b require features unik does not provide (bits 0x8".into(),
+        ),
+        (
+            // Everything moved 1 MiB down: over the GDT, page tables and boot information.
+            edit_multiboot(&dir, &kernel, "low", false, |w| w[3..8].iter_mut().for_each(|a| *a -= 0x10_0000)),
+            "multiboot kernel: the image loads at 0x0..".into(),
+        ),
+        (
+            edit_multiboot(&dir, &kernel, "big-bss", false, |w| w[6] = 0x0400_0000),
+            "multiboot kernel: the image loads at 0x100000..0x4000000, outside guest RAM (which ends at 0x2000000".into(),
+        ),
+        (
+            edit_multiboot(&dir, &kernel, "past-file", false, |w| w[5] = w[4] + size),
+            format!(
+                "multiboot kernel: the header's load_addr..load_end_addr claims {size} bytes from file offset {:#x}, but the file has {size} bytes",
+                header
+            ),
+        ),
+        (
+            edit_multiboot(&dir, &kernel, "elf64", false, |w| w[1] &= !0x1_0000),
+            "multiboot kernel: a 64-bit ELF needs the header's address fields (flag 16)".into(),
+        ),
+    ];
+    for (kernel, want) in cases {
+        let out = boot(&["--mem=32", kernel.to_str().unwrap()]);
+        assert_fails_with(&out, 1, &want);
+        assert!(
+            stderr(&out).contains(kernel.to_str().unwrap()),
+            "names the kernel: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn test_a_pvh_note_wins_over_a_multiboot_header() {
+    require_kvm!();
+    // The `virtio` guest carries both (linux.ld keeps the multiboot header): PVH is taken.
+    let kernel = guest("virtio");
+    let (_, words) = multiboot_header(&std::fs::read(&kernel).unwrap());
+    assert_eq!(words[1], 0x1_0003, "the virtio guest has a valid-looking multiboot header");
+    let out = boot(&["--mem=16", kernel.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "stdout: {text} stderr: {}", stderr(&out));
+    assert!(text.contains("virtio: boot=pvh\n") && !text.contains("mem_lower="), "{text}");
 }

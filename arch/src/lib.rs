@@ -71,6 +71,14 @@ pub enum LinuxEntry {
         /// Guest address of `hvm_start_info`.
         start_info: u64,
     },
+    /// The multiboot (version 1) entry: 32-bit protected mode, paging off, `0x2BADB002` in EAX,
+    /// the multiboot information structure's address in EBX.
+    Multiboot {
+        /// Entry point (the header's `entry_addr` or the ELF's `e_entry`).
+        eip: u32,
+        /// Guest address of the multiboot information structure.
+        info: u32,
+    },
 }
 
 /// What the guest needs from its vCPU setup, returned by `setup_vcpu`.

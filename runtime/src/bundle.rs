@@ -122,6 +122,9 @@ fn args0_is_hvt(rootfs: &Path, args: &[String]) -> Result<PathBuf, String> {
         ImageKind::BzImage => Err(format!(
             "process.args[0] '{a0}' is a Linux kernel image (bzImage); name it in the {KERNEL} annotation to boot it"
         )),
+        ImageKind::Multiboot { .. } => Err(format!(
+            "process.args[0] '{a0}' is a multiboot kernel; name it in the {KERNEL} annotation to boot it"
+        )),
         ImageKind::Unrecognised(why) => Err(format!("process.args[0] '{a0}' {why}")),
     }
 }

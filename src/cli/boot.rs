@@ -18,6 +18,14 @@ Examples:
   unik boot --block storage=disk.img -- blk.hvt --guest-flag
   unik boot --cpus=2 --initrd=initrd.img bzImage console=ttyS0   a Linux-boot-protocol kernel
   unik boot --block-ro:root=rootfs.img --net:eth0=tap0 vmlinux     virtio-blk (read-only), virtio-net
+  unik boot --initrd=initrd.img kernel_qemu-x86_64 netdev.ip=...     a multiboot kernel (Unikraft's QEMU image)
+
+How KERNEL is recognised: an ELF with Solo5's marks (a Solo5 note, solo5's interpreter, a
+.note.solo5.* section) is a solo5-hvt unikernel, never anything else; a bzImage (HdrS at 0x202)
+boots at its 64-bit entry; a 64-bit ELF with a PVH note (Xen, type 18) at its PVH entry, even if
+it also has a multiboot header; a file with the multiboot v1 magic 0x1BADB002 (32-bit aligned,
+first 8 KiB) as a multiboot kernel (by the header's address fields, flag 16, or as a 32-bit
+ELF); any other 64-bit ELF at its 64-bit entry with boot_params.
 
 Every device an hvt unikernel's manifest declares must be attached; a Linux-boot-protocol
 kernel gets one virtio-mmio device per --net/--block, in the order given, announced on its
@@ -51,8 +59,8 @@ pub struct BootArgs {
     #[arg(long = "block-ro", value_name = "NAME=PATH", value_parser = parse_block)]
     pub blocks_ro: Vec<(String, PathBuf)>,
 
-    /// How KERNEL boots: hvt (solo5) or linux (bzImage, ELF vmlinux, PVH). Default: detected
-    /// from the image (an ELF with Solo5 notes is hvt, anything else the Linux boot protocol).
+    /// How KERNEL boots: hvt (solo5) or linux (bzImage, ELF vmlinux, PVH, multiboot). Default:
+    /// detected from the image (an ELF with Solo5's marks is hvt, see below for the others).
     #[arg(long, value_name = "KIND")]
     pub kind: Option<vmm::GuestKind>,
 
@@ -71,7 +79,7 @@ pub struct BootArgs {
     pub seccomp: vmm::seccomp::SeccompMode,
 
     /// The kernel: a solo5-hvt unikernel, or a kernel that boots with the Linux boot protocol
-    /// (bzImage, ELF vmlinux, PVH ELF); see --kind.
+    /// (bzImage, ELF vmlinux, PVH ELF) or multiboot (v1); see --kind.
     #[arg(value_name = "KERNEL")]
     pub kernel: PathBuf,
 

@@ -1,5 +1,6 @@
-/// Guests booted like Linux (PVH note, no solo5 notes); they link with linux.ld.
-const LINUX_GUESTS: &[&str] = &["virtio"];
+/// Guests booted like Linux (no solo5 notes) and their linker scripts: linux.ld (PVH note,
+/// multiboot header, 64-bit entry) or multiboot.ld (the multiboot header only).
+const LINUX_GUESTS: &[(&str, &str)] = &[("virtio", "linux.ld"), ("multiboot", "multiboot.ld")];
 
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
@@ -10,9 +11,10 @@ fn main() {
             continue;
         }
         let bin = path.file_stem().and_then(|s| s.to_str()).expect("bin name");
-        let script = if LINUX_GUESTS.contains(&bin) { "linux.ld" } else { "guest.ld" };
+        let linux = LINUX_GUESTS.iter().find(|(name, _)| *name == bin).map(|(_, script)| *script);
+        let script = linux.unwrap_or("guest.ld");
         println!("cargo:rustc-link-arg-bin={bin}=-T{dir}/{script}");
-        if LINUX_GUESTS.contains(&bin) {
+        if linux.is_some() {
             // Their 32-bit PVH entry and note need absolute addresses: always ET_EXEC, even
             // when the workspace is built as static-pie (as a test of hvt's ET_DYN refusal does).
             println!("cargo:rustc-link-arg-bin={bin}=--no-pie");
@@ -20,5 +22,7 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=guest.ld");
     println!("cargo:rerun-if-changed=linux.ld");
+    println!("cargo:rerun-if-changed=multiboot.ld");
+    println!("cargo:rerun-if-changed=src/virtio_app.rs");
     println!("cargo:rerun-if-changed=src/bin");
 }

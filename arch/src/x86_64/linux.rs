@@ -1,7 +1,8 @@
 //! The machine and entry state for guests booted with the Linux boot protocol: in-kernel irqchip
 //! (PIC + IOAPIC + LAPIC) and PIT, and a vCPU at the 64-bit entry (boot_params in RSI, identity
-//! paging of the first 4 GiB) or at the PVH entry (32-bit protected mode, paging off,
-//! `hvm_start_info` in EBX).
+//! paging of the first 4 GiB), at the PVH entry (32-bit protected mode, paging off,
+//! `hvm_start_info` in EBX) or at the multiboot entry (the same 32-bit state, `0x2BADB002` in
+//! EAX, the multiboot information in EBX).
 
 use kvm_bindings::{KVM_PIT_SPEAKER_DUMMY, Msrs, kvm_fpu, kvm_msr_entry, kvm_pit_config, kvm_regs, kvm_segment};
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
@@ -138,10 +139,7 @@ pub fn setup_linux_vcpu(kvm: &Kvm, vcpu: &VcpuFd, mem: &GuestMemoryMmap, index: 
             }
         }
         LinuxEntry::Pvh { rip, start_info } => {
-            sregs.cs = segment(0x18, GDT[3]);
-            sregs.cr0 = 0x11; // PE | ET, paging off
-            sregs.cr4 = 0;
-            sregs.efer = 0;
+            protected_mode32(&mut sregs);
             kvm_regs {
                 rip,
                 rbx: start_info,
@@ -149,9 +147,32 @@ pub fn setup_linux_vcpu(kvm: &Kvm, vcpu: &VcpuFd, mem: &GuestMemoryMmap, index: 
                 ..Default::default()
             }
         }
+        LinuxEntry::Multiboot { eip, info } => {
+            protected_mode32(&mut sregs);
+            kvm_regs {
+                rip: u64::from(eip),
+                rax: u64::from(MULTIBOOT_BOOTLOADER_MAGIC),
+                rbx: u64::from(info),
+                rflags: 2,
+                ..Default::default()
+            }
+        }
     };
     vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
     vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))
+}
+
+/// What a multiboot loader leaves in EAX.
+pub const MULTIBOOT_BOOTLOADER_MAGIC: u32 = 0x2bad_b002;
+
+/// The 32-bit protected-mode state the PVH and multiboot entries share: CS a flat 4 GiB 32-bit
+/// code segment, the data segments flat 4 GiB (already set), paging off, no PAE, no long mode.
+/// RFLAGS.IF is clear (the callers' `rflags: 2`).
+fn protected_mode32(sregs: &mut kvm_bindings::kvm_sregs) {
+    sregs.cs = segment(0x18, GDT[3]);
+    sregs.cr0 = 0x11; // PE | ET, paging off
+    sregs.cr4 = 0;
+    sregs.efer = 0;
 }
 
 /// LINT0 = ExtINT (the PIC), LINT1 = NMI: what firmware leaves and Linux expects.
@@ -184,6 +205,18 @@ mod tests {
         assert_eq!((cs.l, cs.db, cs.type_, cs.present), (1, 0, 0xb, 1));
         let cs32 = segment(0x18, GDT[3]);
         assert_eq!((cs32.l, cs32.db, cs32.limit), (0, 1, 0xffff_ffff));
+        // The 32-bit entries: flat code and data, paging and long mode off.
+        let mut sregs = kvm_bindings::kvm_sregs {
+            cr0: 0x8000_0011,
+            cr4: 0x20,
+            efer: 0x500,
+            ..Default::default()
+        };
+        protected_mode32(&mut sregs);
+        assert_eq!((sregs.cr0, sregs.cr4, sregs.efer), (0x11, 0, 0));
+        assert_eq!((sregs.cs.base, sregs.cs.limit, sregs.cs.db, sregs.cs.l), (0, 0xffff_ffff, 1, 0));
+        let data = segment(0x10, GDT[2]);
+        assert_eq!((data.base, data.limit, data.db, data.type_ & 0x2), (0, 0xffff_ffff, 1, 2));
         // Nothing the tables use overlaps the stack or the zero page at 0x7000.
         assert!(t.iter().all(|(a, _)| *a >= BOOT_GDT && (*a < 0x7000 || *a >= BOOT_PML4)));
     }

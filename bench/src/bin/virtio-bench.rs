@@ -117,8 +117,9 @@ fn host_tsc_hz() -> u64 {
     u64::try_from(u128::from(t1.wrapping_sub(t0)) * 1_000_000_000 / ns).unwrap_or(0)
 }
 
-/// A copy of the ELF at `src` with its PT_NOTE program headers turned into PT_NULL: without the
-/// PVH note, unik boots the guest through the 64-bit Linux boot protocol instead.
+/// A copy of the ELF at `src` with its PT_NOTE program headers turned into PT_NULL and its
+/// multiboot header's magic zeroed: without the PVH note and the multiboot header, unik boots
+/// the guest through the 64-bit Linux boot protocol instead.
 fn hide_notes(src: &Path, dst: &Path) -> Res<()> {
     let mut elf = std::fs::read(src).map_err(|e| format!("{}: {e}", src.display()))?;
     let u16_at = |e: &[u8], o: usize| usize::from(u16::from_le_bytes([e[o], e[o + 1]]));
@@ -137,6 +138,13 @@ fn hide_notes(src: &Path, dst: &Path) -> Res<()> {
     }
     if hidden == 0 {
         return Err(format!("{}: no PT_NOTE", src.display()));
+    }
+    let magic = 0x1bad_b002u32.to_le_bytes();
+    if let Some(at) = (0..elf.len().min(8192).saturating_sub(3))
+        .step_by(4)
+        .find(|&i| elf[i..i + 4] == magic)
+    {
+        elf[at..at + 4].fill(0);
     }
     std::fs::write(dst, elf).map_err(|e| format!("{}: {e}", dst.display()))
 }

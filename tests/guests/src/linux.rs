@@ -1,5 +1,5 @@
-//! Runtime for guests booted like Linux instead of through solo5: the two boot entries (PVH and
-//! the 64-bit Linux boot protocol), a 16550 serial console on port 0x3f8, and exit through the
+//! Runtime for guests booted like Linux instead of through solo5: the three boot entries (PVH,
+//! multiboot version 1 and the 64-bit Linux boot protocol), a 16550 serial console on port 0x3f8, and exit through the
 //! monitor's debug-exit port 0x501. `linux_entry!(main)` emits the entries and the panic handler.
 
 use core::arch::asm;
@@ -9,6 +9,8 @@ use core::fmt::{self, Write};
 pub const BOOT_PVH: u32 = 1;
 /// `kind` passed by the Linux entry: `info` is `struct boot_params` (the zero page).
 pub const BOOT_LINUX: u32 = 2;
+/// `kind` passed by the multiboot entry: `info` is the multiboot information structure.
+pub const BOOT_MULTIBOOT: u32 = 3;
 
 const PVH_MAGIC: u32 = 0x336e_c578;
 const COM1: u16 = 0x3f8;
@@ -130,6 +132,10 @@ pub struct Boot {
     pub mem_bytes: u64,
     /// Physical address and size of the initial ramdisk, if the loader placed one.
     pub initrd: Option<(u64, u64)>,
+    /// Multiboot's mem_lower and mem_upper (KiB), when given.
+    pub mem_lower_upper: Option<(u32, u32)>,
+    /// The boot loader's name (multiboot), or "".
+    pub loader: &'static str,
 }
 
 /// Reads `T` at physical address `addr` (identity mapped; may be unaligned).
@@ -161,10 +167,37 @@ fn c_str(addr: u64) -> &'static str {
 /// # Safety
 /// `info` must be what the entry's protocol promises.
 pub unsafe fn boot_info(kind: u32, info: u64) -> Boot {
-    let (mut mem_bytes, mut initrd) = (0, None);
-    // SAFETY (both arms): offsets are those of the protocol's structures, which the loader wrote.
+    let (mut mem_bytes, mut initrd, mut mem_lower_upper, mut loader) = (0, None, None, "");
+    // SAFETY (all arms): offsets are those of the protocol's structures, which the loader wrote.
     let cmdline = unsafe {
-        if kind == BOOT_PVH {
+        if kind == BOOT_MULTIBOOT {
+            let flags = rd::<u32>(info);
+            if flags & 1 != 0 {
+                mem_lower_upper = Some((rd::<u32>(info + 4), rd::<u32>(info + 8)));
+            }
+            // mmap_length @44, mmap_addr @48; an entry is {size, base u64, length u64, type},
+            // the next at this + size + 4.
+            if flags & 1 << 6 != 0 {
+                let mut e = u64::from(rd::<u32>(info + 48));
+                let end = e + u64::from(rd::<u32>(info + 44));
+                while e < end {
+                    if rd::<u32>(e + 20) == 1 {
+                        mem_bytes += rd::<u64>(e + 12);
+                    }
+                    e += u64::from(rd::<u32>(e)) + 4;
+                }
+            }
+            // mods_count @20, mods_addr @24; a module is {start, end, string, reserved}.
+            if flags & 1 << 3 != 0 && rd::<u32>(info + 20) >= 1 {
+                let m = u64::from(rd::<u32>(info + 24));
+                let (start, end) = (rd::<u32>(m), rd::<u32>(m + 4));
+                initrd = Some((u64::from(start), u64::from(end.wrapping_sub(start))));
+            }
+            if flags & 1 << 9 != 0 {
+                loader = c_str(u64::from(rd::<u32>(info + 64)));
+            }
+            if flags & 1 << 2 != 0 { c_str(u64::from(rd::<u32>(info + 16))) } else { "" }
+        } else if kind == BOOT_PVH {
             if rd::<u32>(info) != PVH_MAGIC {
                 crate::sprintln!("virtio: bad hvm_start_info magic");
                 exit(1);
@@ -209,20 +242,42 @@ pub unsafe fn boot_info(kind: u32, info: u64) -> Boot {
         cmdline,
         mem_bytes,
         initrd,
+        mem_lower_upper,
+        loader,
     }
 }
 
-/// Emits both boot entries, a PVH note pointing at the 32-bit one, and the panic handler. Both
-/// entries zero .bss, set a stack and call `$main(&Boot) -> u8`; its result is the exit status.
+/// Emits the three boot entries, a PVH note pointing at the 32-bit one, a multiboot header, and
+/// the panic handler. The entries zero .bss, set a stack and call `$main(&Boot) -> u8`; its
+/// result is the exit status. The linker script picks which protocols a binary offers
+/// (linux.ld: all three, where the monitor prefers PVH; multiboot.ld: multiboot only).
 ///
-/// - `_start` (e_entry): 64-bit Linux boot protocol; long mode and identity paging set up by the
-///   monitor, RSI = `struct boot_params`.
+/// - `_start` (e_entry with linux.ld): 64-bit Linux boot protocol; long mode and identity
+///   paging set up by the monitor, RSI = `struct boot_params`.
 /// - `pvh_start32` (Xen note type 18): 32-bit protected mode, paging off, EBX = `hvm_start_info`.
 ///   Builds a GDT and identity page tables for 4 GiB (2 MiB pages), enters long mode.
+/// - `multiboot_start32` (the header's entry_addr; e_entry with multiboot.ld): the same 32-bit
+///   state with EAX = `0x2BADB002` (anything else: exit status 9 through the debug-exit port)
+///   and EBX = the multiboot information; then as `pvh_start32`. The header (in the first
+///   section of .text) asks for page-aligned modules and the memory map, and gives the address
+///   fields: the image from `__image_start` to `_edata`, bss to `_end`.
 #[macro_export]
 macro_rules! linux_entry {
     ($main:path) => {
         core::arch::global_asm!(
+            // The multiboot header: magic, flags (bits 0, 1, 16), checksum, address fields.
+            ".pushsection .text.multiboot, \"ax\"",
+            ".balign 4",
+            "multiboot_header:",
+            ".long 0x1badb002",
+            ".long 0x00010003",
+            ".long -(0x1badb002 + 0x00010003)",
+            ".long multiboot_header",
+            ".long __image_start",
+            ".long _edata",
+            ".long _end",
+            ".long multiboot_start32",
+            ".popsection",
             // The PVH note: name "Xen", type XEN_ELFNOTE_PHYS32_ENTRY, desc = entry address.
             ".pushsection .note.Xen, \"a\", @note",
             ".balign 4",
@@ -248,13 +303,29 @@ macro_rules! linux_entry {
             "call guest_entry",
             "ud2",
             ".popsection",
-            // 32-bit PVH entry.
+            // 32-bit multiboot entry, then the PVH entry they share; EBP = the kind for
+            // guest_entry, ESI = the boot information.
             ".pushsection .text.pvh, \"ax\"",
             ".code32",
+            ".globl multiboot_start32",
+            "multiboot_start32:",
+            "cli",
+            "cld",
+            "mov $3, %ebp",
+            "cmp $0x2badb002, %eax",
+            "je 3f",
+            "mov $0x501, %dx",
+            "mov $9, %al",
+            "out %al, %dx",
+            "2:",
+            "hlt",
+            "jmp 2b",
             ".globl pvh_start32",
             "pvh_start32:",
             "cli",
             "cld",
+            "mov $1, %ebp",
+            "3:",
             "mov %ebx, %esi",
             // Zero .bss (page tables and stack live there).
             "mov $__bss_start, %edi",
@@ -308,7 +379,7 @@ macro_rules! linux_entry {
             "mov %ax, %gs",
             "mov %esi, %esi", // upper halves are undefined after the mode switch
             "lea guest_stack_top(%rip), %rsp",
-            "mov $1, %edi",
+            "mov %ebp, %edi", // the kind: 1 PVH, 3 multiboot
             "call guest_entry",
             "ud2",
             ".popsection",

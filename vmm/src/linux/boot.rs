@@ -1,8 +1,9 @@
-//! The x86 Linux boot protocol: the guest physical layout, the memory map, loading the kernel
-//! (bzImage, ELF vmlinux, PVH ELF) and the initrd, the command line, and the boot information
-//! the kernel starts with (`boot_params` for the 64-bit entry, `hvm_start_info` for PVH).
+//! The x86 Linux boot protocols: the guest physical layout, the memory map, loading the kernel
+//! (bzImage, ELF vmlinux, PVH ELF — through linux-loader — or a multiboot kernel, see
+//! [`super::multiboot`]) and the initrd, the command line, and the boot information the kernel
+//! starts with (`boot_params` for the 64-bit entry, `hvm_start_info` for PVH, the multiboot
+//! information structure for multiboot). Which protocol is [`crate::loader`]'s detector's call.
 
-use std::io::Read;
 use std::path::Path;
 
 use arch::LinuxEntry;
@@ -12,13 +13,16 @@ use linux_loader::loader::{BzImage, Elf, KernelLoader, KernelLoaderResult, PvhBo
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::LinuxError;
+use super::multiboot;
 use crate::error::Error;
 use crate::host::files::Root;
+use crate::loader::ImageKind;
 
 /// `hvm_start_info` and what follows it.
 const PVH_INFO: u64 = 0x6000;
 const PVH_MEMMAP: u64 = 0x6040;
 const PVH_MODLIST: u64 = 0x6100;
+// The multiboot information and what it points to: 0x1000..0x1200 (multiboot.rs).
 /// The zero page (`boot_params`).
 const ZERO_PAGE: u64 = 0x7000;
 /// The command line.
@@ -75,26 +79,53 @@ fn memory_error(size: u64) -> impl Fn(vm_memory::GuestMemoryError) -> Error {
     }
 }
 
-pub(super) fn load_kernel(root: Root<'_>, path: &Path, mem: &GuestMemoryMmap) -> Result<KernelLoaderResult, Error> {
+/// A loaded kernel and the protocol it boots with.
+#[derive(Debug)]
+pub(super) enum Kernel {
+    /// A bzImage or ELF (PVH or 64-bit entry), loaded by linux-loader.
+    Linux(KernelLoaderResult),
+    /// A multiboot kernel.
+    Multiboot(multiboot::Loaded),
+}
+
+impl Kernel {
+    /// The end of the kernel in guest memory.
+    pub(super) fn end(&self) -> u64 {
+        match self {
+            Kernel::Linux(loaded) => loaded.kernel_end,
+            Kernel::Multiboot(loaded) => loaded.end,
+        }
+    }
+}
+
+/// Loads the kernel at `path` into `mem`, whose low RAM ends at `low_end`.
+pub(super) fn load_kernel(root: Root<'_>, path: &Path, mem: &GuestMemoryMmap, low_end: u64) -> Result<Kernel, Error> {
     let err = |source| {
         Error::Linux(LinuxError::Load {
             path: path.to_path_buf(),
             source,
         })
     };
-    let mut file = crate::host::files::open_regular(root, path).map_err(|source| Error::Kernel {
+    let read_err = |source| Error::Kernel {
         path: path.to_path_buf(),
         source,
-    })?;
-    let mut head = [0u8; 0x210];
-    let n = file.read(&mut head).map_err(|source| Error::Kernel {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if is_bzimage(&head[..n]) {
-        BzImage::load(mem, None, &mut file, Some(GuestAddress(HIMEM))).map_err(err)
-    } else {
-        Elf::load(mem, None, &mut file, Some(GuestAddress(HIMEM))).map_err(err)
+    };
+    let mut file = crate::host::files::open_regular(root, path).map_err(read_err)?;
+    match crate::loader::image_kind(&file).map_err(read_err)? {
+        ImageKind::BzImage => BzImage::load(mem, None, &mut file, Some(GuestAddress(HIMEM)))
+            .map(Kernel::Linux)
+            .map_err(err),
+        ImageKind::Multiboot { header } => multiboot::load(&file, header, mem, low_end)
+            .map(Kernel::Multiboot)
+            .map_err(|reason| {
+                Error::Linux(LinuxError::Multiboot {
+                    path: path.to_path_buf(),
+                    reason,
+                })
+            }),
+        _ => Elf::load(mem, None, &mut file, Some(GuestAddress(HIMEM)))
+            .map(Kernel::Linux)
+            .map_err(err),
     }
 }
 
@@ -118,17 +149,19 @@ pub(super) fn load_initrd(root: Root<'_>, path: &Path, mem: &GuestMemoryMmap, ke
     Ok((addr, size))
 }
 
-/// The longest command line `loaded` accepts: the kernel's own limit from its setup header
+/// The longest command line `loaded` accepts: the bzImage's own limit from its setup header
 /// (`cmdline_size`, boot protocol 2.06+), else [`CMDLINE_MAX`].
-pub(super) fn cmdline_max(loaded: &KernelLoaderResult) -> usize {
-    match loaded.setup_header {
-        Some(hdr) if hdr.cmdline_size > 0 => (hdr.cmdline_size as usize).min(CMDLINE_ROOM),
+pub(super) fn cmdline_max(loaded: &Kernel) -> usize {
+    match loaded {
+        Kernel::Linux(KernelLoaderResult {
+            setup_header: Some(hdr), ..
+        }) if hdr.cmdline_size > 0 => (hdr.cmdline_size as usize).min(CMDLINE_ROOM),
         _ => CMDLINE_MAX,
     }
 }
 
 /// Writes `cmdline` (NUL-terminated) where the kernel looks for it; returns its length.
-pub(super) fn write_cmdline(mem: &GuestMemoryMmap, loaded: &KernelLoaderResult, cmdline: String) -> Result<usize, Error> {
+pub(super) fn write_cmdline(mem: &GuestMemoryMmap, loaded: &Kernel, cmdline: String) -> Result<usize, Error> {
     let max = cmdline_max(loaded);
     if cmdline.len() > max {
         return Err(LinuxError::Cmdline { len: cmdline.len(), max }.into());
@@ -141,17 +174,28 @@ pub(super) fn write_cmdline(mem: &GuestMemoryMmap, loaded: &KernelLoaderResult, 
     Ok(len)
 }
 
-/// Writes the boot information for `loaded` and returns where its vCPUs start: the PVH entry
-/// with `hvm_start_info` when the kernel has the PVH note, else the 64-bit entry with
-/// `boot_params`.
+/// Writes the boot information for `loaded` and returns where its vCPUs start: the multiboot
+/// entry with the multiboot information for a multiboot kernel, the PVH entry with
+/// `hvm_start_info` when the kernel has the PVH note, else the 64-bit entry with `boot_params`.
 pub(super) fn write_boot_info(
     mem: &GuestMemoryMmap,
-    loaded: &KernelLoaderResult,
+    loaded: &Kernel,
     mem_size: u64,
     cmdline_len: usize,
     initrd: Option<(u64, u64)>,
     rsdp: u64,
 ) -> Result<LinuxEntry, Error> {
+    let loaded = match loaded {
+        Kernel::Linux(loaded) => loaded,
+        Kernel::Multiboot(mb) => {
+            let info_err = |reason| Error::Linux(LinuxError::MultibootInfo(reason));
+            multiboot::write_info(mem, &e820(mem_size), CMDLINE, initrd).map_err(info_err)?;
+            return Ok(LinuxEntry::Multiboot {
+                eip: mb.entry,
+                info: u32::try_from(multiboot::INFO).unwrap_or(0),
+            });
+        }
+    };
     Ok(match loaded.pvh_boot_cap {
         PvhBootCapability::PvhEntryPresent(rip) => {
             write_pvh_start_info(mem, mem_size, initrd, rsdp)?;

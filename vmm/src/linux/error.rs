@@ -8,13 +8,24 @@ use crate::acpi;
 #[derive(Debug, thiserror::Error)]
 pub enum LinuxError {
     /// linux-loader refused the kernel.
-    #[error("{path}: not a kernel unik can boot (bzImage, ELF vmlinux or PVH ELF): {source}")]
+    #[error("{path}: not a kernel unik can boot (bzImage, ELF vmlinux, PVH ELF or multiboot): {source}")]
     Load {
         /// The kernel.
         path: PathBuf,
         /// linux-loader's reason.
         source: linux_loader::loader::Error,
     },
+    /// The multiboot kernel's header or image is wrong, or it does not fit.
+    #[error("{path}: multiboot kernel: {reason}")]
+    Multiboot {
+        /// The kernel.
+        path: PathBuf,
+        /// What is wrong.
+        reason: super::multiboot::MultibootError,
+    },
+    /// The multiboot information could not be written.
+    #[error("multiboot information: {0}")]
+    MultibootInfo(super::multiboot::MultibootError),
     /// The initrd could not be read or does not fit.
     #[error("initrd {path}: {reason}")]
     Initrd {

@@ -1,12 +1,15 @@
 //! Guests booted with the Linux boot protocol (x86_64): bzImage, ELF vmlinux (64-bit entry with
-//! `boot_params`) or an ELF with a PVH note (32-bit entry with `hvm_start_info`); an initrd,
+//! `boot_params`) or an ELF with a PVH note (32-bit entry with `hvm_start_info`), and multiboot
+//! (version 1) kernels (32-bit entry with the multiboot information, see [`multiboot`]); an initrd,
 //! the command line, one or more vCPUs, the in-kernel irqchip and PIT, a 16550 console, and
 //! virtio-mmio block and net devices announced with `virtio_mmio.device=` on the command line.
 //!
 //! The same devices are described in ACPI tables (see [`crate::acpi`]) for kernels that find
 //! them that way.
 //!
-//! Guest physical layout: 0x500 GDT, 0x6000 `hvm_start_info` (+ memory map and module list),
+//! Guest physical layout: 0x500 GDT, 0x1000 multiboot information (+ memory map at 0x1080,
+//! module list at 0x1100, boot loader name at 0x1180, module string at 0x11c0; multiboot
+//! kernels load at 1 MiB or above), 0x6000 `hvm_start_info` (+ memory map and module list),
 //! 0x7000 zero page, 0x9000 page tables, 0x20000 command line, 0xe0000 ACPI tables, 1 MiB
 //! kernel, initrd at the top of low memory, virtio-mmio windows from 0xd000_0000 (IRQ 5
 //! upwards), RAM above 3.25 GiB moved to 4 GiB.
@@ -14,6 +17,7 @@
 mod boot;
 mod devices;
 pub mod error;
+pub mod multiboot;
 mod vcpus;
 
 use std::sync::{Arc, Mutex};
@@ -85,10 +89,10 @@ impl LinuxVm {
         crate::memory::register_memory(&vm, &mem)?;
         arch::setup_linux_vm(&vm)?;
 
-        let loaded = boot::load_kernel(cfg.root(), &cfg.kernel, &mem)?;
         let low_end = mem_size.min(boot::MMIO_BASE);
+        let loaded = boot::load_kernel(cfg.root(), &cfg.kernel, &mem, low_end)?;
         let initrd = match &cfg.initrd {
-            Some(path) => Some(boot::load_initrd(cfg.root(), path, &mem, loaded.kernel_end, low_end)?),
+            Some(path) => Some(boot::load_initrd(cfg.root(), path, &mem, loaded.end(), low_end)?),
             None => None,
         };
         let devices = devices::attach(&vm, &mem, mem_size, pending, console)?;

@@ -9,6 +9,18 @@
 //! * a section named `.note.solo5.*` (found through the section headers, so a program header
 //!   table that was zeroed or truncated does not hide it).
 //!
+//! Otherwise, in this order:
+//! * a bzImage (`HdrS` at 0x202) boots with the Linux boot protocol;
+//! * a 64-bit ELF with a PVH note (owner `"Xen"`, type 18, XEN_ELFNOTE_PHYS32_ENTRY) boots at
+//!   its PVH entry, even if it also carries a multiboot header: PVH wins, as it hands over more
+//!   (ACPI, a 64-bit memory map) and is what the image's author added last;
+//! * any file with the multiboot (version 1) magic `0x1BADB002`, 32-bit aligned, in its first
+//!   8 KiB is a multiboot kernel (a 32-bit ELF, a 64-bit ELF or a raw image loaded by the
+//!   header's address fields): whether its header is valid (checksum, flags, addresses) is the
+//!   multiboot loader's to say, so a damaged header is an error naming what is wrong rather than
+//!   a kernel started at the wrong entry;
+//! * a 64-bit ELF with loadable segments is a vmlinux (the 64-bit Linux entry).
+//!
 //! Only a file read through bounded reads at known offsets is looked at: an ordinary container's
 //! `process.args[0]` may be a large binary that is not ours.
 
@@ -30,6 +42,12 @@ pub enum ImageKind {
     /// A 64-bit little-endian ELF with loadable segments and none of Solo5's marks: a vmlinux,
     /// a PVH kernel, or an ordinary program.
     Elf,
+    /// A multiboot (version 1) kernel: the magic at file offset `header` (32-bit aligned, in
+    /// the first 8 KiB); the header itself is not validated here.
+    Multiboot {
+        /// File offset of the header's magic.
+        header: u64,
+    },
     /// None of these; the reason, e.g. "is not an ELF file".
     Unrecognised(&'static str),
 }
@@ -39,7 +57,7 @@ impl ImageKind {
     /// hvt loader's error then says what is wrong), Linux for a bzImage or a plain ELF.
     pub fn guest_kind(&self) -> GuestKind {
         match self {
-            ImageKind::BzImage | ImageKind::Elf => GuestKind::Linux,
+            ImageKind::BzImage | ImageKind::Elf | ImageKind::Multiboot { .. } => GuestKind::Linux,
             ImageKind::Solo5 | ImageKind::Unrecognised(_) => GuestKind::Hvt,
         }
     }
@@ -59,10 +77,19 @@ const MAX_HEADERS: u64 = 4096;
 /// are not read.
 const MAX_READ: u64 = 1 << 20;
 
+/// The multiboot (version 1) header's magic.
+pub const MULTIBOOT_MAGIC: u32 = 0x1bad_b002;
+/// The multiboot header lies within this many bytes from the start of the file.
+pub const MULTIBOOT_SEARCH: u64 = 8192;
+/// The PVH note: owner "Xen", type XEN_ELFNOTE_PHYS32_ENTRY.
+const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+
 /// Random access to an image: a file, or bytes in memory (tests, callers that read it whole).
-trait Source {
+pub trait Source {
     /// Fills `buf` from `offset`; `UnexpectedEof` if the image ends first.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// The image's size in bytes.
+    fn size(&self) -> io::Result<u64>;
 }
 
 impl Source for File {
@@ -73,9 +100,17 @@ impl Source for File {
         }
         self.read_exact_at(buf, offset)
     }
+
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
 }
 
 impl Source for [u8] {
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.len() as u64)
+    }
+
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let bytes = usize::try_from(offset)
             .ok()
@@ -99,68 +134,115 @@ fn read(src: &(impl Source + ?Sized), offset: u64, len: u64) -> io::Result<Optio
     }
 }
 
-/// Whether one note segment holds a note whose owner is "Solo5" (walking every note in it, with
-/// 4-byte aligned names and descriptors; a size that runs off the segment ends the walk).
-fn has_solo5_note(mut notes: &[u8]) -> bool {
+/// What one note segment holds: (a note whose owner is "Solo5", the PVH entry note), walking
+/// every note in it, with 4-byte aligned names and descriptors; a size that runs off the
+/// segment ends the walk.
+fn scan_notes(mut notes: &[u8]) -> (bool, bool) {
+    let (mut solo5, mut pvh) = (false, false);
     while notes.len() >= 12 {
         let (namesz, descsz) = (u64::from(u32_at(notes, 0)), u64::from(u32_at(notes, 4)));
-        if namesz == 6 && notes.get(12..18) == Some(&b"Solo5\0"[..]) {
-            return true;
-        }
+        solo5 |= namesz == 6 && notes.get(12..18) == Some(&b"Solo5\0"[..]);
+        pvh |= namesz == 4 && u32_at(notes, 8) == XEN_ELFNOTE_PHYS32_ENTRY && notes.get(12..16) == Some(&b"Xen\0"[..]);
         let next = 12 + namesz.next_multiple_of(4) + descsz.next_multiple_of(4);
         let Some(rest) = usize::try_from(next).ok().and_then(|n| notes.get(n..)) else {
-            return false;
+            break;
         };
         notes = rest;
     }
-    false
+    (solo5, pvh)
 }
 
-/// The program headers' verdict: whether one carries a Solo5 mark, and whether any PT_LOAD has
-/// file content. `None` when the table is not there to read.
-fn scan_program_headers(src: &(impl Source + ?Sized), eh: &[u8]) -> io::Result<Option<(bool, bool)>> {
-    let (phoff, phentsize, phnum) = (u64_at(eh, 32), u16_at(eh, 54), u64::from(u16_at(eh, 56)));
-    if u64::from(phentsize) != PHDR_SIZE || phnum == 0 || phnum > MAX_HEADERS {
+/// What the program headers say about an ELF.
+#[derive(Debug, Default, Clone, Copy)]
+struct Programs {
+    /// One carries a Solo5 mark.
+    solo5: bool,
+    /// A PT_LOAD has file content.
+    loadable: bool,
+    /// A PT_NOTE holds the PVH entry note.
+    pvh: bool,
+}
+
+/// Where the fields the detector reads sit in a little-endian ELF of either class (Solo5's marks
+/// are looked for in both: a 32-bit copy of a unikernel is still one).
+#[derive(Debug, Clone, Copy)]
+struct Class {
+    /// ELFCLASS64.
+    wide: bool,
+}
+
+impl Class {
+    /// An address-sized field: 8 bytes in a 64-bit ELF, 4 in a 32-bit one.
+    fn word(self, b: &[u8], off64: usize, off32: usize) -> u64 {
+        if self.wide { u64_at(b, off64) } else { u64::from(u32_at(b, off32)) }
+    }
+
+    fn half(self, b: &[u8], off64: usize, off32: usize) -> u64 {
+        u64::from(u16_at(b, if self.wide { off64 } else { off32 }))
+    }
+
+    fn phdr_size(self) -> u64 {
+        if self.wide { PHDR_SIZE } else { 32 }
+    }
+
+    fn shdr_size(self) -> u64 {
+        if self.wide { SHDR_SIZE } else { 40 }
+    }
+}
+
+/// The program headers' verdict, `None` when the table is not there to read.
+fn scan_program_headers(src: &(impl Source + ?Sized), eh: &[u8], class: Class) -> io::Result<Option<Programs>> {
+    let (phoff, phentsize, phnum) = (class.word(eh, 32, 28), class.half(eh, 54, 42), class.half(eh, 56, 44));
+    let size = class.phdr_size();
+    if phentsize != size || phnum == 0 || phnum > MAX_HEADERS {
         return Ok(None);
     }
-    let Some(table) = read(src, phoff, phnum * PHDR_SIZE)? else {
+    let Some(table) = read(src, phoff, phnum * size)? else {
         return Ok(None);
     };
-    let (mut solo5, mut loadable) = (false, false);
+    let mut found = Programs::default();
     // Note segments read in all: a file with thousands of large ones costs no more than this.
     let mut note_budget = MAX_READ;
-    for ph in table.chunks_exact(56) {
-        let (p_type, offset, size) = (u32_at(ph, 0), u64_at(ph, 8), u64_at(ph, 32));
+    for ph in table.chunks_exact(usize::try_from(size).unwrap_or(56)) {
+        let (p_type, offset, size) = (u32_at(ph, 0), class.word(ph, 8, 4), class.word(ph, 32, 16));
         match p_type {
-            super::elf::PT_LOAD => loadable |= size > 0,
-            super::elf::PT_NOTE if !solo5 && size <= note_budget => {
+            super::elf::PT_LOAD => found.loadable |= size > 0,
+            super::elf::PT_NOTE if !found.solo5 && size <= note_budget => {
                 note_budget -= size;
-                solo5 |= read(src, offset, size)?.is_some_and(|n| has_solo5_note(&n));
+                let (solo5, pvh) = read(src, offset, size)?.map_or((false, false), |n| scan_notes(&n));
+                found.solo5 |= solo5;
+                found.pvh |= pvh;
             }
             PT_INTERP => {
                 let len = size.min(SOLO5_INTERP.len() as u64);
-                solo5 |= read(src, offset, len)?.is_some_and(|i| i == SOLO5_INTERP);
+                found.solo5 |= read(src, offset, len)?.is_some_and(|i| i == SOLO5_INTERP);
             }
             _ => {}
         }
     }
-    Ok(Some((solo5, loadable)))
+    Ok(Some(found))
 }
 
 /// Whether a section is named `.note.solo5.*`.
-fn has_solo5_section(src: &(impl Source + ?Sized), eh: &[u8]) -> io::Result<bool> {
-    let (shoff, shentsize, shnum, shstrndx) = (u64_at(eh, 40), u16_at(eh, 58), u64::from(u16_at(eh, 60)), u64::from(u16_at(eh, 62)));
-    if shoff == 0 || u64::from(shentsize) != SHDR_SIZE || shnum == 0 || shnum > MAX_HEADERS || shstrndx >= shnum {
+fn has_solo5_section(src: &(impl Source + ?Sized), eh: &[u8], class: Class) -> io::Result<bool> {
+    let (shoff, shentsize, shnum, shstrndx) = (
+        class.word(eh, 40, 32),
+        class.half(eh, 58, 46),
+        class.half(eh, 60, 48),
+        class.half(eh, 62, 50),
+    );
+    let size = class.shdr_size();
+    if shoff == 0 || shentsize != size || shnum == 0 || shnum > MAX_HEADERS || shstrndx >= shnum {
         return Ok(false);
     }
-    let Some(table) = read(src, shoff, shnum * SHDR_SIZE)? else {
+    let Some(table) = read(src, shoff, shnum * size)? else {
         return Ok(false);
     };
-    let strtab_hdr = &table[usize::try_from(shstrndx * SHDR_SIZE).unwrap_or(0)..];
-    let Some(names) = read(src, u64_at(strtab_hdr, 24), u64_at(strtab_hdr, 32))? else {
+    let strtab_hdr = &table[usize::try_from(shstrndx * size).unwrap_or(0)..];
+    let Some(names) = read(src, class.word(strtab_hdr, 24, 16), class.word(strtab_hdr, 32, 20))? else {
         return Ok(false);
     };
-    Ok(table.chunks_exact(64).any(|sh| {
+    Ok(table.chunks_exact(usize::try_from(size).unwrap_or(64)).any(|sh| {
         usize::try_from(u32_at(sh, 0))
             .ok()
             .and_then(|at| names.get(at..))
@@ -168,30 +250,55 @@ fn has_solo5_section(src: &(impl Source + ?Sized), eh: &[u8]) -> io::Result<bool
     }))
 }
 
+/// The file offset of the first multiboot magic, 32-bit aligned, in the first 8 KiB.
+fn multiboot_header(src: &(impl Source + ?Sized)) -> io::Result<Option<u64>> {
+    let len = src.size()?.min(MULTIBOOT_SEARCH);
+    let Some(head) = read(src, 0, len)? else {
+        return Ok(None);
+    };
+    Ok((0u64..)
+        .zip(head.chunks_exact(4))
+        .find(|(_, w)| u32_at(w, 0) == MULTIBOOT_MAGIC)
+        .map(|(i, _)| i * 4))
+}
+
 fn kind(src: &(impl Source + ?Sized)) -> io::Result<ImageKind> {
-    let Some(head) = read(src, 0, 0x206)?.or(read(src, 0, EHDR_SIZE as u64)?) else {
-        return Ok(ImageKind::Unrecognised("is too short to be a kernel (not an ELF file)"));
+    let head = match read(src, 0, 0x206)?.or(read(src, 0, EHDR_SIZE as u64)?) {
+        Some(head) => head,
+        None => read(src, 0, src.size()?.min(EHDR_SIZE as u64))?.unwrap_or_default(),
     };
     if head.get(0x202..0x206) == Some(b"HdrS") {
         return Ok(ImageKind::BzImage);
     }
-    if !head.starts_with(b"\x7fELF") {
-        return Ok(ImageKind::Unrecognised("is not an ELF file"));
+    let multiboot = multiboot_header(src)?.map(|header| ImageKind::Multiboot { header });
+    if !head.starts_with(b"\x7fELF") || head.len() < EHDR_SIZE {
+        return Ok(multiboot.unwrap_or(ImageKind::Unrecognised(if head.len() < EHDR_SIZE {
+            "is too short to be a kernel (not an ELF file)"
+        } else {
+            "is not an ELF file"
+        })));
     }
-    match (head[4], head[5]) {
-        (2, 1) => {}
+    let class = match (head[4], head[5]) {
+        (2, 1) => Class { wide: true },
+        (1, 1) => Class { wide: false },
         (2, _) => return Ok(ImageKind::Unrecognised("is a big-endian ELF file")),
-        _ => return Ok(ImageKind::Unrecognised("is not a 64-bit ELF file")),
-    }
+        _ => return Ok(multiboot.unwrap_or(ImageKind::Unrecognised("is not a 64-bit ELF file"))),
+    };
     let eh = &head[..EHDR_SIZE];
-    let programs = scan_program_headers(src, eh)?;
-    if programs.is_some_and(|(solo5, _)| solo5) || has_solo5_section(src, eh)? {
+    let programs = scan_program_headers(src, eh, class)?;
+    if programs.is_some_and(|p| p.solo5) || has_solo5_section(src, eh, class)? {
         return Ok(ImageKind::Solo5);
     }
-    Ok(match programs {
-        Some((_, true)) => ImageKind::Elf,
-        Some((_, false)) => ImageKind::Unrecognised("is an ELF file without loadable segments"),
-        None => ImageKind::Unrecognised("is an ELF file whose program headers are missing or damaged"),
+    if !class.wide {
+        // Only multiboot boots a 32-bit ELF.
+        return Ok(multiboot.unwrap_or(ImageKind::Unrecognised("is not a 64-bit ELF file")));
+    }
+    Ok(match (programs, multiboot) {
+        (Some(p), _) if p.pvh && p.loadable => ImageKind::Elf,
+        (_, Some(multiboot)) => multiboot,
+        (Some(p), None) if p.loadable => ImageKind::Elf,
+        (Some(_), None) => ImageKind::Unrecognised("is an ELF file without loadable segments"),
+        (None, None) => ImageKind::Unrecognised("is an ELF file whose program headers are missing or damaged"),
     })
 }
 

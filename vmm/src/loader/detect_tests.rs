@@ -207,3 +207,144 @@ fn test_an_oversized_note_segment_is_skipped() {
     img[phdr(4) + 32..phdr(4) + 40].copy_from_slice(&(2u64 << 20).to_le_bytes());
     assert_eq!(image_kind_of(&img), ImageKind::Solo5);
 }
+
+/// A multiboot header (magic, flags, checksum) at `offset` of `img`.
+fn with_multiboot(mut img: Vec<u8>, offset: usize, flags: u32) -> Vec<u8> {
+    img.resize(img.len().max(offset + 12), 0);
+    let checksum = 0u32.wrapping_sub(MULTIBOOT_MAGIC).wrapping_sub(flags);
+    for (i, w) in [MULTIBOOT_MAGIC, flags, checksum].into_iter().enumerate() {
+        img[offset + i * 4..offset + i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    img
+}
+
+/// A PT_NOTE segment with the PVH entry note (owner "Xen", type 18).
+fn pvh_note() -> Seg {
+    let mut data = Vec::new();
+    for w in [4u32, 4, 18] {
+        data.extend_from_slice(&w.to_le_bytes());
+    }
+    data.extend_from_slice(b"Xen\0");
+    data.extend_from_slice(&0x10_0000u32.to_le_bytes());
+    Seg {
+        p_type: PT_NOTE,
+        flags: 4,
+        vaddr: 0,
+        memsz: data.len() as u64,
+        data,
+        align: 4,
+    }
+}
+
+#[test]
+fn test_multiboot_headers_are_found_in_the_first_8_kib_aligned() {
+    // A raw image (no ELF) and a 32-bit ELF: multiboot, wherever the aligned magic is.
+    let raw = with_multiboot(vec![0x90; 100], 64, 0x10003);
+    assert_eq!(image_kind_of(&raw), ImageKind::Multiboot { header: 64 });
+    let mut elf32 = with_multiboot(vec![0; 8192], 8180, 3);
+    elf32[..6].copy_from_slice(b"\x7fELF\x01\x01");
+    assert_eq!(image_kind_of(&elf32), ImageKind::Multiboot { header: 8180 });
+    assert_eq!(kind_of(&elf32), crate::config::GuestKind::Linux);
+    // Unaligned, or past the first 8 KiB: not a multiboot kernel.
+    let mut unaligned = vec![0u8; 100];
+    unaligned[66..70].copy_from_slice(&MULTIBOOT_MAGIC.to_le_bytes());
+    assert_eq!(image_kind_of(&unaligned), ImageKind::Unrecognised("is not an ELF file"));
+    let late = with_multiboot(vec![0; 8192], 8192, 3);
+    assert_eq!(image_kind_of(&late), ImageKind::Unrecognised("is not an ELF file"));
+    elf32[8180..8184].fill(0);
+    assert_eq!(image_kind_of(&elf32), ImageKind::Unrecognised("is not a 64-bit ELF file"));
+    // A bad checksum is still a multiboot kernel: its loader says what is wrong.
+    let mut bad = with_multiboot(vec![0; 64], 8, 3);
+    bad[16] ^= 1;
+    assert_eq!(image_kind_of(&bad), ImageKind::Multiboot { header: 8 });
+    // A magic that only starts within the last bytes of a short file is still found.
+    let short = MULTIBOOT_MAGIC.to_le_bytes().to_vec();
+    assert_eq!(image_kind_of(&short), ImageKind::Multiboot { header: 0 });
+}
+
+#[test]
+fn test_multiboot_precedence_solo5_then_pvh_then_multiboot_then_elf() {
+    // A plain 64-bit ELF with a multiboot header: multiboot (its 64-bit entry is not meant to be
+    // used); with a PVH note as well: PVH (plain ELF, linux-loader finds the note).
+    let plain = image(ET_EXEC, 0x10_0000, &[load_seg(5, 0x10_0000, 0x100, 0x100)]);
+    let len = plain.len();
+    let mb = with_multiboot(plain, len.next_multiple_of(4), 0x10003);
+    let at = len.next_multiple_of(4) as u64;
+    assert_eq!(image_kind_of(&mb), ImageKind::Multiboot { header: at });
+    let pvh = image(ET_EXEC, 0x10_0000, &[load_seg(5, 0x10_0000, 0x100, 0x100), pvh_note()]);
+    assert_eq!(image_kind_of(&pvh), ImageKind::Elf);
+    let len = pvh.len();
+    let both = with_multiboot(pvh, len.next_multiple_of(4), 3);
+    assert_eq!(image_kind_of(&both), ImageKind::Elf);
+    // Solo5's marks win over everything: hvt or invalid, never multiboot.
+    let solo5 = unikernel();
+    let len = solo5.len();
+    let solo5 = with_multiboot(solo5, len.next_multiple_of(4).min(8180), 3);
+    assert_eq!(image_kind_of(&solo5), ImageKind::Solo5);
+    // A PVH note alone does not make an ELF without loadable segments bootable.
+    let empty = image(ET_EXEC, 0x10_0000, &[pvh_note()]);
+    assert_eq!(
+        image_kind_of(&empty),
+        ImageKind::Unrecognised("is an ELF file without loadable segments")
+    );
+}
+
+/// A 32-bit ELF whose one PT_NOTE holds a Solo5 note (or, `via_section`, whose section
+/// `.note.solo5.abi` is its only mark), with a multiboot header.
+fn solo5_elf32(via_section: bool) -> Vec<u8> {
+    let mut img = vec![0u8; 0x200];
+    img[..6].copy_from_slice(b"\x7fELF\x01\x01");
+    let put16 = |img: &mut Vec<u8>, off: usize, v: u16| img[off..off + 2].copy_from_slice(&v.to_le_bytes());
+    let put32 = |img: &mut Vec<u8>, off: usize, v: u32| img[off..off + 4].copy_from_slice(&v.to_le_bytes());
+    put32(&mut img, 28, 52); // e_phoff
+    put16(&mut img, 42, 32);
+    put16(&mut img, 44, 1);
+    put32(&mut img, 52, if via_section { 1 } else { PT_NOTE });
+    put32(&mut img, 56, 0x100); // p_offset
+    put32(&mut img, 68, 20); // p_filesz
+    let mut n = Vec::new();
+    for w in [6u32, 0, 1] {
+        n.extend_from_slice(&w.to_le_bytes());
+    }
+    n.extend_from_slice(b"Solo5\0\0\0");
+    img[0x100..0x100 + n.len()].copy_from_slice(&n);
+    if via_section {
+        img[0x100..0x100 + n.len()].fill(0);
+        // Sections: null, .note.solo5.abi, .shstrtab (names at 0x180), table at 0x1a0 (40 bytes each).
+        let names = b"\0.note.solo5.abi\0.shstrtab\0";
+        img[0x180..0x180 + names.len()].copy_from_slice(names);
+        img.resize(0x1a0 + 3 * 40, 0);
+        put32(&mut img, 32, 0x1a0); // e_shoff
+        put16(&mut img, 46, 40);
+        put16(&mut img, 48, 3);
+        put16(&mut img, 50, 2);
+        put32(&mut img, 0x1a0 + 40, 1);
+        put32(&mut img, 0x1a0 + 80, 17);
+        put32(&mut img, 0x1a0 + 80 + 16, 0x180);
+        put32(&mut img, 0x1a0 + 80 + 20, u32::try_from(names.len()).unwrap());
+    }
+    with_multiboot(img, 0x140, 3)
+}
+
+#[test]
+fn test_a_32_bit_elf_with_solo5_marks_is_never_multiboot() {
+    assert_eq!(image_kind_of(&solo5_elf32(false)), ImageKind::Solo5);
+    assert_eq!(image_kind_of(&solo5_elf32(true)), ImageKind::Solo5);
+    // Without the mark, the same file is a multiboot kernel.
+    let mut plain = solo5_elf32(false);
+    plain[0x10c..0x111].copy_from_slice(b"Other");
+    assert_eq!(image_kind_of(&plain), ImageKind::Multiboot { header: 0x140 });
+}
+
+#[test]
+fn test_hostile_32_bit_headers_do_not_panic() {
+    for base in [solo5_elf32(false), solo5_elf32(true)] {
+        for pos in (0..base.len()).filter(|p| *p < 0x60 || (0x1a0..0x1a0 + 120).contains(p)) {
+            for v in [0u8, 1, 0x7f, 0x80, 0xff] {
+                let mut img = base.clone();
+                img[pos] = v;
+                let _ = image_kind_of(&img);
+            }
+        }
+    }
+}

@@ -5,7 +5,8 @@ mod elf;
 mod notes;
 mod phdr;
 
-pub use detect::{ImageKind, image_kind, image_kind_of};
+pub use detect::Source;
+pub use detect::{ImageKind, MULTIBOOT_MAGIC, MULTIBOOT_SEARCH, image_kind, image_kind_of};
 pub use elf::{Executable, LoadedKernel};
 
 /// The ELF machine this host boots (`EM_X86_64` or `EM_AARCH64`).
@@ -51,8 +52,8 @@ pub enum LoaderError {
 }
 
 /// Which boot protocol the kernel at `path` speaks (see [`ImageKind`]): an ELF with any of
-/// Solo5's marks is a solo5-hvt unikernel (or an invalid one, never Linux); a bzImage or any
-/// other ELF with loadable segments boots with the Linux boot protocol. Anything else is handed
+/// Solo5's marks is a solo5-hvt unikernel (or an invalid one, never Linux); a bzImage, a
+/// multiboot kernel or any other ELF with loadable segments boots with the Linux boot protocol. Anything else is handed
 /// to the hvt loader, whose error then says what is wrong with it.
 pub fn detect_kind(root: crate::host::files::Root<'_>, path: &std::path::Path) -> std::io::Result<crate::config::GuestKind> {
     Ok(image_kind(&crate::host::files::open_regular(root, path)?)?.guest_kind())
