@@ -2,8 +2,8 @@
 //!
 //! `kind_of` and `is_bzimage` must never panic; `Executable::parse` either refuses the image or
 //! yields one whose manifest note can be parsed and whose segments load into a small guest
-//! memory or are refused. The same bytes go through the path-based detectors (`detect_kind`, the
-//! runtime's `is_solo5_hvt`), which must agree with the loader on what they share.
+//! memory or are refused. The same bytes go through the file-based detectors (`detect_kind`, and
+//! `image_kind` on the opened file, as the runtime asks it), which must agree with the loader.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -43,10 +43,11 @@ fuzz_target!(|data: &[u8]| {
     if data.len() < 1 << 20 {
         assert_eq!(detect_kind(vmm::host::files::Root::Host, &path).expect("detect_kind"), kind);
     }
-    let is_hvt = runtime::solo5::is_solo5_hvt(&path).expect("is_solo5_hvt");
+    let file = vmm::host::files::open_regular(vmm::host::files::Root::Host, &path).expect("open kernel");
+    let is_hvt = vmm::loader::image_kind(&file).expect("image_kind") == vmm::loader::ImageKind::Solo5;
     if parsed.is_ok() {
         // A bundle whose process.args[0] is a bootable unikernel must be recognised as one.
-        assert!(is_hvt, "the loader takes it, the runtime's recogniser does not");
+        assert!(is_hvt, "the loader takes it, the detector does not call it Solo5");
         if !vmm::linux::is_bzimage(data) {
             assert_eq!(kind, GuestKind::Hvt, "the loader takes it, kind_of does not");
         }

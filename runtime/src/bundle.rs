@@ -30,7 +30,6 @@ use crate::error::ContainerError;
 use crate::hooks::Hooks;
 use crate::network::{NetPlan, Netns};
 use crate::rootfs::resolve_in_rootfs;
-pub use crate::solo5::is_solo5_hvt;
 
 /// Guest memory when the bundle sets no limit.
 pub const DEFAULT_MEM_MIB: u64 = vmm::config::DEFAULT_MEM_MIB;

@@ -19,7 +19,6 @@ pub mod network;
 pub mod process;
 pub mod root;
 pub mod rootfs;
-pub mod solo5;
 pub mod spawn;
 pub mod state;
 

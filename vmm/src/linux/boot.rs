@@ -12,8 +12,8 @@ use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_modlist_
 use linux_loader::loader::{BzImage, Elf, KernelLoader, KernelLoaderResult, PvhBootCapability};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::LinuxError;
 use super::multiboot;
+use super::{InitrdError, LinuxError};
 use crate::error::Error;
 use crate::host::files::Root;
 use crate::loader::ImageKind;
@@ -70,13 +70,8 @@ pub fn e820(size: u64) -> Vec<(u64, u64)> {
     out
 }
 
-fn memory_error(size: u64) -> impl Fn(vm_memory::GuestMemoryError) -> Error {
-    move |e| {
-        Error::Linux(LinuxError::Memory {
-            size,
-            reason: e.to_string(),
-        })
-    }
+fn write_error(what: &'static str) -> impl Fn(vm_memory::GuestMemoryError) -> Error {
+    move |source| Error::Linux(LinuxError::BootData { what, source })
 }
 
 /// A loaded kernel and the protocol it boots with.
@@ -131,21 +126,22 @@ pub(super) fn load_kernel(root: Root<'_>, path: &Path, mem: &GuestMemoryMmap, lo
 
 /// Loads the initrd at the top of low memory, above the kernel; returns (address, size).
 pub(super) fn load_initrd(root: Root<'_>, path: &Path, mem: &GuestMemoryMmap, kernel_end: u64, low_end: u64) -> Result<(u64, u64), Error> {
-    let err = |reason: String| {
+    let err = |source| {
         Error::Linux(LinuxError::Initrd {
             path: path.to_path_buf(),
-            reason,
+            source,
         })
     };
     let room = low_end.saturating_sub(kernel_end);
-    let data = crate::host::files::read_regular(root, path, room, "of guest memory above the kernel").map_err(|e| err(e.to_string()))?;
+    let data =
+        crate::host::files::read_regular(root, path, room, "of guest memory above the kernel").map_err(|e| err(InitrdError::Read(e)))?;
     let size = data.len() as u64;
     let addr = low_end
         .checked_sub(size)
         .map(|a| a & !0xfff)
         .filter(|a| *a >= kernel_end)
-        .ok_or_else(|| err(format!("{size} bytes do not fit in guest memory above the kernel")))?;
-    mem.write_slice(&data, GuestAddress(addr)).map_err(|e| err(e.to_string()))?;
+        .ok_or_else(|| err(InitrdError::TooBig(size)))?;
+    mem.write_slice(&data, GuestAddress(addr)).map_err(|e| err(InitrdError::Write(e)))?;
     Ok((addr, size))
 }
 
@@ -170,7 +166,7 @@ pub(super) fn write_cmdline(mem: &GuestMemoryMmap, loaded: &Kernel, cmdline: Str
     let len = bytes.len();
     bytes.push(0);
     mem.write_slice(&bytes, GuestAddress(CMDLINE))
-        .map_err(memory_error(bytes.len() as u64))?;
+        .map_err(write_error("command line"))?;
     Ok(len)
 }
 
@@ -251,12 +247,7 @@ fn write_boot_params(
             r#type: E820_RAM,
         };
     }
-    mem.write_obj(params, GuestAddress(ZERO_PAGE)).map_err(|e| {
-        Error::Linux(LinuxError::Memory {
-            size: 4096,
-            reason: e.to_string(),
-        })
-    })
+    mem.write_obj(params, GuestAddress(ZERO_PAGE)).map_err(write_error("zero page"))
 }
 
 /// Writes `hvm_start_info`, its memory map and (with an initrd) its module list.
@@ -273,7 +264,7 @@ fn write_pvh_start_info(mem: &GuestMemoryMmap, mem_size: u64, initrd: Option<(u6
         memmap_entries: u32::try_from(map.len()).unwrap_or(0),
         ..Default::default()
     };
-    let write_err = memory_error(4096);
+    let write_err = write_error("PVH start info");
     mem.write_obj(info, GuestAddress(PVH_INFO)).map_err(&write_err)?;
     for (i, (addr, size)) in (0u64..).zip(map) {
         let entry = hvm_memmap_table_entry {
@@ -310,6 +301,45 @@ mod tests {
             (GuestAddress(FOUR_GIB), usize::try_from(four - MMIO_BASE).unwrap())
         );
         assert_eq!(ram_ranges(32 << 20).len(), 1);
+    }
+
+    #[test]
+    fn test_initrd_errors_say_which_step_failed() {
+        let mem = GuestMemoryMmap::<()>::from_ranges(&ram_ranges(32 << 20)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("initrd");
+        std::fs::write(&path, [7u8; 100]).unwrap();
+        // 100 bytes fit above a kernel ending 100 bytes below the end, but not page-aligned.
+        let e = load_initrd(Root::Host, &path, &mem, HIMEM - 100, HIMEM).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                Error::Linux(LinuxError::Initrd {
+                    source: InitrdError::TooBig(100),
+                    ..
+                })
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().ends_with("100 bytes do not fit in guest memory above the kernel"),
+            "{e}"
+        );
+        let e = load_initrd(Root::Host, &dir.path().join("missing"), &mem, HIMEM, 16 << 20).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                Error::Linux(LinuxError::Initrd {
+                    source: InitrdError::Read(_),
+                    ..
+                })
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            load_initrd(Root::Host, &path, &mem, HIMEM, 16 << 20).unwrap(),
+            ((16 << 20) - 4096, 100)
+        );
     }
 
     #[test]

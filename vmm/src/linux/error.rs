@@ -27,12 +27,12 @@ pub enum LinuxError {
     #[error("multiboot information: {0}")]
     MultibootInfo(super::multiboot::MultibootError),
     /// The initrd could not be read or does not fit.
-    #[error("initrd {path}: {reason}")]
+    #[error("initrd {path}: {source}")]
     Initrd {
         /// The initrd.
         path: PathBuf,
         /// What went wrong.
-        reason: String,
+        source: InitrdError,
     },
     /// The command line with the device announcements is too long.
     #[error("kernel command line too long: {len} characters (max {max})")]
@@ -67,12 +67,20 @@ pub enum LinuxError {
     #[error("device layout: {0}")]
     Layout(#[from] crate::devices::bus::Overlap),
     /// Guest memory could not be allocated.
-    #[error("could not allocate {size} bytes of guest memory: {reason}")]
+    #[error("could not allocate {size} bytes of guest memory: {source}")]
     Memory {
         /// Requested bytes.
         size: u64,
         /// vm-memory's reason.
-        reason: String,
+        source: vm_memory::mmap::FromRangesError,
+    },
+    /// A boot structure could not be written into guest memory.
+    #[error("writing the {what} into guest memory: {source}")]
+    BootData {
+        /// Which structure.
+        what: &'static str,
+        /// vm-memory's reason.
+        source: vm_memory::GuestMemoryError,
     },
     /// The ACPI tables could not be written.
     #[error(transparent)]
@@ -85,6 +93,20 @@ pub enum LinuxError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+/// Why the initrd could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum InitrdError {
+    /// It could not be opened or read, is not a regular file, or is larger than the room.
+    #[error(transparent)]
+    Read(std::io::Error),
+    /// It does not fit between the kernel and the end of low memory.
+    #[error("{0} bytes do not fit in guest memory above the kernel")]
+    TooBig(u64),
+    /// Copying it into guest memory failed.
+    #[error(transparent)]
+    Write(vm_memory::GuestMemoryError),
 }
 
 /// What is wrong with one device of a Linux-boot guest.

@@ -26,7 +26,7 @@ use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vm_memory::GuestMemoryMmap;
 
 pub use boot::{CMDLINE_MAX, e820, is_bzimage, ram_ranges};
-pub use error::LinuxError;
+pub use error::{DeviceError, InitrdError, LinuxError};
 
 use crate::acpi;
 use crate::config::{MAX_VCPUS, VmConfig};
@@ -82,10 +82,8 @@ impl LinuxVm {
 
         let kvm = Kvm::new().map_err(Error::KvmOpen)?;
         let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
-        let mem = GuestMemoryMmap::<()>::from_ranges(&ram_ranges(mem_size)).map_err(|e| LinuxError::Memory {
-            size: mem_size,
-            reason: e.to_string(),
-        })?;
+        let mem =
+            GuestMemoryMmap::<()>::from_ranges(&ram_ranges(mem_size)).map_err(|source| LinuxError::Memory { size: mem_size, source })?;
         crate::memory::register_memory(&vm, &mem)?;
         arch::setup_linux_vm(&vm)?;
 
