@@ -32,14 +32,17 @@ impl Gate {
 /// completion. An error from `built` after a successful build (the OCI monitor's `create` died)
 /// ends the launch there.
 pub fn run(
-    cfg: &VmConfig,
+    cfg: VmConfig,
     console: Box<dyn Write + Send>,
     gate: &Gate,
     confinement: &Confinement,
     built: impl FnOnce(Result<(), String>) -> anyhow::Result<()>,
 ) -> anyhow::Result<ExitStatus> {
-    let vm = match Vm::build(cfg, console) {
+    let vm = match Vm::build(&cfg, console) {
         Ok(vm) => {
+            // What the VM uses it holds; the rest (a container's files handed over by `create`)
+            // is closed before the guest runs.
+            drop(cfg);
             built(Ok(()))?;
             vm
         }

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     };
     let global = &cli.global;
     // Before anything is opened: what is open now was inherited. The guest needs none of it but
-    // the taps passed as @FD (and the OCI monitor its sync socket).
+    // the taps passed as @FD (and the OCI monitor its sync socket and the guest's files).
     if let Some(keep) = inherited_fds_to_keep(&cli.command) {
         if let Err(e) = vmm::privileges::close_inherited_fds(&keep) {
             eprintln!("unik: closing inherited file descriptors: {e}");
@@ -91,7 +91,10 @@ fn inherited_fds_to_keep(command: &Command) -> Option<Vec<std::os::fd::RawFd>> {
                 })
                 .collect(),
         ),
-        Command::Monitor(_) => Some(vec![runtime::spawn::SYNC_FD]),
+        Command::Monitor(args) => {
+            let files = runtime::spawn::FILES_FD..runtime::spawn::FILES_FD.saturating_add(i32::try_from(args.files).unwrap_or(0));
+            Some(std::iter::once(runtime::spawn::SYNC_FD).chain(files).collect())
+        }
         _ => None,
     }
 }

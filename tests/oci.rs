@@ -462,26 +462,36 @@ fn test_a_hook_that_times_out_fails_create_once_and_leaves_nothing() {
 }
 
 #[test]
-fn test_a_kernel_swapped_for_a_symlink_out_of_the_rootfs_is_not_followed() {
+fn test_the_files_create_opened_are_the_ones_that_boot() {
     require_kvm!();
-    let env = Env::new(&["/hello.hvt"], serde_json::json!({}));
-    // A guest on the host, outside the rootfs, and a hook that runs after `create` checked the
-    // bundle but before the monitor opens the kernel: it swaps the kernel for an absolute
+    let env = Env::new(&["/hello.hvt", "exit=7"], serde_json::json!({}));
+    // Another guest on the host, outside the rootfs, and a hook that runs after `create` checked
+    // the bundle but before the monitor builds the VM: it swaps the kernel for an absolute
     // symlink to that host file.
     let outside = env.dir.path().join("outside.hvt");
-    std::fs::copy(guest("hello"), &outside).unwrap();
+    std::fs::copy(guest("halt"), &outside).unwrap();
     let kernel = env.bundle().join("rootfs/hello.hvt");
     let swap = format!("rm {} && ln -s {} {}", kernel.display(), outside.display(), kernel.display());
     let path = env.bundle().join("config.json");
     let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     config["hooks"] = serde_json::json!({ "createRuntime": [{ "path": "/bin/sh", "args": ["sh", "-c", swap] }] });
     std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
-    let out = env.unik(&["create", "--bundle", env.bundle().to_str().unwrap(), "sw"]);
-    // The symlink resolves inside the rootfs, where there is no such file.
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("No such file or directory"), "{}", stderr(&out));
+    let pid = env.create("sw");
     assert!(std::fs::symlink_metadata(&kernel).unwrap().file_type().is_symlink(), "the hook ran");
-    assert!(!env.root().join("sw").exists());
+    // The monitor holds no descriptor of the guest's files once the VM is built.
+    let held: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .collect();
+    assert!(!held.iter().any(|p| p.to_string_lossy().contains(".hvt")), "{held:?}");
+    // The kernel `create` opened inside the rootfs boots: neither the host file the symlink
+    // names nor nothing (the symlink resolved inside the rootfs, where there is no such file).
+    assert!(env.unik(&["start", "sw"]).status.success());
+    let status = reap(pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 7, "wait status {status:#x}");
+    assert!(env.console_text().contains("Hello, world"), "console: {}", env.console_text());
+    assert!(env.query(&["delete", "sw"]).status.success());
 }
 
 #[test]

@@ -395,8 +395,8 @@ fn classify(
             (blocks, vec!["eth0".to_string()], urunc_template.or(Some("linux")), initrd)
         }
     };
-    // The monitor opens the kernel, initrd and disks again inside the rootfs, which a symlink
-    // swapped in meanwhile cannot make it leave.
+    // `create` opens the kernel, initrd and disks inside the rootfs, which a symlink swapped in
+    // meanwhile cannot make it leave, and hands them to the monitor.
     let canonical = rootfs
         .canonicalize()
         .map_err(|e| err(format!("rootfs {}: {e}", rootfs.display())))?;

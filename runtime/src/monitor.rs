@@ -6,12 +6,13 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use vmm::VmConfig;
+use vmm::host::files::Opened;
 use vmm::privileges::Confinement;
 
 use crate::error::ContainerError;
 use crate::jail::{JailPlan, Namespace};
 use crate::network::{self, NetPlan, Wired};
-use crate::spawn::namespaces_ready;
+use crate::spawn::{FILES_FD, namespaces_ready};
 use crate::state::{Record, StateDir};
 
 /// What the monitor needs to build and run the VM.
@@ -27,15 +28,27 @@ pub struct Prepared {
     pub gate: PathBuf,
 }
 
-/// Reads the VM, network and jail records of `dir`, sets the container's hostname, resource
-/// limits and OOM score, joins its network namespace, waits for the create hooks (`sync`) and
-/// wires the unikernel's network device to the container interface (recorded as `wired.json`).
-pub fn prepare(dir: &StateDir, sync: &OwnedFd) -> Result<Prepared, ContainerError> {
+/// Reads the VM, network and jail records of `dir`, takes the `files` guest files `create`
+/// opened (from [`FILES_FD`]), sets the container's hostname, resource limits and OOM score,
+/// joins its network namespace, waits for the create hooks (`sync`) and wires the unikernel's
+/// network device to the container interface (recorded as `wired.json`).
+pub fn prepare(dir: &StateDir, sync: &OwnedFd, files: usize) -> Result<Prepared, ContainerError> {
     let missing = |record: Record| ContainerError::MissingRecord {
         id: dir.id().to_string(),
         file: record.file(),
     };
     let mut cfg: VmConfig = dir.load_record(Record::Vm)?.ok_or_else(|| missing(Record::Vm))?;
+    let wanted = cfg.files();
+    if files != wanted.len() {
+        return Err(ContainerError::Monitor(format!(
+            "create handed over {files} guest files; the VM has {} (kernel, initrd, disks)",
+            wanted.len()
+        )));
+    }
+    // SAFETY: `create` put exactly these files on these descriptors (checked: their number),
+    // and main kept them open for us alone.
+    let opened = unsafe { Opened::inherit(&wanted, FILES_FD) }.map_err(ContainerError::io("taking the guest's files from create"))?;
+    cfg.opened = Some(std::sync::Arc::new(opened));
     let plan: NetPlan = dir.load_record(Record::Network)?.unwrap_or_default();
     let jail: JailPlan = dir.load_record(Record::Jail)?.unwrap_or_default();
     crate::jail::apply_limits(&jail).map_err(ContainerError::io("applying the container's limits"))?;

@@ -1,6 +1,7 @@
 //! Starting the monitor process, and the one-line sync protocol it answers with.
 //!
-//! `create` starts the monitor with a socket on fd 3 and they speak in JSON lines:
+//! `create` starts the monitor with a socket on fd 3 (and the guest's files, opened inside the
+//! rootfs, from fd 4 on) and they speak in JSON lines:
 //! 1. monitor → `{"namespaces":true}` once it is in the container's namespaces; `create` then runs
 //!    the prestart/createRuntime/createContainer hooks and answers one byte (`g`) — or closes the
 //!    socket and kills the monitor if a hook fails;
@@ -30,6 +31,18 @@ use crate::state::{Record, StateDir};
 
 /// The fd the monitor reports on.
 pub const SYNC_FD: RawFd = 3;
+
+/// The guest's files (kernel, initrd, disks, in [`vmm::VmConfig::files`] order), opened by
+/// `create` inside the rootfs, are the monitor's descriptors from this one on: what `create`
+/// checked is what boots, whatever the rootfs holds later.
+pub const FILES_FD: RawFd = 4;
+
+/// At most this many guest files are handed over.
+const MAX_FILES: usize = 64;
+
+/// Where the files wait, between `create`'s open and the monitor's exec, clear of the
+/// descriptors they move to.
+const STAGING_FD: RawFd = 100;
 
 /// The monitor's report.
 #[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
@@ -182,8 +195,9 @@ pub trait Spawner {
     ) -> Result<Monitor, ContainerError>;
 }
 
-/// The production spawner: runs `exe args... <state dir>` (unik's hidden `__monitor` command)
-/// with stdio inherited — the guest console is the container's stdout — and the sync pipe on fd 3.
+/// The production spawner: runs `exe args... --files=N <state dir>` (unik's hidden `__monitor`
+/// command) with stdio inherited — the guest console is the container's stdout —, the sync
+/// socket on fd 3 and the N guest files from fd 4 ([`FILES_FD`]).
 #[derive(Debug, Clone)]
 pub struct ReexecSpawner {
     /// The program (normally `/proc/self/exe`).
@@ -202,6 +216,34 @@ fn socketpair() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// Opens the files of the VM recorded in `dir` (none if there is no record: the monitor then
+/// reports it missing) inside its rootfs, each on a descriptor from [`STAGING_FD`] up.
+fn open_guest_files(dir: &StateDir) -> Result<Vec<OwnedFd>, ContainerError> {
+    let Some(cfg) = dir.load_record::<vmm::VmConfig>(Record::Vm)? else {
+        return Ok(Vec::new());
+    };
+    let wanted = cfg.files();
+    if wanted.len() > MAX_FILES {
+        return Err(ContainerError::Monitor(format!(
+            "the guest has {} files (kernel, initrd, disks): at most {MAX_FILES}",
+            wanted.len()
+        )));
+    }
+    let opened = vmm::host::files::Opened::open(cfg.root(), &wanted).map_err(ContainerError::io("opening the guest's files"))?;
+    opened
+        .files()
+        .map(|file| {
+            // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor (or -1), which we then own.
+            let fd = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, STAGING_FD) };
+            if fd < 0 {
+                return Err(ContainerError::io("passing the guest's files")(std::io::Error::last_os_error()));
+            }
+            // SAFETY: fresh from fcntl, owned by nobody else.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        })
+        .collect()
+}
+
 impl Spawner for ReexecSpawner {
     fn spawn(
         &self,
@@ -211,10 +253,12 @@ impl Spawner for ReexecSpawner {
     ) -> Result<Monitor, ContainerError> {
         let jail: JailPlan = dir.load_record(Record::Jail)?.unwrap_or_default();
         let entry = jail::Entry::open(&jail).map_err(ContainerError::io("opening the container's namespaces"))?;
+        let files = open_guest_files(dir)?;
+        let staged: Vec<RawFd> = files.iter().map(AsRawFd::as_raw_fd).collect();
         let (read, write) = socketpair().map_err(ContainerError::io("creating the sync socket"))?;
         let raw = write.as_raw_fd();
         let mut cmd = Command::new(&self.exe);
-        cmd.args(&self.args).arg(dir.path());
+        cmd.args(&self.args).arg(format!("--files={}", files.len())).arg(dir.path());
         if let Some(tty) = terminal {
             let dup = |what| tty.try_clone().map(Stdio::from).map_err(ContainerError::io(what));
             cmd.stdin(dup("terminal stdin")?)
@@ -242,6 +286,15 @@ impl Spawner for ReexecSpawner {
             });
             // The container's mount, ipc and uts namespaces.
             cmd.pre_exec(move || entry.enter());
+            // Last: the namespace descriptors above may sit where the files go.
+            cmd.pre_exec(move || {
+                for (target, &fd) in (FILES_FD..).zip(&staged) {
+                    if libc::dup2(fd, target) != target {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
         }
         // Its pid namespace is chosen here: the monitor starts in it (as its init when new).
         let pid_ns =
@@ -250,6 +303,7 @@ impl Spawner for ReexecSpawner {
         drop(pid_ns);
         let mut child = spawned.map_err(ContainerError::io(format!("starting the monitor {}", self.exe.display())))?;
         drop(write);
+        drop(files);
         let pid = i32::try_from(child.id()).map_err(|_| ContainerError::Monitor("monitor pid out of range".into()))?;
         let sync = File::from(read);
         match read_report(&sync, pid, hooks)? {

@@ -172,6 +172,7 @@ impl TryFrom<BootArgs> for VmConfig {
             vcpus: args.cpus,
             seccomp: args.seccomp,
             rootfs: None,
+            opened: None,
         })
     }
 }

@@ -134,6 +134,9 @@ pub struct UpdateArgs {
 /// The hidden monitor command: the container's process.
 #[derive(Debug, Args)]
 pub struct MonitorArgs {
+    /// How many guest files `create` handed over, from fd 4 on (runtime::spawn::FILES_FD).
+    #[arg(long, default_value_t = 0)]
+    pub files: usize,
     /// The container's state directory.
     pub dir: PathBuf,
 }

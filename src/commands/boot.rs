@@ -11,7 +11,7 @@ use crate::launch;
 pub fn run(args: BootArgs) -> anyhow::Result<ExitCode> {
     let cfg = VmConfig::try_from(args)?;
     let status = launch::run(
-        &cfg,
+        cfg,
         Box::new(vmm::host::ConsoleOut),
         &launch::Gate::Open,
         &Default::default(),

@@ -31,7 +31,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     // Everything before the VM is built reports its error through the sync socket too.
     // An error `create` received is its to report (on stderr and in the log); reported here as
     // well it would show twice.
-    let prepared = StateDir::of_monitor(&args.dir).and_then(|dir| runtime::monitor::prepare(&dir, &sync));
+    let prepared = StateDir::of_monitor(&args.dir).and_then(|dir| runtime::monitor::prepare(&dir, &sync, args.files));
     let Prepared {
         cfg,
         mut wired,
@@ -62,7 +62,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let mut reported = false;
     let mut committed = false;
     let gate = Gate::Fifo(gate);
-    let result = launch::run(&cfg, Box::new(vmm::host::ConsoleOut), &gate, &confinement, |built| {
+    let result = launch::run(cfg, Box::new(vmm::host::ConsoleOut), &gate, &confinement, |built| {
         let Some(fd) = sync.take() else { return Ok(()) };
         let failed = built.is_err();
         let sent = report(&fd, built);

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::os::fd::RawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -60,6 +60,10 @@ pub struct VmConfig {
     /// then opened inside it and can never lead out of it (see [`crate::host::files::Root`]).
     #[serde(default)]
     pub rootfs: Option<PathBuf>,
+    /// The files of [`VmConfig::files`], when they were opened before (by `create`, inside the
+    /// rootfs) and handed over: the VM then opens nothing by path.
+    #[serde(skip)]
+    pub opened: Option<std::sync::Arc<crate::host::files::Opened>>,
     /// What the seccomp filters do with a system call they do not allow while the guest runs.
     #[serde(default)]
     pub seccomp: crate::seccomp::SeccompMode,
@@ -122,12 +126,25 @@ impl VmConfig {
             vcpus: 1,
             seccomp: crate::seccomp::SeccompMode::On,
             rootfs: None,
+            opened: None,
         }
     }
 
     /// Where this VM's files are looked up.
     pub fn root(&self) -> crate::host::files::Root<'_> {
-        crate::host::files::Root::from_option(self.rootfs.as_deref())
+        match &self.opened {
+            Some(opened) => crate::host::files::Root::Opened(opened),
+            None => crate::host::files::Root::from_option(self.rootfs.as_deref()),
+        }
+    }
+
+    /// Every file the VM opens by path, in a fixed order, with whether it is opened for writing:
+    /// the kernel, the initrd, each disk.
+    pub fn files(&self) -> Vec<(&Path, bool)> {
+        let mut out = vec![(self.kernel.as_path(), false)];
+        out.extend(self.initrd.as_deref().map(|p| (p, false)));
+        out.extend(self.blocks.iter().map(|b| (b.path.as_path(), !b.read_only)));
+        out
     }
 }
 

@@ -2,11 +2,11 @@
 //! cannot hang the monitor, and checked for their kind and size before anything is read.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 /// Where the files of one VM are looked up: the host's file system, or a container's rootfs.
 #[derive(Clone, Copy, Debug)]
@@ -18,6 +18,10 @@ pub enum Root<'a> {
     /// open, so a symlink swapped in after a check leads nowhere outside. A path may be given
     /// as the host's path of the file (the rootfs as prefix) or as the path inside.
     Rootfs(&'a Path),
+    /// The files were opened before, by another process, and handed over (the container
+    /// monitor's guest files, opened by `create` inside the rootfs): a path that is not among
+    /// them is an error, so what `create` checked is what boots.
+    Opened(&'a Opened),
 }
 
 impl<'a> Root<'a> {
@@ -27,10 +31,79 @@ impl<'a> Root<'a> {
     }
 }
 
+/// Files opened ahead of the VM's build, by the paths the VM's configuration names them with
+/// ([`crate::VmConfig::files`]), each read-only or read-write as the VM uses it.
+#[derive(Debug, Default)]
+pub struct Opened {
+    files: Vec<(PathBuf, bool, File)>,
+}
+
+impl PartialEq for Opened {
+    fn eq(&self, other: &Opened) -> bool {
+        let key = |o: &Opened| o.files.iter().map(|(p, w, _)| (p.clone(), *w)).collect::<Vec<_>>();
+        key(self) == key(other)
+    }
+}
+
+impl Eq for Opened {}
+
+impl Opened {
+    /// Opens `wanted` (path, for writing) in `root`, in order.
+    pub fn open(root: Root<'_>, wanted: &[(&Path, bool)]) -> io::Result<Opened> {
+        let files = wanted
+            .iter()
+            .map(|&(path, write)| {
+                let file = open_nonblocking(root, path, write).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+                Ok((path.to_path_buf(), write, file))
+            })
+            .collect::<io::Result<_>>()?;
+        Ok(Opened { files })
+    }
+
+    /// The files, in the order they were opened.
+    pub fn files(&self) -> impl Iterator<Item = &File> {
+        self.files.iter().map(|(_, _, f)| f)
+    }
+
+    /// Takes `wanted` from the descriptors `first`, `first + 1`, … that this process inherited
+    /// (made close-on-exec here).
+    ///
+    /// # Safety
+    /// Those descriptors must be open, owned by nobody else in this process, and hold `wanted`'s
+    /// files in order: the caller's parent put them there.
+    pub unsafe fn inherit(wanted: &[(&Path, bool)], first: RawFd) -> io::Result<Opened> {
+        let mut files = Vec::with_capacity(wanted.len());
+        for (fd, &(path, write)) in (first..).zip(wanted) {
+            // SAFETY: F_SETFD on any number is harmless; it fails with EBADF if nothing is there.
+            if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+                let e = io::Error::last_os_error();
+                return Err(io::Error::new(e.kind(), format!("{} (descriptor {fd}): {e}", path.display())));
+            }
+            // SAFETY: open (checked above) and ours alone, as the caller promises.
+            files.push((path.to_path_buf(), write, File::from(unsafe { OwnedFd::from_raw_fd(fd) })));
+        }
+        Ok(Opened { files })
+    }
+
+    /// A new handle on `path`'s file, read from its start.
+    fn get(&self, path: &Path, write: bool) -> io::Result<File> {
+        let (_, _, file) = self.files.iter().find(|(p, w, _)| p == path && *w == write).ok_or_else(|| {
+            let mode = if write { "read-write" } else { "read-only" };
+            io::Error::new(io::ErrorKind::NotFound, format!("not among the files opened before ({mode})"))
+        })?;
+        let mut file = file.try_clone()?;
+        // The handles share one offset: each user starts from the beginning (the loaders read
+        // sequentially; disks use positioned I/O).
+        file.seek(SeekFrom::Start(0))?;
+        Ok(file)
+    }
+}
+
 fn open_nonblocking(root: Root<'_>, path: &Path, write: bool) -> io::Result<File> {
     match root {
         Root::Host => OpenOptions::new().read(true).write(write).custom_flags(libc::O_NONBLOCK).open(path),
         Root::Rootfs(dir) => open_in_root(dir, path, write),
+        Root::Opened(opened) => opened.get(path, write),
     }
 }
 
@@ -170,5 +243,32 @@ mod tests {
             "100 bytes, more than the 99 bytes of guest memory"
         );
         open_disk(Root::Host, &f, false).unwrap();
+    }
+
+    #[test]
+    fn test_opened_files_are_found_by_path_and_mode_and_read_from_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kernel, disk) = (dir.path().join("kernel"), dir.path().join("disk"));
+        std::fs::write(&kernel, b"kernel bytes").unwrap();
+        std::fs::write(&disk, [0u8; 512]).unwrap();
+        let opened = Opened::open(Root::Host, &[(&kernel, false), (&disk, true)]).unwrap();
+        // Replaced afterwards: the files opened before are what is read.
+        std::fs::write(dir.path().join("new"), b"other").unwrap();
+        std::fs::rename(dir.path().join("new"), &kernel).unwrap();
+        let root = Root::Opened(&opened);
+        for _ in 0..2 {
+            assert_eq!(read_regular(root, &kernel, 100, "allowed").unwrap(), b"kernel bytes");
+        }
+        open_disk(root, &disk, false).unwrap();
+        // Not opened, or not in that mode: an error, never an open by path.
+        let e = open_disk(root, &disk, true).unwrap_err();
+        assert_eq!(e.to_string(), "not among the files opened before (read-only)");
+        assert_eq!(
+            open_regular(root, &dir.path().join("other")).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+        // Opening a missing file names it.
+        let e = Opened::open(Root::Host, &[(&dir.path().join("missing"), false)]).unwrap_err();
+        assert!(e.to_string().contains("missing: No such file or directory"), "{e}");
     }
 }
