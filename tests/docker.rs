@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::guests::guest;
+use base64::Engine as _;
+use common::guests::{guest, without_pvh_note};
 use common::netns::NetNs;
 use common::{stderr, stdout};
 
@@ -98,11 +99,21 @@ impl Dockerd {
 
     /// `docker import` of a rootfs holding guest `name` as `/NAME.hvt` and `files`.
     fn import(&self, tag: &str, name: &str, files: &[(&str, &[u8])], cmd: &str) {
+        let guest = std::fs::read(guest(name)).unwrap();
+        let hvt = format!("{name}.hvt");
+        let mut all = vec![(hvt.as_str(), guest.as_slice())];
+        all.extend_from_slice(files);
+        self.import_files(tag, &all, cmd);
+    }
+
+    /// `docker import` of a rootfs holding `files` (paths relative to its root).
+    fn import_files(&self, tag: &str, files: &[(&str, &[u8])], cmd: &str) {
+        let name = tag.replace([':', '/'], "-");
         let rootfs = self.dir.path().join(format!("rootfs-{name}"));
-        std::fs::create_dir_all(&rootfs).unwrap();
-        std::fs::copy(guest(name), rootfs.join(format!("{name}.hvt"))).unwrap();
         for (file, data) in files {
-            std::fs::write(rootfs.join(file), data).unwrap();
+            let path = rootfs.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, data).unwrap();
         }
         let tar = self.dir.path().join(format!("rootfs-{name}.tar"));
         let out = Command::new("tar")
@@ -234,6 +245,70 @@ fn test_docker_run_top_stop_rm() {
     assert!(left.is_empty(), "state left behind: {left:?}");
     let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     assert!(!cmdline.contains("__monitor"), "monitor {pid} still running");
+}
+
+#[test]
+fn test_docker_runs_urunc_unikraft_images_for_qemu_and_firecracker() {
+    require_kvm!();
+    let docker = Dockerd::start();
+    let dir = common::tempdir();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    // Packaged as urunc packages Unikraft: the kernel under /unikernel, urunc's keys (base64) in
+    // /urunc.json (docker passes no image annotations), a block image and an initrd beside it.
+    // The QEMU platform's kernel is a multiboot kernel; the Firecracker platform's boots with
+    // the Linux 64-bit entry ("lxboot"): here the project's virtio program built both ways.
+    for (hypervisor, kernel, exit, boot) in [
+        ("qemu", std::fs::read(guest("multiboot")).unwrap(), "5", "virtio: boot=multiboot"),
+        (
+            "firecracker",
+            std::fs::read(without_pvh_note(dir.path())).unwrap(),
+            "6",
+            "virtio: boot=linux",
+        ),
+    ] {
+        let urunc = serde_json::json!({
+            "com.urunc.unikernel.unikernelType": b64("unikraft"),
+            "com.urunc.unikernel.hypervisor": b64(hypervisor),
+            "com.urunc.unikernel.binary": b64("/unikernel/kernel"),
+            "com.urunc.unikernel.cmdline": b64(&format!("exit={exit}")),
+            "com.urunc.unikernel.block": b64("/data.img"),
+            "com.urunc.unikernel.initrd": b64("/unikernel/initrd"),
+        });
+        let urunc = serde_json::to_vec(&urunc).unwrap();
+        let tag = format!("unikraft-{hypervisor}:test");
+        docker.import_files(
+            &tag,
+            &[
+                ("unikernel/kernel", &kernel),
+                ("unikernel/initrd", b"an initrd of 25 bytes...."),
+                ("data.img", &[b'K'; 8192]),
+                ("urunc.json", &urunc),
+            ],
+            r#"["/unikernel/kernel"]"#,
+        );
+        // On docker's bridge: the container's interface becomes the guest's virtio-net card,
+        // announced on the command line as Unikraft's lwIP reads it.
+        let name = format!("unikraft-{hypervisor}-{}", std::process::id());
+        let out = docker.docker(&["run", "--name", &name, "--runtime", "unik", &tag]);
+        let logs = stdout(&out);
+        assert_eq!(out.status.code(), Some(exit.parse().unwrap()), "{logs} / {}", stderr(&out));
+        let cmdline = logs.lines().find_map(|l| l.strip_prefix("virtio: cmdline: ")).unwrap_or_default();
+        assert!(
+            cmdline.starts_with("netdev.ip=10.95.0.") && cmdline.contains("/24:10.95.0.1:") && cmdline.contains(&format!(" exit={exit} ")),
+            "{hypervisor}: {cmdline}"
+        );
+        for line in [
+            boot,
+            "virtio: initrd addr=",
+            "virtio-blk: capacity=16 ro=0 flush=1",
+            "virtio-blk: read0 status=0 first=KKKKKKKK",
+            "virtio: done",
+        ] {
+            assert!(logs.lines().any(|l| l.starts_with(line)), "{hypervisor}: no {line:?} in:\n{logs}");
+        }
+        assert!(logs.contains("size=25"), "{hypervisor}: the initrd: {logs}");
+        docker.ok(&["rm", &name]);
+    }
 }
 
 #[test]

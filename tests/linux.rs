@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::guests::guest;
+use common::guests::{guest, multiboot_header, without_pvh_note};
 use common::{assert_fails_with, boot, disk, stderr, stdout, tempdir};
 
 const PATTERN: &[u8] = b"unik-virtio-blk!";
@@ -326,35 +326,12 @@ fn test_sigterm_stops_a_linux_guest() {
     }
 }
 
-/// A copy of the `virtio` guest whose PVH note is hidden (its PT_NOTE turned into PT_NULL) and
-/// whose multiboot header's magic is zeroed, so the monitor takes the 64-bit Linux boot
-/// protocol: long mode, `boot_params` in RSI.
-fn without_pvh_note(dir: &tempfile::TempDir) -> std::path::PathBuf {
-    let mut elf = std::fs::read(guest("virtio")).unwrap();
-    let phoff = usize::try_from(u64::from_le_bytes(elf[32..40].try_into().unwrap())).unwrap();
-    let phnum = usize::from(u16::from_le_bytes([elf[56], elf[57]]));
-    let mut hidden = 0;
-    for i in 0..phnum {
-        let p = phoff + i * 56;
-        if elf[p..p + 4] == 4u32.to_le_bytes() {
-            elf[p..p + 4].copy_from_slice(&0u32.to_le_bytes());
-            hidden += 1;
-        }
-    }
-    assert_eq!(hidden, 1, "the virtio guest has one PT_NOTE");
-    let (at, _) = multiboot_header(&elf);
-    elf[at..at + 4].fill(0);
-    let path = dir.path().join("virtio64");
-    std::fs::write(&path, elf).unwrap();
-    path
-}
-
 #[test]
 fn test_64_bit_boot_protocol_and_reset() {
     require_kvm!();
     let dir = tempdir();
     let img = disk(&dir, "d.img", 4096, b'L');
-    let kernel = without_pvh_note(&dir);
+    let kernel = without_pvh_note(dir.path());
     let (rd, want_rd) = initrd(&dir);
     let out = boot(&[
         "--mem=16",
@@ -425,17 +402,6 @@ fn test_the_cmos_clock_tells_the_hosts_time() {
         "guest {line} ({guest}) not within the host's {before}..={after}"
     );
     assert!(text.contains("rtc: ext_kib=31744"), "CMOS extended memory for 32 MiB: {text}");
-}
-
-/// The multiboot header's eight words (magic, flags, checksum, the address fields) in `image`:
-/// (file offset, words).
-fn multiboot_header(image: &[u8]) -> (usize, [u32; 8]) {
-    let at = (0..8192usize.min(image.len()))
-        .step_by(4)
-        .find(|&i| image[i..i + 4] == 0x1bad_b002u32.to_le_bytes())
-        .expect("a multiboot header");
-    let words = std::array::from_fn(|i| u32::from_le_bytes(image[at + i * 4..at + i * 4 + 4].try_into().unwrap()));
-    (at, words)
 }
 
 /// A copy of `src` named `name` whose multiboot header `edit` changed (the checksum fixed after
