@@ -188,6 +188,35 @@ pub fn interface_mtu(name: &str) -> io::Result<u16> {
     u16::try_from(req.int()).map_err(|_| io::Error::from_raw_os_error(libc::ERANGE))
 }
 
+/// `TUNGETDEVNETNS`, `_IO('T', 227)` (Linux 5.2+): a descriptor of the network namespace the
+/// tap's interface lives in.
+const TUNGETDEVNETNS: libc::c_ulong = 0x54e3;
+
+/// The MTU of the interface tap `file` is attached to, asked in that interface's own network
+/// namespace (which may not be ours: a tap handed over as `@FD` after being moved).
+fn mtu_of_tap(file: &File, name: &str) -> io::Result<u16> {
+    // SAFETY: TUNGETDEVNETNS takes no argument and returns a new descriptor or -1.
+    let ns = unsafe { libc::ioctl(file.as_raw_fd(), TUNGETDEVNETNS as _) };
+    if ns < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor that nothing else owns.
+    let ns = unsafe { OwnedFd::from_raw_fd(ns) };
+    // A thread of its own enters the namespace (setns of a network namespace changes only the
+    // calling thread), asks, and ends; this one stays where it was.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns on a namespace descriptor we own; affects this thread only.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            interface_mtu(name)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the MTU query thread panicked")))
+    })
+}
+
 /// The hardware (MAC) address of interface `name`.
 pub fn hw_addr(name: &str) -> io::Result<[u8; 6]> {
     let sock = query_socket()?;
@@ -288,8 +317,9 @@ impl Tap {
     }
 
     /// Takes an already-open tap fd (solo5's `--net:NAME=@FD`), set non-blocking; its MTU is read
-    /// from the interface it is attached to ([`DEFAULT_MTU`] if that fails, e.g. because the
-    /// interface lives in another network namespace).
+    /// from the interface it is attached to, in whatever network namespace that lives
+    /// ([`DEFAULT_MTU`], with a warning, if it cannot be asked: a kernel before 5.2, or no
+    /// CAP_NET_ADMIN and CAP_SYS_ADMIN there).
     ///
     /// The monitor keeps its own close-on-exec duplicate and leaves `fd` itself open: callers such
     /// as the runtime's container networking still own (and close) the original. `O_NONBLOCK` is
@@ -333,7 +363,10 @@ impl Tap {
             });
         }
         let name = req.name();
-        let mtu = interface_mtu(&name).unwrap_or(DEFAULT_MTU);
+        let mtu = mtu_of_tap(&file, &name).unwrap_or_else(|e| {
+            log::warn!("tap @{fd} ({name}): its MTU could not be read ({e}); assuming {DEFAULT_MTU}");
+            DEFAULT_MTU
+        });
         Ok(Tap { file, name, mtu, vnet_hdr })
     }
 
