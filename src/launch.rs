@@ -28,8 +28,8 @@ impl Gate {
 
 /// Builds the VM for `cfg`, tells `built` how that went (before the gate, so `create` can return
 /// the exact error), waits at `gate`, applies `confinement` (the process can then never regain a
-/// privilege; its threads install their seccomp filters in `Vm::run`) and runs the guest to
-/// completion. An error from `built` after a successful build (the OCI monitor's `create` died)
+/// privilege; its threads install their seccomp filters in `Vm::run`), calls `running` (which may
+/// start a helper thread that installs its own filter) and runs the guest to completion. An error from `built` after a successful build (the OCI monitor's `create` died)
 /// ends the launch there.
 pub fn run(
     cfg: VmConfig,
@@ -37,6 +37,7 @@ pub fn run(
     gate: &Gate,
     confinement: &Confinement,
     built: impl FnOnce(Result<(), String>) -> anyhow::Result<()>,
+    running: impl FnOnce() -> anyhow::Result<()>,
 ) -> anyhow::Result<ExitStatus> {
     let vm = match Vm::build(&cfg, console) {
         Ok(vm) => {
@@ -55,5 +56,6 @@ pub fn run(
     };
     gate.wait()?;
     confinement.apply()?;
+    running()?;
     Ok(vm.run()?)
 }

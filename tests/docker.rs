@@ -401,3 +401,35 @@ fn test_docker_container_ip_reaches_the_guest() {
         .unwrap_or_default();
     assert!(left.is_empty(), "state left behind: {left:?}");
 }
+
+#[test]
+fn test_a_disconnected_network_stops_the_container_with_a_clear_error() {
+    require_kvm!();
+    let docker = Dockerd::start();
+    let unik_json = br#"{"dev.unik.net.template": "ip={ip} gw={gateway}"}"#;
+    docker.import(
+        "unik-net:test",
+        "net",
+        &[("unik.json", unik_json)],
+        r#"["/net.hvt", "count=1000", "timeout=600"]"#,
+    );
+    let name = format!("unik-disconnect-{}", std::process::id());
+    docker.ok(&["run", "-d", "--name", &name, "--runtime", "unik", "unik-net:test"]);
+    docker.wait_logs(&name, " ready");
+    let id = docker.ok(&["inspect", "--format", "{{.Id}}", &name]).trim().to_string();
+    // Every thread of the monitor, the link watch included, is confined.
+    let pid: u32 = docker.ok(&["inspect", "--format", "{{.State.Pid}}", &name]).trim().parse().unwrap();
+    common::assert_confined(pid);
+    // The interface the guest's card is spliced to goes: the guest is cut off, and says so by
+    // ending rather than running on unreachable.
+    docker.ok(&["network", "disconnect", "bridge", &name]);
+    assert_eq!(docker.ok(&["wait", &name]).trim(), "1");
+    let logs = docker.docker(&["logs", &name]);
+    let text = format!("{}{}", stdout(&logs), stderr(&logs));
+    assert!(
+        text.contains("the container's network interface eth0 is gone (docker network disconnect?)"),
+        "{text}"
+    );
+    docker.ok(&["rm", &name]);
+    assert!(!docker.state_root().join(&id).exists(), "state left behind");
+}

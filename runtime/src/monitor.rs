@@ -11,6 +11,7 @@ use vmm::privileges::Confinement;
 
 use crate::error::ContainerError;
 use crate::jail::{JailPlan, Namespace};
+use crate::network::watch::LinkWatch;
 use crate::network::{self, NetPlan, Wired};
 use crate::spawn::{FILES_FD, namespaces_ready};
 use crate::state::{Record, StateDir};
@@ -22,6 +23,8 @@ pub struct Prepared {
     pub cfg: VmConfig,
     /// The splice of the guest's network device, if it has one.
     pub wired: Option<Wired>,
+    /// The watch on the spliced interface, to start once the guest is about to run.
+    pub link_watch: Option<LinkWatch>,
     /// What the monitor gives up before the guest runs.
     pub confinement: Confinement,
     /// The start gate.
@@ -66,13 +69,16 @@ pub fn prepare(dir: &StateDir, sync: &OwnedFd, files: usize) -> Result<Prepared,
     // interface into our namespace), then lets us go on.
     namespaces_ready(sync).map_err(ContainerError::io("waiting for the create hooks"))?;
     let wired = network::wire(&plan, &mut cfg)?;
+    let mut link_watch = None;
     if let Some(w) = &wired {
         log::debug!("guest network: {} via tap {} ({:?})", w.interface.name, w.tap_name, w.values);
         dir.save_record(Record::Wired, &w.interface.name)?;
+        link_watch = Some(LinkWatch::open(&w.interface).map_err(ContainerError::io("watching the container's interface"))?);
     }
     Ok(Prepared {
         cfg,
         wired,
+        link_watch,
         confinement,
         gate: dir.fifo(),
     })

@@ -16,6 +16,7 @@ pub fn run(args: BootArgs) -> anyhow::Result<ExitCode> {
         &launch::Gate::Open,
         &Default::default(),
         |_| Ok(()),
+        || Ok(()),
     )?;
     if let ExitStatus::Signal(signum) = status {
         log::error!("Exiting on signal {signum}");

@@ -35,6 +35,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let Prepared {
         cfg,
         mut wired,
+        link_watch,
         confinement,
         gate,
     } = match prepared {
@@ -62,21 +63,35 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let mut reported = false;
     let mut committed = false;
     let gate = Gate::Fifo(gate);
-    let result = launch::run(cfg, Box::new(vmm::host::ConsoleOut), &gate, &confinement, |built| {
-        let Some(fd) = sync.take() else { return Ok(()) };
-        let failed = built.is_err();
-        let sent = report(&fd, built);
-        reported = sent.is_ok() && failed;
-        if failed {
-            return Ok(());
-        }
-        sent.context("reporting to create")?;
-        // Only a container `create` recorded may wait for `start`; otherwise nobody could reach
-        // this monitor (state reads stopped, kill refuses): exit, releasing KVM, tap and splice.
-        wait_committed(fd).context("waiting for create to record the container")?;
-        committed = true;
-        Ok(())
-    });
+    let seccomp = cfg.seccomp;
+    // Once the guest is about to run: the watch on the spliced interface, under its own filter.
+    let running = move || -> anyhow::Result<()> {
+        let Some(watch) = link_watch else { return Ok(()) };
+        let filter = vmm::seccomp::Filters::new(seccomp, &[vmm::seccomp::ThreadKind::LinkWatch])?;
+        watch.spawn(filter).context("starting the link watch")
+    };
+    let result = launch::run(
+        cfg,
+        Box::new(vmm::host::ConsoleOut),
+        &gate,
+        &confinement,
+        |built| {
+            let Some(fd) = sync.take() else { return Ok(()) };
+            let failed = built.is_err();
+            let sent = report(&fd, built);
+            reported = sent.is_ok() && failed;
+            if failed {
+                return Ok(());
+            }
+            sent.context("reporting to create")?;
+            // Only a container `create` recorded may wait for `start`; otherwise nobody could reach
+            // this monitor (state reads stopped, kill refuses): exit, releasing KVM, tap and splice.
+            wait_committed(fd).context("waiting for create to record the container")?;
+            committed = true;
+            Ok(())
+        },
+        running,
+    );
     // Once `create` recorded the container the monitor goes on to give up its privileges and run
     // the guest under seccomp: it can no longer remove the splice, `delete` does.
     if committed {

@@ -11,6 +11,7 @@ mod error;
 pub mod link;
 mod netlink;
 pub mod tc;
+pub mod watch;
 
 pub use error::NetworkError;
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 //!
 //! Each thread installs its own filter (seccompiler rules compiled to BPF) after every file, tap
 //! and KVM object is open and before the guest's first instruction: the hvt vCPU thread, the
-//! Linux-boot vCPU threads and the device thread. A thread started by a filtered thread inherits
+//! Linux-boot vCPU threads, the device thread and a container monitor's link watch. A thread started by a filtered thread inherits
 //! its filter, and filters only ever stack, so nothing started later is less confined.
 //!
 //! What a run needs is small: `KVM_RUN` and the few ioctls named below, reads and writes on the
@@ -76,11 +76,19 @@ pub enum ThreadKind {
     /// The device thread of a Linux-boot guest: virtio activation and queues, taps, disks,
     /// serial input.
     Devices,
+    /// A container monitor's watch on the interface its guest's card is spliced to: netlink
+    /// link messages in, one error line and the process's exit out.
+    LinkWatch,
 }
 
 impl ThreadKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [ThreadKind; 3] = [ThreadKind::HvtVcpu, ThreadKind::LinuxVcpu, ThreadKind::Devices];
+    pub const ALL: [ThreadKind; 4] = [
+        ThreadKind::HvtVcpu,
+        ThreadKind::LinuxVcpu,
+        ThreadKind::Devices,
+        ThreadKind::LinkWatch,
+    ];
 
     /// How messages name the kind.
     pub fn name(self) -> &'static str {
@@ -88,6 +96,7 @@ impl ThreadKind {
             ThreadKind::HvtVcpu => "hvt vCPU",
             ThreadKind::LinuxVcpu => "Linux-boot vCPU",
             ThreadKind::Devices => "device",
+            ThreadKind::LinkWatch => "link watch",
         }
     }
 }
@@ -243,6 +252,7 @@ pub fn ioctl_requests(kind: ThreadKind) -> Vec<u64> {
         }
         // Activating a virtio-net card sets the tap's offloads to what the driver accepted.
         ThreadKind::Devices => vec![libc::TUNSETOFFLOAD],
+        ThreadKind::LinkWatch => Vec::new(),
     }
 }
 
@@ -264,8 +274,13 @@ fn rules(kind: ThreadKind, pid: u64) -> Result<Rules, seccompiler::BackendError>
             allow(&mut rules, &[libc::SYS_fallocate]);
             epoll_wait(&mut rules);
         }
+        // Receiving on the netlink socket it subscribed before the guest ran.
+        ThreadKind::LinkWatch => allow(&mut rules, &[libc::SYS_recvfrom, libc::SYS_recvmsg]),
     }
-    allow_arg(&mut rules, libc::SYS_ioctl, 1, &ioctl_requests(kind))?;
+    let ioctls = ioctl_requests(kind);
+    if !ioctls.is_empty() {
+        allow_arg(&mut rules, libc::SYS_ioctl, 1, &ioctls)?;
+    }
     Ok(rules)
 }
 
@@ -453,9 +468,16 @@ mod tests {
                 assert!(!allowed.contains(&forbidden), "{kind:?} allows {}", syscall_name(forbidden));
             }
         }
+        // Every kind that runs a guest or its devices has its ioctls; the link watch has none.
         for kind in ThreadKind::ALL {
-            assert!(allowed_calls(kind).contains(&libc::SYS_ioctl));
+            assert_eq!(
+                allowed_calls(kind).contains(&libc::SYS_ioctl),
+                kind != ThreadKind::LinkWatch,
+                "{kind:?}"
+            );
         }
+        let watch = allowed_calls(ThreadKind::LinkWatch);
+        assert!(watch.contains(&libc::SYS_recvfrom) && !watch.contains(&libc::SYS_sendto) && !watch.contains(&libc::SYS_sendmsg));
         // Only vCPU threads run KVM; only the device thread sets a tap's offloads.
         let tunsetoffload = libc::TUNSETOFFLOAD;
         let kvm_run = ioctls::KVM_RUN();
