@@ -363,7 +363,8 @@ fn classify(
             for name in &block_entries {
                 let image = image_of(name, block_entries.len() == 1).ok_or_else(|| {
                     err(format!(
-                        "manifest block device '{name}' has no image: set annotation {BLOCK_PREFIX}{name}=<path in rootfs>"
+                        "manifest block device '{name}' has no image: set annotation {BLOCK_PREFIX}{name}=<path in rootfs> \
+                         (or that key in /unik.json, for engines that pass no annotations, such as docker before 24)"
                     ))
                 })?;
                 blocks.push(block(name, image)?);

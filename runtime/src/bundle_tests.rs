@@ -225,6 +225,11 @@ fn test_devices_must_be_wired() {
         err.contains("manifest block device 'storage' has no image: set annotation dev.unik.block.storage"),
         "{err}"
     );
+    // docker users cannot set annotations: the error points them at /unik.json.
+    assert!(
+        err.contains("(or that key in /unik.json, for engines that pass no annotations"),
+        "{err}"
+    );
     let mut c = config(&["/app"], serde_json::json!({ NET_TEMPLATE: "mirage" }));
     c["linux"]["namespaces"] = serde_json::json!([{ "type": "network", "path": "/run/netns/x" }]);
     c["mounts"] = serde_json::json!([{ "destination": "/etc/resolv.conf", "source": "/r/resolv.conf", "type": "bind" }]);
