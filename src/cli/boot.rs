@@ -78,6 +78,11 @@ pub struct BootArgs {
     #[arg(long, value_name = "on|log|off", default_value_t = vmm::seccomp::SeccompMode::On)]
     pub seccomp: vmm::seccomp::SeccompMode,
 
+    /// Stop the guest if it runs longer than DURATION (a number with a unit: ms, s, m or h; a
+    /// bare number is seconds) and exit with status 124, as timeout(1) does: for CI jobs.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+
     /// The kernel: a solo5-hvt unikernel, or a kernel that boots with the Linux boot protocol
     /// (bzImage, ELF vmlinux, PVH ELF) or multiboot (v1); see --kind.
     #[arg(value_name = "KERNEL")]
@@ -124,6 +129,27 @@ fn parse_sector_size(s: &str) -> Result<(String, u16), String> {
         .parse()
         .map_err(|_| format!("sector size '{value}' is not a number from 512 to 32768"))?;
     Ok((name, size))
+}
+
+/// A duration as `--timeout` takes it: a number (decimals allowed) and a unit, `ms`, `s`, `m` or
+/// `h`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}': expected a number and a unit, e.g. 30s or 500ms"))?;
+    let scale = match unit {
+        "ms" => 1e-3,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("'{text}': unknown unit '{unit}' (use ms, s, m or h)")),
+    };
+    std::time::Duration::try_from_secs_f64(value * scale)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("'{text}': the time limit must be above zero"))
 }
 
 impl TryFrom<BootArgs> for VmConfig {
@@ -173,6 +199,7 @@ impl TryFrom<BootArgs> for VmConfig {
             seccomp: args.seccomp,
             rootfs: None,
             opened: None,
+            timeout: args.timeout,
         })
     }
 }

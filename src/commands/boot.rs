@@ -10,6 +10,7 @@ use crate::launch;
 /// Boots the kernel; the exit code is the guest's HALT status (solo5-hvt semantics).
 pub fn run(args: BootArgs) -> anyhow::Result<ExitCode> {
     let cfg = VmConfig::try_from(args)?;
+    let timeout = cfg.timeout;
     let status = launch::run(
         cfg,
         Box::new(vmm::host::ConsoleOut),
@@ -18,8 +19,10 @@ pub fn run(args: BootArgs) -> anyhow::Result<ExitCode> {
         |_| Ok(()),
         || Ok(()),
     )?;
-    if let ExitStatus::Signal(signum) = status {
-        log::error!("Exiting on signal {signum}");
+    match (status, timeout) {
+        (ExitStatus::Signal(signum), _) => log::error!("Exiting on signal {signum}"),
+        (ExitStatus::TimedOut, Some(limit)) => log::error!("the guest ran longer than --timeout {limit:?}: stopped"),
+        _ => {}
     }
     Ok(ExitCode::from(status.code()))
 }

@@ -67,6 +67,9 @@ pub struct VmConfig {
     /// What the seccomp filters do with a system call they do not allow while the guest runs.
     #[serde(default)]
     pub seccomp: crate::seccomp::SeccompMode,
+    /// How long the guest may run; then it is stopped ([`crate::ExitStatus::TimedOut`]).
+    #[serde(default)]
+    pub timeout: Option<std::time::Duration>,
 }
 
 fn default_mem_mib() -> u64 {
@@ -127,6 +130,7 @@ impl VmConfig {
             seccomp: crate::seccomp::SeccompMode::On,
             rootfs: None,
             opened: None,
+            timeout: None,
         }
     }
 

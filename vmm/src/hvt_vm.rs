@@ -79,7 +79,7 @@ impl HvtVm {
             info.cpu_cycle_freq
         );
 
-        let stop = StopSignals::new().map_err(Error::Signals)?;
+        let stop = StopSignals::new(cfg.timeout).map_err(Error::Signals)?;
         let hvt = Hvt::new(ram.clone(), devices, console, stop.fd())?;
         let filters = Filters::new(cfg.seccomp, &[ThreadKind::HvtVcpu])?;
         Ok(HvtVm {

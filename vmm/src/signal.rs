@@ -1,5 +1,5 @@
-//! Process-wide signal state: SIGINT/SIGTERM stop the guest cleanly, wherever the vCPU thread
-//! is; a kick (the first real-time signal, whose handler does nothing) makes another vCPU thread
+//! Process-wide signal state: SIGINT/SIGTERM (and SIGALRM, the `--timeout` timer) stop the guest
+//! cleanly, wherever the vCPU thread is; a kick (the first real-time signal, whose handler does nothing) makes another vCPU thread
 //! leave `KVM_RUN`.
 //!
 //! The handler only does async-signal-safe work: it records the signal number, writes an eventfd
@@ -19,6 +19,8 @@ use vmm_sys_util::eventfd::{EFD_CLOEXEC, EFD_NONBLOCK, EventFd};
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 static EVENT_FD: AtomicI32 = AtomicI32::new(-1);
 static IMMEDIATE_EXIT: AtomicPtr<u8> = AtomicPtr::new(ptr::null_mut());
+/// A time limit's timer was started (so a SIGALRM is it running out).
+static TIMER_ARMED: AtomicBool = AtomicBool::new(false);
 /// The machine is ending (a vCPU ended it and kicks the others); a stop signal also means so.
 static STOPPING: AtomicBool = AtomicBool::new(false);
 
@@ -29,13 +31,19 @@ pub fn stopping() -> bool {
     STOPPING.load(Ordering::SeqCst) || RECEIVED.load(Ordering::SeqCst) != 0
 }
 
+/// Whether stop signal `signum` is the run's time limit running out (a SIGALRM from the timer
+/// [`StopSignals::install`] started), rather than a signal someone sent.
+pub fn is_time_limit(signum: libc::c_int) -> bool {
+    signum == libc::SIGALRM && TIMER_ARMED.load(Ordering::SeqCst)
+}
+
 /// Records that the machine is stopping, before the other vCPU threads are kicked.
 pub fn set_stopping() {
     STOPPING.store(true, Ordering::SeqCst);
 }
 
-/// The signals that stop a running guest.
-pub const STOP_SIGNALS: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
+/// The signals that stop a running guest: SIGALRM is the run's time limit running out.
+pub const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGALRM];
 
 /// Runs `f`, which starts threads, with the stop signals blocked in the calling thread, so the
 /// threads it starts have them blocked too: a stop signal then always reaches the thread that
@@ -140,6 +148,7 @@ impl Kick {
 #[derive(Debug)]
 pub struct StopSignals {
     event: EventFd,
+    timeout: Option<std::time::Duration>,
 }
 
 extern "C" fn on_stop_signal(signum: libc::c_int) {
@@ -160,10 +169,12 @@ extern "C" fn on_stop_signal(signum: libc::c_int) {
 }
 
 impl StopSignals {
-    /// Creates the eventfd (no handler is installed yet).
-    pub fn new() -> std::io::Result<StopSignals> {
+    /// Creates the eventfd (no handler is installed yet); `timeout` is how long the run may last
+    /// (the timer starts when the handlers are installed).
+    pub fn new(timeout: Option<std::time::Duration>) -> std::io::Result<StopSignals> {
         Ok(StopSignals {
             event: EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC)?,
+            timeout,
         })
     }
 
@@ -172,7 +183,8 @@ impl StopSignals {
         self.event.as_raw_fd()
     }
 
-    /// Installs the SIGINT/SIGTERM handler for this process.
+    /// Installs the SIGINT/SIGTERM/SIGALRM handler for this process, then starts the time limit's
+    /// timer (SIGALRM when it runs out), if there is one.
     pub fn install(&self) -> std::io::Result<()> {
         EVENT_FD.store(self.event.as_raw_fd(), Ordering::SeqCst);
         for signum in STOP_SIGNALS {
@@ -184,6 +196,22 @@ impl StopSignals {
             // SAFETY: the handler only performs async-signal-safe operations (atomics, write(2),
             // a volatile byte store); `action` is fully initialised.
             if unsafe { libc::sigaction(signum, &action, ptr::null_mut()) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        if let Some(limit) = self.timeout {
+            // A zero interval would disarm the timer: the shortest limit is a microsecond.
+            let value = libc::timeval {
+                tv_sec: libc::time_t::try_from(limit.as_secs()).unwrap_or(libc::time_t::MAX),
+                tv_usec: libc::suseconds_t::from(limit.subsec_micros()).max(libc::suseconds_t::from(limit.is_zero())),
+            };
+            let timer = libc::itimerval {
+                it_interval: libc::timeval { tv_sec: 0, tv_usec: 0 },
+                it_value: value,
+            };
+            TIMER_ARMED.store(true, Ordering::SeqCst);
+            // SAFETY: setitimer reads `timer` and writes nothing (no old value asked for).
+            if unsafe { libc::setitimer(libc::ITIMER_REAL, &raw const timer, ptr::null_mut()) } != 0 {
                 return Err(std::io::Error::last_os_error());
             }
         }

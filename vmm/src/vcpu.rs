@@ -188,7 +188,11 @@ pub(crate) fn run_loop(
     let run_page = std::ptr::from_mut(vcpu.get_kvm_run());
     loop {
         if let Some(signum) = signal() {
-            return Ok(ExitStatus::Signal(signum));
+            return Ok(if crate::signal::is_time_limit(signum) {
+                ExitStatus::TimedOut
+            } else {
+                ExitStatus::Signal(signum)
+            });
         }
         if done() {
             return Ok(ExitStatus::Reset);

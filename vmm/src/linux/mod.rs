@@ -116,7 +116,7 @@ impl LinuxVm {
             mem_size >> 20,
             vcpus.len()
         );
-        let stop = StopSignals::new().map_err(Error::Signals)?;
+        let stop = StopSignals::new(cfg.timeout).map_err(Error::Signals)?;
         let events = EventLoop::new(devices.events, Some(devices.uart.clone())).map_err(host("device thread"))?;
         let filters = Filters::new(cfg.seccomp, &[ThreadKind::LinuxVcpu, ThreadKind::Devices])?;
         Ok(LinuxVm {
