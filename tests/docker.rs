@@ -292,9 +292,18 @@ fn test_docker_runs_urunc_unikraft_images_for_qemu_and_firecracker() {
         let out = docker.docker(&["run", "--name", &name, "--runtime", "unik", &tag]);
         let logs = stdout(&out);
         assert_eq!(out.status.code(), Some(exit.parse().unwrap()), "{logs} / {}", stderr(&out));
+        // As urunc starts Unikraft: a program name, Unikraft's own parameters (the network's,
+        // then the devices'), `--`, the application's arguments.
         let cmdline = logs.lines().find_map(|l| l.strip_prefix("virtio: cmdline: ")).unwrap_or_default();
+        let words: Vec<&str> = cmdline.split_whitespace().collect();
         assert!(
-            cmdline.starts_with("netdev.ip=10.95.0.") && cmdline.contains("/24:10.95.0.1:") && cmdline.contains(&format!(" exit={exit} ")),
+            words.len() == 6
+                && words[0] == "kernel"
+                && words[1].starts_with("netdev.ip=10.95.0.")
+                && words[1].contains("/24:10.95.0.1:")
+                && words[2].starts_with("virtio_mmio.device=")
+                && words[3].starts_with("virtio_mmio.device=")
+                && words[4..] == ["--", &format!("exit={exit}")],
             "{hypervisor}: {cmdline}"
         );
         for line in [

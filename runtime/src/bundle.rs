@@ -320,6 +320,17 @@ fn classify(
         (false, Some(c)) => c.split_whitespace().map(String::from).collect(),
         (false, None) => Vec::new(),
     };
+    // Unikraft takes its command line's first word as the program name and reads its own
+    // parameters (the network's, the devices') from there to a standalone `--`; what follows is
+    // the application's. urunc starts Unikraft so: here the kernel's file name is the program.
+    let cmdline = if urunc_template == Some("unikraft") && !cmdline.iter().any(|a| a == "--") {
+        let name = kernel
+            .file_name()
+            .map_or_else(|| "unikraft".into(), |n| n.to_string_lossy().into_owned());
+        [name, "--".to_string()].into_iter().chain(cmdline).collect()
+    } else {
+        cmdline
+    };
     let mem_mib = match annotations.get(MEM) {
         Some(m) => m
             .parse()

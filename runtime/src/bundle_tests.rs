@@ -189,6 +189,7 @@ fn test_urunc_annotations_and_urunc_json() {
         "com.urunc.unikernel.unikernelType": b64("unikraft"),
         "com.urunc.unikernel.block": b64("/data.img"),
         "com.urunc.unikernel.initrd": b64("/initrd"),
+        "com.urunc.unikernel.cmdline": b64("-c /etc/app.conf"),
     });
     let files: &[(&str, &[u8])] = &[
         ("/unikernel/kernel", b"not checked until boot"),
@@ -205,6 +206,9 @@ fn test_urunc_annotations_and_urunc_json() {
     assert_eq!(cfg.kind, Some(vmm::GuestKind::Linux));
     assert_eq!((cfg.blocks.len(), cfg.blocks[0].name.as_str()), (1, "rootfs"));
     assert!(cfg.initrd.as_ref().unwrap().ends_with("initrd"));
+    // As urunc starts Unikraft: a program name, Unikraft's own parameters (the network template
+    // and the devices go before the `--`), then the application's arguments.
+    assert_eq!(cfg.cmdline, ["kernel", "--", "-c", "/etc/app.conf"]);
     // An unknown hypervisor is refused clearly.
     let spt = serde_json::json!({ "com.urunc.unikernel.binary": b64("/u"), "com.urunc.unikernel.hypervisor": b64("spt"), "com.urunc.unikernel.unikernelType": b64("rumprun") });
     let err = load(bundle(config(&[], spt), &[]).path()).unwrap_err().to_string();

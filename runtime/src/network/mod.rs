@@ -48,7 +48,8 @@ pub struct NetPlan {
     /// The container interface to take over (default: the first free one with IPv4).
     pub interface: Option<String>,
     /// Guest command-line template (placeholders: {ip} {prefix} {cidr} {netmask} {gateway}
-    /// {dns} {mac} {args}); without {args} it is put before the guest's arguments.
+    /// {dns} {mac} {args}); without {args} it is put before the guest's arguments, or, when they
+    /// hold a standalone `--`, just before it.
     pub template: Option<String>,
     /// The bundle's resolv.conf (the source of its /etc/resolv.conf mount).
     pub resolv_conf: Option<PathBuf>,
@@ -309,7 +310,13 @@ pub fn expand(template: &str, values: &BTreeMap<&'static str, String>, args: &[S
     if text.contains("{args}") {
         return vec![text.replace("{args}", &args.join(" "))];
     }
-    text.split_whitespace().map(String::from).chain(args.iter().cloned()).collect()
+    // Kernel parameters come before a standalone `--` (what follows it is the application's, for
+    // Linux's init and Unikraft's `main` alike); without one, before every argument.
+    let words = text.split_whitespace().map(String::from);
+    match args.iter().position(|a| a == "--") {
+        Some(at) => args[..at].iter().cloned().chain(words).chain(args[at..].iter().cloned()).collect(),
+        None => words.chain(args.iter().cloned()).collect(),
+    }
 }
 
 #[cfg(test)]
@@ -333,6 +340,12 @@ mod tests {
             ["--ipv4=10.0.0.5/20", "--ipv4-gateway=10.0.0.1", "--x"]
         );
         assert_eq!(expand("ip={ip}", &values(), &args), ["ip=10.0.0.5", "--x"]);
+        // Before the application's arguments, after a program name.
+        let words = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        assert_eq!(
+            expand("unikraft", &values(), &words("app -- -c /conf -- x")),
+            words("app netdev.ip=10.0.0.5/20:10.0.0.1:{dns} -- -c /conf -- x")
+        );
         let rump = expand("rumprun", &values(), &["a".into(), "b".into()]);
         assert_eq!(rump.len(), 1);
         let json: serde_json::Value = serde_json::from_str(&rump[0]).unwrap();

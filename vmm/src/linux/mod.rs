@@ -95,13 +95,7 @@ impl LinuxVm {
         };
         let devices = devices::attach(&vm, &mem, mem_size, pending, console)?;
         // ACPI for stock kernels (devices, CPUs, poweroff); `virtio_mmio.device=` for the rest.
-        let cmdline = cfg
-            .cmdline
-            .iter()
-            .chain(&devices.announcements)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let cmdline = with_announcements(&cfg.cmdline, &devices.announcements);
         let cmdline_len = boot::write_cmdline(&mem, &loaded, cmdline)?;
         let rsdp = acpi::write_tables(&mem, cfg.vcpus, &devices.windows).map_err(LinuxError::Acpi)?;
         let entry = boot::write_boot_info(&mem, &loaded, mem_size, cmdline_len, initrd, rsdp)?;
@@ -149,5 +143,48 @@ impl LinuxVm {
         lock(&self.uart).flush();
         drop(self.events.take());
         result
+    }
+}
+
+/// The guest's command line: `args` with the device `announcements` among the kernel's own
+/// parameters, that is before a standalone `--` if there is one (what follows it is the
+/// application's, for Linux's init and for Unikraft's `main` alike), else at the end.
+fn with_announcements(args: &[String], announcements: &[String]) -> String {
+    let split = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    let (kernel, rest) = args.split_at(split);
+    kernel
+        .iter()
+        .chain(announcements)
+        .chain(rest)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn test_device_announcements_go_before_the_applications_arguments() {
+        let dev = words("virtio_mmio.device=4K@0xd0000000:5");
+        assert_eq!(
+            with_announcements(&words("console=ttyS0 -- -c /etc/app.conf"), &dev),
+            "console=ttyS0 virtio_mmio.device=4K@0xd0000000:5 -- -c /etc/app.conf"
+        );
+        // Only the first standalone `--` splits; without one, they go last.
+        assert_eq!(
+            with_announcements(&words("a b=--c"), &dev),
+            "a b=--c virtio_mmio.device=4K@0xd0000000:5"
+        );
+        assert_eq!(
+            with_announcements(&words("-- x -- y"), &dev),
+            "virtio_mmio.device=4K@0xd0000000:5 -- x -- y"
+        );
+        assert_eq!(with_announcements(&[], &[]), "");
     }
 }
