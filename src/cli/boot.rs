@@ -171,7 +171,7 @@ impl TryFrom<BootArgs> for VmConfig {
             initrd: args.initrd,
             vcpus: args.cpus,
             seccomp: args.seccomp,
-            rootfs: None,
+            roots: std::collections::BTreeMap::new(),
             opened: None,
         })
     }
