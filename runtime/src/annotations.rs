@@ -11,7 +11,7 @@ use crate::rootfs::View;
 
 /// unik's annotation prefix.
 pub const PREFIX: &str = "dev.unik.";
-/// Path of the unikernel inside the rootfs.
+/// Path of the unikernel inside the container (the rootfs, or a bind mount over it).
 pub const KERNEL: &str = "dev.unik.kernel";
 /// Guest command line (split at whitespace) when `process.args` has no arguments.
 pub const CMDLINE: &str = "dev.unik.cmdline";
@@ -19,11 +19,11 @@ pub const CMDLINE: &str = "dev.unik.cmdline";
 pub const KIND: &str = "dev.unik.kind";
 /// vCPUs of a Linux-boot guest (default: the CPU quota rounded up, else 1).
 pub const CPUS: &str = "dev.unik.cpus";
-/// Initial ramdisk inside the rootfs (Linux-boot guests).
+/// Initial ramdisk inside the container (Linux-boot guests).
 pub const INITRD: &str = "dev.unik.initrd";
 /// Guest memory in MiB (overrides the memory limit).
 pub const MEM: &str = "dev.unik.mem";
-/// `dev.unik.block.<NAME>`: image inside the rootfs for manifest block device NAME.
+/// `dev.unik.block.<NAME>`: image inside the container for manifest block device NAME.
 pub const BLOCK_PREFIX: &str = "dev.unik.block.";
 /// Guest command-line template for the network settings (or a ready template's name).
 pub const NET_TEMPLATE: &str = "dev.unik.net.template";

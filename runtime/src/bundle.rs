@@ -15,7 +15,7 @@
 //! The guest kind is `dev.unik.kind`, urunc's hypervisor (`hvt`, or `qemu`/`firecracker` for
 //! Unikraft and Linux guests, which unik boots itself with the Linux boot protocol), or what the
 //! kernel image shows. For an hvt guest every device in the kernel's manifest is wired: block
-//! devices from `dev.unik.block.<NAME>` (an image inside the rootfs) or urunc's single `block`
+//! devices from `dev.unik.block.<NAME>` (an image in the container) or urunc's single `block`
 //! annotation, otherwise a clear error. A Linux-boot guest gets one virtio-blk device per
 //! `dev.unik.block.<NAME>` (or urunc's `block`, as "rootfs"), an initrd from `dev.unik.initrd`
 //! or urunc's `initrd`, and one virtio-net card on the container interface when there is one.
