@@ -271,17 +271,20 @@ mod tests {
         std::fs::write(dir.path().join("disk.img"), b"bind-mounted file").unwrap();
         std::fs::write(volume.join("secret"), b"in the volume").unwrap();
         // In a bind-mounted directory, an absolute symlink stays inside it too.
-        std::os::unix::fs::symlink(dir.path().join("secret"), volume.join("link")).unwrap();
+        std::os::unix::fs::symlink("/secret", volume.join("link")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), volume.join("out")).unwrap();
         std::fs::write(rootfs.join("k"), b"kernel").unwrap();
         let roots = BTreeMap::from([
             (rootfs.join("k"), FileRoot::Dir(rootfs.clone())),
             (volume.join("link"), FileRoot::Dir(volume.clone())),
+            (volume.join("out"), FileRoot::Dir(volume.clone())),
             (dir.path().join("disk.img"), FileRoot::Host),
         ]);
         let root = Root::Files(&roots);
         let read = |p: &Path| read_regular(root, p, 100, "allowed").map(|d| String::from_utf8(d).unwrap());
         assert_eq!(read(&rootfs.join("k")).unwrap(), "kernel");
         assert_eq!(read(&volume.join("link")).unwrap(), "in the volume");
+        assert_eq!(read(&volume.join("out")).unwrap_err().kind(), io::ErrorKind::NotFound);
         assert_eq!(read(&dir.path().join("disk.img")).unwrap(), "bind-mounted file");
         // A file without a recorded root is never opened by its path.
         let e = read(&dir.path().join("secret")).unwrap_err();
