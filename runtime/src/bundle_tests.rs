@@ -645,6 +645,13 @@ fn test_a_bind_mounted_directory_holds_the_disk_and_the_last_mount_wins() {
     let b = linux_with_block("/disk.img", serde_json::json!([bind(&dir, "/data", false)]), &[]);
     std::os::unix::fs::symlink("/data/disk.img", b.path().join("rootfs/disk.img")).unwrap();
     assert_eq!(vm(&b).blocks[0].path, dir.join("disk.img"));
+    // A mount over the root itself is not one runc makes: the rootfs is what is there.
+    let b = linux_with_block(
+        "/disk.img",
+        serde_json::json!([bind(&dir, "/", false)]),
+        &[("/disk.img", &[0; 512])],
+    );
+    assert!(vm(&b).blocks[0].path.ends_with("rootfs/disk.img"));
     // A relative source is the bundle's.
     let b = linux_with_block("/data/disk.img", serde_json::json!([bind(Path::new("vol"), "/data", false)]), &[]);
     fs::create_dir(b.path().join("vol")).unwrap();

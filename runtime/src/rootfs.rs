@@ -142,8 +142,9 @@ impl View {
         let mounts = mounts
             .iter()
             .filter_map(|m| {
-                // A destination with `..` is not one runc would mount: nothing unik opens is there.
-                let destination = components(m.destination())?;
+                // A destination with `..`, or the root itself, is not one runc mounts over the
+                // rootfs: nothing unik opens is there.
+                let destination = components(m.destination()).filter(|d| !d.is_empty())?;
                 let options = m.options().as_deref().unwrap_or_default();
                 let has = |o: &str| options.iter().any(|x| x == o);
                 // runc's rule: the `bind` or `rbind` option makes a bind mount whatever the type.
