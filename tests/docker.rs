@@ -442,3 +442,185 @@ fn test_a_disconnected_network_stops_the_container_with_a_clear_error() {
     docker.ok(&["rm", &name]);
     assert!(!docker.state_root().join(&id).exists(), "state left behind");
 }
+
+/// The virtio test guest's marker, written to sector 1 of its first disk.
+const BLK_MARKER: &[u8] = b"unik-virtio-blk!";
+
+#[test]
+fn test_docker_volumes_and_read_only_decide_what_the_guest_writes() {
+    require_kvm!();
+    let docker = Dockerd::start();
+    let dir = common::tempdir();
+    // A Linux-boot guest whose one disk is /disk.img (the image's copy is all 'D').
+    let unik_json = br#"{"dev.unik.kernel": "/virtio.hvt", "dev.unik.block.d0": "/disk.img"}"#;
+    docker.import(
+        "unik-disk:test",
+        "virtio",
+        &[("unik.json", unik_json), ("disk.img", &[b'D'; 4096])],
+        r#"["/virtio.hvt"]"#,
+    );
+    let run = |name: &str, flags: &[&str]| -> String {
+        let mut args = vec!["run", "--name", name, "--runtime", "unik", "--network", "none"];
+        args.extend_from_slice(flags);
+        args.push("unik-disk:test");
+        let out = docker.docker(&args);
+        assert_eq!(out.status.code(), Some(0), "{flags:?}: {} / {}", stdout(&out), stderr(&out));
+        stdout(&out)
+    };
+    let has = |logs: &str, line: &str| assert!(logs.lines().any(|l| l.starts_with(line)), "no {line:?} in:\n{logs}");
+    let sector1 = |path: &std::path::Path| std::fs::read(path).unwrap()[512..512 + BLK_MARKER.len()].to_vec();
+    let id = std::process::id();
+
+    // -v HOST_FILE:/disk.img: the guest reads and writes the host's file.
+    let host = common::disk(&dir, "host.img", 4096, b'H');
+    let name = format!("unik-vol-{id}");
+    let logs = run(&name, &["-v", &format!("{}:/disk.img", host.display())]);
+    has(&logs, "virtio-blk: capacity=8 ro=0");
+    has(&logs, "virtio-blk: read0 status=0 first=HHHHHHHH");
+    has(&logs, "virtio-blk: write status=0");
+    assert_eq!(sector1(&host), BLK_MARKER, "the guest's write did not reach the host file");
+    // The image's copy was not the one written.
+    assert!(
+        !docker.ok(&["diff", &name]).contains("/disk.img"),
+        "{}",
+        docker.ok(&["diff", &name])
+    );
+    docker.ok(&["rm", &name]);
+
+    // --mount type=bind,…,readonly: read-only for the guest, and the host file stays as it was.
+    let ro = common::disk(&dir, "ro.img", 4096, b'R');
+    let name = format!("unik-ro-{id}");
+    let logs = run(
+        &name,
+        &["--mount", &format!("type=bind,source={},target=/disk.img,readonly", ro.display())],
+    );
+    has(&logs, "virtio-blk: capacity=8 ro=1");
+    has(&logs, "virtio-blk: read0 status=0 first=RRRRRRRR");
+    has(&logs, "virtio-blk: write status=1");
+    assert_eq!(std::fs::read(&ro).unwrap(), vec![b'R'; 4096]);
+    docker.ok(&["rm", &name]);
+
+    // A directory bind mount holding the disk, named by a bind-mounted /unik.json.
+    let volume = dir.path().join("volume");
+    std::fs::create_dir(&volume).unwrap();
+    std::fs::write(volume.join("data.img"), [b'V'; 4096]).unwrap();
+    let json = dir.path().join("unik.json");
+    std::fs::write(
+        &json,
+        br#"{"dev.unik.kernel": "/virtio.hvt", "dev.unik.block.d0": "/vol/data.img"}"#,
+    )
+    .unwrap();
+    let name = format!("unik-dir-{id}");
+    let logs = run(
+        &name,
+        &[
+            "-v",
+            &format!("{}:/vol", volume.display()),
+            "-v",
+            &format!("{}:/unik.json:ro", json.display()),
+        ],
+    );
+    has(&logs, "virtio-blk: read0 status=0 first=VVVVVVVV");
+    has(&logs, "virtio-blk: write status=0");
+    assert_eq!(sector1(&volume.join("data.img")), BLK_MARKER);
+    docker.ok(&["rm", &name]);
+
+    // Without a volume the image's copy is written: docker diff shows it changed ...
+    let name = format!("unik-rw-{id}");
+    let logs = run(&name, &[]);
+    has(&logs, "virtio-blk: read0 status=0 first=DDDDDDDD");
+    has(&logs, "virtio-blk: write status=0");
+    assert!(
+        docker.ok(&["diff", &name]).contains("C /disk.img"),
+        "{}",
+        docker.ok(&["diff", &name])
+    );
+    docker.ok(&["rm", &name]);
+    // ... and with --read-only the guest sees a read-only disk and the rootfs stays unchanged.
+    let name = format!("unik-readonly-{id}");
+    let logs = run(&name, &["--read-only"]);
+    has(&logs, "virtio-blk: capacity=8 ro=1");
+    has(&logs, "virtio-blk: write status=1");
+    assert!(
+        !docker.ok(&["diff", &name]).contains("/disk.img"),
+        "{}",
+        docker.ok(&["diff", &name])
+    );
+    docker.ok(&["rm", &name]);
+
+    // A disk on a tmpfs is refused, naming both, and nothing is left.
+    let out = docker.docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "unik",
+        "--network",
+        "none",
+        "--tmpfs",
+        "/vol",
+        "-v",
+        &format!("{}:/unik.json:ro", json.display()),
+        "unik-disk:test",
+    ]);
+    assert!(!out.status.success(), "ran: {}", stdout(&out));
+    assert!(
+        stderr(&out).contains("'/vol/data.img' is on a tmpfs mount at /vol, not a bind mount"),
+        "{}",
+        stderr(&out)
+    );
+    let left: Vec<_> = std::fs::read_dir(docker.state_root())
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "state left behind: {left:?}");
+}
+
+#[test]
+fn test_docker_init_and_shell_form_commands_run_the_unikernel() {
+    require_kvm!();
+    let docker = Dockerd::start();
+    docker.import("unik-init:test", "hello", &[], r#"["/hello.hvt"]"#);
+    // docker run --init: docker-init is bind-mounted and put in front; the guest runs alone.
+    let out = docker.docker(&[
+        "run",
+        "--rm",
+        "--init",
+        "--runtime",
+        "unik",
+        "--network",
+        "none",
+        "unik-init:test",
+        "/hello.hvt",
+        "exit=3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{} / {}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("cmdline: exit=3"), "{}", stdout(&out));
+
+    // CMD written without brackets: docker runs it as /bin/sh -c "…", which the image lacks.
+    docker.import("unik-shell:test", "hello", &[], "/hello.hvt exit=5  sleep=1");
+    let config = docker.ok(&["inspect", "--format", "{{json .Config.Cmd}}", "unik-shell:test"]);
+    assert_eq!(config.trim(), r#"["/bin/sh","-c","/hello.hvt exit=5  sleep=1"]"#);
+    for flags in [&[][..], &["--init"][..]] {
+        let mut args = vec!["run", "--rm", "--runtime", "unik", "--network", "none"];
+        args.extend_from_slice(flags);
+        args.push("unik-shell:test");
+        let out = docker.docker(&args);
+        assert_eq!(out.status.code(), Some(5), "{flags:?}: {} / {}", stdout(&out), stderr(&out));
+        assert!(stdout(&out).contains("cmdline: exit=5 sleep=1"), "{}", stdout(&out));
+    }
+
+    // Shell syntax is refused with docker's shell form explained, not handed to runc.
+    docker.import("unik-shell-bad:test", "hello", &[], "/hello.hvt exit=5 > /log");
+    let out = docker.docker(&["run", "--rm", "--runtime", "unik", "--network", "none", "unik-shell-bad:test"]);
+    assert!(!out.status.success(), "ran: {}", stdout(&out));
+    for part in [
+        "docker's shell form",
+        "has '>', which the shell would interpret",
+        "Use the exec form instead",
+    ] {
+        assert!(stderr(&out).contains(part), "no {part:?} in: {}", stderr(&out));
+    }
+    let left: Vec<_> = std::fs::read_dir(docker.state_root())
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "state left behind: {left:?}");
+}

@@ -4,13 +4,14 @@
 //! `urunc.json`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use base64::Engine;
 
+use crate::rootfs::View;
+
 /// unik's annotation prefix.
 pub const PREFIX: &str = "dev.unik.";
-/// Path of the unikernel inside the rootfs.
+/// Path of the unikernel inside the container (the rootfs, or a bind mount over it).
 pub const KERNEL: &str = "dev.unik.kernel";
 /// Guest command line (split at whitespace) when `process.args` has no arguments.
 pub const CMDLINE: &str = "dev.unik.cmdline";
@@ -18,11 +19,11 @@ pub const CMDLINE: &str = "dev.unik.cmdline";
 pub const KIND: &str = "dev.unik.kind";
 /// vCPUs of a Linux-boot guest (default: the CPU quota rounded up, else 1).
 pub const CPUS: &str = "dev.unik.cpus";
-/// Initial ramdisk inside the rootfs (Linux-boot guests).
+/// Initial ramdisk inside the container (Linux-boot guests).
 pub const INITRD: &str = "dev.unik.initrd";
 /// Guest memory in MiB (overrides the memory limit).
 pub const MEM: &str = "dev.unik.mem";
-/// `dev.unik.block.<NAME>`: image inside the rootfs for manifest block device NAME.
+/// `dev.unik.block.<NAME>`: image inside the container for manifest block device NAME.
 pub const BLOCK_PREFIX: &str = "dev.unik.block.";
 /// Guest command-line template for the network settings (or a ready template's name).
 pub const NET_TEMPLATE: &str = "dev.unik.net.template";
@@ -57,25 +58,25 @@ pub fn check_keys(annotations: &BTreeMap<String, String>) -> Result<(), String> 
 /// The most a JSON file of annotations in the rootfs may hold.
 const MAX_JSON: u64 = 1 << 20;
 
-/// Reads `/<name>` of the rootfs as the container sees it (symlinks resolved inside the rootfs,
-/// never out of it): `None` when there is none, an error when it is not a regular file of at
-/// most [`MAX_JSON`] bytes.
-fn read_rootfs_json(rootfs: &Path, name: &str) -> Result<Option<Vec<u8>>, String> {
-    if std::fs::symlink_metadata(rootfs.join(name)).is_err() {
+/// Reads `/<name>` as the container sees it (symlinks resolved inside the rootfs, never out of
+/// it; a file bind-mounted there is the one read): `None` when there is none, an error when it
+/// is not a regular file of at most [`MAX_JSON`] bytes.
+fn read_rootfs_json(view: &View, name: &str) -> Result<Option<Vec<u8>>, String> {
+    if !view.exists(name) {
         return Ok(None);
     }
-    let path = crate::rootfs::resolve_in_rootfs(rootfs, name).map_err(|e| e.to_string())?;
-    vmm::host::files::read_regular(vmm::host::files::Root::Host, &path, MAX_JSON, "allowed")
+    let file = view.resolve(name).map_err(|e| e.to_string())?;
+    vmm::host::files::read_regular(file.open_root(), &file.path, MAX_JSON, "allowed")
         .map(Some)
         .map_err(|e| format!("{name}: {e}"))
 }
 
-/// Adds the `dev.unik.*` keys of `<rootfs>/unik.json` when the bundle has none of its own.
-pub fn merge_unik_json(annotations: &mut BTreeMap<String, String>, rootfs: &Path) -> Result<(), String> {
+/// Adds the `dev.unik.*` keys of `/unik.json` when the bundle has none of its own.
+pub fn merge_unik_json(annotations: &mut BTreeMap<String, String>, view: &View) -> Result<(), String> {
     if annotations.keys().any(|k| k.starts_with(PREFIX)) {
         return Ok(());
     }
-    let Some(json) = read_rootfs_json(rootfs, UNIK_JSON)? else {
+    let Some(json) = read_rootfs_json(view, UNIK_JSON)? else {
         return Ok(());
     };
     let extra: BTreeMap<String, String> = serde_json::from_slice(&json).map_err(|e| format!("{UNIK_JSON}: {e}"))?;
@@ -92,8 +93,8 @@ pub fn decode_urunc(key: &str, value: &str) -> Result<String, String> {
 }
 
 /// urunc's keys (without the prefix), decoded: from the annotations, or when there are none from
-/// `<rootfs>/urunc.json` (urunc's own lookup order).
-pub fn urunc_keys(annotations: &BTreeMap<String, String>, rootfs: &Path) -> Result<BTreeMap<String, String>, String> {
+/// `/urunc.json` (urunc's own lookup order).
+pub fn urunc_keys(annotations: &BTreeMap<String, String>, view: &View) -> Result<BTreeMap<String, String>, String> {
     let mut keys = BTreeMap::new();
     for (k, v) in annotations {
         if let Some(key) = k.strip_prefix(URUNC_PREFIX) {
@@ -101,7 +102,7 @@ pub fn urunc_keys(annotations: &BTreeMap<String, String>, rootfs: &Path) -> Resu
         }
     }
     if keys.is_empty() {
-        if let Some(text) = read_rootfs_json(rootfs, URUNC_JSON)? {
+        if let Some(text) = read_rootfs_json(view, URUNC_JSON)? {
             let map: BTreeMap<String, String> = serde_json::from_slice(&text).map_err(|e| format!("{URUNC_JSON}: {e}"))?;
             for (k, v) in map {
                 let key = k.strip_prefix(URUNC_PREFIX).unwrap_or(&k).to_string();
@@ -129,15 +130,19 @@ mod tests {
             (format!("{URUNC_PREFIX}cmdline"), format!(" {}\n", b64("a b"))),
             ("other".to_string(), "not base64 and not ours".to_string()),
         ]);
-        let keys = urunc_keys(&ann, rootfs.path()).unwrap();
+        let keys = urunc_keys(&ann, &View::rootfs(rootfs.path())).unwrap();
         assert_eq!(keys.len(), 2);
         assert_eq!(keys["binary"], "/u.hvt");
         assert_eq!(keys["cmdline"], "a b");
         let bad = BTreeMap::from([(format!("{URUNC_PREFIX}hypervisor"), "%%%".to_string())]);
-        let err = urunc_keys(&bad, rootfs.path()).unwrap_err();
+        let err = urunc_keys(&bad, &View::rootfs(rootfs.path())).unwrap_err();
         assert!(err.contains("com.urunc.unikernel.hypervisor: not base64"), "{err}");
         let not_utf8 = BTreeMap::from([(format!("{URUNC_PREFIX}binary"), "//79".to_string())]);
-        assert!(urunc_keys(&not_utf8, rootfs.path()).unwrap_err().contains("not UTF-8"));
+        assert!(
+            urunc_keys(&not_utf8, &View::rootfs(rootfs.path()))
+                .unwrap_err()
+                .contains("not UTF-8")
+        );
     }
 
     #[test]
@@ -145,12 +150,19 @@ mod tests {
         let rootfs = tempfile::tempdir().unwrap();
         let json = serde_json::json!({ "com.urunc.unikernel.binary": b64("/from-json"), "hypervisor": b64("hvt") });
         std::fs::write(rootfs.path().join(URUNC_JSON), json.to_string()).unwrap();
-        let keys = urunc_keys(&BTreeMap::new(), rootfs.path()).unwrap();
+        let keys = urunc_keys(&BTreeMap::new(), &View::rootfs(rootfs.path())).unwrap();
         assert_eq!((keys["binary"].as_str(), keys["hypervisor"].as_str()), ("/from-json", "hvt"));
         let ann = BTreeMap::from([(format!("{URUNC_PREFIX}binary"), b64("/from-annotation"))]);
-        assert_eq!(urunc_keys(&ann, rootfs.path()).unwrap()["binary"], "/from-annotation");
+        assert_eq!(
+            urunc_keys(&ann, &View::rootfs(rootfs.path())).unwrap()["binary"],
+            "/from-annotation"
+        );
         std::fs::write(rootfs.path().join(URUNC_JSON), "[").unwrap();
-        assert!(urunc_keys(&BTreeMap::new(), rootfs.path()).unwrap_err().starts_with("urunc.json"));
+        assert!(
+            urunc_keys(&BTreeMap::new(), &View::rootfs(rootfs.path()))
+                .unwrap_err()
+                .starts_with("urunc.json")
+        );
     }
 
     #[test]
@@ -159,10 +171,10 @@ mod tests {
         let json = serde_json::json!({ KERNEL: "/k", "foreign": "x" });
         std::fs::write(rootfs.path().join(UNIK_JSON), json.to_string()).unwrap();
         let mut ann = BTreeMap::new();
-        merge_unik_json(&mut ann, rootfs.path()).unwrap();
+        merge_unik_json(&mut ann, &View::rootfs(rootfs.path())).unwrap();
         assert_eq!(ann, BTreeMap::from([(KERNEL.to_string(), "/k".to_string())]));
         let mut own = BTreeMap::from([(MEM.to_string(), "64".to_string())]);
-        merge_unik_json(&mut own, rootfs.path()).unwrap();
+        merge_unik_json(&mut own, &View::rootfs(rootfs.path())).unwrap();
         assert_eq!(own.len(), 1);
     }
 }

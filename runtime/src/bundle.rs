@@ -7,10 +7,15 @@
 //!    (images built for urunc run unchanged), or
 //! 3. `process.args[0]`, resolved inside the rootfs, is a solo5-hvt executable (its ABI note).
 //!
+//! Behind docker's `--init` and in docker's shell form (`/bin/sh -c "…"`) the command is the one
+//! docker wrapped ([`crate::args`]). Every path (the kernel, initrd, block images, `/unik.json`,
+//! `/urunc.json`) is what the container would see there: the rootfs, or a bind mount over it
+//! (`docker run -v`), resolved by [`crate::rootfs::View`].
+//!
 //! The guest kind is `dev.unik.kind`, urunc's hypervisor (`hvt`, or `qemu`/`firecracker` for
 //! Unikraft and Linux guests, which unik boots itself with the Linux boot protocol), or what the
 //! kernel image shows. For an hvt guest every device in the kernel's manifest is wired: block
-//! devices from `dev.unik.block.<NAME>` (an image inside the rootfs) or urunc's single `block`
+//! devices from `dev.unik.block.<NAME>` (an image in the container) or urunc's single `block`
 //! annotation, otherwise a clear error. A Linux-boot guest gets one virtio-blk device per
 //! `dev.unik.block.<NAME>` (or urunc's `block`, as "rootfs"), an initrd from `dev.unik.initrd`
 //! or urunc's `initrd`, and one virtio-net card on the container interface when there is one.
@@ -26,10 +31,11 @@ use vmm::{BlockConfig, GuestKind, VmConfig};
 
 pub use crate::annotations::{BLOCK_PREFIX, CMDLINE, CPUS, INITRD, KERNEL, KIND, MEM, NET_INTERFACE, NET_TEMPLATE, PREFIX};
 use crate::annotations::{merge_unik_json, urunc_keys};
+use crate::args::{Command, DOCKER_INIT, Form};
 use crate::error::ContainerError;
 use crate::hooks::Hooks;
 use crate::network::{NetPlan, Netns};
-use crate::rootfs::resolve_in_rootfs;
+use crate::rootfs::{Resolved, View};
 
 /// Guest memory when the bundle sets no limit.
 pub const DEFAULT_MEM_MIB: u64 = vmm::config::DEFAULT_MEM_MIB;
@@ -106,25 +112,30 @@ fn bundle_err(path: &Path, reason: impl Into<String>) -> ContainerError {
     }
 }
 
-/// Whether `process.args[0]` of a bundle without annotations names a solo5-hvt executable:
-/// `Err` says which check failed (missing, not a regular file, not an ELF, an ELF without
-/// Solo5's marks, …), for the log line of the hand-over to runc or the error without runc.
-fn args0_is_hvt(rootfs: &Path, args: &[String]) -> Result<PathBuf, String> {
-    let a0 = args.first().ok_or("process.args is empty")?;
-    let path = resolve_in_rootfs(rootfs, a0).map_err(|e| format!("process.args[0] {e}"))?;
-    let file = vmm::host::files::open_regular(vmm::host::files::Root::Host, &path).map_err(|e| format!("process.args[0] '{a0}': {e}"))?;
-    match vmm::loader::image_kind(&file).map_err(|e| format!("process.args[0] '{a0}': {e}"))? {
-        ImageKind::Solo5 => Ok(path),
+/// Whether the program of a bundle without annotations (`process.args[0]`, or what docker
+/// wrapped) names a solo5-hvt executable: `Err` says which check failed (missing, not a regular
+/// file, not an ELF, an ELF without Solo5's marks, …), for the log line of the hand-over to runc
+/// or the error without runc.
+fn program_is_hvt(view: &View, command: &Command) -> Result<Resolved, String> {
+    let label = command.label();
+    let a0 = command.program().ok_or_else(|| match command.form {
+        Form::Exec(_) if !command.init => "process.args is empty".to_string(),
+        _ => format!("{label} is missing"),
+    })?;
+    let found = view.resolve(a0).map_err(|e| format!("{label} {e}"))?;
+    let file = vmm::host::files::open_regular(found.open_root(), &found.path).map_err(|e| format!("{label} '{a0}': {e}"))?;
+    match vmm::loader::image_kind(&file).map_err(|e| format!("{label} '{a0}': {e}"))? {
+        ImageKind::Solo5 => Ok(found),
         ImageKind::Elf => Err(format!(
-            "process.args[0] '{a0}' is an ELF executable without Solo5's marks (no Solo5 note): not a solo5-hvt unikernel"
+            "{label} '{a0}' is an ELF executable without Solo5's marks (no Solo5 note): not a solo5-hvt unikernel"
         )),
         ImageKind::BzImage => Err(format!(
-            "process.args[0] '{a0}' is a Linux kernel image (bzImage); name it in the {KERNEL} annotation to boot it"
+            "{label} '{a0}' is a Linux kernel image (bzImage); name it in the {KERNEL} annotation to boot it"
         )),
         ImageKind::Multiboot { .. } => Err(format!(
-            "process.args[0] '{a0}' is a multiboot kernel; name it in the {KERNEL} annotation to boot it"
+            "{label} '{a0}' is a multiboot kernel; name it in the {KERNEL} annotation to boot it"
         )),
-        ImageKind::Unrecognised(why) => Err(format!("process.args[0] '{a0}' {why}")),
+        ImageKind::Unrecognised(why) => Err(format!("{label} '{a0}' {why}")),
     }
 }
 
@@ -150,9 +161,11 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
     })?;
     let root = spec.root().as_ref().map_or(PathBuf::from("rootfs"), |r| r.path().clone());
     let rootfs = if root.is_absolute() { root } else { path.join(root) };
+    let read_only = spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false);
+    let view = View::new(&rootfs, read_only, spec.mounts().as_deref().unwrap_or_default(), &path);
     let mut annotations: BTreeMap<String, String> = spec.annotations().clone().unwrap_or_default().into_iter().collect();
     // docker (before 24) passes no annotations: an image can carry unik's in /unik.json instead.
-    merge_unik_json(&mut annotations, &rootfs).map_err(|e| bundle_err(&path, e))?;
+    merge_unik_json(&mut annotations, &view).map_err(|e| bundle_err(&path, e))?;
     crate::annotations::check_keys(&annotations).map_err(|e| bundle_err(&path, e))?;
     let args: Vec<String> = spec.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default();
     let mem_limit = spec
@@ -167,7 +180,7 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
         .and_then(|l| l.resources().as_ref())
         .and_then(|r| r.cpu().as_ref())
         .and_then(|c| Some((c.quota()?, c.period()?)));
-    let mut classified = classify(&path, &rootfs, &annotations, &args, mem_limit)?;
+    let mut classified = classify(&path, &view, &annotations, &args, mem_limit)?;
     if let BundleKind::Unikernel(cfg) = &mut classified.kind {
         if cfg.kind == Some(GuestKind::Linux) {
             cfg.vcpus = guest_vcpus(annotations.get(CPUS), cpu_limit).map_err(|e| bundle_err(&path, e))?;
@@ -259,45 +272,59 @@ fn urunc_kind(urunc: &BTreeMap<String, String>) -> Result<(GuestKind, Option<&'s
     }
 }
 
+/// Why a block image the container sees read-only is so.
+fn read_only_why(file: &Resolved) -> String {
+    match &file.mount {
+        Some(dest) => format!("it is in the bind mount at {dest}, mounted read-only"),
+        None => "it is in the rootfs, which is read-only (root.readonly: docker run --read-only)".into(),
+    }
+}
+
 /// The bundle's kind and what its network needs.
 fn classify(
     bundle: &Path,
-    rootfs: &Path,
+    view: &View,
     annotations: &BTreeMap<String, String>,
     args: &[String],
     mem_limit: Option<i64>,
 ) -> Result<Classified, ContainerError> {
     let err = |reason: String| bundle_err(bundle, reason);
     let rootfs_err = |e: crate::rootfs::RootfsError| bundle_err(bundle, e.to_string());
-    let urunc = urunc_keys(annotations, rootfs).map_err(err)?;
-    let (kernel, cmdline_annotation, requested, urunc_template) = if let Some(k) = annotations.get(KERNEL) {
+    let urunc = urunc_keys(annotations, view).map_err(err)?;
+    let command = Command::parse(args);
+    let init = command.init;
+    let (kernel, args, cmdline_annotation, requested, urunc_template) = if let Some(k) = annotations.get(KERNEL) {
         let requested = annotations
             .get(KIND)
             .map(|k| k.parse::<GuestKind>())
             .transpose()
             .map_err(|e| err(format!("{KIND}: {e}")))?;
-        let kernel = resolve_in_rootfs(rootfs, k).map_err(rootfs_err)?;
+        let kernel = view.resolve(k).map_err(rootfs_err)?;
+        let args = command.into_args().map_err(err)?;
         // An annotation never silently wins over an edited `process.args[0]`.
         if let Some(a0) = args.first() {
-            if resolve_in_rootfs(rootfs, a0).is_ok_and(|p| p != kernel) {
+            if view.resolve(a0).is_ok_and(|p| p.path != kernel.path) {
                 return Err(err(format!(
                     "{KERNEL} names '{k}' but process.args[0] names '{a0}', another file: \
                      drop the annotation or make the two agree"
                 )));
             }
         }
-        (kernel, annotations.get(CMDLINE).cloned(), requested, None)
+        (kernel, args, annotations.get(CMDLINE).cloned(), requested, None)
     } else if let Some(binary) = urunc.get("binary") {
         let (kind, template) = urunc_kind(&urunc).map_err(err)?;
+        let kernel = view.resolve(binary).map_err(rootfs_err)?;
         (
-            resolve_in_rootfs(rootfs, binary).map_err(rootfs_err)?,
+            kernel,
+            command.into_args().map_err(err)?,
             urunc.get("cmdline").cloned(),
             Some(kind),
             template,
         )
     } else {
-        match args0_is_hvt(rootfs, args) {
-            Ok(path) => (path, None, Some(GuestKind::Hvt), None),
+        match program_is_hvt(view, &command) {
+            // A unikernel found behind docker's wrapping runs, or is refused: never runc's.
+            Ok(kernel) => (kernel, command.into_args().map_err(err)?, None, Some(GuestKind::Hvt), None),
             Err(reason) => {
                 log::debug!("{}: {reason}", bundle.display());
                 return Ok(Classified {
@@ -309,10 +336,16 @@ fn classify(
             }
         }
     };
+    if init {
+        log::debug!(
+            "{}: docker's init ({DOCKER_INIT}, docker run --init) is meaningless for a unikernel: the guest runs without it",
+            bundle.display()
+        );
+    }
     let guest_kind = match requested {
         Some(kind) => kind,
         None => {
-            vmm::loader::detect_kind(vmm::host::files::Root::Host, &kernel).map_err(|e| err(format!("kernel {}: {e}", kernel.display())))?
+            vmm::loader::detect_kind(kernel.open_root(), &kernel.path).map_err(|e| err(format!("kernel {}: {e}", kernel.path.display())))?
         }
     };
     let cmdline = match (args.len() > 1, cmdline_annotation) {
@@ -325,6 +358,7 @@ fn classify(
     // the application's. urunc starts Unikraft so: here the kernel's file name is the program.
     let cmdline = if urunc_template == Some("unikraft") && !cmdline.iter().any(|a| a == "--") {
         let name = kernel
+            .path
             .file_name()
             .map_or_else(|| "unikraft".into(), |n| n.to_string_lossy().into_owned());
         [name, "--".to_string()].into_iter().chain(cmdline).collect()
@@ -349,21 +383,32 @@ fn classify(
             .get(&format!("{BLOCK_PREFIX}{name}"))
             .or(if sole { urunc.get("block") } else { None })
     };
-    let block = |name: &str, image: &str| -> Result<BlockConfig, ContainerError> {
+    // Every file the guest uses, and where `create` opens it.
+    let mut roots = BTreeMap::from([(kernel.path.clone(), kernel.root.clone())]);
+    let mut block = |name: &str, image: &str| -> Result<BlockConfig, ContainerError> {
+        let file = view.resolve(image).map_err(rootfs_err)?;
+        if file.read_only && guest_kind == GuestKind::Hvt {
+            return Err(err(format!(
+                "block device '{name}' ('{image}') must be read-only, as {}, but solo5's hvt has no \
+                 read-only block devices: bind-mount a writable image there (docker run -v HOST_FILE:{image})",
+                read_only_why(&file)
+            )));
+        }
+        roots.insert(file.path.clone(), file.root);
         Ok(BlockConfig {
             name: name.to_string(),
-            path: resolve_in_rootfs(rootfs, image).map_err(rootfs_err)?,
+            path: file.path,
             sector_size: None,
-            read_only: false,
+            read_only: file.read_only,
         })
     };
     let (blocks, devices, default_template, initrd) = match guest_kind {
         GuestKind::Hvt => {
-            let image = vmm::host::files::read_regular(vmm::host::files::Root::Host, &kernel, mem_mib << 20, "of guest memory")
-                .map_err(|e| err(format!("kernel {}: {e}", kernel.display())))?;
-            let exe = Executable::parse(&image, HOST_MACHINE).map_err(|e| err(format!("kernel {}: {e}", kernel.display())))?;
+            let image = vmm::host::files::read_regular(kernel.open_root(), &kernel.path, mem_mib << 20, "of guest memory")
+                .map_err(|e| err(format!("kernel {}: {e}", kernel.path.display())))?;
+            let exe = Executable::parse(&image, HOST_MACHINE).map_err(|e| err(format!("kernel {}: {e}", kernel.path.display())))?;
             let manifest = Manifest::parse(exe.manifest_note())
-                .map_err(|e| err(format!("kernel {}: Solo5 manifest is invalid: {e}", kernel.display())))?;
+                .map_err(|e| err(format!("kernel {}: Solo5 manifest is invalid: {e}", kernel.path.display())))?;
             let block_entries: Vec<String> = manifest
                 .entries()
                 .iter()
@@ -399,27 +444,28 @@ fn classify(
             if let (true, Some(image)) = (blocks.is_empty(), urunc.get("block")) {
                 blocks.push(block("rootfs", image)?);
             }
-            let initrd = annotations
-                .get(INITRD)
-                .or(urunc.get("initrd"))
-                .map(|i| resolve_in_rootfs(rootfs, i).map_err(rootfs_err))
-                .transpose()?;
+            let initrd = match annotations.get(INITRD).or(urunc.get("initrd")) {
+                Some(i) => {
+                    let file = view.resolve(i).map_err(rootfs_err)?;
+                    roots.insert(file.path.clone(), file.root);
+                    Some(file.path)
+                }
+                None => None,
+            };
             (blocks, vec!["eth0".to_string()], urunc_template.or(Some("linux")), initrd)
         }
     };
-    // `create` opens the kernel, initrd and disks inside the rootfs, which a symlink swapped in
-    // meanwhile cannot make it leave, and hands them to the monitor.
-    let canonical = rootfs
-        .canonicalize()
-        .map_err(|e| err(format!("rootfs {}: {e}", rootfs.display())))?;
+    // `create` opens the kernel, initrd and disks where the container sees them (inside the
+    // rootfs or a bind-mounted directory, which a symlink swapped in meanwhile cannot make it
+    // leave, or a bind-mounted file) and hands them to the monitor.
     let cfg = VmConfig {
         cmdline,
         mem_mib,
         blocks,
         kind: Some(guest_kind),
         initrd,
-        rootfs: Some(canonical),
-        ..VmConfig::new(kernel)
+        roots,
+        ..VmConfig::new(kernel.path)
     };
     Ok(Classified {
         kind: BundleKind::Unikernel(Box::new(cfg)),

@@ -577,3 +577,236 @@ fn test_not_a_unikernel_says_which_check_failed() {
         "{bz}"
     );
 }
+
+/// A bind mount as docker writes `-v SOURCE:DEST` (with `ro`: `-v SOURCE:DEST:ro`).
+fn bind(source: &std::path::Path, destination: &str, ro: bool) -> serde_json::Value {
+    let mut options = vec!["rbind", "rprivate"];
+    if ro {
+        options.insert(1, "ro");
+    }
+    serde_json::json!({ "destination": destination, "type": "bind", "source": source, "options": options })
+}
+
+/// A Linux-boot bundle whose one block device is `image`, with `mounts`.
+fn linux_with_block(image: &str, mounts: serde_json::Value, files: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let mut c = config(
+        &["/vmlinux"],
+        serde_json::json!({ KERNEL: "/vmlinux", KIND: "linux", "dev.unik.block.d0": image }),
+    );
+    c["mounts"] = mounts;
+    let mut all = vec![("/vmlinux", b"x".as_slice())];
+    all.extend_from_slice(files);
+    bundle(c, &all)
+}
+
+#[test]
+fn test_a_bind_mounted_file_is_the_disk_the_guest_uses() {
+    let host = tempfile::tempdir().unwrap();
+    let disk = host.path().join("disk.img");
+    fs::write(&disk, [b'H'; 512]).unwrap();
+    // docker run -v HOST/disk.img:/disk.img: the image's own /disk.img is hidden.
+    for ro in [false, true] {
+        let b = linux_with_block(
+            "/disk.img",
+            serde_json::json!([bind(&disk, "/disk.img", ro)]),
+            &[("/disk.img", &[0; 512])],
+        );
+        let cfg = vm(&b);
+        assert_eq!(cfg.blocks[0].path, disk);
+        assert_eq!(cfg.blocks[0].read_only, ro);
+        assert_eq!(cfg.roots[&disk], vmm::host::files::FileRoot::Host);
+        // The kernel is still the rootfs's, opened inside it.
+        let rootfs = b.path().join("rootfs").canonicalize().unwrap();
+        assert_eq!(cfg.roots[&cfg.kernel], vmm::host::files::FileRoot::Dir(rootfs));
+        assert_eq!(cfg.roots.len(), 2);
+    }
+    // --mount type=bind,…,readonly writes the same; a typeless mount with the bind option too.
+    let typeless = serde_json::json!([{ "destination": "/disk.img", "source": disk, "options": ["bind", "ro"] }]);
+    let cfg = vm(&linux_with_block("/disk.img", typeless, &[]));
+    assert_eq!((cfg.blocks[0].path.as_path(), cfg.blocks[0].read_only), (disk.as_path(), true));
+}
+
+#[test]
+fn test_a_bind_mounted_directory_holds_the_disk_and_the_last_mount_wins() {
+    let host = tempfile::tempdir().unwrap();
+    let (dir, other) = (host.path().join("volume"), host.path().join("other.img"));
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("disk.img"), [b'V'; 512]).unwrap();
+    fs::write(&other, [b'O'; 512]).unwrap();
+    // docker run -v HOST/volume:/data: /data/disk.img is the volume's, opened inside it.
+    let b = linux_with_block("/data/disk.img", serde_json::json!([bind(&dir, "/data", false)]), &[]);
+    let cfg = vm(&b);
+    assert_eq!(cfg.blocks[0].path, dir.join("disk.img"));
+    assert_eq!(cfg.roots[&dir.join("disk.img")], vmm::host::files::FileRoot::Dir(dir.clone()));
+    assert!(!cfg.blocks[0].read_only);
+    // A ro directory makes its files read-only.
+    let b = linux_with_block("/data/disk.img", serde_json::json!([bind(&dir, "/data", true)]), &[]);
+    assert!(vm(&b).blocks[0].read_only);
+    // Longest destination, as docker orders them (parents first): the file mount inside.
+    let mounts = serde_json::json!([bind(&dir, "/data", false), bind(&other, "/data/disk.img", false)]);
+    let b = linux_with_block("/data/disk.img", mounts, &[]);
+    assert_eq!(vm(&b).blocks[0].path, other);
+    // In the other order the directory is mounted over the file, which it hides, as in the kernel.
+    let mounts = serde_json::json!([bind(&other, "/data/disk.img", false), bind(&dir, "/data", false)]);
+    let b = linux_with_block("/data/disk.img", mounts, &[]);
+    assert_eq!(vm(&b).blocks[0].path, dir.join("disk.img"));
+    // A symlink in the rootfs leads into the mount, as the container would see it.
+    let b = linux_with_block("/disk.img", serde_json::json!([bind(&dir, "/data", false)]), &[]);
+    std::os::unix::fs::symlink("/data/disk.img", b.path().join("rootfs/disk.img")).unwrap();
+    assert_eq!(vm(&b).blocks[0].path, dir.join("disk.img"));
+    // A mount over the root itself is not one runc makes: the rootfs is what is there.
+    let b = linux_with_block(
+        "/disk.img",
+        serde_json::json!([bind(&dir, "/", false)]),
+        &[("/disk.img", &[0; 512])],
+    );
+    assert!(vm(&b).blocks[0].path.ends_with("rootfs/disk.img"));
+    // A relative source is the bundle's.
+    let b = linux_with_block("/data/disk.img", serde_json::json!([bind(Path::new("vol"), "/data", false)]), &[]);
+    fs::create_dir(b.path().join("vol")).unwrap();
+    fs::write(b.path().join("vol/disk.img"), [0; 512]).unwrap();
+    assert_eq!(vm(&b).blocks[0].path, b.path().join("vol/disk.img"));
+}
+
+#[test]
+fn test_a_symlink_in_a_bind_mounted_directory_cannot_leave_it() {
+    let host = tempfile::tempdir().unwrap();
+    let dir = host.path().join("volume");
+    fs::create_dir(&dir).unwrap();
+    fs::write(host.path().join("secret.img"), [b'S'; 512]).unwrap();
+    fs::write(dir.join("inside.img"), [b'I'; 512]).unwrap();
+    std::os::unix::fs::symlink(host.path().join("secret.img"), dir.join("abs")).unwrap();
+    std::os::unix::fs::symlink("../secret.img", dir.join("up")).unwrap();
+    std::os::unix::fs::symlink("/inside.img", dir.join("in")).unwrap();
+    let mounts = serde_json::json!([bind(&dir, "/data", false)]);
+    // An absolute target starts at the mounted directory: the host's file is not found there.
+    let err = load(linux_with_block("/data/abs", mounts.clone(), &[]).path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "'/data/abs' in the bind mount at /data ({}): No such file or directory",
+            dir.display()
+        )),
+        "{err}"
+    );
+    let err = load(linux_with_block("/data/up", mounts.clone(), &[]).path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("'/data/up' resolves outside the bind mount at /data"), "{err}");
+    // One that stays inside is followed there.
+    let cfg = vm(&linux_with_block("/data/in", mounts, &[]));
+    assert_eq!(cfg.blocks[0].path, dir.join("inside.img"));
+    assert_eq!(cfg.roots[&dir.join("inside.img")], vmm::host::files::FileRoot::Dir(dir));
+}
+
+#[test]
+fn test_a_disk_on_a_mount_that_is_not_a_bind_mount_is_an_error_naming_both() {
+    for (typ, dest, image) in [("tmpfs", "/data", "/data/disk.img"), ("proc", "/proc", "/proc/self/mem")] {
+        let mounts = serde_json::json!([{ "destination": dest, "type": typ, "source": typ, "options": ["nosuid"] }]);
+        let err = load(linux_with_block(image, mounts, &[]).path()).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("'{image}' is on a {typ} mount at {dest}, not a bind mount")),
+            "{err}"
+        );
+    }
+    // The kernel of a bundle without annotations on a tmpfs: not known to be a unikernel.
+    let mut c = config(&["/tmp/app.hvt"], serde_json::json!({}));
+    c["mounts"] = serde_json::json!([{ "destination": "/tmp", "type": "tmpfs", "source": "tmpfs" }]);
+    let b = bundle(c, &[("/tmp/app.hvt", &hvt_elf(&[]))]);
+    let BundleKind::NotUnikernel(reason) = load(b.path()).unwrap().kind else {
+        panic!("a kernel on a tmpfs was read")
+    };
+    assert!(reason.contains("is on a tmpfs mount at /tmp"), "{reason}");
+}
+
+#[test]
+fn test_the_kernel_and_unik_json_can_be_bind_mounted() {
+    let host = tempfile::tempdir().unwrap();
+    let (kernel, json) = (host.path().join("app.hvt"), host.path().join("unik.json"));
+    fs::write(&kernel, hvt_elf(&[])).unwrap();
+    fs::write(&json, br#"{"dev.unik.mem": "32"}"#).unwrap();
+    // Not in the image at all: the mounts are what the container sees.
+    let mut c = config(&["/app.hvt"], serde_json::json!({}));
+    c["mounts"] = serde_json::json!([bind(&kernel, "/app.hvt", true), bind(&json, "/unik.json", true)]);
+    let b = bundle(c, &[("/unik.json", br#"{"dev.unik.mem": "48"}"#)]);
+    let cfg = vm(&b);
+    assert_eq!(cfg.kernel, kernel);
+    assert_eq!(cfg.mem_mib, 32);
+    assert_eq!(cfg.roots[&kernel], vmm::host::files::FileRoot::Host);
+}
+
+#[test]
+fn test_a_read_only_rootfs_makes_its_disks_read_only() {
+    let host = tempfile::tempdir().unwrap();
+    let disk = host.path().join("disk.img");
+    fs::write(&disk, [0; 512]).unwrap();
+    // docker run --read-only: a Linux-boot guest's disk in the rootfs is read-only for it.
+    let b = linux_with_block("/disk.img", serde_json::json!([]), &[("/disk.img", &[0; 512])]);
+    let mut c: serde_json::Value = serde_json::from_slice(&fs::read(b.path().join("config.json")).unwrap()).unwrap();
+    assert!(!vm(&b).blocks[0].read_only);
+    c["root"]["readonly"] = serde_json::json!(true);
+    fs::write(b.path().join("config.json"), serde_json::to_vec(&c).unwrap()).unwrap();
+    assert!(vm(&b).blocks[0].read_only);
+    // A writable bind mount over it stays writable.
+    c["mounts"] = serde_json::json!([bind(&disk, "/disk.img", false)]);
+    fs::write(b.path().join("config.json"), serde_json::to_vec(&c).unwrap()).unwrap();
+    assert!(!vm(&b).blocks[0].read_only);
+    // solo5's hvt has no read-only block devices: refused, saying why and what to do.
+    let mut c = config(&["/app"], serde_json::json!({ "dev.unik.block.storage": "/disk.img" }));
+    c["root"]["readonly"] = serde_json::json!(true);
+    let b = bundle(c.clone(), &[("/app", &hvt_elf(&[("storage", 1)])), ("/disk.img", &[0; 512])]);
+    let err = load(b.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("block device 'storage' ('/disk.img') must be read-only, as it is in the rootfs, which is read-only (root.readonly: docker run --read-only), but solo5's hvt has no read-only block devices: bind-mount a writable image there (docker run -v HOST_FILE:/disk.img)"),
+        "{err}"
+    );
+    c["mounts"] = serde_json::json!([bind(&disk, "/disk.img", true)]);
+    let b = bundle(c.clone(), &[("/app", &hvt_elf(&[("storage", 1)]))]);
+    let err = load(b.path()).unwrap_err().to_string();
+    assert!(err.contains("as it is in the bind mount at /disk.img, mounted read-only"), "{err}");
+    c["mounts"] = serde_json::json!([bind(&disk, "/disk.img", false)]);
+    let cfg = vm(&bundle(c, &[("/app", &hvt_elf(&[("storage", 1)]))]));
+    assert_eq!((cfg.blocks[0].path.as_path(), cfg.blocks[0].read_only), (disk.as_path(), false));
+}
+
+#[test]
+fn test_docker_init_and_shell_form_commands_run_the_unikernel() {
+    let files: &[(&str, &[u8])] = &[("/app.hvt", &hvt_elf(&[]))];
+    // docker run --init: the init is dropped, the unikernel gets its arguments.
+    let init = config(&["/sbin/docker-init", "--", "/app.hvt", "exit=3"], serde_json::json!({}));
+    let cfg = vm(&bundle(init, files));
+    assert!(cfg.kernel.ends_with("rootfs/app.hvt"));
+    assert_eq!(cfg.cmdline, ["exit=3"]);
+    // CMD /app.hvt a b (shell form), and both at once.
+    let shell = config(&["/bin/sh", "-c", "/app.hvt a  b"], serde_json::json!({}));
+    assert_eq!(vm(&bundle(shell, files)).cmdline, ["a", "b"]);
+    let both = config(&["/sbin/docker-init", "--", "/bin/sh", "-c", "/app.hvt c"], serde_json::json!({}));
+    assert_eq!(vm(&bundle(both, files)).cmdline, ["c"]);
+    // With unik's annotations (/unik.json) too.
+    let ann = config(&["/bin/sh", "-c", "/app.hvt d"], serde_json::json!({ KERNEL: "/app.hvt" }));
+    assert_eq!(vm(&bundle(ann, files)).cmdline, ["d"]);
+    // A unikernel behind shell syntax is refused, never handed to runc.
+    let bad = config(&["/bin/sh", "-c", "/app.hvt a > /log"], serde_json::json!({}));
+    let err = load(bundle(bad, files).path()).unwrap_err().to_string();
+    assert!(
+        err.contains("docker's shell form (CMD or ENTRYPOINT written without brackets)"),
+        "{err}"
+    );
+    assert!(err.contains("has '>', which the shell would interpret"), "{err}");
+    assert!(err.contains("Use the exec form instead"), "{err}");
+    // An ordinary shell command is runc's, with its reason.
+    let plain = config(&["/bin/sh", "-c", "echo $HOME"], serde_json::json!({}));
+    let BundleKind::NotUnikernel(reason) = load(bundle(plain, &[("/bin/sh", b"#!")]).path()).unwrap().kind else {
+        panic!("a shell command taken for a unikernel")
+    };
+    assert!(
+        reason.starts_with("the first word of docker's shell-form command (/bin/sh -c) 'echo' in the rootfs: No such file"),
+        "{reason}"
+    );
+    let init_only = config(&["/sbin/docker-init", "--"], serde_json::json!({}));
+    let BundleKind::NotUnikernel(reason) = load(bundle(init_only, &[]).path()).unwrap().kind else {
+        panic!("nothing behind the init")
+    };
+    assert_eq!(reason, "process.args[2] (behind docker's init, /sbin/docker-init --) is missing");
+}

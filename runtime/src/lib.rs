@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod annotations;
+pub mod args;
 pub mod bundle;
 pub mod cgroups;
 pub mod console;

@@ -1,7 +1,7 @@
 //! Starting the monitor process, and the one-line sync protocol it answers with.
 //!
-//! `create` starts the monitor with a socket on fd 3 (and the guest's files, opened inside the
-//! rootfs, from fd 4 on) and they speak in JSON lines:
+//! `create` starts the monitor with a socket on fd 3 (and the guest's files, opened where the
+//! container sees them, from fd 4 on) and they speak in JSON lines:
 //! 1. monitor → `{"namespaces":true}` once it is in the container's namespaces; `create` then runs
 //!    the prestart/createRuntime/createContainer hooks and answers one byte (`g`) — or closes the
 //!    socket and kills the monitor if a hook fails;
@@ -33,8 +33,9 @@ use crate::state::{Record, StateDir};
 pub const SYNC_FD: RawFd = 3;
 
 /// The guest's files (kernel, initrd, disks, in [`vmm::VmConfig::files`] order), opened by
-/// `create` inside the rootfs, are the monitor's descriptors from this one on: what `create`
-/// checked is what boots, whatever the rootfs holds later.
+/// `create` where the container sees them (the rootfs, or a bind mount), are the monitor's
+/// descriptors from this one on: what `create` checked is what boots, whatever the rootfs holds
+/// later.
 pub const FILES_FD: RawFd = 4;
 
 /// At most this many guest files are handed over.
@@ -217,7 +218,7 @@ fn socketpair() -> std::io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Opens the files of the VM recorded in `dir` (none if there is no record: the monitor then
-/// reports it missing) inside its rootfs, each on a descriptor from [`STAGING_FD`] up.
+/// reports it missing) where its roots say, each on a descriptor from [`STAGING_FD`] up.
 fn open_guest_files(dir: &StateDir) -> Result<Vec<OwnedFd>, ContainerError> {
     let Some(cfg) = dir.load_record::<vmm::VmConfig>(Record::Vm)? else {
         return Ok(Vec::new());

@@ -197,7 +197,7 @@ impl TryFrom<BootArgs> for VmConfig {
             initrd: args.initrd,
             vcpus: args.cpus,
             seccomp: args.seccomp,
-            rootfs: None,
+            roots: std::collections::BTreeMap::new(),
             opened: None,
             timeout: args.timeout,
         })

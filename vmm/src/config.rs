@@ -1,5 +1,6 @@
 //! What to boot: the single description shared by `unik boot` and the OCI runtime.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
@@ -56,12 +57,13 @@ pub struct VmConfig {
     /// Number of vCPUs (Linux boot protocol only; hvt guests have one).
     #[serde(default = "default_vcpus")]
     pub vcpus: u8,
-    /// The container's rootfs when the files above (kernel, initrd, disks) are in one: they are
-    /// then opened inside it and can never lead out of it (see [`crate::host::files::Root`]).
+    /// A container's files (kernel, initrd, disks), by path, and where each is opened: inside
+    /// the rootfs or a bind-mounted directory, which it can never leave, or at its host path (a
+    /// bind-mounted file). Empty for `unik boot`: host paths. See [`crate::host::files::Root`].
     #[serde(default)]
-    pub rootfs: Option<PathBuf>,
-    /// The files of [`VmConfig::files`], when they were opened before (by `create`, inside the
-    /// rootfs) and handed over: the VM then opens nothing by path.
+    pub roots: BTreeMap<PathBuf, crate::host::files::FileRoot>,
+    /// The files of [`VmConfig::files`], when they were opened before (by `create`, where
+    /// [`VmConfig::roots`] says) and handed over: the VM then opens nothing by path.
     #[serde(skip)]
     pub opened: Option<std::sync::Arc<crate::host::files::Opened>>,
     /// What the seccomp filters do with a system call they do not allow while the guest runs.
@@ -128,7 +130,7 @@ impl VmConfig {
             initrd: None,
             vcpus: 1,
             seccomp: crate::seccomp::SeccompMode::On,
-            rootfs: None,
+            roots: BTreeMap::new(),
             opened: None,
             timeout: None,
         }
@@ -138,7 +140,8 @@ impl VmConfig {
     pub fn root(&self) -> crate::host::files::Root<'_> {
         match &self.opened {
             Some(opened) => crate::host::files::Root::Opened(opened),
-            None => crate::host::files::Root::from_option(self.rootfs.as_deref()),
+            None if self.roots.is_empty() => crate::host::files::Root::Host,
+            None => crate::host::files::Root::Files(&self.roots),
         }
     }
 
@@ -346,6 +349,10 @@ mod tests {
         cfg.kind = Some(GuestKind::Linux);
         cfg.initrd = Some("/initrd".into());
         cfg.vcpus = 2;
+        cfg.roots = BTreeMap::from([
+            ("/k.hvt".into(), crate::host::files::FileRoot::Dir("/".into())),
+            ("/d.img".into(), crate::host::files::FileRoot::Host),
+        ]);
         let json = serde_json::to_string(&cfg).unwrap();
         assert_eq!(serde_json::from_str::<VmConfig>(&json).unwrap(), cfg);
         serde_json::from_str::<VmConfig>(r#"{"kernel":"/k","bogus":1}"#).unwrap_err();

@@ -1,6 +1,7 @@
 //! Files the user names (kernels, initrds, disk images): opened without blocking, so that a FIFO
 //! cannot hang the monitor, and checked for their kind and size before anything is read.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -8,26 +9,47 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
-/// Where the files of one VM are looked up: the host's file system, or a container's rootfs.
+/// Where the files of one VM are looked up: the host's file system, a directory they cannot
+/// leave, each file where a container's configuration says, or descriptors opened before.
 #[derive(Clone, Copy, Debug)]
 pub enum Root<'a> {
     /// Paths mean what they say on the host (`unik boot`).
     Host,
-    /// Paths are inside this directory, which they can never leave: `..` and symlinks, even
-    /// absolute ones, resolve inside it (`openat2` with `RESOLVE_IN_ROOT`), at the moment of the
-    /// open, so a symlink swapped in after a check leads nowhere outside. A path may be given
-    /// as the host's path of the file (the rootfs as prefix) or as the path inside.
-    Rootfs(&'a Path),
+    /// Paths are inside this directory (a container's rootfs, or a directory bind-mounted into
+    /// it), which they can never leave: `..` and symlinks, even absolute ones, resolve inside it
+    /// (`openat2` with `RESOLVE_IN_ROOT`), at the moment of the open, so a symlink swapped in
+    /// after a check leads nowhere outside. A path may be given as the host's path of the file
+    /// (the directory as prefix) or as the path inside.
+    Dir(&'a Path),
+    /// A container's files, each opened where its entry says ([`FileRoot`]); a path without an
+    /// entry is an error, never an open by path.
+    Files(&'a BTreeMap<PathBuf, FileRoot>),
     /// The files were opened before, by another process, and handed over (the container
-    /// monitor's guest files, opened by `create` inside the rootfs): a path that is not among
-    /// them is an error, so what `create` checked is what boots.
+    /// monitor's guest files, opened by `create`): a path that is not among them is an error,
+    /// so what `create` checked is what boots.
     Opened(&'a Opened),
 }
 
-impl<'a> Root<'a> {
-    /// `Rootfs(dir)` when `dir` is set, else `Host`.
-    pub fn from_option(dir: Option<&'a Path>) -> Root<'a> {
-        dir.map_or(Root::Host, Root::Rootfs)
+/// Where one file of a container is opened: what the container's process would see at that
+/// path, the rootfs or a bind mount over it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileRoot {
+    /// Inside this directory, as [`Root::Dir`]: the rootfs, or a bind-mounted directory (a
+    /// symlink in it cannot lead out of it).
+    Dir(PathBuf),
+    /// At its host path: a file bind-mounted over the rootfs, the mount's source, which the
+    /// user of the container engine chose (trusted, as runc trusts a mount's source).
+    Host,
+}
+
+impl FileRoot {
+    /// As a [`Root`] to open the file in.
+    pub fn as_root(&self) -> Root<'_> {
+        match self {
+            FileRoot::Dir(dir) => Root::Dir(dir),
+            FileRoot::Host => Root::Host,
+        }
     }
 }
 
@@ -102,7 +124,14 @@ impl Opened {
 fn open_nonblocking(root: Root<'_>, path: &Path, write: bool) -> io::Result<File> {
     match root {
         Root::Host => OpenOptions::new().read(true).write(write).custom_flags(libc::O_NONBLOCK).open(path),
-        Root::Rootfs(dir) => open_in_root(dir, path, write),
+        Root::Dir(dir) => open_in_root(dir, path, write),
+        Root::Files(roots) => match roots.get(path) {
+            Some(root) => open_nonblocking(root.as_root(), path, write),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "not among the container's files (no root recorded for it)",
+            )),
+        },
         Root::Opened(opened) => opened.get(path, write),
     }
 }
@@ -110,13 +139,13 @@ fn open_nonblocking(root: Root<'_>, path: &Path, write: bool) -> io::Result<File
 fn open_in_root(dir: &Path, path: &Path, write: bool) -> io::Result<File> {
     let inside = path.strip_prefix(dir).unwrap_or(path);
     if inside.components().any(|c| matches!(c, Component::Prefix(_))) {
-        return Err(invalid(format!("'{}' is not a path inside the rootfs", path.display())));
+        return Err(invalid(format!("'{}' is not a path inside {}", path.display(), dir.display())));
     }
     let root = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
         .open(dir)
-        .map_err(|e| io::Error::new(e.kind(), format!("rootfs {}: {e}", dir.display())))?;
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
     let relative = inside.strip_prefix("/").unwrap_or(inside);
     let name = std::ffi::CString::new(if relative.as_os_str().is_empty() {
         b".".as_slice()
@@ -219,7 +248,7 @@ mod tests {
         // An absolute symlink, a relative one climbing out, and `..` in the path itself.
         std::os::unix::fs::symlink(dir.path().join("secret"), rootfs.join("abs")).unwrap();
         std::os::unix::fs::symlink("../../secret", rootfs.join("etc/rel")).unwrap();
-        let root = Root::Rootfs(&rootfs);
+        let root = Root::Dir(&rootfs);
         let read = |p: &Path| read_regular(root, p, 100, "allowed").map(|d| String::from_utf8(d).unwrap());
         // The host's path of the symlink and its path inside both resolve inside.
         assert_eq!(read(&rootfs.join("abs")).unwrap_err().kind(), io::ErrorKind::NotFound);
@@ -230,6 +259,39 @@ mod tests {
         std::os::unix::fs::symlink("/etc/secret", rootfs.join("k")).unwrap();
         assert_eq!(read(Path::new("k")).unwrap(), "inside");
         assert_eq!(read_regular(Root::Host, &rootfs.join("abs"), 100, "allowed").unwrap(), b"host");
+    }
+
+    #[test]
+    fn test_each_file_of_a_container_is_opened_where_its_root_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rootfs, volume) = (dir.path().join("rootfs"), dir.path().join("volume"));
+        std::fs::create_dir_all(&rootfs).unwrap();
+        std::fs::create_dir_all(&volume).unwrap();
+        std::fs::write(dir.path().join("secret"), b"host").unwrap();
+        std::fs::write(dir.path().join("disk.img"), b"bind-mounted file").unwrap();
+        std::fs::write(volume.join("secret"), b"in the volume").unwrap();
+        // In a bind-mounted directory, an absolute symlink stays inside it too.
+        std::os::unix::fs::symlink("/secret", volume.join("link")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), volume.join("out")).unwrap();
+        std::fs::write(rootfs.join("k"), b"kernel").unwrap();
+        let roots = BTreeMap::from([
+            (rootfs.join("k"), FileRoot::Dir(rootfs.clone())),
+            (volume.join("link"), FileRoot::Dir(volume.clone())),
+            (volume.join("out"), FileRoot::Dir(volume.clone())),
+            (dir.path().join("disk.img"), FileRoot::Host),
+        ]);
+        let root = Root::Files(&roots);
+        let read = |p: &Path| read_regular(root, p, 100, "allowed").map(|d| String::from_utf8(d).unwrap());
+        assert_eq!(read(&rootfs.join("k")).unwrap(), "kernel");
+        assert_eq!(read(&volume.join("link")).unwrap(), "in the volume");
+        assert_eq!(read(&volume.join("out")).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(read(&dir.path().join("disk.img")).unwrap(), "bind-mounted file");
+        // A file without a recorded root is never opened by its path.
+        let e = read(&dir.path().join("secret")).unwrap_err();
+        assert_eq!(e.to_string(), "not among the container's files (no root recorded for it)");
+        // The roots survive vm.json.
+        let json = serde_json::to_string(&roots).unwrap();
+        assert_eq!(serde_json::from_str::<BTreeMap<PathBuf, FileRoot>>(&json).unwrap(), roots);
     }
 
     #[test]
