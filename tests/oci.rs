@@ -971,3 +971,36 @@ fn test_ordinary_containers_are_handed_to_runc() {
     assert!(env.query(&["delete", "--force", "plain2"]).status.success());
     assert!(!env.root().join("runc/plain2").exists());
 }
+
+#[test]
+fn test_errors_name_the_guests_files_as_the_container_sees_them() {
+    require_kvm!();
+    const NO_RUNC: &[(&str, &str)] = &[("UNIK_RUNC", "/nonexistent/runc")];
+    let env = Env::new(
+        &["/boot/kernel.bin"],
+        serde_json::json!({ "dev.unik.kernel": "/boot/kernel.bin", "dev.unik.kind": "linux" }),
+    );
+    let rootfs = env.bundle().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("boot")).unwrap();
+    std::fs::write(rootfs.join("boot/kernel.bin"), b"not a kernel at all").unwrap();
+    // The monitor's error (the loader's), reported through create.
+    let out = env.unik_with(&["create", "--bundle", env.bundle().to_str().unwrap(), "names"], NO_RUNC);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("/boot/kernel.bin: not a kernel unik can boot"), "{err}");
+    assert!(!err.contains(&rootfs.display().to_string()), "a host path in: {err}");
+    // create's own (a damaged unikernel).
+    let mut damaged = std::fs::read(guest("hello")).unwrap();
+    damaged[56..58].fill(0);
+    std::fs::write(rootfs.join("boot/kernel.bin"), damaged).unwrap();
+    let path = env.bundle().join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["annotations"] = serde_json::json!({});
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let out = env.unik_with(&["create", "--bundle", env.bundle().to_str().unwrap(), "names2"], NO_RUNC);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("kernel /boot/kernel.bin: invalid executable"), "{err}");
+    assert!(!err.contains(&rootfs.display().to_string()), "a host path in: {err}");
+    assert!(!env.root().join("names").exists() && !env.root().join("names2").exists());
+}

@@ -344,9 +344,7 @@ fn classify(
     }
     let guest_kind = match requested {
         Some(kind) => kind,
-        None => {
-            vmm::loader::detect_kind(kernel.open_root(), &kernel.path).map_err(|e| err(format!("kernel {}: {e}", kernel.path.display())))?
-        }
+        None => vmm::loader::detect_kind(kernel.open_root(), &kernel.path).map_err(|e| err(format!("kernel {}: {e}", kernel.inside)))?,
     };
     let cmdline = match (args.len() > 1, cmdline_annotation) {
         (true, _) => args[1..].to_vec(),
@@ -385,6 +383,7 @@ fn classify(
     };
     // Every file the guest uses, and where `create` opens it.
     let mut roots = BTreeMap::from([(kernel.path.clone(), kernel.root.clone())]);
+    let mut names = BTreeMap::from([(kernel.path.clone(), kernel.inside.clone())]);
     let mut block = |name: &str, image: &str| -> Result<BlockConfig, ContainerError> {
         let file = view.resolve(image).map_err(rootfs_err)?;
         if file.read_only && guest_kind == GuestKind::Hvt {
@@ -395,6 +394,7 @@ fn classify(
             )));
         }
         roots.insert(file.path.clone(), file.root);
+        names.insert(file.path.clone(), file.inside);
         Ok(BlockConfig {
             name: name.to_string(),
             path: file.path,
@@ -405,10 +405,10 @@ fn classify(
     let (blocks, devices, default_template, initrd) = match guest_kind {
         GuestKind::Hvt => {
             let image = vmm::host::files::read_regular(kernel.open_root(), &kernel.path, mem_mib << 20, "of guest memory")
-                .map_err(|e| err(format!("kernel {}: {e}", kernel.path.display())))?;
-            let exe = Executable::parse(&image, HOST_MACHINE).map_err(|e| err(format!("kernel {}: {e}", kernel.path.display())))?;
+                .map_err(|e| err(format!("kernel {}: {e}", kernel.inside)))?;
+            let exe = Executable::parse(&image, HOST_MACHINE).map_err(|e| err(format!("kernel {}: {e}", kernel.inside)))?;
             let manifest = Manifest::parse(exe.manifest_note())
-                .map_err(|e| err(format!("kernel {}: Solo5 manifest is invalid: {e}", kernel.path.display())))?;
+                .map_err(|e| err(format!("kernel {}: Solo5 manifest is invalid: {e}", kernel.inside)))?;
             let block_entries: Vec<String> = manifest
                 .entries()
                 .iter()
@@ -448,6 +448,7 @@ fn classify(
                 Some(i) => {
                     let file = view.resolve(i).map_err(rootfs_err)?;
                     roots.insert(file.path.clone(), file.root);
+                    names.insert(file.path.clone(), file.inside);
                     Some(file.path)
                 }
                 None => None,
@@ -465,6 +466,7 @@ fn classify(
         kind: Some(guest_kind),
         initrd,
         roots,
+        names,
         ..VmConfig::new(kernel.path)
     };
     Ok(Classified {

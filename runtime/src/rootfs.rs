@@ -104,6 +104,8 @@ fn components(inside: &Path) -> Option<Vec<OsString>> {
 pub struct Resolved {
     /// Its host path.
     pub path: PathBuf,
+    /// The path it was asked by, as the container names it (what messages show).
+    pub inside: String,
     /// Where it is opened: inside the rootfs, inside a bind-mounted directory, or (a
     /// bind-mounted file) at its host path.
     pub root: FileRoot,
@@ -282,6 +284,7 @@ impl View {
         };
         Ok(Resolved {
             path,
+            inside: inside.to_string(),
             root,
             read_only,
             mount: mount.map(Mount::destination),

@@ -198,6 +198,7 @@ impl TryFrom<BootArgs> for VmConfig {
             vcpus: args.cpus,
             seccomp: args.seccomp,
             roots: std::collections::BTreeMap::new(),
+            names: std::collections::BTreeMap::new(),
             opened: None,
             timeout: args.timeout,
         })

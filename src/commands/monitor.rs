@@ -64,6 +64,8 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let mut committed = false;
     let gate = Gate::Fifo(gate);
     let seccomp = cfg.seccomp;
+    // Errors name the guest's files as the container knows them, not by the engine's paths.
+    let names = cfg.names.clone();
     // Once the guest is about to run: the watch on the spliced interface, under its own filter.
     let running = move || -> anyhow::Result<()> {
         let Some(watch) = link_watch else { return Ok(()) };
@@ -77,6 +79,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         &confinement,
         |built| {
             let Some(fd) = sync.take() else { return Ok(()) };
+            let built = built.map_err(|e| vmm::config::as_container_names(&names, &e));
             let failed = built.is_err();
             let sent = report(&fd, built);
             reported = sent.is_ok() && failed;

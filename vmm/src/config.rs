@@ -62,6 +62,10 @@ pub struct VmConfig {
     /// bind-mounted file). Empty for `unik boot`: host paths. See [`crate::host::files::Root`].
     #[serde(default)]
     pub roots: BTreeMap<PathBuf, crate::host::files::FileRoot>,
+    /// How the container names each of those files (`/app.hvt`, not the engine's overlay
+    /// directory on the host), for messages: [`as_container_names`].
+    #[serde(default)]
+    pub names: BTreeMap<PathBuf, String>,
     /// The files of [`VmConfig::files`], when they were opened before (by `create`, where
     /// [`VmConfig::roots`] says) and handed over: the VM then opens nothing by path.
     #[serde(skip)]
@@ -131,6 +135,7 @@ impl VmConfig {
             vcpus: 1,
             seccomp: crate::seccomp::SeccompMode::On,
             roots: BTreeMap::new(),
+            names: BTreeMap::new(),
             opened: None,
             timeout: None,
         }
@@ -153,6 +158,21 @@ impl VmConfig {
         out.extend(self.blocks.iter().map(|b| (b.path.as_path(), !b.read_only)));
         out
     }
+}
+
+/// `text` (an error message) with each container file's host path replaced by the path the
+/// container knows it by (`names`, as [`VmConfig::names`]); longer paths first, so a file's name
+/// never replaces part of another's.
+pub fn as_container_names(names: &BTreeMap<PathBuf, String>, text: &str) -> String {
+    let mut pairs: Vec<(String, &str)> = names
+        .iter()
+        .map(|(host, inside)| (host.display().to_string(), inside.as_str()))
+        .filter(|(host, _)| !host.is_empty())
+        .collect();
+    pairs.sort_by_key(|(host, _)| std::cmp::Reverse(host.len()));
+    pairs
+        .iter()
+        .fold(text.to_string(), |t, (host, inside)| t.replace(host.as_str(), inside))
 }
 
 /// A network device: a manifest name and the host tap behind it.
@@ -374,5 +394,24 @@ mod tests {
             SectorSizeError(0).to_string(),
             "Block size must be a multiple of 2 greater than or equal 512 (got 0)"
         );
+    }
+
+    #[test]
+    fn test_messages_name_a_containers_files_as_it_knows_them() {
+        let names = BTreeMap::from([
+            (PathBuf::from("/var/lib/docker/overlay2/abc/merged/app.hvt"), "/app.hvt".to_string()),
+            (
+                PathBuf::from("/var/lib/docker/overlay2/abc/merged/app.hvt.img"),
+                "/data/disk.img".to_string(),
+            ),
+        ]);
+        assert_eq!(
+            as_container_names(
+                &names,
+                "/var/lib/docker/overlay2/abc/merged/app.hvt.img: too small; kernel /var/lib/docker/overlay2/abc/merged/app.hvt: bad"
+            ),
+            "/data/disk.img: too small; kernel /app.hvt: bad"
+        );
+        assert_eq!(as_container_names(&BTreeMap::new(), "as is"), "as is");
     }
 }
