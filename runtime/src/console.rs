@@ -28,6 +28,9 @@ pub fn open_pty() -> Result<(OwnedFd, OwnedFd), ContainerError> {
 }
 
 /// Sends `fd` over the unix socket at `socket`, with `name` as the message (runc's convention).
+// msghdr and cmsghdr length fields are usize with glibc and u32 with musl: the conversions
+// are needed for one of them.
+#[allow(clippy::useless_conversion)]
 pub fn send_fd(socket: &Path, name: &str, fd: &OwnedFd) -> Result<(), ContainerError> {
     let stream = UnixStream::connect(socket).map_err(ContainerError::io(format!("connecting to console socket {}", socket.display())))?;
     let mut payload = name.as_bytes().to_vec();
@@ -43,14 +46,15 @@ pub fn send_fd(socket: &Path, name: &str, fd: &OwnedFd) -> Result<(), ContainerE
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space;
+    // Its type differs between glibc and musl: converted, as it is small either way.
+    msg.msg_controllen = space.try_into().unwrap_or_default();
     // SAFETY: `msg` has a control buffer of CMSG_SPACE(sizeof(int)) bytes, so the first header
     // exists and has room for one int of data.
     unsafe {
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(FD_SIZE) as usize;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(FD_SIZE).try_into().unwrap_or_default();
         std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>(), fd.as_raw_fd());
     }
     // SAFETY: sendmsg on a connected socket with the message built above.
@@ -61,6 +65,9 @@ pub fn send_fd(socket: &Path, name: &str, fd: &OwnedFd) -> Result<(), ContainerE
 }
 
 /// Receives one fd sent with SCM_RIGHTS on `stream` (the other end of [`send_fd`]).
+// msghdr and cmsghdr length fields are usize with glibc and u32 with musl: the conversions
+// are needed for one of them.
+#[allow(clippy::useless_conversion)]
 pub fn recv_fd(stream: &UnixStream) -> std::io::Result<OwnedFd> {
     let mut buf = [0u8; 256];
     let mut iov = libc::iovec {
@@ -73,7 +80,7 @@ pub fn recv_fd(stream: &UnixStream) -> std::io::Result<OwnedFd> {
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = control.len();
+    msg.msg_controllen = control.len().try_into().unwrap_or_default();
     // SAFETY: recvmsg on our socket into the buffers described by `msg`.
     if unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) } < 0 {
         return Err(std::io::Error::last_os_error());

@@ -202,8 +202,8 @@ impl StopSignals {
         if let Some(limit) = self.timeout {
             // A zero interval would disarm the timer: the shortest limit is a microsecond.
             let value = libc::timeval {
-                tv_sec: libc::time_t::try_from(limit.as_secs()).unwrap_or(libc::time_t::MAX),
-                tv_usec: libc::suseconds_t::from(limit.subsec_micros()).max(libc::suseconds_t::from(limit.is_zero())),
+                tv_sec: limit.as_secs().try_into().unwrap_or(i64::MAX),
+                tv_usec: limit.subsec_micros().max(u32::from(limit.is_zero())).into(),
             };
             let timer = libc::itimerval {
                 it_interval: libc::timeval { tv_sec: 0, tv_usec: 0 },

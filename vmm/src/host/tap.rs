@@ -40,6 +40,10 @@ pub enum TapError {
 }
 
 const IFNAMSIZ: usize = 16;
+/// `TUNSETIFF`, `_IOW('T', 202, int)`, and `TUNGETIFF`, `_IOR('T', 210, unsigned int)`: spelled
+/// out because libc types them differently for glibc and musl.
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const TUNGETIFF: libc::c_ulong = 0x8004_54d2;
 // The interface flags travel in a 16-bit field of `struct ifreq`; these values fit.
 const IFF_UP: i16 = 0x1;
 const IFF_TAP: i16 = 0x2;
@@ -160,7 +164,7 @@ fn set_iff(file: &File, name: &str) -> Result<String, TapError> {
 fn set_iff_flags(file: &File, name: &str, flags: i16) -> Result<String, TapError> {
     let mut req = IfReq::new(name);
     req.set_short(flags);
-    match ifreq_ioctl(file, libc::TUNSETIFF, &mut req) {
+    match ifreq_ioctl(file, TUNSETIFF, &mut req) {
         Ok(()) => {}
         // The kernel's answer when `name` exists but is not a tap (or is a multi-queue one).
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Err(TapError::NotTapInterface(name.to_string())),
@@ -341,7 +345,7 @@ impl Tap {
         // SAFETY: `dup` is a fresh descriptor that nothing else owns.
         let file = unsafe { File::from_raw_fd(dup) };
         let mut req = IfReq::default();
-        if ifreq_ioctl(&file, libc::TUNGETIFF, &mut req).is_err() || req.short() & IFF_TAP == 0 {
+        if ifreq_ioctl(&file, TUNGETIFF, &mut req).is_err() || req.short() & IFF_TAP == 0 {
             return Err(TapError::NotTap(fd));
         }
         let vnet_hdr = req.short() & IFF_VNET_HDR != 0;
@@ -428,6 +432,12 @@ impl Tap {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    #[cfg(target_env = "gnu")]
+    fn test_the_spelled_out_requests_are_libcs() {
+        assert_eq!((TUNSETIFF, TUNGETIFF), (libc::TUNSETIFF, libc::TUNGETIFF));
+    }
+
     use vmm_sys_util::ioctl::ioctl_with_val;
 
     use super::*;
@@ -456,7 +466,7 @@ mod tests {
         };
         let mut req = IfReq::new(name);
         req.set_short(flags);
-        if let Err(e) = ifreq_ioctl(&file, libc::TUNSETIFF, &mut req) {
+        if let Err(e) = ifreq_ioctl(&file, TUNSETIFF, &mut req) {
             eprintln!("skipping: TUNSETIFF: {e}");
             return None;
         }
@@ -567,7 +577,7 @@ mod tests {
         // The caller's fd stays open and attached after the tap goes away.
         drop(tap);
         let mut req = IfReq::default();
-        ifreq_ioctl(&file, libc::TUNGETIFF, &mut req).unwrap();
+        ifreq_ioctl(&file, TUNGETIFF, &mut req).unwrap();
         assert_eq!(req.name(), name);
     }
 

@@ -145,6 +145,12 @@ mod ioctls {
 
 type Rules = BTreeMap<i64, Vec<SeccompRule>>;
 
+/// Request numbers spelled out (libc types them differently for glibc and musl): the terminal's
+/// `TCGETS`/`TCSETS` and the tap's `TUNSETOFFLOAD`, `_IOW('T', 208, unsigned int)`.
+const TCGETS: u64 = 0x5401;
+const TCSETS: u64 = 0x5402;
+const TUNSETOFFLOAD: u64 = 0x4004_54d0;
+
 fn allow(rules: &mut Rules, calls: &[libc::c_long]) {
     for &nr in calls {
         rules.insert(nr, Vec::new());
@@ -247,11 +253,11 @@ pub fn ioctl_requests(kind: ThreadKind) -> Vec<u64> {
         ThreadKind::LinuxVcpu => {
             let mut ioctls = vcpu_ioctls();
             // vCPU 0 gives the terminal its settings back when the VM ends.
-            ioctls.extend([libc::TCGETS, libc::TCSETS].map(u64::from));
+            ioctls.extend([TCGETS, TCSETS]);
             ioctls
         }
         // Activating a virtio-net card sets the tap's offloads to what the driver accepted.
-        ThreadKind::Devices => vec![libc::TUNSETOFFLOAD],
+        ThreadKind::Devices => vec![TUNSETOFFLOAD],
         ThreadKind::LinkWatch => Vec::new(),
     }
 }
@@ -479,7 +485,9 @@ mod tests {
         let watch = allowed_calls(ThreadKind::LinkWatch);
         assert!(watch.contains(&libc::SYS_recvfrom) && !watch.contains(&libc::SYS_sendto) && !watch.contains(&libc::SYS_sendmsg));
         // Only vCPU threads run KVM; only the device thread sets a tap's offloads.
-        let tunsetoffload = libc::TUNSETOFFLOAD;
+        #[cfg(target_env = "gnu")]
+        assert_eq!((TCGETS, TCSETS, TUNSETOFFLOAD), (libc::TCGETS, libc::TCSETS, libc::TUNSETOFFLOAD));
+        let tunsetoffload = TUNSETOFFLOAD;
         let kvm_run = ioctls::KVM_RUN();
         assert!(ioctl_requests(ThreadKind::Devices).contains(&tunsetoffload));
         assert!(!ioctl_requests(ThreadKind::Devices).contains(&kvm_run));
