@@ -624,3 +624,169 @@ fn test_docker_init_and_shell_form_commands_run_the_unikernel() {
         .unwrap_or_default();
     assert!(left.is_empty(), "state left behind: {left:?}");
 }
+
+/// The cgroup directories a process is in (one per v1 hierarchy, or the v2 one), from
+/// /proc/PID/cgroup; empty once the process is gone.
+fn cgroup_dirs_of(pid: &str) -> Vec<PathBuf> {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let v2 = root.join("cgroup.controllers").exists();
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            let base = match controllers {
+                "" if v2 => root.to_path_buf(),
+                "" => root.join("unified"),
+                c => {
+                    let named = root.join(c.trim_start_matches("name="));
+                    if named.exists() { named } else { root.join(c.split(',').next()?) }
+                }
+            };
+            Some(base.join(path.trim_start_matches('/')))
+        })
+        .collect()
+}
+
+/// The value of `file` in the first of `dirs` that has it.
+fn cgroup_value(dirs: &[PathBuf], file: &str) -> Option<String> {
+    dirs.iter()
+        .find_map(|d| std::fs::read_to_string(d.join(file)).ok())
+        .map(|v| v.trim().to_string())
+}
+
+/// The CPU quota and period, the weight or shares, the CPUs and the pids limit of a cgroup, in
+/// cgroup v2's spelling whatever the host runs (v1's cpu.shares as the weight runc converts it
+/// to, so both layouts compare to the same values).
+fn cpu_and_pids(dirs: &[PathBuf]) -> [String; 4] {
+    let v = |file: &str| cgroup_value(dirs, file).unwrap_or_else(|| panic!("no {file} in {dirs:?}"));
+    let (max, weight) = if cgroup_value(dirs, "cpu.max").is_some() {
+        (v("cpu.max"), v("cpu.weight"))
+    } else {
+        let weight = runtime_weight(v("cpu.shares").parse().unwrap());
+        (format!("{} {}", v("cpu.cfs_quota_us"), v("cpu.cfs_period_us")), weight.to_string())
+    };
+    [max, weight, v("cpuset.cpus"), v("pids.max")]
+}
+
+/// runc's shares → weight conversion, written out here so that the test does not use the code
+/// it checks.
+fn runtime_weight(shares: u64) -> u64 {
+    1 + (shares - 2) * 9999 / 262_142
+}
+
+#[test]
+fn test_docker_resource_flags_reach_the_monitors_cgroup() {
+    require_kvm!();
+    let docker = Dockerd::start();
+    docker.import("unik-hello:test", "hello", &[], r#"["/hello.hvt"]"#);
+    let name = format!("unik-res-{}", std::process::id());
+    docker.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--runtime",
+        "unik",
+        "--network",
+        "none",
+        "--cpus",
+        "0.5",
+        "--cpu-shares",
+        "512",
+        "--cpuset-cpus",
+        "0",
+        "--pids-limit",
+        "50",
+        "-m",
+        "64m",
+        "unik-hello:test",
+        "/hello.hvt",
+        "sleep=600000",
+    ]);
+    docker.wait_logs(&name, "cmdline: sleep=600000");
+    let pid = docker.ok(&["inspect", "--format", "{{.State.Pid}}", &name]).trim().to_string();
+    let dirs = cgroup_dirs_of(&pid);
+    assert!(!dirs.is_empty(), "no cgroup for monitor {pid}");
+    // 512 shares are cpu.weight 20 on cgroup v2.
+    assert_eq!(runtime_weight(512), 20);
+    assert_eq!(cpu_and_pids(&dirs), ["50000 100000", "20", "0", "50"]);
+    // -m 64m: a 64 MiB guest in a cgroup of 64 + 32 MiB; docker's default swap (as much again)
+    // on top where the host accounts swap.
+    let memory = cgroup_value(&dirs, "memory.max").or_else(|| cgroup_value(&dirs, "memory.limit_in_bytes"));
+    assert_eq!(memory, Some((96u64 << 20).to_string()));
+    if let Some(memsw) = cgroup_value(&dirs, "memory.memsw.limit_in_bytes") {
+        assert_eq!(memsw, (160u64 << 20).to_string());
+    }
+
+    // docker update sends the container's whole resources again, with the new values.
+    docker.ok(&["update", "--cpus", "0.25", "--pids-limit", "40", &name]);
+    assert_eq!(cpu_and_pids(&dirs), ["25000 100000", "20", "0", "40"]);
+    assert_eq!(
+        cgroup_value(&dirs, "memory.max").or_else(|| cgroup_value(&dirs, "memory.limit_in_bytes")),
+        Some((96u64 << 20).to_string())
+    );
+    // Guest memory cannot shrink: refused, naming the field; nothing changes.
+    let out = docker.docker(&["update", "-m", "32m", "--memory-swap", "64m", &name]);
+    assert!(!out.status.success(), "shrunk a running guest's memory");
+    assert!(
+        stderr(&out).contains("linux.resources.memory.limit: 33554432 bytes is below the 64 MiB of guest memory"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(cpu_and_pids(&dirs), ["25000 100000", "20", "0", "40"]);
+    docker.ok(&["rm", "-f", &name]);
+
+    // A Linux-boot guest with 2 vCPUs has 4 tasks (its 2 vCPU threads, the device thread and
+    // KVM's worker for the VM): a pids limit of 4 is enough, and it runs …
+    let unik_json = br#"{"dev.unik.kernel": "/virtio.hvt"}"#;
+    docker.import(
+        "unik-virtio:test",
+        "virtio",
+        &[("unik.json", unik_json)],
+        r#"["/virtio.hvt", "exit=7"]"#,
+    );
+    let run = |pids: &str| {
+        docker.docker(&[
+            "run",
+            "--name",
+            &name,
+            "--runtime",
+            "unik",
+            "--network",
+            "none",
+            "--cpus",
+            "2",
+            "--pids-limit",
+            pids,
+            "unik-virtio:test",
+        ])
+    };
+    let out = run("4");
+    assert_eq!(out.status.code(), Some(7), "{} / {}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("virtio: done"), "{}", stdout(&out));
+    docker.ok(&["rm", &name]);
+
+    // … and 3 is refused at create, with the reason on docker's stderr and nothing left.
+    let out = run("3");
+    assert!(!out.status.success(), "ran with too small a pids limit: {}", stdout(&out));
+    assert!(
+        stderr(&out).contains("linux.resources.pids.limit: 3 leaves no room for the monitor's 4 tasks"),
+        "{}",
+        stderr(&out)
+    );
+    let id = docker.ok(&["inspect", "--format", "{{.Id}}", &name]).trim().to_string();
+    docker.ok(&["rm", &name]);
+    let left: Vec<_> = std::fs::read_dir(docker.state_root())
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "state left behind: {left:?}");
+    let root = PathBuf::from("/sys/fs/cgroup");
+    let hierarchies = std::fs::read_dir(&root).unwrap().flatten().map(|e| e.path());
+    for h in std::iter::once(root.clone()).chain(hierarchies) {
+        let dir = h.join("docker").join(&id);
+        assert!(!dir.exists(), "cgroup {} left behind", dir.display());
+    }
+    let monitors = Command::new("pgrep").args(["-f", &format!("__monitor.*{id}")]).output().unwrap();
+    assert!(stdout(&monitors).trim().is_empty(), "monitor left: {}", stdout(&monitors));
+}

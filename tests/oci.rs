@@ -860,7 +860,7 @@ fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.join("cgroup.procs").exists() && !p.ends_with("cpuset"))
+        .filter(|p| p.join("cgroup.procs").exists())
         .map(|p| p.join(rel))
         .collect()
 }
@@ -892,7 +892,8 @@ fn test_monitor_joins_the_cgroup_with_room_for_guest_memory() {
         "memory limit files: {memory:?}"
     );
 
-    // update --resources: the memory limit moves (never below guest memory + overhead), pids too.
+    // update --resources: the memory limit moves (the limit plus the monitor's overhead, never
+    // below guest memory), pids too.
     let res = env.dir.path().join("resources.json");
     std::fs::write(&res, br#"{"memory":{"limit":100663296},"pids":{"limit":50}}"#).unwrap();
     let out = env.query(&["update", "--resources", res.to_str().unwrap(), "c9"]);
@@ -903,7 +904,10 @@ fn test_monitor_joins_the_cgroup_with_room_for_guest_memory() {
             .map(|v| v.trim().to_string())
             .collect::<Vec<_>>()
     };
-    assert_eq!([read("memory.limit_in_bytes"), read("memory.max")].concat(), ["100663296"]);
+    assert_eq!(
+        [read("memory.limit_in_bytes"), read("memory.max")].concat(),
+        [(100663296u64 + (32 << 20)).to_string()]
+    );
     assert_eq!(read("pids.max"), ["50"]);
     std::fs::write(&res, br#"{"memory":{"limit":8388608}}"#).unwrap();
     let out = env.query(&["update", "--resources", res.to_str().unwrap(), "c9"]);
@@ -912,6 +916,41 @@ fn test_monitor_joins_the_cgroup_with_room_for_guest_memory() {
         "{}",
         stderr(&out)
     );
+    // runc's individual flags: the same rules.
+    let out = env.query(&[
+        "update",
+        "--pids-limit",
+        "60",
+        "--cpu-quota",
+        "20000",
+        "--cpu-period",
+        "100000",
+        "c9",
+    ]);
+    assert!(out.status.success(), "update: {}", stderr(&out));
+    assert_eq!(read("pids.max"), ["60"]);
+    assert_eq!(
+        [read("cpu.max"), read("cpu.cfs_quota_us"), read("cpu.cfs_period_us")]
+            .concat()
+            .join(" "),
+        "20000 100000"
+    );
+    let out = env.query(&["update", "--blkio-weight", "300", "c9"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("linux.resources.blockIO.weight: "),
+        "{}",
+        stderr(&out)
+    );
+    // An hvt guest runs on one thread, beside KVM's worker for the VM: a pids limit of 2 is
+    // enough (the guest runs below), 1 is not.
+    let out = env.query(&["update", "--pids-limit", "1", "c9"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("pids.limit: 1 leaves no room for the monitor's 2 tasks"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(env.query(&["update", "--pids-limit", "2", "c9"]).status.success());
+    assert_eq!(read("pids.max"), ["2"]);
 
     assert!(env.unik(&["start", "c9"]).status.success());
     assert!(env.query(&["kill", "c9", "KILL"]).status.success());

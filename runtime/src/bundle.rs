@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Spec};
 use vmm::config::MAX_VCPUS;
 use vmm::hvt::{DeviceType, Manifest};
 use vmm::loader::{Executable, HOST_MACHINE, ImageKind};
@@ -43,12 +43,22 @@ pub const DEFAULT_MEM_MIB: u64 = vmm::config::DEFAULT_MEM_MIB;
 pub const MIN_MEM_MIB: u64 = 2;
 
 /// Guest memory for `linux.resources.memory.limit` (bytes): whole MiB rounded down, at least
-/// [`MIN_MEM_MIB`] and at most what a guest can have (the limit is a ceiling: `docker run -m 8g`
-/// gets the largest guest); [`DEFAULT_MEM_MIB`] without a limit (absent, 0 or -1 for unlimited).
-pub fn guest_mem_mib(limit: Option<i64>) -> u64 {
+/// [`MIN_MEM_MIB`]; [`DEFAULT_MEM_MIB`] without a limit (absent, 0 or -1 for unlimited). A limit
+/// above the largest guest is an error rather than a guest silently smaller than asked for.
+pub fn guest_mem_mib(limit: Option<i64>) -> Result<u64, String> {
     match limit {
-        Some(l) if l > 0 => (l.unsigned_abs() >> 20).clamp(MIN_MEM_MIB, vmm::memory::MEM_MAX_MIB),
-        _ => DEFAULT_MEM_MIB,
+        Some(l) if l > 0 => {
+            let mib = l.unsigned_abs() >> 20;
+            if mib > vmm::memory::MEM_MAX_MIB {
+                return Err(format!(
+                    "linux.resources.memory.limit: {l} bytes is more guest memory than unik can give ({} MiB at most): ask for at most -m {}m",
+                    vmm::memory::MEM_MAX_MIB,
+                    vmm::memory::MEM_MAX_MIB
+                ));
+            }
+            Ok(mib.max(MIN_MEM_MIB))
+        }
+        _ => Ok(DEFAULT_MEM_MIB),
     }
 }
 
@@ -97,8 +107,8 @@ pub struct Bundle {
     pub hooks: Hooks,
     /// `linux.cgroupsPath`.
     pub cgroups_path: Option<String>,
-    /// Whether `linux.resources.memory.limit` is set.
-    pub memory_limited: bool,
+    /// `linux.resources`, for the monitor's cgroup.
+    pub resources: LinuxResources,
     /// The monitor's namespaces (but the network's), user, limits.
     pub jail: crate::jail::JailPlan,
     /// `process.terminal`: the guest console is to be a terminal.
@@ -226,7 +236,19 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
         .as_ref()
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.display().to_string());
-    let memory_limited = mem_limit.is_some_and(|l| l > 0);
+    let resources = spec.linux().as_ref().and_then(|l| l.resources().clone()).unwrap_or_default();
+    // docker run --device (or --privileged): host device nodes, which no guest can reach.
+    if let Some(devices) = spec.linux().as_ref().and_then(|l| l.devices().as_ref()).filter(|d| !d.is_empty()) {
+        return Err(bundle_err(
+            &path,
+            format!(
+                "linux.devices: {} host device(s) from {}: a unikernel cannot use host devices \
+                 (drop --device and --privileged; give disk images with {BLOCK_PREFIX}<NAME>)",
+                devices.len(),
+                devices[0].path().display()
+            ),
+        ));
+    }
     let jail = crate::jail::JailPlan::from_spec(&spec).map_err(|e| bundle_err(&path, e))?;
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     Ok(Bundle {
@@ -237,7 +259,7 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
         network,
         hooks,
         cgroups_path,
-        memory_limited,
+        resources,
         jail,
         terminal,
     })
@@ -374,7 +396,7 @@ fn classify(
                     vmm::memory::MEM_MAX_MIB
                 ))
             })?,
-        None => guest_mem_mib(mem_limit),
+        None => guest_mem_mib(mem_limit).map_err(err)?,
     };
     let image_of = |name: &str, sole: bool| -> Option<&String> {
         annotations

@@ -305,15 +305,26 @@ fn test_unik_json_in_the_rootfs_supplies_annotations() {
 
 #[test]
 fn test_memory_limit_mapping() {
-    assert_eq!(guest_mem_mib(None), DEFAULT_MEM_MIB);
-    assert_eq!(guest_mem_mib(Some(-1)), DEFAULT_MEM_MIB);
-    assert_eq!(guest_mem_mib(Some(0)), DEFAULT_MEM_MIB);
-    assert_eq!(guest_mem_mib(Some(1)), MIN_MEM_MIB);
-    assert_eq!(guest_mem_mib(Some((3 << 20) - 1)), MIN_MEM_MIB);
-    assert_eq!(guest_mem_mib(Some((7 << 20) + (1 << 19))), 7);
-    assert_eq!(guest_mem_mib(Some(1 << 30)), 1024);
-    // The limit is a ceiling: above the largest guest, the guest is the largest.
-    assert_eq!(guest_mem_mib(Some(8 << 30)), vmm::memory::MEM_MAX_MIB);
+    let mib = |l| guest_mem_mib(l).unwrap();
+    assert_eq!(mib(None), DEFAULT_MEM_MIB);
+    assert_eq!(mib(Some(-1)), DEFAULT_MEM_MIB);
+    assert_eq!(mib(Some(0)), DEFAULT_MEM_MIB);
+    assert_eq!(mib(Some(1)), MIN_MEM_MIB);
+    assert_eq!(mib(Some((3 << 20) - 1)), MIN_MEM_MIB);
+    assert_eq!(mib(Some((7 << 20) + (1 << 19))), 7);
+    assert_eq!(mib(Some(1 << 30)), 1024);
+    assert_eq!(mib(Some(4 << 30)), vmm::memory::MEM_MAX_MIB);
+    // Above the largest guest: an error naming the field, not a smaller guest.
+    let err = guest_mem_mib(Some(8 << 30)).unwrap_err();
+    assert_eq!(
+        err,
+        "linux.resources.memory.limit: 8589934592 bytes is more guest memory than unik can give (4096 MiB at most): ask for at most -m 4096m"
+    );
+    let mut big = config(&["/app"], serde_json::json!({}));
+    big["linux"]["resources"] = serde_json::json!({ "memory": { "limit": 8i64 << 30 } });
+    let b = bundle(big, &[("/app", &hvt_elf(&[]))]);
+    let err = load(b.path()).unwrap_err().to_string();
+    assert!(err.contains("linux.resources.memory.limit: 8589934592 bytes is more"), "{err}");
     for bad in ["0", "1", "lots", "-5", "4097", "17592186044415"] {
         let b = bundle(config(&["/app"], serde_json::json!({ MEM: bad })), &[("/app", &hvt_elf(&[]))]);
         let err = load(b.path()).unwrap_err().to_string();
@@ -809,4 +820,21 @@ fn test_docker_init_and_shell_form_commands_run_the_unikernel() {
         panic!("nothing behind the init")
     };
     assert_eq!(reason, "process.args[2] (behind docker's init, /sbin/docker-init --) is missing");
+}
+
+#[test]
+fn test_host_devices_are_refused() {
+    let mut c = config(&["/app"], serde_json::json!({}));
+    c["linux"]["devices"] = serde_json::json!([{ "path": "/dev/sda", "type": "b", "major": 8, "minor": 0 }]);
+    let b = bundle(c, &[("/app", &hvt_elf(&[]))]);
+    let err = load(b.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("linux.devices: 1 host device(s) from /dev/sda: a unikernel cannot use host devices"),
+        "{err}"
+    );
+    // An empty list (what docker sends without --device) is no request.
+    let mut c = config(&["/app"], serde_json::json!({}));
+    c["linux"]["devices"] = serde_json::json!([]);
+    let b = bundle(c, &[("/app", &hvt_elf(&[]))]);
+    load(b.path()).unwrap();
 }

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::bundle::{self, BundleKind};
-use crate::cgroups::{self, CgroupPlan};
+use crate::cgroups::{self, CgroupError, CgroupPlan, Guest, Limits, When};
 use crate::console;
 use crate::error::ContainerError;
 use crate::hooks::{self, Hooks};
@@ -163,6 +163,12 @@ impl Runtime {
         self
     }
 
+    /// The same, with the cgroup hierarchies mounted under `root` (unit tests: a fake tree).
+    pub fn with_cgroup_root(mut self, root: impl Into<PathBuf>) -> Runtime {
+        self.cgroup_root = Some(root.into());
+        self
+    }
+
     /// The cgroup plan saved at create time.
     fn saved_cgroup(dir: &StateDir) -> Option<CgroupPlan> {
         dir.load_record(Record::Cgroup).ok().flatten()
@@ -243,12 +249,19 @@ impl Runtime {
                 path: state.bundle.clone(),
                 reason,
             })?;
-        let cgroup = cgroup_path.map(|path| CgroupPlan {
-            path,
-            memory_limit: bundle
-                .memory_limited
-                .then(|| cfg.mem_mib.saturating_mul(1 << 20).saturating_add(cgroups::MONITOR_OVERHEAD)),
-        });
+        // Every resource field is checked (and refused with its name) before the monitor exists.
+        let guest = Guest {
+            mem_mib: cfg.mem_mib,
+            tasks: cfg.monitor_tasks(),
+        };
+        let limits = Limits::from_resources(&bundle.resources, guest, When::Create)?;
+        let cgroup = match cgroup_path {
+            Some(path) => Some(CgroupPlan { path, limits }),
+            None => match limits.needs_cgroup() {
+                Some(field) => return Err(CgroupError::NoCgroup(field.to_string()).into()),
+                None => None,
+            },
+        };
         if let (Some(_), Some(cgroup)) = (&self.cgroup_root, &cgroup) {
             dir.save_record(Record::Cgroup, cgroup)?;
         }
@@ -503,43 +516,25 @@ impl Runtime {
         Ok(())
     }
 
-    /// Applies what can change on a running unikernel from `update --resources`: the memory limit
-    /// of its cgroup (never below guest memory plus the monitor's overhead) and the pids limit.
-    /// Returns what was not applied.
-    pub fn update(&self, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<Vec<String>, ContainerError> {
+    /// `update`: applies `resources` to the container's cgroup with the same rules as `create`
+    /// (see [`cgroups::limits`]); guest memory is fixed, so a memory limit below it is refused.
+    pub fn update(&self, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<(), ContainerError> {
         let dir = StateDir::open(&self.root, id)?;
         let _lock = dir.lock()?;
-        let mut ignored = Vec::new();
-        let (Some(root), Some(plan)) = (&self.cgroup_root, Runtime::saved_cgroup(&dir)) else {
-            return Err(ContainerError::NoCgroup(id.to_string()));
-        };
         let vm: vmm::VmConfig = dir.load_record(Record::Vm)?.ok_or_else(|| ContainerError::MissingRecord {
             id: id.to_string(),
             file: Record::Vm.file(),
         })?;
-        if let Some(limit) = resources.memory().as_ref().and_then(|m| m.limit()).filter(|l| *l > 0) {
-            let floor = vm.mem_mib.saturating_mul(1 << 20).saturating_add(cgroups::MONITOR_OVERHEAD);
-            let limit = limit.unsigned_abs();
-            if limit < floor {
-                return Err(ContainerError::MemoryBelowGuest {
-                    limit,
-                    mem_mib: vm.mem_mib,
-                    floor,
-                });
-            }
-            cgroups::set(root, &plan, &["memory.max", "memory.limit_in_bytes"], &limit.to_string())?;
-        }
-        if let Some(pids) = resources.pids().as_ref().map(|p| p.limit()) {
-            let value = if pids > 0 { pids.to_string() } else { "max".to_string() };
-            cgroups::set(root, &plan, &["pids.max"], &value)?;
-        }
-        if resources.cpu().is_some() {
-            ignored.push("cpu".to_string());
-        }
-        if resources.block_io().is_some() {
-            ignored.push("blockIO".to_string());
-        }
-        Ok(ignored)
+        let guest = Guest {
+            mem_mib: vm.mem_mib,
+            tasks: vm.monitor_tasks(),
+        };
+        let limits = Limits::from_resources(resources, guest, When::Update)?;
+        let (Some(root), Some(plan)) = (&self.cgroup_root, Runtime::saved_cgroup(&dir)) else {
+            return Err(ContainerError::NoCgroup(id.to_string()));
+        };
+        cgroups::update(root, &plan.path, &limits)?;
+        Ok(())
     }
 
     /// Every container with its live status.

@@ -2,6 +2,7 @@ use std::process::Command;
 
 use super::*;
 use crate::bundle::tests::{bundle, config, hvt_elf};
+use crate::bundle::{CPUS, KERNEL, KIND};
 use crate::spawn::Monitor;
 
 /// Stands in for the monitor: blocks on the start fifo like the real one, then "runs" (sleeps).
@@ -461,4 +462,109 @@ fn test_signal_0_probes_whether_the_container_lives() {
     assert!(err_text(rt.kill("p0", 0)).contains("container not running"));
     rt.delete("p0", false).unwrap();
     assert!(err_text(rt.kill("p0", 0)).contains("does not exist"));
+}
+
+/// A cgroup v2 tree under `root` offering `controllers`, and what the kernel would give a new
+/// cgroup `rel` of them.
+fn fake_v2(root: &Path, controllers: &str, rel: &str, files: &[(&str, &str)]) {
+    std::fs::write(root.join("cgroup.controllers"), controllers).unwrap();
+    std::fs::write(root.join("cgroup.subtree_control"), controllers).unwrap();
+    std::fs::create_dir_all(root.join(rel)).unwrap();
+    for (file, value) in files {
+        std::fs::write(root.join(rel).join(file), value).unwrap();
+    }
+}
+
+fn with_resources(cgroups_path: &str, resources: serde_json::Value, annotations: serde_json::Value) -> tempfile::TempDir {
+    let mut c = config(&["/app.hvt"], annotations);
+    c["linux"]["cgroupsPath"] = serde_json::json!(cgroups_path);
+    c["linux"]["resources"] = resources;
+    bundle(c, &[("/app.hvt", &hvt_elf(&[]))])
+}
+
+#[test]
+fn test_create_and_update_apply_the_resources() {
+    let root = tempfile::tempdir().unwrap();
+    let cg = tempfile::tempdir().unwrap();
+    let files = [
+        ("memory.max", "max"),
+        ("cpu.max", "max 100000"),
+        ("cpu.weight", "100"),
+        ("pids.max", "max"),
+    ];
+    fake_v2(cg.path(), "cpu memory pids", "unik/r1", &files);
+    let rt = Runtime::new(root.path()).with_cgroup_root(cg.path());
+    let b = with_resources(
+        "/unik/r1",
+        serde_json::json!({ "memory": { "limit": 64 << 20 }, "cpu": { "shares": 512, "quota": 50000, "period": 100_000 }, "pids": { "limit": 50 } }),
+        serde_json::json!({}),
+    );
+    let state = rt.create("r1", b.path(), &CreateOptions::default(), &FakeMonitor).unwrap();
+    let leaf = cg.path().join("unik/r1");
+    let read = |f: &str| std::fs::read_to_string(leaf.join(f)).unwrap();
+    assert_eq!(read("cgroup.procs"), state.pid.unwrap().to_string());
+    assert_eq!(read("memory.max"), (96u64 << 20).to_string());
+    assert_eq!(read("cpu.max"), "50000 100000");
+    assert_eq!(read("cpu.weight"), "20");
+    assert_eq!(read("pids.max"), "50");
+
+    let update: oci_spec::runtime::LinuxResources =
+        serde_json::from_value(serde_json::json!({ "cpu": { "quota": 25000, "period": 100_000 }, "pids": { "limit": 40 } })).unwrap();
+    rt.update("r1", &update).unwrap();
+    assert_eq!(read("cpu.max"), "25000 100000");
+    assert_eq!(read("pids.max"), "40");
+    // Refused at update too, naming the field, changing nothing.
+    let refused: oci_spec::runtime::LinuxResources =
+        serde_json::from_value(serde_json::json!({ "blockIO": { "weight": 500 }, "pids": { "limit": 30 } })).unwrap();
+    let err = rt.update("r1", &refused).unwrap_err().to_string();
+    assert!(err.starts_with("linux.resources.blockIO.weight: "), "{err}");
+    assert_eq!(read("pids.max"), "40");
+    rt.delete("r1", true).unwrap();
+}
+
+#[test]
+fn test_refused_resources_leave_nothing_behind() {
+    let root = tempfile::tempdir().unwrap();
+    let cg = tempfile::tempdir().unwrap();
+    fake_v2(cg.path(), "cpu memory", "unik", &[]);
+    let rt = Runtime::new(root.path()).with_cgroup_root(cg.path());
+    // Refused before the monitor exists: a field unik does not apply, a pids limit below the
+    // monitor's tasks (a Linux-boot guest with 2 vCPUs runs 4 with KVM's worker), a limit without a cgroup.
+    let linux = serde_json::json!({ KERNEL: "/app.hvt", KIND: "linux", CPUS: "2" });
+    for (path, resources, annotations, error) in [
+        (
+            "/unik/r2",
+            serde_json::json!({ "blockIO": { "weight": 500 } }),
+            serde_json::json!({}),
+            "linux.resources.blockIO.weight: ",
+        ),
+        (
+            "/unik/r2",
+            serde_json::json!({ "pids": { "limit": 3 } }),
+            linux.clone(),
+            "linux.resources.pids.limit: 3 leaves no room for the monitor's 4 tasks",
+        ),
+        (
+            "",
+            serde_json::json!({ "pids": { "limit": 5 } }),
+            serde_json::json!({}),
+            "linux.resources.pids.limit is set but linux.cgroupsPath is not",
+        ),
+        // After the monitor exists: the host has no pids controller.
+        (
+            "/unik/r2",
+            serde_json::json!({ "pids": { "limit": 4 } }),
+            linux,
+            "linux.resources.pids.limit: this host cannot apply it: no pids.max in cgroup unik/r2",
+        ),
+    ] {
+        let b = with_resources(path, resources, annotations);
+        let err = rt
+            .create("r2", b.path(), &CreateOptions::default(), &FakeMonitor)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(error), "{err}");
+        assert!(!root.path().join("r2").exists(), "{error}: state left behind");
+        assert!(!cg.path().join("unik/r2").exists(), "{error}: cgroup left behind");
+    }
 }

@@ -74,16 +74,9 @@ pub enum ContainerError {
         /// The file.
         file: &'static str,
     },
-    /// A memory limit that leaves the guest no room.
-    #[error("memory limit {limit} is below the {mem_mib} MiB of guest memory plus the monitor's overhead ({floor} bytes)")]
-    MemoryBelowGuest {
-        /// The limit asked for.
-        limit: u64,
-        /// The guest's memory.
-        mem_mib: u64,
-        /// The least limit that fits.
-        floor: u64,
-    },
+    /// The container's cgroup could not be set up, or a resource is refused.
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
     /// A hook failed or timed out.
     #[error("{phase} hook {path}: {reason}")]
     Hook {

@@ -188,26 +188,33 @@ pub fn unsupported(command: &str) -> anyhow::Result<ExitCode> {
     bail!("{command} is not supported for unikernels")
 }
 
-/// `update`: applies what can change on a running unikernel (memory and pids limits).
+/// `update`: applies `--resources` and runc's resource flags (a flag wins over the file's
+/// field) with the rules of `create`; a field unik refuses is an error naming it.
 pub fn update(global: &GlobalArgs, args: &UpdateArgs) -> anyhow::Result<ExitCode> {
     let rt = Runtime::new(root(global));
     rt.state(&args.id)?;
-    let Some(path) = &args.resources else {
-        bail!("update needs --resources FILE (or - for stdin) with LinuxResources JSON");
+    if args.l3_cache_schema.is_some() || args.mem_bw_schema.is_some() {
+        bail!("--l3-cache-schema and --mem-bw-schema (Intel RDT) are not supported for unikernels");
+    }
+    let mut resources = match &args.resources {
+        None if !args.has_flags() => {
+            bail!(
+                "update needs --resources FILE (or - for stdin) with LinuxResources JSON, or resource flags (--cpu-quota, --pids-limit, …)"
+            )
+        }
+        None => oci_spec::runtime::LinuxResources::default(),
+        Some(path) => {
+            let mut text = String::new();
+            if path == Path::new("-") {
+                std::io::stdin().read_to_string(&mut text)?;
+            } else {
+                text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            }
+            serde_json::from_str(&text).context("--resources is not LinuxResources JSON")?
+        }
     };
-    let mut text = String::new();
-    if path == Path::new("-") {
-        std::io::stdin().read_to_string(&mut text)?;
-    } else {
-        text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    }
-    let resources: oci_spec::runtime::LinuxResources = serde_json::from_str(&text).context("--resources is not LinuxResources JSON")?;
-    for what in rt.update(&args.id, &resources)? {
-        log::warn!(
-            "container {}: {what} resources cannot change on a running unikernel; not applied",
-            args.id
-        );
-    }
+    args.apply_flags(&mut resources);
+    rt.update(&args.id, &resources)?;
     Ok(ExitCode::SUCCESS)
 }
 

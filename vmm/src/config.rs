@@ -141,6 +141,21 @@ impl VmConfig {
         }
     }
 
+    /// The tasks (threads) the monitor's process has while this VM runs, which a pids limit
+    /// must leave room for: the caller's thread (an hvt guest's only vCPU, or a Linux-boot
+    /// guest's vCPU 0), one more thread per further vCPU and the device thread of a Linux-boot
+    /// guest (or one whose kind is still to be detected), and KVM's own worker for the VM (the
+    /// NX huge page recovery task, which Linux starts at the first `KVM_RUN` in the VM creator's
+    /// cgroup; without room for it `KVM_RUN` fails with EAGAIN).
+    pub fn monitor_tasks(&self) -> u32 {
+        const KVM_WORKER: u32 = 1;
+        KVM_WORKER
+            + match self.kind {
+                Some(GuestKind::Hvt) => 1,
+                _ => u32::from(self.vcpus) + 1,
+            }
+    }
+
     /// Where this VM's files are looked up.
     pub fn root(&self) -> crate::host::files::Root<'_> {
         match &self.opened {
