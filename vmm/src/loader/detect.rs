@@ -10,7 +10,8 @@
 //!   table that was zeroed or truncated does not hide it).
 //!
 //! Otherwise, in this order:
-//! * a bzImage (`HdrS` at 0x202) boots with the Linux boot protocol;
+//! * a bzImage (`HdrS` at 0x202, in a file that is not an ELF: an ELF's bytes there are its
+//!   own, whatever they read) boots with the Linux boot protocol;
 //! * a 64-bit ELF with a PVH note (owner `"Xen"`, type 18, XEN_ELFNOTE_PHYS32_ENTRY) boots at
 //!   its PVH entry, even if it also carries a multiboot header: PVH wins, as it hands over more
 //!   (ACPI, a 64-bit memory map) and is what the image's author added last;
@@ -267,7 +268,7 @@ fn kind(src: &(impl Source + ?Sized)) -> io::Result<ImageKind> {
         Some(head) => head,
         None => read(src, 0, src.size()?.min(EHDR_SIZE as u64))?.unwrap_or_default(),
     };
-    if head.get(0x202..0x206) == Some(b"HdrS") {
+    if crate::linux::is_bzimage(&head) {
         return Ok(ImageKind::BzImage);
     }
     let multiboot = multiboot_header(src)?.map(|header| ImageKind::Multiboot { header });

@@ -453,3 +453,15 @@ fn test_offsets_outside_the_file_are_not_errors() {
     bytes[phdr(0) + 8..phdr(0) + 16].copy_from_slice(&end.to_le_bytes());
     assert_eq!(file_kind(&bytes), ImageKind::Solo5);
 }
+
+#[test]
+fn test_an_elf_is_never_a_bzimage_whatever_lies_at_0x202() {
+    // Found by the elf_loader fuzz target: a unikernel whose bytes at 0x202 happen to read
+    // "HdrS" (there, inside its notes) was taken for a bzImage and booted as Linux.
+    let mut img = unikernel();
+    assert!(img.len() > 0x206);
+    img[0x202..0x206].copy_from_slice(b"HdrS");
+    assert_eq!(image_kind_of(&img), ImageKind::Solo5);
+    assert_eq!(file_kind(&img), ImageKind::Solo5);
+    assert!(!crate::linux::is_bzimage(&img));
+}
