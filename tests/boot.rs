@@ -76,15 +76,21 @@ fn test_poll_sleeps_one_second_by_the_tsc() {
     let out = hello(&["sleep=1000"]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     let slept = value(&stdout(&out), "slept_ns");
-    assert!((800_000_000..=1_200_000_000).contains(&slept), "slept {slept} ns for a 1 s POLL");
+    // At least the timeout passed, by the guest's own clock (the TSC at the rate the boot info
+    // gives, which KVM reports in kHz: 1% of slack for that rounding and the guest's arithmetic).
+    // No upper bound: how long a loaded machine oversleeps is no correctness fact.
+    assert!(slept >= 990_000_000, "slept {slept} ns for a 1 s POLL");
 }
 
 #[test]
 fn test_zero_timeout_poll_returns() {
     require_kvm!();
-    let out = hello(&["sleep=0"]);
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
-    assert!(value(&stdout(&out), "slept_ns") < 500_000_000, "stdout: {}", stdout(&out));
+    // A zero-timeout POLL that blocked would hang the guest: run_or_kill's minute is a liveness
+    // deadline, not a speed check. Returning at all, and the guest going on, is the event.
+    let kernel = guest("hello");
+    let out = run_or_kill(&common::unik_path(), &["boot", "--mem=8", kernel.to_str().unwrap(), "sleep=0", "exit=4"]);
+    assert_eq!(out.status.code(), Some(4), "stderr: {}", stderr(&out));
+    value(&stdout(&out), "slept_ns");
 }
 
 #[test]
