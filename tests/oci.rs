@@ -141,6 +141,9 @@ fn test_create_start_state_exit_delete() {
     require_kvm!();
     let env = Env::new(&["/hello.hvt", "exit=7"], serde_json::json!({ "example": "yes" }));
     let pid = env.create("c1");
+    // The container's state is under the root here: the "nothing left" checks of every test
+    // (`!env.root().join(ID).exists()`) look at the right place.
+    assert!(env.root().join("c1/state.json").is_file());
     let st = env.state("c1");
     assert_eq!(st["status"], "created");
     assert_eq!(st["pid"], pid);
@@ -406,9 +409,19 @@ fn test_monitor_errors_come_back_from_create_and_leave_nothing() {
     std::fs::write(env.bundle().join("rootfs/bad.elf"), elf).unwrap();
     // The monitor joins its cgroup before the build fails: nothing of it may remain either.
     let rel = format!("unik-test-err-{}/c5", std::process::id());
+    // A hook (run once the monitor joined its cgroup, before the build) records that the
+    // cgroup was there: "gone" below then means removed, not never made.
+    let marker = env.dir.path().join("cgroup-was-there");
+    let check = cgroup_dirs(&rel)
+        .iter()
+        .map(|d| format!("test -d {} &&", d.display()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let hook = format!("{check} touch {}", marker.display());
     let path = env.bundle().join("config.json");
     let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     config["linux"]["cgroupsPath"] = serde_json::json!(format!("/{rel}"));
+    config["hooks"] = serde_json::json!({ "createRuntime": [{ "path": "/bin/sh", "args": ["sh", "-c", hook] }] });
     std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
     let log = env.dir.path().join("log.json");
     let out = env.unik(&[
@@ -434,6 +447,7 @@ fn test_monitor_errors_come_back_from_create_and_leave_nothing() {
         "{last_error}"
     );
     assert!(!env.root().join("c5").exists());
+    assert!(marker.exists(), "the container's cgroup was never made");
     for d in cgroup_dirs(&rel) {
         assert!(!d.exists(), "cgroup {} left behind", d.display());
         let _ = std::fs::remove_dir(d.parent().unwrap());
@@ -454,13 +468,31 @@ fn test_a_hook_that_times_out_fails_create_once_and_leaves_nothing() {
     std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
     let out = env.unik(&["create", "--bundle", env.bundle().to_str().unwrap(), "ch"]);
     assert_eq!(out.status.code(), Some(1));
-    // The monitor shares stderr and may still be on its way out: give it time to speak.
-    std::thread::sleep(Duration::from_millis(500));
-    let err = std::fs::read_to_string(env.dir.path().join("stderr")).unwrap();
+    // The monitor shares stderr and may still be on its way out: wait until no process holds
+    // the file open any more (the monitor has ended), then everything was said.
+    let err_path = env.dir.path().join("stderr");
+    wait_until("the monitor to let go of stderr", || holders(&err_path).is_empty());
+    let err = std::fs::read_to_string(&err_path).unwrap();
     // The hook's failure, said once (by create; the monitor it started stays quiet).
     assert_eq!(err.matches("createRuntime hook /bin/sh: timed out after 1s").count(), 1, "{err}");
     assert!(!err.contains("gave up"), "{err}");
     assert!(!env.root().join("ch").exists());
+}
+
+/// The pids of the processes that have `path` open.
+fn holders(path: &std::path::Path) -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+    procs
+        .flatten()
+        .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == path))
+        })
+        .collect()
 }
 
 #[test]
