@@ -1005,3 +1005,117 @@ fn test_ordinary_containers_are_handed_to_runc() {
     assert!(env.query(&["delete", "--force", "plain2"]).status.success());
     assert!(!env.root().join("runc/plain2").exists());
 }
+
+/// Rewrites the bundle's config.json with `f`.
+fn edit_config(env: &Env, f: impl FnOnce(&mut serde_json::Value)) {
+    let path = env.bundle().join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    f(&mut config);
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+}
+
+/// The monitor's log (`--log FILE --debug` on create) as text.
+fn log_text(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[test]
+fn test_every_forwarded_signal_ends_a_running_container() {
+    require_kvm!();
+    // What README says `unik kill` (and a foreground `run`, which passes these on) does: INT and
+    // TERM stop the guest cleanly and the monitor ends by the same signal; HUP, QUIT, USR1 and
+    // USR2 end it at once by theirs. As the init of its own pid namespace (docker's default),
+    // which no default action can end, it exits with 128 + N instead.
+    let signals = [
+        ("HUP", libc::SIGHUP, false),
+        ("INT", libc::SIGINT, true),
+        ("QUIT", libc::SIGQUIT, false),
+        ("TERM", libc::SIGTERM, true),
+        ("USR1", libc::SIGUSR1, false),
+        ("USR2", libc::SIGUSR2, false),
+    ];
+    for pid_ns in [false, true] {
+        for (name, signum, clean) in signals {
+            // The guest's 60 s sleep is the liveness bound: a signal that is lost lets it end by
+            // itself, with status 0, which fails below.
+            let env = Env::new(&["/hello.hvt", "sleep=60000"], serde_json::json!({}));
+            if pid_ns {
+                edit_config(&env, |c| c["linux"]["namespaces"] = serde_json::json!([{ "type": "pid" }]));
+            }
+            let id = format!("sig-{}-{}", name.to_lowercase(), u8::from(pid_ns));
+            let log = env.dir.path().join("monitor.log");
+            let pid_file = env.dir.path().join("pid");
+            let out = env.unik(&[
+                "--log",
+                log.to_str().unwrap(),
+                "--debug",
+                "create",
+                "--bundle",
+                env.bundle().to_str().unwrap(),
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+                &id,
+            ]);
+            assert!(out.status.success(), "create: {}", stderr(&out));
+            let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+            assert!(env.unik(&["start", &id]).status.success());
+            // The guest printed its greeting and sleeps in POLL.
+            wait_console(&env, "Hello, world");
+            let out = env.query(&["kill", &id, name]);
+            assert!(out.status.success(), "kill {name}: {}", stderr(&out));
+            let status = reap(pid);
+            let what = format!("{name} (pid namespace: {pid_ns}): wait status {status:#x}; log: {}", log_text(&log));
+            if pid_ns {
+                assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 128 + signum, "{what}");
+            } else {
+                assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == signum, "{what}");
+            }
+            // Only INT and TERM go through the guest's clean stop, which the monitor logs.
+            let stopped = log_text(&log).contains(&format!("stopping on signal {signum}"));
+            assert_eq!(stopped, clean, "{what}");
+            assert_eq!(env.state(&id)["status"], "stopped", "{what}");
+            assert!(env.query(&["delete", &id]).status.success());
+        }
+    }
+}
+
+#[test]
+fn test_a_foreground_run_passes_usr1_and_hup_to_the_container() {
+    require_kvm!();
+    for (signum, pid_ns) in [(libc::SIGUSR1, false), (libc::SIGHUP, true)] {
+        let env = Env::new(&["/hello.hvt", "sleep=600000"], serde_json::json!({}));
+        if pid_ns {
+            edit_config(&env, |c| c["linux"]["namespaces"] = serde_json::json!([{ "type": "pid" }]));
+        }
+        let err_path = env.dir.path().join("run.stderr");
+        let mut run = common::unik()
+            .arg("--root")
+            .arg(env.root())
+            .args(["run", "--bundle", env.bundle().to_str().unwrap(), "fg"])
+            .stdin(Stdio::null())
+            .stdout(File::create(env.console()).unwrap())
+            .stderr(File::create(&err_path).unwrap())
+            .spawn()
+            .unwrap();
+        wait_console(&env, "Hello, world");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(i32::try_from(run.id()).unwrap(), signum) };
+        // A liveness deadline: a signal that was not passed on leaves the guest asleep.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            match run.try_wait().unwrap() {
+                Some(status) => break Some(status),
+                None if Instant::now() > deadline => break None,
+                None => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        if status.is_none() {
+            let _ = run.kill();
+            let _ = env.query(&["delete", "--force", "fg"]);
+        }
+        let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+        // run reports the container's end as a shell would: 128 + N.
+        assert_eq!(status.and_then(|s| s.code()), Some(128 + signum), "signal {signum}: {err}");
+        assert!(!env.root().join("fg").exists(), "run left the container behind");
+    }
+}
