@@ -1119,3 +1119,317 @@ fn test_a_foreground_run_passes_usr1_and_hup_to_the_container() {
         assert!(!env.root().join("fg").exists(), "run left the container behind");
     }
 }
+
+#[test]
+fn test_the_memory_limit_is_the_guests_memory() {
+    require_kvm!();
+    // hvt: the boot info's mem_size is linux.resources.memory.limit (docker -m), 512 MiB without.
+    for (limit, want) in [(Some(24u64 << 20), 24u64 << 20), (None, 512 << 20)] {
+        let env = Env::new(&["/hello.hvt", "meminfo"], serde_json::json!({}));
+        edit_config(&env, |c| match limit {
+            Some(l) => c["linux"]["resources"]["memory"]["limit"] = serde_json::json!(l),
+            None => c["linux"]["resources"] = serde_json::json!({}),
+        });
+        let out = env.unik(&["run", "--bundle", env.bundle().to_str().unwrap(), "mem"]);
+        assert_eq!(out.status.code(), Some(0), "run: {}", stderr(&out));
+        let console = env.console_text();
+        assert!(console.contains(&format!("mem_size: {want}\n")), "limit {limit:?}: {console}");
+    }
+    // A Linux-boot guest: its e820 map covers the limit (less the low-memory hole and the boot
+    // structures below 1 MiB: 394240 bytes, as for `unik boot --mem`).
+    let env = Env::new(
+        &["/kernel", "exit=3"],
+        serde_json::json!({ "dev.unik.kernel": "/kernel", "dev.unik.kind": "linux" }),
+    );
+    std::fs::copy(guest("virtio"), env.bundle().join("rootfs/kernel")).unwrap();
+    edit_config(&env, |c| c["linux"]["resources"]["memory"]["limit"] = serde_json::json!(40 << 20));
+    let out = env.unik(&["run", "--bundle", env.bundle().to_str().unwrap(), "memlinux"]);
+    assert_eq!(out.status.code(), Some(3), "run: {}", stderr(&out));
+    let want = (40u64 << 20) - 394_240;
+    assert!(
+        env.console_text().contains(&format!("virtio: mem={want}\n")),
+        "{}",
+        env.console_text()
+    );
+}
+
+/// The highest `tick: N` in `text`.
+fn last_tick(text: &str) -> u64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("tick: "))
+        .filter_map(|n| n.trim().parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn test_a_paused_guest_stops_and_goes_on_after_resume() {
+    require_kvm!();
+    let env = Env::new(&["/hello.hvt", "ticks=100000"], serde_json::json!({}));
+    let pid = env.create("pr");
+    assert!(env.unik(&["start", "pr"]).status.success());
+    wait_until("the guest ticking", || last_tick(&env.console_text()) >= 3);
+    assert!(env.query(&["pause", "pr"]).status.success());
+    assert_eq!(env.state("pr")["status"], "paused");
+    // Every thread of the monitor is stopped (the guest cannot run), and stays so.
+    let stopped = || {
+        std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten().all(|t| {
+            std::fs::read_to_string(t.path().join("stat"))
+                .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T')))
+        })
+    };
+    // SIGSTOP takes effect asynchronously: wait for every thread to be stopped.
+    wait_until("every monitor thread stopped", stopped);
+    let at_pause = last_tick(&env.console_text());
+    // A guest that went on while paused would tick every 100 ms: 1 s shows it (a window for
+    // a wrong behaviour to show; the right one is checked by the state above).
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(last_tick(&env.console_text()), at_pause, "the guest ran while paused");
+    assert!(stopped());
+    assert!(env.query(&["resume", "pr"]).status.success());
+    assert_eq!(env.state("pr")["status"], "running");
+    // Progress, not only a state change: the guest ticks on from where it was.
+    wait_until("the guest ticking after resume", || last_tick(&env.console_text()) >= at_pause + 3);
+    assert!(env.query(&["kill", "pr", "TERM"]).status.success());
+    reap(pid);
+    assert!(env.query(&["delete", "pr"]).status.success());
+}
+
+impl Net {
+    /// Gives ceth0 10.90.0.2/20 instead of /24 (a netmask no byte boundary makes), keeping the
+    /// default route through 10.90.0.1.
+    fn use_prefix_20(&self) {
+        self.container.exec_ok(&["ip", "addr", "flush", "dev", "ceth0"]);
+        self.container.exec_ok(&["ip", "addr", "add", "10.90.0.2/20", "dev", "ceth0"]);
+        self.container.exec_ok(&["ip", "route", "add", "default", "via", "10.90.0.1"]);
+    }
+
+    /// The MAC address of `iface` in the container namespace.
+    fn mac(&self, iface: &str) -> String {
+        let link = String::from_utf8_lossy(&self.container.exec_ok(&["ip", "-o", "link", "show", iface]).stdout).into_owned();
+        link.split("link/ether ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap()
+            .to_string()
+    }
+}
+
+/// Puts the bundle in `net`'s container namespace, with `resolv` as its /etc/resolv.conf mount
+/// (as docker mounts one).
+fn join_net(env: &Env, net: &Net, resolv: Option<&str>) {
+    let conf = env.dir.path().join("resolv.conf");
+    if let Some(text) = resolv {
+        std::fs::write(&conf, text).unwrap();
+    }
+    edit_config(env, |c| {
+        c["linux"]["namespaces"] =
+            serde_json::json!([{ "type": "network", "path": format!("/run/netns/{}", net.container.name) }]);
+        if resolv.is_some() {
+            c["mounts"] = serde_json::json!([{
+                "destination": "/etc/resolv.conf", "type": "bind", "source": conf, "options": ["rbind", "ro"]
+            }]);
+        }
+    });
+}
+
+/// Creates, starts and waits for container `id`; returns its console and wait status, after
+/// `delete` (which must leave the container namespace clean).
+fn run_to_end(env: &Env, net: &Net, id: &str) -> (String, i32) {
+    let pid = env.create(id);
+    assert!(env.unik(&["start", id]).status.success());
+    let status = reap(pid);
+    assert!(env.query(&["delete", id]).status.success());
+    net.assert_clean();
+    (env.console_text(), status)
+}
+
+const RESOLV: &str = "# docker's\nsearch example.org\nnameserver 192.0.2.53\nnameserver 192.0.2.54\noptions ndots:0\n";
+
+#[test]
+fn test_every_template_placeholder_reaches_the_guest() {
+    require_kvm!();
+    let net = Net::new(1);
+    net.use_prefix_20();
+    let template = "ip={ip} p={prefix} c={cidr} m={netmask} g={gateway} d={dns} hw={mac} count=0";
+    let env = Env::new(&["/net.hvt", "extra"], serde_json::json!({ "dev.unik.net.template": template }));
+    std::fs::copy(guest("net"), env.bundle().join("rootfs/net.hvt")).unwrap();
+    join_net(&env, &net, Some(RESOLV));
+    let (console, status) = run_to_end(&env, &net, "tpl");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{status:#x}: {console}");
+    let mac = net.mac("ceth0");
+    let want = format!(
+        "net: cmdline: ip=10.90.0.2 p=20 c=10.90.0.2/20 m=255.255.240.0 g=10.90.0.1 d=192.0.2.53 hw={mac} count=0 extra\n"
+    );
+    assert!(console.contains(&want), "want {want:?}: {console}");
+}
+
+#[test]
+fn test_the_linux_and_unikraft_templates_reach_linux_boot_guests() {
+    require_kvm!();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let net = Net::new(1);
+    net.use_prefix_20();
+    // unik's own annotations for a Linux-boot kernel: the `linux` template (Linux's ip=).
+    let env = Env::new(
+        &["/kernel", "exit=5"],
+        serde_json::json!({ "dev.unik.kernel": "/kernel", "dev.unik.kind": "linux" }),
+    );
+    std::fs::copy(guest("virtio"), env.bundle().join("rootfs/kernel")).unwrap();
+    join_net(&env, &net, Some(RESOLV));
+    let (console, status) = run_to_end(&env, &net, "tlinux");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 5, "{status:#x}: {console}");
+    assert!(
+        console.contains("virtio: cmdline: ip=10.90.0.2::10.90.0.1:255.255.240.0::eth0:off:192.0.2.53 exit=5 virtio_mmio.device="),
+        "{console}"
+    );
+    // An urunc Unikraft image: the `unikraft` template (lwIP's netdev.ip).
+    let env = Env::new(
+        &[],
+        serde_json::json!({
+            "com.urunc.unikernel.binary": b64("/kernel"),
+            "com.urunc.unikernel.hypervisor": b64("firecracker"),
+            "com.urunc.unikernel.unikernelType": b64("unikraft"),
+            "com.urunc.unikernel.cmdline": b64("exit=6"),
+        }),
+    );
+    std::fs::copy(guest("virtio"), env.bundle().join("rootfs/kernel")).unwrap();
+    join_net(&env, &net, Some(RESOLV));
+    let (console, status) = run_to_end(&env, &net, "tunikraft");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 6, "{status:#x}: {console}");
+    assert!(
+        console.contains("virtio: cmdline: netdev.ip=10.90.0.2/20:10.90.0.1:192.0.2.53 exit=6 virtio_mmio.device="),
+        "{console}"
+    );
+}
+
+#[test]
+fn test_the_net_interface_annotation_picks_the_guests_interface() {
+    require_kvm!();
+    let net = Net::new(2);
+    // Without it the guest takes the first free interface (ceth0); with it, the one named.
+    let env = Env::new(
+        &["/net.hvt", "count=0"],
+        serde_json::json!({ "dev.unik.net.template": "ip={ip} gw={gateway} hw={mac}", "dev.unik.net.interface": "ceth1" }),
+    );
+    std::fs::copy(guest("net"), env.bundle().join("rootfs/net.hvt")).unwrap();
+    join_net(&env, &net, None);
+    let (console, status) = run_to_end(&env, &net, "if1");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{status:#x}: {console}");
+    // ceth1 has no default route: no gateway.
+    assert!(
+        console.contains(&format!("net: cmdline: ip=10.91.0.2 gw= hw={} count=0\n", net.mac("ceth1"))),
+        "{console}"
+    );
+    assert!(console.contains(&format!("net: mac={} ", net.mac("ceth1"))), "{console}");
+
+    // A container in the namespace it was started from (no network namespace in config.json,
+    // as `--network host`): a manifest net device is an error unless the annotation names an
+    // interface, which it then gets. unik runs inside the test's namespace here, standing for
+    // the host's.
+    // As Env::unik: stdio are files, which a monitor that lives on may hold (not pipes).
+    let in_ns = |env: &Env, args: &[&str]| {
+        let console = File::options().create(true).append(true).open(env.console()).unwrap();
+        let err_path = env.dir.path().join("stderr");
+        let status = net
+            .container
+            .command(&[common::unik_path().to_str().unwrap(), "--root", env.root().to_str().unwrap()])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(console)
+            .stderr(File::create(&err_path).unwrap())
+            .status()
+            .unwrap();
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr: std::fs::read(&err_path).unwrap(),
+        }
+    };
+    for interface in [None, Some("ceth1")] {
+        let mut annotations = serde_json::json!({ "dev.unik.net.template": "ip={ip} hw={mac}" });
+        if let Some(i) = interface {
+            annotations["dev.unik.net.interface"] = serde_json::json!(i);
+        }
+        let env = Env::new(&["/net.hvt", "count=0"], annotations);
+        std::fs::copy(guest("net"), env.bundle().join("rootfs/net.hvt")).unwrap();
+        let pid_file = env.dir.path().join("pid");
+        let out = in_ns(
+            &env,
+            &["create", "--bundle", env.bundle().to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap(), "hostns"],
+        );
+        let Some(_) = interface else {
+            assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+            assert!(
+                stderr(&out).contains("declares network device 'service0' but the container shares the host's network namespace"),
+                "{}",
+                stderr(&out)
+            );
+            assert!(!env.root().join("hostns").exists());
+            continue;
+        };
+        assert!(out.status.success(), "create: {}", stderr(&out));
+        let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+        assert!(in_ns(&env, &["start", "hostns"]).status.success());
+        let status = reap(pid);
+        // delete runs where the container's interface is, as it would on the host.
+        assert!(in_ns(&env, &["delete", "hostns"]).status.success());
+        net.assert_clean();
+        let console = env.console_text();
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{status:#x}: {console}");
+        assert!(
+            console.contains(&format!("net: cmdline: ip=10.91.0.2 hw={} count=0\n", net.mac("ceth1"))),
+            "{console}"
+        );
+    }
+}
+
+#[test]
+fn test_urunc_hvt_images_get_their_network_the_urunc_way() {
+    require_kvm!();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let net = Net::new(1);
+    // A MirageOS image for urunc + hvt, by its annotations: the `mirage` template goes before
+    // the image's command line.
+    let env = Env::new(
+        &[],
+        serde_json::json!({
+            "com.urunc.unikernel.binary": b64("/unikernel/net.hvt"),
+            "com.urunc.unikernel.hypervisor": b64("hvt"),
+            "com.urunc.unikernel.unikernelType": b64("mirage"),
+            "com.urunc.unikernel.cmdline": b64("ip=10.90.0.2 count=0"),
+        }),
+    );
+    std::fs::create_dir_all(env.bundle().join("rootfs/unikernel")).unwrap();
+    std::fs::copy(guest("net"), env.bundle().join("rootfs/unikernel/net.hvt")).unwrap();
+    join_net(&env, &net, None);
+    let (console, status) = run_to_end(&env, &net, "mirage");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{status:#x}: {console}");
+    assert!(
+        console.contains("net: cmdline: --ipv4=10.90.0.2/24 --ipv4-gateway=10.90.0.1 ip=10.90.0.2 count=0\n"),
+        "{console}"
+    );
+    assert!(console.contains(&format!("net: mac={} ", net.mac("ceth0"))), "{console}");
+
+    // A rumprun image whose urunc settings are in /urunc.json (no annotations, as docker before
+    // 24 passes them): the whole command line becomes rumprun's JSON configuration. The test
+    // guest cannot read that JSON, so it stops with its usage error (1), having printed it.
+    let env = Env::new(&[], serde_json::json!({}));
+    std::fs::copy(guest("net"), env.bundle().join("rootfs/app.hvt")).unwrap();
+    let urunc = serde_json::json!({
+        "com.urunc.unikernel.binary": b64("/app.hvt"),
+        "com.urunc.unikernel.hypervisor": b64("hvt"),
+        "com.urunc.unikernel.unikernelType": b64("rumprun"),
+        "com.urunc.unikernel.cmdline": b64("count=0 x"),
+    });
+    std::fs::write(env.bundle().join("rootfs/urunc.json"), serde_json::to_vec(&urunc).unwrap()).unwrap();
+    join_net(&env, &net, None);
+    let (console, status) = run_to_end(&env, &net, "rumprun");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 1, "{status:#x}: {console}");
+    assert!(
+        console.contains(
+            r#"net: cmdline: {"cmdline":"count=0 x","net":{"if":"ukvmif0","cloner":"True","type":"inet","method":"static","addr":"10.90.0.2","mask":"24","gw":"10.90.0.1"}}"#
+        ),
+        "{console}"
+    );
+}
