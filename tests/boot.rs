@@ -88,7 +88,10 @@ fn test_zero_timeout_poll_returns() {
     // A zero-timeout POLL that blocked would hang the guest: run_or_kill's minute is a liveness
     // deadline, not a speed check. Returning at all, and the guest going on, is the event.
     let kernel = guest("hello");
-    let out = run_or_kill(&common::unik_path(), &["boot", "--mem=8", kernel.to_str().unwrap(), "sleep=0", "exit=4"]);
+    let out = run_or_kill(
+        &common::unik_path(),
+        &["boot", "--mem=8", kernel.to_str().unwrap(), "sleep=0", "exit=4"],
+    );
     assert_eq!(out.status.code(), Some(4), "stderr: {}", stderr(&out));
     value(&stdout(&out), "slept_ns");
 }

@@ -122,7 +122,11 @@ fn test_ctr_run_prints_the_console_and_returns_the_guest_status() {
         stdout(&out)
     );
     // test_ctr_task_ps_pause_kill_delete checks that this is where a running task's state is.
-    assert!(unik_state(&id).parent().unwrap().is_dir(), "no unik root at {}", unik_state(&id).display());
+    assert!(
+        unik_state(&id).parent().unwrap().is_dir(),
+        "no unik root at {}",
+        unik_state(&id).display()
+    );
     assert!(!unik_state(&id).exists(), "state left behind");
 }
 
@@ -161,7 +165,11 @@ fn test_ctr_task_ps_pause_kill_delete() {
         .parse()
         .unwrap();
     // The state is where the "left behind" checks look (so they cannot pass on a wrong path).
-    assert!(unik_state(&id).join("state.json").is_file(), "no state at {}", unik_state(&id).display());
+    assert!(
+        unik_state(&id).join("state.json").is_file(),
+        "no state at {}",
+        unik_state(&id).display()
+    );
     let ps = stdout(&c.ctr(&["task", "ps", &id]));
     assert!(ps.contains(&pid.to_string()), "task ps: {ps}");
     assert!(

@@ -1174,8 +1174,7 @@ fn test_a_paused_guest_stops_and_goes_on_after_resume() {
     // Every thread of the monitor is stopped (the guest cannot run), and stays so.
     let stopped = || {
         std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten().all(|t| {
-            std::fs::read_to_string(t.path().join("stat"))
-                .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T')))
+            std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T')))
         })
     };
     // SIGSTOP takes effect asynchronously: wait for every thread to be stopped.
@@ -1223,8 +1222,7 @@ fn join_net(env: &Env, net: &Net, resolv: Option<&str>) {
         std::fs::write(&conf, text).unwrap();
     }
     edit_config(env, |c| {
-        c["linux"]["namespaces"] =
-            serde_json::json!([{ "type": "network", "path": format!("/run/netns/{}", net.container.name) }]);
+        c["linux"]["namespaces"] = serde_json::json!([{ "type": "network", "path": format!("/run/netns/{}", net.container.name) }]);
         if resolv.is_some() {
             c["mounts"] = serde_json::json!([{
                 "destination": "/etc/resolv.conf", "type": "bind", "source": conf, "options": ["rbind", "ro"]
@@ -1258,9 +1256,7 @@ fn test_every_template_placeholder_reaches_the_guest() {
     let (console, status) = run_to_end(&env, &net, "tpl");
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{status:#x}: {console}");
     let mac = net.mac("ceth0");
-    let want = format!(
-        "net: cmdline: ip=10.90.0.2 p=20 c=10.90.0.2/20 m=255.255.240.0 g=10.90.0.1 d=192.0.2.53 hw={mac} count=0 extra\n"
-    );
+    let want = format!("net: cmdline: ip=10.90.0.2 p=20 c=10.90.0.2/20 m=255.255.240.0 g=10.90.0.1 d=192.0.2.53 hw={mac} count=0 extra\n");
     assert!(console.contains(&want), "want {want:?}: {console}");
 }
 
@@ -1356,7 +1352,14 @@ fn test_the_net_interface_annotation_picks_the_guests_interface() {
         let pid_file = env.dir.path().join("pid");
         let out = in_ns(
             &env,
-            &["create", "--bundle", env.bundle().to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap(), "hostns"],
+            &[
+                "create",
+                "--bundle",
+                env.bundle().to_str().unwrap(),
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+                "hostns",
+            ],
         );
         let Some(_) = interface else {
             assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));

@@ -112,7 +112,10 @@ fn test_force_delete_of_a_created_container() {
         .unwrap()
         .pid
         .unwrap();
-    assert!(root.path().join("c2/state.json").is_file(), "the state is not where the check looks");
+    assert!(
+        root.path().join("c2/state.json").is_file(),
+        "the state is not where the check looks"
+    );
     rt.delete("c2", true).unwrap();
     assert!(!root.path().join("c2").exists());
     let start = process::start_time(pid);

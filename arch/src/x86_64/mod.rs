@@ -66,7 +66,10 @@ mod tests {
         assert_eq!(decode_pio_out(0x3f8, &[0; 4]), Err(DecodeError::Port { port: 0x3f8, size: 4 }));
         assert_eq!(
             decode_mmio_write(0x1_0000_0000, &[0; 4]),
-            Err(DecodeError::Mmio { addr: 0x1_0000_0000, size: 4 })
+            Err(DecodeError::Mmio {
+                addr: 0x1_0000_0000,
+                size: 4
+            })
         );
     }
 }

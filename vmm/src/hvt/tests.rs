@@ -269,7 +269,11 @@ fn test_poll_returns_when_stop_fd_fires() {
     put_u64s(&f.ram, ARG, &[60_000_000_000, 0, 0]);
     let t = Instant::now();
     f.hvt.handle(3, ARG).unwrap();
-    assert!(t.elapsed() < Duration::from_secs(60), "the poll ran to its timeout: {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "the poll ran to its timeout: {:?}",
+        t.elapsed()
+    );
     assert_eq!(f.ram.read_obj::<u64>(ARG + 8).unwrap(), 0);
 }
 
