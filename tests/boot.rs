@@ -153,8 +153,14 @@ fn test_sigterm_and_sigint_stop_a_sleeping_guest() {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().expect("guest output").unwrap();
         assert!(first.contains("Hello"), "{first}");
-        // The guest prints before it sleeps; give it a moment to enter POLL.
-        std::thread::sleep(Duration::from_millis(200));
+        // The guest prints before it sleeps: wait until the monitor sleeps in POLL's epoll_wait,
+        // so the signal is seen to end a sleeping POLL (the minute is a liveness deadline).
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("epoll_wait")) {
+            assert!(std::time::Instant::now() < deadline, "the guest never slept in POLL");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         // SAFETY: kill(2) on our own child's pid.
         assert_eq!(unsafe { libc::kill(i32::try_from(child.id()).unwrap(), signal) }, 0);
         let out = child.wait_with_output().unwrap();
