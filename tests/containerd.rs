@@ -43,7 +43,9 @@ impl Containerd {
             .spawn()
             .expect("containerd is not installed (scripts/setup.sh installs it)");
         let c = Containerd { ns, dir, daemon };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // A liveness deadline (a daemon that never answers fails the test instead of hanging
+        // it), not a speed check.
+        let deadline = Instant::now() + Duration::from_secs(60);
         while !c.ctr(&["version"]).status.success() {
             assert!(
                 Instant::now() < deadline,
@@ -119,6 +121,12 @@ fn test_ctr_run_prints_the_console_and_returns_the_guest_status() {
         "{}",
         stdout(&out)
     );
+    // test_ctr_task_ps_pause_kill_delete checks that this is where a running task's state is.
+    assert!(
+        unik_state(&id).parent().unwrap().is_dir(),
+        "no unik root at {}",
+        unik_state(&id).display()
+    );
     assert!(!unik_state(&id).exists(), "state left behind");
 }
 
@@ -135,7 +143,8 @@ fn test_ctr_task_ps_pause_kill_delete() {
     let out = c.ctr(&args);
     assert!(out.status.success(), "ctr run -d: {}", stderr(&out));
     let task = |want: &str| {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // A liveness deadline, not a speed check.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let ls = stdout(&c.ctr(&["task", "ls"]));
             if ls.lines().any(|l| l.starts_with(&id) && l.contains(want)) {
@@ -155,6 +164,12 @@ fn test_ctr_task_ps_pause_kill_delete() {
         .unwrap()
         .parse()
         .unwrap();
+    // The state is where the "left behind" checks look (so they cannot pass on a wrong path).
+    assert!(
+        unik_state(&id).join("state.json").is_file(),
+        "no state at {}",
+        unik_state(&id).display()
+    );
     let ps = stdout(&c.ctr(&["task", "ps", &id]));
     assert!(ps.contains(&pid.to_string()), "task ps: {ps}");
     assert!(

@@ -339,7 +339,7 @@ fn test_sigterm_stops_a_guest_flooding_a_console_nobody_reads() {
             .spawn()
             .unwrap();
         let pid = child.id();
-        // Wait until it is blocked on the full pipe.
+        // Wait until it is blocked on the full pipe (the minute is a liveness deadline).
         let deadline = Instant::now() + Duration::from_secs(60);
         while !std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("pipe")) {
             if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
@@ -382,7 +382,8 @@ fn spinning(tmp: &std::path::Path) -> (Child, std::thread::JoinHandle<()>) {
     (child, drain)
 }
 
-/// Waits for `child` to end, at most `secs` seconds (then kills it and fails).
+/// Waits for `child` to end, at most `secs` seconds (then kills it and fails): a liveness
+/// deadline against a monitor that never ends, not a speed check.
 fn wait_or_kill(child: &mut Child, secs: u64, what: &str) -> std::process::ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {

@@ -300,3 +300,58 @@ fn test_two_virtio_nics_each_with_its_mac() {
         "{text}"
     );
 }
+
+#[test]
+fn test_a_solo5_hvt_link_boots_guests_with_solo5_hvts_options() {
+    require_kvm!();
+    // A link named solo5-hvt is a drop-in for solo5-hvt: its spelling of the options
+    // (`--block:NAME=PATH`, `--net:NAME=IFACE`, `--net-mac:NAME=MAC`) attaches the devices.
+    let dir = common::tempdir();
+    let solo5_hvt = dir.path().join("solo5-hvt");
+    std::os::unix::fs::symlink(common::unik_path(), &solo5_hvt).unwrap();
+    let img = common::disk(&dir, "d.img", 1 << 20, 0);
+    let out = std::process::Command::new(&solo5_hvt)
+        .args(["--mem=8", &format!("--block:storage={}", img.display())])
+        .arg(guest("blk"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "stdout: {} stderr: {}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("blk: ok capacity=1048576 block_size=512"),
+        "stdout: {}",
+        stdout(&out)
+    );
+    assert_ne!(std::fs::read(&img).unwrap()[..512], [0u8; 512], "sector 0 was not written");
+
+    let ns = NetNs::new();
+    ns.add_tap("tap0", "10.78.0.1/24");
+    let kernel = guest("net");
+    let child = ns
+        .command(&[
+            solo5_hvt.to_str().unwrap(),
+            "--mem=8",
+            "--net:service0=tap0",
+            "--net-mac:service0=02:00:00:00:00:98",
+            kernel.to_str().unwrap(),
+            "ip=10.78.0.2",
+            "count=2",
+            "timeout=60",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let running = start(child);
+    let p = ping(&ns, "10.78.0.2", 2);
+    let out = running.wait();
+    assert!(
+        p.status.success(),
+        "ping failed: {} / guest: {} {}",
+        String::from_utf8_lossy(&p.stdout),
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(0), "stdout: {} stderr: {}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("net: mac=02:00:00:00:00:98"), "stdout: {}", stdout(&out));
+    assert!(stdout(&out).contains("net: answered 2 pings"), "stdout: {}", stdout(&out));
+}

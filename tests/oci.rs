@@ -126,8 +126,10 @@ fn reap(pid: i32) -> i32 {
     status
 }
 
+/// Polls `f` until it holds. The deadline is a liveness one (a container that never gets there
+/// fails instead of hanging the suite), generous for a loaded machine; nothing is timed.
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
@@ -139,6 +141,9 @@ fn test_create_start_state_exit_delete() {
     require_kvm!();
     let env = Env::new(&["/hello.hvt", "exit=7"], serde_json::json!({ "example": "yes" }));
     let pid = env.create("c1");
+    // The container's state is under the root here: the "nothing left" checks of every test
+    // (`!env.root().join(ID).exists()`) look at the right place.
+    assert!(env.root().join("c1/state.json").is_file());
     let st = env.state("c1");
     assert_eq!(st["status"], "created");
     assert_eq!(st["pid"], pid);
@@ -404,9 +409,19 @@ fn test_monitor_errors_come_back_from_create_and_leave_nothing() {
     std::fs::write(env.bundle().join("rootfs/bad.elf"), elf).unwrap();
     // The monitor joins its cgroup before the build fails: nothing of it may remain either.
     let rel = format!("unik-test-err-{}/c5", std::process::id());
+    // A hook (run once the monitor joined its cgroup, before the build) records that the
+    // cgroup was there: "gone" below then means removed, not never made.
+    let marker = env.dir.path().join("cgroup-was-there");
+    let check = cgroup_dirs(&rel)
+        .iter()
+        .map(|d| format!("test -d {} &&", d.display()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let hook = format!("{check} touch {}", marker.display());
     let path = env.bundle().join("config.json");
     let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     config["linux"]["cgroupsPath"] = serde_json::json!(format!("/{rel}"));
+    config["hooks"] = serde_json::json!({ "createRuntime": [{ "path": "/bin/sh", "args": ["sh", "-c", hook] }] });
     std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
     let log = env.dir.path().join("log.json");
     let out = env.unik(&[
@@ -432,6 +447,7 @@ fn test_monitor_errors_come_back_from_create_and_leave_nothing() {
         "{last_error}"
     );
     assert!(!env.root().join("c5").exists());
+    assert!(marker.exists(), "the container's cgroup was never made");
     for d in cgroup_dirs(&rel) {
         assert!(!d.exists(), "cgroup {} left behind", d.display());
         let _ = std::fs::remove_dir(d.parent().unwrap());
@@ -452,13 +468,31 @@ fn test_a_hook_that_times_out_fails_create_once_and_leaves_nothing() {
     std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
     let out = env.unik(&["create", "--bundle", env.bundle().to_str().unwrap(), "ch"]);
     assert_eq!(out.status.code(), Some(1));
-    // The monitor shares stderr and may still be on its way out: give it time to speak.
-    std::thread::sleep(Duration::from_millis(500));
-    let err = std::fs::read_to_string(env.dir.path().join("stderr")).unwrap();
+    // The monitor shares stderr and may still be on its way out: wait until no process holds
+    // the file open any more (the monitor has ended), then everything was said.
+    let err_path = env.dir.path().join("stderr");
+    wait_until("the monitor to let go of stderr", || holders(&err_path).is_empty());
+    let err = std::fs::read_to_string(&err_path).unwrap();
     // The hook's failure, said once (by create; the monitor it started stays quiet).
     assert_eq!(err.matches("createRuntime hook /bin/sh: timed out after 1s").count(), 1, "{err}");
     assert!(!err.contains("gave up"), "{err}");
     assert!(!env.root().join("ch").exists());
+}
+
+/// The pids of the processes that have `path` open.
+fn holders(path: &std::path::Path) -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+    procs
+        .flatten()
+        .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == path))
+        })
+        .collect()
 }
 
 #[test]
@@ -1042,4 +1076,437 @@ fn test_errors_name_the_guests_files_as_the_container_sees_them() {
     assert!(err.contains("kernel /boot/kernel.bin: invalid executable"), "{err}");
     assert!(!err.contains(&rootfs.display().to_string()), "a host path in: {err}");
     assert!(!env.root().join("names").exists() && !env.root().join("names2").exists());
+}
+
+/// Rewrites the bundle's config.json with `f`.
+fn edit_config(env: &Env, f: impl FnOnce(&mut serde_json::Value)) {
+    let path = env.bundle().join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    f(&mut config);
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+}
+
+/// The monitor's log (`--log FILE --debug` on create) as text.
+fn log_text(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[test]
+fn test_every_forwarded_signal_ends_a_running_container() {
+    require_kvm!();
+    // What README says `unik kill` (and a foreground `run`, which passes these on) does: INT and
+    // TERM stop the guest cleanly and the monitor ends by the same signal; HUP, QUIT, USR1 and
+    // USR2 end it at once by theirs. As the init of its own pid namespace (docker's default),
+    // which no default action can end, it exits with 128 + N instead.
+    let signals = [
+        ("HUP", libc::SIGHUP, false),
+        ("INT", libc::SIGINT, true),
+        ("QUIT", libc::SIGQUIT, false),
+        ("TERM", libc::SIGTERM, true),
+        ("USR1", libc::SIGUSR1, false),
+        ("USR2", libc::SIGUSR2, false),
+    ];
+    for pid_ns in [false, true] {
+        for (name, signum, clean) in signals {
+            // The guest's 60 s sleep is the liveness bound: a signal that is lost lets it end by
+            // itself, with status 0, which fails below.
+            let env = Env::new(&["/hello.hvt", "sleep=60000"], serde_json::json!({}));
+            if pid_ns {
+                edit_config(&env, |c| c["linux"]["namespaces"] = serde_json::json!([{ "type": "pid" }]));
+            }
+            let id = format!("sig-{}-{}", name.to_lowercase(), u8::from(pid_ns));
+            let log = env.dir.path().join("monitor.log");
+            let pid_file = env.dir.path().join("pid");
+            let out = env.unik(&[
+                "--log",
+                log.to_str().unwrap(),
+                "--debug",
+                "create",
+                "--bundle",
+                env.bundle().to_str().unwrap(),
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+                &id,
+            ]);
+            assert!(out.status.success(), "create: {}", stderr(&out));
+            let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+            assert!(env.unik(&["start", &id]).status.success());
+            // The guest printed its greeting and sleeps in POLL.
+            wait_console(&env, "Hello, world");
+            let out = env.query(&["kill", &id, name]);
+            assert!(out.status.success(), "kill {name}: {}", stderr(&out));
+            let status = reap(pid);
+            let what = format!("{name} (pid namespace: {pid_ns}): wait status {status:#x}; log: {}", log_text(&log));
+            if pid_ns {
+                assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 128 + signum, "{what}");
+            } else {
+                assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == signum, "{what}");
+            }
+            // Only INT and TERM go through the guest's clean stop, which the monitor logs.
+            let stopped = log_text(&log).contains(&format!("stopping on signal {signum}"));
+            assert_eq!(stopped, clean, "{what}");
+            assert_eq!(env.state(&id)["status"], "stopped", "{what}");
+            assert!(env.query(&["delete", &id]).status.success());
+        }
+    }
+}
+
+#[test]
+fn test_a_foreground_run_passes_usr1_and_hup_to_the_container() {
+    require_kvm!();
+    for (signum, pid_ns) in [(libc::SIGUSR1, false), (libc::SIGHUP, true)] {
+        let env = Env::new(&["/hello.hvt", "sleep=600000"], serde_json::json!({}));
+        if pid_ns {
+            edit_config(&env, |c| c["linux"]["namespaces"] = serde_json::json!([{ "type": "pid" }]));
+        }
+        let err_path = env.dir.path().join("run.stderr");
+        let mut run = common::unik()
+            .arg("--root")
+            .arg(env.root())
+            .args(["run", "--bundle", env.bundle().to_str().unwrap(), "fg"])
+            .stdin(Stdio::null())
+            .stdout(File::create(env.console()).unwrap())
+            .stderr(File::create(&err_path).unwrap())
+            .spawn()
+            .unwrap();
+        wait_console(&env, "Hello, world");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(i32::try_from(run.id()).unwrap(), signum) };
+        // A liveness deadline: a signal that was not passed on leaves the guest asleep.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            match run.try_wait().unwrap() {
+                Some(status) => break Some(status),
+                None if Instant::now() > deadline => break None,
+                None => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        if status.is_none() {
+            let _ = run.kill();
+            let _ = env.query(&["delete", "--force", "fg"]);
+        }
+        let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+        // run reports the container's end as a shell would: 128 + N.
+        assert_eq!(status.and_then(|s| s.code()), Some(128 + signum), "signal {signum}: {err}");
+        assert!(!env.root().join("fg").exists(), "run left the container behind");
+    }
+}
+
+#[test]
+fn test_the_memory_limit_is_the_guests_memory() {
+    require_kvm!();
+    // hvt: the boot info's mem_size is linux.resources.memory.limit (docker -m), 512 MiB without.
+    for (limit, want) in [(Some(24u64 << 20), 24u64 << 20), (None, 512 << 20)] {
+        let env = Env::new(&["/hello.hvt", "meminfo"], serde_json::json!({}));
+        edit_config(&env, |c| match limit {
+            Some(l) => c["linux"]["resources"]["memory"]["limit"] = serde_json::json!(l),
+            None => c["linux"]["resources"] = serde_json::json!({}),
+        });
+        let out = env.unik(&["run", "--bundle", env.bundle().to_str().unwrap(), "mem"]);
+        assert_eq!(out.status.code(), Some(0), "run: {}", stderr(&out));
+        let console = env.console_text();
+        assert!(console.contains(&format!("mem_size: {want}\n")), "limit {limit:?}: {console}");
+    }
+    // A Linux-boot guest: its e820 map covers the limit (less the low-memory hole and the boot
+    // structures below 1 MiB: 394240 bytes, as for `unik boot --mem`).
+    let env = Env::new(
+        &["/kernel", "exit=3"],
+        serde_json::json!({ "dev.unik.kernel": "/kernel", "dev.unik.kind": "linux" }),
+    );
+    std::fs::copy(guest("virtio"), env.bundle().join("rootfs/kernel")).unwrap();
+    edit_config(&env, |c| c["linux"]["resources"]["memory"]["limit"] = serde_json::json!(40 << 20));
+    let out = env.unik(&["run", "--bundle", env.bundle().to_str().unwrap(), "memlinux"]);
+    assert_eq!(out.status.code(), Some(3), "run: {}", stderr(&out));
+    let want = (40u64 << 20) - 394_240;
+    assert!(
+        env.console_text().contains(&format!("virtio: mem={want}\n")),
+        "{}",
+        env.console_text()
+    );
+}
+
+/// The highest `tick: N` in `text`.
+fn last_tick(text: &str) -> u64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("tick: "))
+        .filter_map(|n| n.trim().parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn test_a_paused_guest_stops_and_goes_on_after_resume() {
+    require_kvm!();
+    let env = Env::new(&["/hello.hvt", "ticks=100000"], serde_json::json!({}));
+    let pid = env.create("pr");
+    assert!(env.unik(&["start", "pr"]).status.success());
+    wait_until("the guest ticking", || last_tick(&env.console_text()) >= 3);
+    assert!(env.query(&["pause", "pr"]).status.success());
+    assert_eq!(env.state("pr")["status"], "paused");
+    // Every thread of the monitor is stopped (the guest cannot run), and stays so.
+    let stopped = || {
+        std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten().all(|t| {
+            std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T')))
+        })
+    };
+    // SIGSTOP takes effect asynchronously: wait for every thread to be stopped.
+    wait_until("every monitor thread stopped", stopped);
+    let at_pause = last_tick(&env.console_text());
+    // A guest that went on while paused would tick every 100 ms: 1 s shows it (a window for
+    // a wrong behaviour to show; the right one is checked by the state above).
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(last_tick(&env.console_text()), at_pause, "the guest ran while paused");
+    assert!(stopped());
+    assert!(env.query(&["resume", "pr"]).status.success());
+    assert_eq!(env.state("pr")["status"], "running");
+    // Progress, not only a state change: the guest ticks on from where it was.
+    wait_until("the guest ticking after resume", || last_tick(&env.console_text()) >= at_pause + 3);
+    assert!(env.query(&["kill", "pr", "TERM"]).status.success());
+    reap(pid);
+    assert!(env.query(&["delete", "pr"]).status.success());
+}
+
+impl Net {
+    /// Gives ceth0 10.90.0.2/20 instead of /24 (a netmask no byte boundary makes), keeping the
+    /// default route through 10.90.0.1.
+    fn use_prefix_20(&self) {
+        self.container.exec_ok(&["ip", "addr", "flush", "dev", "ceth0"]);
+        self.container.exec_ok(&["ip", "addr", "add", "10.90.0.2/20", "dev", "ceth0"]);
+        self.container.exec_ok(&["ip", "route", "add", "default", "via", "10.90.0.1"]);
+    }
+
+    /// The MAC address of `iface` in the container namespace.
+    fn mac(&self, iface: &str) -> String {
+        let link = String::from_utf8_lossy(&self.container.exec_ok(&["ip", "-o", "link", "show", iface]).stdout).into_owned();
+        link.split("link/ether ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap()
+            .to_string()
+    }
+}
+
+/// Puts the bundle in `net`'s container namespace, with `resolv` as its /etc/resolv.conf mount
+/// (as docker mounts one).
+fn join_net(env: &Env, net: &Net, resolv: Option<&str>) {
+    let conf = env.dir.path().join("resolv.conf");
+    if let Some(text) = resolv {
+        std::fs::write(&conf, text).unwrap();
+    }
+    edit_config(env, |c| {
+        c["linux"]["namespaces"] = serde_json::json!([{ "type": "network", "path": format!("/run/netns/{}", net.container.name) }]);
+        if resolv.is_some() {
+            c["mounts"] = serde_json::json!([{
+                "destination": "/etc/resolv.conf", "type": "bind", "source": conf, "options": ["rbind", "ro"]
+            }]);
+        }
+    });
+}
+
+/// Creates, starts and waits for container `id`; returns its console and wait status, after
+/// `delete` (which must leave the container namespace clean).
+fn run_to_end(env: &Env, net: &Net, id: &str) -> (String, i32) {
+    let pid = env.create(id);
+    assert!(env.unik(&["start", id]).status.success());
+    let status = reap(pid);
+    assert!(env.query(&["delete", id]).status.success());
+    net.assert_clean();
+    (env.console_text(), status)
+}
+
+const RESOLV: &str = "# docker's\nsearch example.org\nnameserver 192.0.2.53\nnameserver 192.0.2.54\noptions ndots:0\n";
+
+#[test]
+fn test_every_template_placeholder_reaches_the_guest() {
+    require_kvm!();
+    let net = Net::new(1);
+    net.use_prefix_20();
+    let template = "ip={ip} p={prefix} c={cidr} m={netmask} g={gateway} d={dns} hw={mac} count=0";
+    let env = Env::new(&["/net.hvt", "extra"], serde_json::json!({ "dev.unik.net.template": template }));
+    std::fs::copy(guest("net"), env.bundle().join("rootfs/net.hvt")).unwrap();
+    join_net(&env, &net, Some(RESOLV));
+    let (console, status) = run_to_end(&env, &net, "tpl");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{status:#x}: {console}");
+    let mac = net.mac("ceth0");
+    let want = format!("net: cmdline: ip=10.90.0.2 p=20 c=10.90.0.2/20 m=255.255.240.0 g=10.90.0.1 d=192.0.2.53 hw={mac} count=0 extra\n");
+    assert!(console.contains(&want), "want {want:?}: {console}");
+}
+
+#[test]
+fn test_the_linux_and_unikraft_templates_reach_linux_boot_guests() {
+    require_kvm!();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let net = Net::new(1);
+    net.use_prefix_20();
+    // unik's own annotations for a Linux-boot kernel: the `linux` template (Linux's ip=).
+    let env = Env::new(
+        &["/kernel", "exit=5"],
+        serde_json::json!({ "dev.unik.kernel": "/kernel", "dev.unik.kind": "linux" }),
+    );
+    std::fs::copy(guest("virtio"), env.bundle().join("rootfs/kernel")).unwrap();
+    join_net(&env, &net, Some(RESOLV));
+    let (console, status) = run_to_end(&env, &net, "tlinux");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 5, "{status:#x}: {console}");
+    assert!(
+        console.contains("virtio: cmdline: ip=10.90.0.2::10.90.0.1:255.255.240.0::eth0:off:192.0.2.53 exit=5 virtio_mmio.device="),
+        "{console}"
+    );
+    // An urunc Unikraft image: the `unikraft` template (lwIP's netdev.ip).
+    let env = Env::new(
+        &[],
+        serde_json::json!({
+            "com.urunc.unikernel.binary": b64("/kernel"),
+            "com.urunc.unikernel.hypervisor": b64("firecracker"),
+            "com.urunc.unikernel.unikernelType": b64("unikraft"),
+            "com.urunc.unikernel.cmdline": b64("exit=6"),
+        }),
+    );
+    std::fs::copy(guest("virtio"), env.bundle().join("rootfs/kernel")).unwrap();
+    join_net(&env, &net, Some(RESOLV));
+    let (console, status) = run_to_end(&env, &net, "tunikraft");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 6, "{status:#x}: {console}");
+    // Unikraft's form: program name, its parameters (lwIP's, the devices'), `--`, the app's.
+    assert!(
+        console
+            .contains("virtio: cmdline: kernel netdev.ip=10.90.0.2/20:10.90.0.1:192.0.2.53 virtio_mmio.device=4K@0xd0000000:5 -- exit=6"),
+        "{console}"
+    );
+}
+
+#[test]
+fn test_the_net_interface_annotation_picks_the_guests_interface() {
+    require_kvm!();
+    let net = Net::new(2);
+    // Without it the guest takes the first free interface (ceth0); with it, the one named.
+    let env = Env::new(
+        &["/net.hvt", "count=0"],
+        serde_json::json!({ "dev.unik.net.template": "ip={ip} gw={gateway} hw={mac}", "dev.unik.net.interface": "ceth1" }),
+    );
+    std::fs::copy(guest("net"), env.bundle().join("rootfs/net.hvt")).unwrap();
+    join_net(&env, &net, None);
+    let (console, status) = run_to_end(&env, &net, "if1");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{status:#x}: {console}");
+    // ceth1 has no default route: no gateway.
+    assert!(
+        console.contains(&format!("net: cmdline: ip=10.91.0.2 gw= hw={} count=0\n", net.mac("ceth1"))),
+        "{console}"
+    );
+    assert!(console.contains(&format!("net: mac={} ", net.mac("ceth1"))), "{console}");
+
+    // A container in the namespace it was started from (no network namespace in config.json,
+    // as `--network host`): a manifest net device is an error unless the annotation names an
+    // interface, which it then gets. unik runs inside the test's namespace here, standing for
+    // the host's.
+    // As Env::unik: stdio are files, which a monitor that lives on may hold (not pipes).
+    let in_ns = |env: &Env, args: &[&str]| {
+        let console = File::options().create(true).append(true).open(env.console()).unwrap();
+        let err_path = env.dir.path().join("stderr");
+        let status = net
+            .container
+            .command(&[common::unik_path().to_str().unwrap(), "--root", env.root().to_str().unwrap()])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(console)
+            .stderr(File::create(&err_path).unwrap())
+            .status()
+            .unwrap();
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr: std::fs::read(&err_path).unwrap(),
+        }
+    };
+    for interface in [None, Some("ceth1")] {
+        let mut annotations = serde_json::json!({ "dev.unik.net.template": "ip={ip} hw={mac}" });
+        if let Some(i) = interface {
+            annotations["dev.unik.net.interface"] = serde_json::json!(i);
+        }
+        let env = Env::new(&["/net.hvt", "count=0"], annotations);
+        std::fs::copy(guest("net"), env.bundle().join("rootfs/net.hvt")).unwrap();
+        let pid_file = env.dir.path().join("pid");
+        let out = in_ns(
+            &env,
+            &[
+                "create",
+                "--bundle",
+                env.bundle().to_str().unwrap(),
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+                "hostns",
+            ],
+        );
+        let Some(_) = interface else {
+            assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+            assert!(
+                stderr(&out).contains("declares network device 'service0' but the container shares the host's network namespace"),
+                "{}",
+                stderr(&out)
+            );
+            assert!(!env.root().join("hostns").exists());
+            continue;
+        };
+        assert!(out.status.success(), "create: {}", stderr(&out));
+        let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+        assert!(in_ns(&env, &["start", "hostns"]).status.success());
+        let status = reap(pid);
+        // delete runs where the container's interface is, as it would on the host.
+        assert!(in_ns(&env, &["delete", "hostns"]).status.success());
+        net.assert_clean();
+        let console = env.console_text();
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{status:#x}: {console}");
+        assert!(
+            console.contains(&format!("net: cmdline: ip=10.91.0.2 hw={} count=0\n", net.mac("ceth1"))),
+            "{console}"
+        );
+    }
+}
+
+#[test]
+fn test_urunc_hvt_images_get_their_network_the_urunc_way() {
+    require_kvm!();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let net = Net::new(1);
+    // A MirageOS image for urunc + hvt, by its annotations: the `mirage` template goes before
+    // the image's command line.
+    let env = Env::new(
+        &[],
+        serde_json::json!({
+            "com.urunc.unikernel.binary": b64("/unikernel/net.hvt"),
+            "com.urunc.unikernel.hypervisor": b64("hvt"),
+            "com.urunc.unikernel.unikernelType": b64("mirage"),
+            "com.urunc.unikernel.cmdline": b64("ip=10.90.0.2 count=0"),
+        }),
+    );
+    std::fs::create_dir_all(env.bundle().join("rootfs/unikernel")).unwrap();
+    std::fs::copy(guest("net"), env.bundle().join("rootfs/unikernel/net.hvt")).unwrap();
+    join_net(&env, &net, None);
+    let (console, status) = run_to_end(&env, &net, "mirage");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{status:#x}: {console}");
+    assert!(
+        console.contains("net: cmdline: --ipv4=10.90.0.2/24 --ipv4-gateway=10.90.0.1 ip=10.90.0.2 count=0\n"),
+        "{console}"
+    );
+    assert!(console.contains(&format!("net: mac={} ", net.mac("ceth0"))), "{console}");
+
+    // A rumprun image whose urunc settings are in /urunc.json (no annotations, as docker before
+    // 24 passes them): the whole command line becomes rumprun's JSON configuration. The test
+    // guest cannot read that JSON, so it stops with its usage error (1), having printed it.
+    let env = Env::new(&[], serde_json::json!({}));
+    std::fs::copy(guest("net"), env.bundle().join("rootfs/app.hvt")).unwrap();
+    let urunc = serde_json::json!({
+        "com.urunc.unikernel.binary": b64("/app.hvt"),
+        "com.urunc.unikernel.hypervisor": b64("hvt"),
+        "com.urunc.unikernel.unikernelType": b64("rumprun"),
+        "com.urunc.unikernel.cmdline": b64("count=0 x"),
+    });
+    std::fs::write(env.bundle().join("rootfs/urunc.json"), serde_json::to_vec(&urunc).unwrap()).unwrap();
+    join_net(&env, &net, None);
+    let (console, status) = run_to_end(&env, &net, "rumprun");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 1, "{status:#x}: {console}");
+    assert!(
+        console.contains(
+            r#"net: cmdline: {"cmdline":"count=0 x","net":{"if":"ukvmif0","cloner":"True","type":"inet","method":"static","addr":"10.90.0.2","mask":"24","gw":"10.90.0.1"}}"#
+        ),
+        "{console}"
+    );
 }

@@ -67,6 +67,23 @@ fn guest_resident_kib(stderr: &str) -> Option<u64> {
         .find_map(|l| l.split("guest memory resident: ").nth(1)?.split_whitespace().next()?.parse().ok())
 }
 
+/// How long the `hello` guest's POLL of `ms` milliseconds really slept, by the guest's TSC
+/// (`slept_ns` in its output), in µs past the timeout: the timer's oversleep, which the tests
+/// do not bound (a loaded machine may oversleep any amount; that is a measure, not a fault).
+fn poll_oversleep_us(unik: &Path, hello: &str, ms: u64) -> Result<u64, String> {
+    let out = Command::new(unik)
+        .args(["boot", "--mem=8", hello, &format!("sleep={ms}")])
+        .output()
+        .map_err(|e| format!("spawn {}: {e}", unik.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let slept: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("slept_ns: "))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| format!("no slept_ns in: {text}"))?;
+    Ok(slept.saturating_sub(ms * 1_000_000) / 1000)
+}
+
 fn main() -> Result<(), String> {
     let runs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(50);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -75,6 +92,8 @@ fn main() -> Result<(), String> {
     let guests = root.join("target/guests/x86_64-unknown-none/release");
     let halt = guests.join("halt");
     let halt = halt.to_str().ok_or("non-UTF-8 path")?;
+    let hello = guests.join("hello");
+    let hello = hello.to_str().ok_or("non-UTF-8 path")?;
 
     let configs = [("512", "--mem=512"), ("4096", "--mem=4096")];
     let mut floor_t: Vec<Vec<u64>> = vec![Vec::new(); 2];
@@ -129,5 +148,12 @@ fn main() -> Result<(), String> {
             floor_rss[i], unik_rss[i], guest_kib[i], overhead[i]
         );
     }
+    let polls = runs.clamp(1, 20);
+    let mut over = Vec::with_capacity(polls);
+    for _ in 0..polls {
+        over.push(poll_oversleep_us(&unik, hello, 100)?);
+    }
+    let (op50, op90) = summary(&mut over);
+    println!("\nPOLL of 100 ms in the `hello` guest ({polls} runs), oversleep by the guest's TSC in µs: p50 {op50}, p90 {op90}");
     Ok(())
 }

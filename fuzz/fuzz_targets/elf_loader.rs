@@ -18,7 +18,7 @@ const RAM: u64 = 2 << 20;
 
 fuzz_target!(|data: &[u8]| {
     let kind = kind_of(data);
-    if vmm::linux::is_bzimage(data) {
+    if vmm::loader::is_bzimage(data) {
         assert_eq!(kind, GuestKind::Linux, "a bzImage header is a Linux guest");
     }
     let parsed = Executable::parse(data, HOST_MACHINE);
@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
     if parsed.is_ok() {
         // A bundle whose process.args[0] is a bootable unikernel must be recognised as one.
         assert!(is_hvt, "the loader takes it, the detector does not call it Solo5");
-        if !vmm::linux::is_bzimage(data) {
+        if !vmm::loader::is_bzimage(data) {
             assert_eq!(kind, GuestKind::Hvt, "the loader takes it, kind_of does not");
         }
     }

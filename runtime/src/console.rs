@@ -128,6 +128,9 @@ mod tests {
         let mut buf = [0u8; 8];
         let n = std::fs::File::from(received).read(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"hi\r\n");
-        send_fd(&dir.path().join("missing.sock"), "x", &master).unwrap_err();
+        let missing = dir.path().join("missing.sock");
+        let err = send_fd(&missing, "x", &master).unwrap_err().to_string();
+        let want = format!("connecting to console socket {}: No such file or directory", missing.display());
+        assert!(err.starts_with(&want), "{err}");
     }
 }

@@ -113,6 +113,10 @@ fn test_force_delete_of_a_created_container() {
         .unwrap()
         .pid
         .unwrap();
+    assert!(
+        root.path().join("c2/state.json").is_file(),
+        "the state is not where the check looks"
+    );
     rt.delete("c2", true).unwrap();
     assert!(!root.path().join("c2").exists());
     let start = process::start_time(pid);
@@ -135,7 +139,8 @@ fn test_failed_create_leaves_nothing() {
     let err = rt.create("c5", b.path(), &CreateOptions::default(), &FakeMonitor).unwrap_err();
     assert_eq!(err.to_string(), "container with id c5 already exists");
     rt.delete("c5", true).unwrap();
-    rt.create("../x", b.path(), &CreateOptions::default(), &FakeMonitor).unwrap_err();
+    let err = rt.create("../x", b.path(), &CreateOptions::default(), &FakeMonitor).unwrap_err();
+    assert!(matches!(err, ContainerError::InvalidId(ref id) if id == "../x"), "{err}");
 }
 
 #[test]
@@ -222,6 +227,7 @@ fn test_delete_of_a_created_container_kills_its_monitor() {
     let root = tempfile::tempdir().unwrap();
     let rt = Runtime::new(root.path()).without_cgroups();
     let (_b, pid) = created(&rt, "c0");
+    assert!(root.path().join("c0/state.json").is_file());
     rt.delete("c0", false).unwrap();
     // SAFETY: signal 0 only probes; the monitor was our child and is reaped by now or a zombie.
     let alive = unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid);
@@ -299,6 +305,7 @@ fn test_start_waits_for_a_monitor_still_on_its_way_to_the_gate() {
     let rt = Runtime::new(root.path()).without_cgroups();
     let b = unikernel_bundle();
     rt.create("t3", b.path(), &CreateOptions::default(), &SlowMonitor).unwrap();
+    assert!(root.path().join("t3/exec.fifo").exists(), "no start gate where the check looks");
     rt.start("t3").unwrap();
     assert_eq!(rt.state("t3").unwrap().status, Status::Running);
     assert!(!root.path().join("t3/exec.fifo").exists());
@@ -313,7 +320,9 @@ fn test_a_create_that_died_leaves_a_stopped_container_and_no_monitor() {
     let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         rt.create("t4", b.path(), &CreateOptions::default(), &CreatorDies)
     }));
-    crashed.unwrap_err();
+    // It died where CreatorDies kills it, not somewhere else.
+    let payload = crashed.unwrap_err();
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"create killed"));
     let st = StateDir::open(root.path(), "t4").unwrap().load().unwrap();
     assert_eq!(st.status, Status::Creating);
     let (pid, start) = (st.pid.unwrap(), st.pid_start_time.unwrap());

@@ -204,15 +204,25 @@ mod tests {
         // 200 KB on stderr, more than a pipe holds: fine, and within its timeout.
         run("prestart", &[sh("head -c 200000 /dev/zero >&2; exit 0", Some(10))], b"{}").unwrap();
         // A hook that reads nothing of a 200 KB state and sleeps past its timeout: timed out.
+        // The hook alone would take 60 s: returning before that proves it was stopped at its
+        // timeout (a bound on the hook, not on the machine's speed).
         let state = vec![b' '; 200_000];
         let start = Instant::now();
-        let err = run("prestart", &[sh("sleep 30", Some(1))], &state).unwrap_err().to_string();
+        let err = run("prestart", &[sh("sleep 60", Some(1))], &state).unwrap_err().to_string();
         assert!(err.contains("timed out after 1s"), "{err}");
-        assert!(start.elapsed() < Duration::from_secs(10));
-        // A hook that leaves something behind holding its stderr still counts as done.
-        let start = Instant::now();
-        run("poststart", &[sh("sleep 20 & exit 0", Some(10))], b"{}").unwrap();
-        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(start.elapsed() < Duration::from_secs(60), "{:?}", start.elapsed());
+        // A hook that leaves something behind holding its stderr still counts as done: `run`
+        // returns while that process (which records its pid) still lives.
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let script = format!("sleep 60 & echo $! > {}; exit 0", pid_file.display());
+        run("poststart", &[sh(&script, Some(120))], b"{}").unwrap();
+        let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+        // SAFETY: kill(2) with signal 0 only checks that the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        // SAFETY: ends the leftover sleep, which is ours (the hook's child).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        assert!(alive, "run waited for the process holding the hook's stderr");
         // Its failure output, the tail of it, is in the error.
         let err = run(
             "prestart",

@@ -89,15 +89,17 @@ extern "C" fn exit_on_signal(signum: libc::c_int) {
     unsafe { libc::_exit(128 + signum) };
 }
 
-/// The init of a pid namespace ignores signals it has no handler for: makes SIGINT, SIGTERM and
-/// SIGHUP end the monitor with status 128 + N until the guest's stop signals take over, when it
-/// is such an init (pid 1).
-pub fn exit_on_stop_signals_as_init() {
+/// The init of a pid namespace ignores signals it has no handler for (the kernel drops them,
+/// even from outside the namespace): when the monitor is such an init (pid 1), makes every
+/// signal `unik kill` and a foreground `run` pass on (HUP, INT, QUIT, TERM, USR1, USR2) end it
+/// with status 128 + N, as their default action ends any other process; once the guest runs,
+/// its stop signals (INT, TERM) take over and stop it cleanly first.
+pub fn exit_on_signals_as_init() {
     // SAFETY: getpid has no preconditions.
     if unsafe { libc::getpid() } != 1 {
         return;
     }
-    for signum in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+    for signum in crate::process::FORWARDED {
         // SAFETY: installing a handler that only calls _exit.
         unsafe { libc::signal(signum, exit_on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t) };
     }

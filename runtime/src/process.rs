@@ -277,7 +277,9 @@ mod tests {
         let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
         let pid = i32::try_from(child.id()).unwrap();
         let start = start_time(pid).unwrap();
-        pidfd(pid, start + 1).unwrap_err();
+        // The start time does not match: another process that got the pid, as far as it knows.
+        let err = pidfd(pid, start + 1).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("process {pid}: No such process")), "{err}");
         let fd = pidfd(pid, start).unwrap();
         send_signal(&fd, libc::SIGKILL).unwrap();
         let status = child.wait().unwrap();

@@ -71,6 +71,7 @@ mod tests {
         ensure(&root).unwrap();
         let file = tmp.path().join("file");
         fs::write(&file, b"").unwrap();
-        ensure(&file).unwrap_err();
+        let err = ensure(&file).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("creating root {}: File exists", file.display())), "{err}");
     }
 }

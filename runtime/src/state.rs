@@ -498,7 +498,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("a-directory");
         fs::create_dir(&target).unwrap();
-        write_atomic(&target, b"123").unwrap_err();
+        let err = write_atomic(&target, b"123").unwrap_err().to_string();
+        assert!(err.contains("Is a directory"), "{err}");
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(names, ["a-directory"]);
     }

@@ -27,7 +27,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     // Stop signals must reach us whatever mask the caller had (a foreground `run` blocks them);
     // still single-threaded, so this thread's mask is the process's.
     vmm::signal::set_thread_mask(libc::SIG_SETMASK, &vmm::signal::sigset(&[]));
-    runtime::monitor::exit_on_stop_signals_as_init();
+    runtime::monitor::exit_on_signals_as_init();
     // Everything before the VM is built reports its error through the sync socket too.
     // An error `create` received is its to report (on stderr and in the log); reported here as
     // well it would show twice.

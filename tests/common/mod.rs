@@ -34,16 +34,10 @@ macro_rules! require_kvm {
 }
 
 /// Records that a test could not run here and why: on stderr, and as a line in
-/// `target/test-reports/not-run.txt`, which scripts/test.sh prints after the summary (cargo
-/// hides a passing test's output).
+/// `target/test-reports/not-run.txt`, which scripts/test.sh counts as skipped and prints after
+/// the summary (cargo hides a passing test's output). The unit tiers use the same function.
 pub fn report_not_run(test: &str, reason: &str) {
-    use std::io::Write;
-    eprintln!("not run: {test}: {reason}");
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-reports");
-    let _ = std::fs::create_dir_all(&dir);
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("not-run.txt")) {
-        let _ = writeln!(f, "not run: {test}: {reason}");
-    }
+    vmm::test_report::report_not_run(test, reason);
 }
 
 /// The unik binary under test.

@@ -390,7 +390,8 @@ mod tests {
         ]);
         let json = serde_json::to_string(&cfg).unwrap();
         assert_eq!(serde_json::from_str::<VmConfig>(&json).unwrap(), cfg);
-        serde_json::from_str::<VmConfig>(r#"{"kernel":"/k","bogus":1}"#).unwrap_err();
+        let err = serde_json::from_str::<VmConfig>(r#"{"kernel":"/k","bogus":1}"#).unwrap_err();
+        assert!(err.to_string().starts_with("unknown field `bogus`"), "{err}");
         // Older vm.json files (no kind, initrd, vcpus) still parse, with the defaults.
         let old: VmConfig = serde_json::from_str(r#"{"kernel":"/k"}"#).unwrap();
         assert_eq!((old.kind, old.initrd, old.vcpus), (None, None, 1));

@@ -23,6 +23,8 @@ pub mod memory;
 pub mod privileges;
 pub mod seccomp;
 pub mod signal;
+#[doc(hidden)]
+pub mod test_report;
 pub mod vcpu;
 pub mod vm;
 

@@ -64,6 +64,12 @@ mod tests {
         assert_eq!(decode_pio_out(0x509, &[0; 4]), Err(DecodeError::Port { port: 0x509, size: 4 }));
         assert_eq!(decode_pio_out(0x502, &[0; 1]), Err(DecodeError::Port { port: 0x502, size: 1 }));
         assert_eq!(decode_pio_out(0x3f8, &[0; 4]), Err(DecodeError::Port { port: 0x3f8, size: 4 }));
-        decode_mmio_write(0x1_0000_0000, &[0; 4]).unwrap_err();
+        assert_eq!(
+            decode_mmio_write(0x1_0000_0000, &[0; 4]),
+            Err(DecodeError::Mmio {
+                addr: 0x1_0000_0000,
+                size: 4
+            })
+        );
     }
 }

@@ -292,10 +292,14 @@ mod tests {
             rel(Some("kubepods-besteffort.slice:cri-containerd:abc"), true),
             PathBuf::from("kubepods.slice/kubepods-besteffort.slice/cri-containerd-abc.scope")
         );
-        relative_path(Some("/a/../../etc"), false).unwrap_err();
-        relative_path(Some("no-colons"), true).unwrap_err();
-        relative_path(Some("bad:a:b"), true).unwrap_err();
-        relative_path(Some("::"), true).unwrap_err();
+        let err = |p, systemd| relative_path(Some(p), systemd).unwrap_err();
+        assert_eq!(err("/a/../../etc", false), "cgroupsPath '/a/../../etc' leaves the cgroup root");
+        assert_eq!(err("no-colons", true), "cgroupsPath 'no-colons' is not slice:prefix:name");
+        assert_eq!(err("bad:a:b", true), "'bad' is not a .slice");
+        assert_eq!(
+            err("::", true),
+            "cgroupsPath '::' names no unit (slice:prefix:name with an empty name)"
+        );
     }
 
     fn write(path: &Path, text: &str) {

@@ -398,12 +398,14 @@ mod tests {
     }
 
     /// Runs `f` on a thread of its own in a new, empty network namespace (only that thread
-    /// changes namespace); `None` when namespaces cannot be created here.
-    fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    /// changes namespace); `None` when namespaces cannot be created here, after reporting
+    /// `test` as not run (scripts/test.sh counts it as skipped, not passed).
+    fn in_new_netns<T: Send + 'static>(test: &'static str, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
         std::thread::spawn(move || {
             // SAFETY: unshare(2) of the network namespace, for this thread only.
             if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                eprintln!("skipping: unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+                let reason = format!("unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+                vmm::test_report::report_not_run(test, &reason);
                 return None;
             }
             Some(f())
@@ -421,7 +423,7 @@ mod tests {
             tap: TAP_TEMPLATE.into(),
             ..NetPlan::default()
         };
-        let taps = in_new_netns(move || {
+        let taps = in_new_netns("test_two_containers_in_one_namespace_get_distinct_taps", move || {
             let a = open_tap(&plan(), 1400).unwrap();
             let b = open_tap(&plan(), 1400).unwrap();
             let names = (a.1.clone(), b.1.clone());

@@ -113,10 +113,10 @@ mod tests {
         let a = Arc::new(Mutex::new(Reg(0xaa, Vec::new())));
         bus.insert(0x3f8, 8, a.clone()).unwrap();
         bus.insert(0x400, 4, Arc::new(Mutex::new(Reg(0xbb, Vec::new())))).unwrap();
-        assert!(bus.insert(0x3f0, 9, Arc::new(Mutex::new(Reg(0, Vec::new())))).is_err());
-        assert!(bus.insert(0x3ff, 1, Arc::new(Mutex::new(Reg(0, Vec::new())))).is_err());
-        assert!(bus.insert(0x10, 0, Arc::new(Mutex::new(Reg(0, Vec::new())))).is_err());
-        assert!(bus.insert(u64::MAX, 2, Arc::new(Mutex::new(Reg(0, Vec::new())))).is_err());
+        for (base, len) in [(0x3f0, 9), (0x3ff, 1), (0x10, 0), (u64::MAX, 2)] {
+            let err = bus.insert(base, len, Arc::new(Mutex::new(Reg(0, Vec::new())))).unwrap_err();
+            assert_eq!((err.base, err.len), (base, len));
+        }
         let mut b = [0u8; 1];
         assert!(bus.read(0x3fd, &mut b));
         assert_eq!(b[0], 0xaa);

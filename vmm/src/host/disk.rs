@@ -111,7 +111,8 @@ mod tests {
         assert_eq!(&buf[..512], &[7; 512][..]);
         assert_eq!(&buf[512..], &[1; 512][..]);
         // A read past the end is short: an error, never a partial success.
-        disk.read_at(&mut buf, 4000).unwrap_err();
+        let err = disk.read_at(&mut buf, 4000).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
         // The fd is open read-write and close-on-exec (fdinfo flags are octal open(2) flags).
         let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", disk.raw_fd())).unwrap();
         let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).unwrap().trim();
@@ -126,6 +127,7 @@ mod tests {
         let err = Disk::open(&dir.path().join("missing")).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
         // A directory cannot be opened read-write.
-        Disk::open(dir.path()).unwrap_err();
+        let err = Disk::open(dir.path()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::IsADirectory, "{err}");
     }
 }

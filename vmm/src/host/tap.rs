@@ -432,6 +432,12 @@ impl Tap {
 
 #[cfg(test)]
 mod tests {
+    /// Records the running test (the harness names its thread after it) as not run here.
+    fn not_run(reason: &str) {
+        let test = std::thread::current().name().unwrap_or("a tap test").to_string();
+        crate::test_report::report_not_run(&test, reason);
+    }
+
     #[test]
     #[cfg(target_env = "gnu")]
     fn test_the_spelled_out_requests_are_libcs() {
@@ -460,14 +466,14 @@ mod tests {
         let file = match opts.open("/dev/net/tun") {
             Ok(f) => f,
             Err(e) => {
-                eprintln!("skipping: /dev/net/tun: {e}");
+                not_run(&format!("/dev/net/tun: {e}"));
                 return None;
             }
         };
         let mut req = IfReq::new(name);
         req.set_short(flags);
         if let Err(e) = ifreq_ioctl(&file, TUNSETIFF, &mut req) {
-            eprintln!("skipping: TUNSETIFF: {e}");
+            not_run(&format!("no taps can be created here (TUNSETIFF: {e})"));
             return None;
         }
         Some(file)
@@ -516,7 +522,7 @@ mod tests {
         match interface_flags("lo") {
             Ok(flags) if flags & IFF_UP != 0 => {}
             _ => {
-                eprintln!("skipping: no loopback interface up here");
+                not_run("no loopback interface up here");
                 return;
             }
         }
@@ -613,7 +619,7 @@ mod tests {
         let created = match create(&name, 1500, true) {
             Ok((f, _)) => f,
             Err(e) => {
-                eprintln!("skipping: cannot create taps here: {e}");
+                not_run(&format!("cannot create taps here: {e}"));
                 return;
             }
         };

@@ -144,7 +144,8 @@ fn test_halt_returns_status_and_checks_cookie() {
     f.ram.write_obj(ARG + 8, 255i32).unwrap();
     assert_eq!(f.hvt.handle(8, ARG).unwrap(), Action::Stop(ExitStatus::Halt(255)));
     f.ram.write_obj(ARG, MEM - 256).unwrap();
-    f.hvt.handle(8, ARG).unwrap_err();
+    let err = f.hvt.handle(8, ARG).unwrap_err().to_string();
+    assert!(err.starts_with(&format!("Invalid guest access: gpa={:#x}", MEM - 256)), "{err}");
 }
 
 #[test]
@@ -246,16 +247,16 @@ fn test_poll_timeouts_and_readiness() {
         f.hvt.handle(3, ARG).unwrap();
         (t.elapsed(), f.ram.read_obj::<u64>(ARG + 8).unwrap(), ret_at(&f.ram, ARG + 16))
     };
-    let (took, ready, n) = poll(&mut f, 0);
-    assert!(took < Duration::from_millis(50) && ready == 0 && n == 0, "{took:?} {ready} {n}");
-    let (took, ready, _) = poll(&mut f, 50_000_000);
-    assert!(
-        took >= Duration::from_millis(45) && took < Duration::from_millis(500) && ready == 0,
-        "{took:?}"
-    );
+    // What is checked is why POLL returned, never how fast (no upper bounds: a loaded machine
+    // may take any time): nothing ready after a zero timeout; nothing ready, and at least the
+    // timeout gone, after a 50 ms one; the device's bit, the only thing that could end a 10 s
+    // poll that returned with it set, once a frame waits.
+    let (_, ready, n) = poll(&mut f, 0);
+    assert!(ready == 0 && n == 0, "{ready} {n}");
+    let (took, ready, n) = poll(&mut f, 50_000_000);
+    assert!(took >= Duration::from_millis(50) && ready == 0 && n == 0, "{took:?} {ready} {n}");
     peer.send(&[1; 60]).unwrap();
-    let (took, ready, n) = poll(&mut f, 10_000_000_000);
-    assert!(took < Duration::from_millis(500), "{took:?}");
+    let (_, ready, n) = poll(&mut f, 10_000_000_000);
     assert_eq!((ready, n), (1 << 1, 1));
 }
 
@@ -263,10 +264,16 @@ fn test_poll_timeouts_and_readiness() {
 fn test_poll_returns_when_stop_fd_fires() {
     let mut f = fixture(vec![None]);
     f._stop.write(1).unwrap();
+    // A 60 s timeout: a return before it proves the stop fd ended the poll. The bound is the
+    // timeout itself (a poll that ignored the stop fd would take the whole minute), not a speed.
     put_u64s(&f.ram, ARG, &[60_000_000_000, 0, 0]);
     let t = Instant::now();
     f.hvt.handle(3, ARG).unwrap();
-    assert!(t.elapsed() < Duration::from_secs(1));
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "the poll ran to its timeout: {:?}",
+        t.elapsed()
+    );
     assert_eq!(f.ram.read_obj::<u64>(ARG + 8).unwrap(), 0);
 }
 
@@ -414,7 +421,8 @@ fn test_argument_structs_must_lie_below_the_end_of_ram() {
     for (nr, size) in [(1u32, 8u64), (2, 16), (3, 24), (4, 40), (5, 40), (6, 32), (7, 32), (8, 16)] {
         let err = f.hvt.handle(nr, MEM - size).unwrap_err().to_string();
         assert_eq!(err, format!("Invalid guest access: gpa={:#x}, sz={size}", MEM - size), "nr {nr}");
-        f.hvt.handle(nr, u64::MAX - 4).unwrap_err();
+        let err = f.hvt.handle(nr, u64::MAX - 4).unwrap_err().to_string();
+        assert_eq!(err, format!("Invalid guest access: gpa={:#x}, sz={size}", u64::MAX - 4), "nr {nr}");
     }
     // WALLTIME one byte lower fits.
     f.hvt.handle(1, MEM - 9).unwrap();
@@ -545,10 +553,9 @@ fn test_poll_reports_only_the_readable_device() {
     // Handles: 1 block, 2 and 3 net; only 3 has a frame waiting.
     let mut f = fixture(vec![None, Some(dev), Some(tap(a1)), Some(tap(a2))]);
     p2.send(&[1; 60]).unwrap();
+    // The ready set names the readable device: the frame, not the timeout, ended the poll.
     put_u64s(&f.ram, ARG, &[1_000_000_000, 0, 0]);
-    let t = Instant::now();
     f.hvt.handle(3, ARG).unwrap();
-    assert!(t.elapsed() < Duration::from_millis(500));
     assert_eq!(f.ram.read_obj::<u64>(ARG + 8).unwrap(), 1 << 3);
     assert_eq!(ret_at(&f.ram, ARG + 16), 1);
     // The poll arg struct in read-only memory is a fault, not a crash.

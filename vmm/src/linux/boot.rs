@@ -42,11 +42,6 @@ const FOUR_GIB: u64 = 1 << 32;
 const E820_RAM: u32 = 1;
 const PVH_MAGIC: u32 = 0x336e_c578;
 
-/// Whether `image` is a bzImage: "HdrS" at 0x202, and not an ELF (whose bytes there are its own).
-pub fn is_bzimage(image_head: &[u8]) -> bool {
-    image_head.get(0x202..0x206) == Some(b"HdrS") && !image_head.starts_with(b"\x7fELF")
-}
-
 /// The RAM ranges for `size` bytes: below the MMIO hole, the rest from 4 GiB.
 pub fn ram_ranges(size: u64) -> Vec<(GuestAddress, usize)> {
     let low = size.min(MMIO_BASE);
@@ -290,6 +285,7 @@ fn write_pvh_start_info(mem: &GuestMemoryMmap, mem_size: u64, initrd: Option<(u6
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::loader::is_bzimage;
 
     #[test]
     fn test_memory_map_skips_the_legacy_hole_and_the_mmio_hole() {

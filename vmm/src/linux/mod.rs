@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vm_memory::GuestMemoryMmap;
 
-pub use boot::{CMDLINE_MAX, e820, is_bzimage, ram_ranges};
+pub use boot::{CMDLINE_MAX, e820, ram_ranges};
 pub use error::{DeviceError, InitrdError, LinuxError};
 
 use crate::acpi;

@@ -263,12 +263,18 @@ fn multiboot_header(src: &(impl Source + ?Sized)) -> io::Result<Option<u64>> {
         .map(|(i, _)| i * 4))
 }
 
+/// Whether `image_head` (a file's first 0x206 bytes or more) is a bzImage: "HdrS" at 0x202, in a
+/// file that is not an ELF (whose bytes there are its own).
+pub fn is_bzimage(image_head: &[u8]) -> bool {
+    image_head.get(0x202..0x206) == Some(b"HdrS") && !image_head.starts_with(b"\x7fELF")
+}
+
 fn kind(src: &(impl Source + ?Sized)) -> io::Result<ImageKind> {
     let head = match read(src, 0, 0x206)?.or(read(src, 0, EHDR_SIZE as u64)?) {
         Some(head) => head,
         None => read(src, 0, src.size()?.min(EHDR_SIZE as u64))?.unwrap_or_default(),
     };
-    if crate::linux::is_bzimage(&head) {
+    if is_bzimage(&head) {
         return Ok(ImageKind::BzImage);
     }
     let multiboot = multiboot_header(src)?.map(|header| ImageKind::Multiboot { header });

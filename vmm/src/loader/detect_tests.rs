@@ -463,5 +463,5 @@ fn test_an_elf_is_never_a_bzimage_whatever_lies_at_0x202() {
     img[0x202..0x206].copy_from_slice(b"HdrS");
     assert_eq!(image_kind_of(&img), ImageKind::Solo5);
     assert_eq!(file_kind(&img), ImageKind::Solo5);
-    assert!(!crate::linux::is_bzimage(&img));
+    assert!(!is_bzimage(&img));
 }

@@ -1,5 +1,6 @@
 //! The example unikernel: greets, echoes its command line, and does what the command line asks:
-//! `exit=N`, `abort`, `walltime`, `sleep=MS`, `meminfo`, `puts-nul`.
+//! `exit=N`, `abort`, `walltime`, `sleep=MS`, `meminfo`, `puts-nul`, `ticks=N` (prints `tick: I`
+//! for I = 1..=N, one every 100 ms by POLL: a guest whose progress can be watched).
 #![no_std]
 #![no_main]
 
@@ -24,6 +25,12 @@ fn main(bi: &BootInfo, cmdline: &str) -> i32 {
         unik_test_guests::poll(ms * 1_000_000);
         let t1 = unik_test_guests::rdtsc();
         println!("slept_ns: {}", unik_test_guests::tsc_ns(bi, t0, t1));
+    }
+    if let Some(n) = arg(cmdline, "ticks").and_then(parse_u64) {
+        for i in 1..=n {
+            unik_test_guests::poll(100_000_000);
+            println!("tick: {}", i);
+        }
     }
     if flag(cmdline, "puts-nul") {
         unik_test_guests::puts(b"nul:\0:end\n");

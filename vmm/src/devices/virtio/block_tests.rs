@@ -259,8 +259,9 @@ fn returns_on_a_broken_ring(setup: impl FnOnce(&GuestMemoryMmap, &MockSplitQueue
         let mut queue = setup(&r.mem, &vq);
         let _ = tx.send(r.block.process_queue(&r.mem, std::slice::from_mut(&mut queue), 0));
     });
+    // A liveness guard (a spinning process_queue fails instead of hanging), not a speed check.
     let used = rx
-        .recv_timeout(std::time::Duration::from_secs(10))
+        .recv_timeout(std::time::Duration::from_secs(60))
         .expect("process_queue did not return on a broken avail ring");
     assert!(!used);
 }
