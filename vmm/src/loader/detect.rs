@@ -96,7 +96,8 @@ pub trait Source {
 impl Source for File {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         // An offset no file reaches (pread takes a signed one) is past the end, not an error.
-        if i64::try_from(offset).is_err() || offset.checked_add(buf.len() as u64).is_none() {
+        // (pread refuses a range whose end passes i64::MAX with EINVAL.)
+        if offset.checked_add(buf.len() as u64).is_none_or(|end| i64::try_from(end).is_err()) {
             return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
         }
         self.read_exact_at(buf, offset)

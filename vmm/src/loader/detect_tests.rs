@@ -443,6 +443,9 @@ fn test_offsets_outside_the_file_are_not_errors() {
     let mut bytes = elf_with_notes(&owned_note(b"Solo5\0", ABI1, &HVT_ABI));
     bytes[32..40].copy_from_slice(&0xffff_fb00_0000_0040u64.to_le_bytes());
     assert_ne!(file_kind(&bytes), ImageKind::Solo5);
+    // Found by the same target later: a table that starts below i64::MAX but ends past it.
+    bytes[32..40].copy_from_slice(&0x7fff_ffff_ffff_ffffu64.to_le_bytes());
+    assert_ne!(file_kind(&bytes), ImageKind::Solo5);
     // A note segment outside the file does not hide the ABI note of a later one.
     let mut bytes = elf_with_notes(&owned_note(b"Solo5\0", ABI1, &HVT_ABI));
     bytes[phdr(0)..phdr(0) + 4].copy_from_slice(&PT_NOTE.to_le_bytes());
