@@ -115,7 +115,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         // SAFETY: restoring the default action and re-raising a signal in our own process.
         unsafe {
             libc::signal(signum, libc::SIG_DFL);
-            libc::raise(signum);
+            vmm::signal::raise(signum);
         }
         // Still here: the init of a pid namespace is not ended by its own default signals.
         // Exit as a shell reports a process the signal ended.

@@ -42,7 +42,9 @@ pub fn report_not_run(test: &str, reason: &str) {
 
 /// The unik binary under test.
 pub fn unik_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_unik"))
+    // UNIK_BIN: another build of the same tree to test, e.g. the static release binary
+    // (scripts/dist.sh), as CI does.
+    std::env::var_os("UNIK_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_unik")), PathBuf::from)
 }
 
 /// A `Command` for the unik binary.

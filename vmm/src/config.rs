@@ -269,8 +269,9 @@ impl MacAddr {
         let mut mac = [0u8; 6];
         // getrandom(2) on a 6-byte buffer never blocks once the pool is initialised and never
         // returns short; a failure falls back to the clock, which is still unique enough for a MAC.
+        // The system call itself: the static musl build links no `getrandom` function.
         // SAFETY: the pointer and length describe `mac`, which outlives the call.
-        let n = unsafe { libc::getrandom(mac.as_mut_ptr().cast(), mac.len(), 0) };
+        let n = unsafe { libc::syscall(libc::SYS_getrandom, mac.as_mut_ptr(), mac.len(), 0) };
         if n != 6 {
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

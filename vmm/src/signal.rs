@@ -102,10 +102,30 @@ pub fn install_kick_handler() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Sends `signum` to thread `tid` of this process with `tgkill`, the one signal call the seccomp
+/// filters allow (checked on the pid): musl's `raise` and `pthread_kill` use `tkill`, which
+/// would let a thread signal any thread on the host.
+pub fn signal_thread(tid: libc::pid_t, signum: libc::c_int) {
+    // SAFETY: tgkill only sends a signal; getpid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, signum) };
+}
+
+/// The calling thread's id.
+pub fn this_tid() -> libc::pid_t {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    libc::pid_t::try_from(unsafe { libc::syscall(libc::SYS_gettid) }).unwrap_or(0)
+}
+
+/// Raises `signum` in the calling thread, as `raise(3)` does, with `tgkill` (see
+/// [`signal_thread`]).
+pub fn raise(signum: libc::c_int) {
+    signal_thread(this_tid(), signum);
+}
+
 /// How to make one vCPU thread leave `KVM_RUN`: its thread and its `immediate_exit` byte.
 #[derive(Debug, Clone, Copy)]
 pub struct Kick {
-    thread: libc::pthread_t,
+    tid: libc::pid_t,
     immediate_exit: std::ptr::NonNull<u8>,
 }
 
@@ -120,8 +140,7 @@ impl Kick {
     /// `immediate_exit` (in its `kvm_run` page).
     pub fn this_thread(immediate_exit: &mut u8) -> Kick {
         Kick {
-            // SAFETY: pthread_self has no preconditions.
-            thread: unsafe { libc::pthread_self() },
+            tid: this_tid(),
             immediate_exit: std::ptr::NonNull::from(immediate_exit),
         }
     }
@@ -137,10 +156,8 @@ impl Kick {
         set_stopping();
         // SAFETY: the caller guarantees the byte is mapped and the thread id still valid; the
         // signal's handler does nothing.
-        unsafe {
-            std::ptr::write_volatile(self.immediate_exit.as_ptr(), 1);
-            libc::pthread_kill(self.thread, kick_signal());
-        }
+        unsafe { std::ptr::write_volatile(self.immediate_exit.as_ptr(), 1) };
+        signal_thread(self.tid, kick_signal());
     }
 }
 

@@ -429,7 +429,7 @@ extern "C" fn on_sigsys(_signum: libc::c_int, info: *mut libc::siginfo_t, _ctx: 
     // async-signal-safe and allowed by every filter.
     unsafe {
         libc::signal(libc::SIGSYS, libc::SIG_DFL);
-        libc::raise(libc::SIGSYS);
+        libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::syscall(libc::SYS_gettid), libc::SIGSYS);
     }
 }
 
