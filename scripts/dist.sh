@@ -2,17 +2,27 @@
 # Release binaries: unik linked statically against musl, stripped, for x86_64 and aarch64, in
 # dist/ with their SHA-256 sums. Each runs on any Linux with KVM, whatever its C library.
 #
-# Usage: scripts/dist.sh        (dist/unik-x86_64, dist/unik-aarch64, dist/SHA256SUMS)
+# Usage: scripts/dist.sh [ARCH...]   (default x86_64 aarch64: dist/unik-ARCH, dist/SHA256SUMS)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+arches=("$@")
+[ ${#arches[@]} -gt 0 ] || arches=(x86_64 aarch64)
+for arch in "${arches[@]}"; do
+    case $arch in x86_64 | aarch64) ;; *)
+        echo "usage: $0 [x86_64|aarch64]..." >&2
+        exit 2
+        ;;
+    esac
+done
+
 installed=$(rustup target list --installed)
-for target in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
-    grep -qx "$target" <<<"$installed" || rustup target add "$target"
+for arch in "${arches[@]}"; do
+    grep -qx "$arch-unknown-linux-musl" <<<"$installed" || rustup target add "$arch-unknown-linux-musl"
 done
 # Rust's musl targets bring their own C library and start files; a C toolchain for the target
 # only links.
-if ! command -v aarch64-linux-gnu-gcc >/dev/null; then
+if [[ " ${arches[*]} " == *" aarch64 "* ]] && ! command -v aarch64-linux-gnu-gcc >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends gcc-aarch64-linux-gnu >/dev/null
@@ -20,7 +30,7 @@ fi
 
 mkdir -p dist
 rm -f dist/unik-* dist/SHA256SUMS
-for arch in x86_64 aarch64; do
+for arch in "${arches[@]}"; do
     target=$arch-unknown-linux-musl
     CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc \
         cargo build --release --locked --target "$target" -p unik
