@@ -790,3 +790,51 @@ fn test_docker_resource_flags_reach_the_monitors_cgroup() {
     let monitors = Command::new("pgrep").args(["-f", &format!("__monitor.*{id}")]).output().unwrap();
     assert!(stdout(&monitors).trim().is_empty(), "monitor left: {}", stdout(&monitors));
 }
+
+#[test]
+fn test_docker_configuration_errors_are_loud_and_name_what_is_wrong() {
+    require_kvm!();
+    let docker = Dockerd::start();
+    // A typo in /unik.json (docker passes no annotations): an error naming the key and the
+    // known ones, and nothing left behind.
+    let typo = br#"{"dev.unik.blok.storage": "/disk.img"}"#;
+    docker.import(
+        "unik-typo:test",
+        "blk",
+        &[("unik.json", typo), ("disk.img", &[0u8; 4096])],
+        r#"["/blk.hvt"]"#,
+    );
+    let out = docker.docker(&["run", "--rm", "--runtime", "unik", "--network", "none", "unik-typo:test"]);
+    assert!(!out.status.success(), "ran: {}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("unknown annotation 'dev.unik.blok.storage': unik knows") && err.contains("dev.unik.block.<NAME>"),
+        "{err}"
+    );
+    // A manifest block device without an image: the error points docker users at /unik.json.
+    docker.import("unik-noblk:test", "blk", &[], r#"["/blk.hvt"]"#);
+    let out = docker.docker(&["run", "--rm", "--runtime", "unik", "--network", "none", "unik-noblk:test"]);
+    assert!(!out.status.success(), "ran: {}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("manifest block device 'storage' has no image") && err.contains("/unik.json"),
+        "{err}"
+    );
+    // A kernel that is not one: the error names it as the container sees it, not by the
+    // engine's overlay directory.
+    let unik_json = br#"{"dev.unik.kernel": "/boot/kernel.bin", "dev.unik.kind": "linux"}"#;
+    docker.import_files(
+        "unik-badkernel:test",
+        &[("unik.json", unik_json), ("boot/kernel.bin", b"not a kernel at all")],
+        r#"["/boot/kernel.bin"]"#,
+    );
+    let out = docker.docker(&["run", "--rm", "--runtime", "unik", "--network", "none", "unik-badkernel:test"]);
+    assert!(!out.status.success(), "ran: {}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("/boot/kernel.bin: not a kernel unik can boot"), "{err}");
+    assert!(!err.contains("overlay") && !err.contains("/merged/"), "a host path in: {err}");
+    let left: Vec<_> = std::fs::read_dir(docker.state_root())
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "state left behind: {left:?}");
+}

@@ -327,6 +327,12 @@ fn test_a_create_that_died_leaves_a_stopped_container_and_no_monitor() {
     assert_eq!(st.status, Status::Creating);
     let (pid, start) = (st.pid.unwrap(), st.pid_start_time.unwrap());
     assert!(process::is_alive(pid, start));
+    // Stopped once nobody holds the lock: a child another test forks in this process holds a
+    // copy of every descriptor until it execs, so the lock may stay taken for a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while rt.state("t4").unwrap().status == Status::Creating && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert_eq!(rt.state("t4").unwrap().status, Status::Stopped);
     assert!(err_text(rt.start("t4")).contains("that has stopped"));
     rt.delete("t4", false).unwrap();

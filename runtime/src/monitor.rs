@@ -93,10 +93,17 @@ extern "C" fn exit_on_signal(signum: libc::c_int) {
 /// even from outside the namespace): when the monitor is such an init (pid 1), makes every
 /// signal `unik kill` and a foreground `run` pass on (HUP, INT, QUIT, TERM, USR1, USR2) end it
 /// with status 128 + N, as their default action ends any other process; once the guest runs,
-/// its stop signals (INT, TERM) take over and stop it cleanly first.
+/// its stop signals (INT, TERM) take over and stop it cleanly first. Any other monitor gets
+/// those signals' default actions back, whatever its caller ignored.
 pub fn exit_on_signals_as_init() {
     // SAFETY: getpid has no preconditions.
     if unsafe { libc::getpid() } != 1 {
+        // Ignored dispositions survive exec: a caller that ignored some (a shell's background
+        // job ignores INT and QUIT) must not make `unik kill` lose them.
+        for signum in crate::process::FORWARDED {
+            // SAFETY: restoring a default disposition.
+            unsafe { libc::signal(signum, libc::SIG_DFL) };
+        }
         return;
     }
     for signum in crate::process::FORWARDED {
