@@ -252,7 +252,10 @@ impl Runtime {
         // Every resource field is checked (and refused with its name) before the monitor exists.
         let guest = Guest {
             mem_mib: cfg.mem_mib,
-            tasks: cfg.monitor_tasks(),
+            // A guest that always gets a network card also has the link watch's thread (one whose
+            // card is optional may boot without, and then has none; should the card come, a
+            // limit with no room for the watch only costs the watch, with a warning).
+            tasks: cfg.monitor_tasks() + u32::from(!network.devices.is_empty() && !network.card_optional),
         };
         let limits = Limits::from_resources(&bundle.resources, guest, When::Create)?;
         let cgroup = match cgroup_path {
@@ -525,9 +528,11 @@ impl Runtime {
             id: id.to_string(),
             file: Record::Vm.file(),
         })?;
+        let wired = dir.load_record::<String>(Record::Wired)?.is_some();
         let guest = Guest {
             mem_mib: vm.mem_mib,
-            tasks: vm.monitor_tasks(),
+            // The link watch's thread runs beside a guest whose card was wired.
+            tasks: vm.monitor_tasks() + u32::from(wired),
         };
         let limits = Limits::from_resources(resources, guest, When::Update)?;
         let (Some(root), Some(plan)) = (&self.cgroup_root, Runtime::saved_cgroup(&dir)) else {

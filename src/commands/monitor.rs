@@ -70,7 +70,12 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let running = move || -> anyhow::Result<()> {
         let Some(watch) = link_watch else { return Ok(()) };
         let filter = vmm::seccomp::Filters::new(seccomp, &[vmm::seccomp::ThreadKind::LinkWatch])?;
-        watch.spawn(filter).context("starting the link watch")
+        // Without the watch the guest still runs (a pids limit may leave no room for its
+        // thread); only a deleted interface then goes unnoticed.
+        if let Err(e) = watch.spawn(filter) {
+            log::warn!("the container's interface is not watched (a disconnect will go unnoticed): {e}");
+        }
+        Ok(())
     };
     let result = launch::run(
         cfg,
