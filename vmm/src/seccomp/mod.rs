@@ -424,13 +424,12 @@ extern "C" fn on_sigsys(_signum: libc::c_int, info: *mut libc::siginfo_t, _ctx: 
             unsafe { libc::write(fd, line.buf.as_ptr().cast(), line.len) };
         }
     }
-    // SAFETY: back to the default action (terminate) and re-raised: pending while this handler
-    // runs, delivered when it returns, so the process dies by SIGSYS. Both calls are
-    // async-signal-safe and allowed by every filter.
-    unsafe {
-        libc::signal(libc::SIGSYS, libc::SIG_DFL);
-        libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::syscall(libc::SYS_gettid), libc::SIGSYS);
-    }
+    // SAFETY: back to the default action (terminate); async-signal-safe and allowed by every
+    // filter.
+    unsafe { libc::signal(libc::SIGSYS, libc::SIG_DFL) };
+    // Re-raised (system calls only: async-signal-safe, allowed by every filter): pending while
+    // this handler runs, delivered when it returns, so the process dies by SIGSYS.
+    crate::signal::raise(libc::SIGSYS);
 }
 
 fn install_sigsys_handler() -> std::io::Result<()> {
