@@ -140,6 +140,14 @@ impl Dockerd {
         }
     }
 
+    /// Asserts that no container's state is left under the runtime's root.
+    fn assert_no_state_left(&self) {
+        let left: Vec<_> = std::fs::read_dir(self.state_root())
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "state left behind: {left:?}");
+    }
+
     fn state_root(&self) -> PathBuf {
         self.dir.path().join("exec/runtime-runc/moby")
     }
@@ -239,10 +247,7 @@ fn test_docker_run_top_stop_rm() {
 
     // Nothing is left: no container, no state directory, no monitor process.
     assert!(docker.ok(&["ps", "-aq"]).trim().is_empty());
-    let left: Vec<_> = std::fs::read_dir(docker.state_root())
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "state left behind: {left:?}");
+    docker.assert_no_state_left();
     let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     assert!(!cmdline.contains("__monitor"), "monitor {pid} still running");
 }
@@ -405,10 +410,7 @@ fn test_docker_container_ip_reaches_the_guest() {
     assert!(logs.contains("virtio-blk: read0 status=0 first=DDDDDDDD"), "{logs}");
     assert!(logs.contains("virtio-net: answered 2 pings"), "{logs}");
     docker.ok(&["rm", &name]);
-    let left: Vec<_> = std::fs::read_dir(docker.state_root())
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "state left behind: {left:?}");
+    docker.assert_no_state_left();
 }
 
 #[test]
@@ -568,10 +570,7 @@ fn test_docker_volumes_and_read_only_decide_what_the_guest_writes() {
         "{}",
         stderr(&out)
     );
-    let left: Vec<_> = std::fs::read_dir(docker.state_root())
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "state left behind: {left:?}");
+    docker.assert_no_state_left();
 }
 
 #[test]
@@ -619,10 +618,7 @@ fn test_docker_init_and_shell_form_commands_run_the_unikernel() {
     ] {
         assert!(stderr(&out).contains(part), "no {part:?} in: {}", stderr(&out));
     }
-    let left: Vec<_> = std::fs::read_dir(docker.state_root())
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "state left behind: {left:?}");
+    docker.assert_no_state_left();
 }
 
 /// The cgroup directories a process is in (one per v1 hierarchy, or the v2 one), from
@@ -777,10 +773,7 @@ fn test_docker_resource_flags_reach_the_monitors_cgroup() {
     );
     let id = docker.ok(&["inspect", "--format", "{{.Id}}", &name]).trim().to_string();
     docker.ok(&["rm", &name]);
-    let left: Vec<_> = std::fs::read_dir(docker.state_root())
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "state left behind: {left:?}");
+    docker.assert_no_state_left();
     let root = PathBuf::from("/sys/fs/cgroup");
     let hierarchies = std::fs::read_dir(&root).unwrap().flatten().map(|e| e.path());
     for h in std::iter::once(root.clone()).chain(hierarchies) {
@@ -833,8 +826,5 @@ fn test_docker_configuration_errors_are_loud_and_name_what_is_wrong() {
     let err = stderr(&out);
     assert!(err.contains("/boot/kernel.bin: not a kernel unik can boot"), "{err}");
     assert!(!err.contains("overlay") && !err.contains("/merged/"), "a host path in: {err}");
-    let left: Vec<_> = std::fs::read_dir(docker.state_root())
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "state left behind: {left:?}");
+    docker.assert_no_state_left();
 }
