@@ -44,6 +44,9 @@ pub fn setup_linux_vcpu(
     Err(ArchError::Unsupported("booting a Linux-boot-protocol kernel"))
 }
 
+/// The instruction pointer's name in this architecture's fault messages (solo5-hvt's).
+pub const INSTRUCTION_POINTER: &str = "pc";
+
 /// The guest program counter (for error messages).
 pub fn instruction_pointer(vcpu: &VcpuFd) -> Result<u64, ArchError> {
     regs::get_pc(vcpu)

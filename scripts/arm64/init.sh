@@ -1,0 +1,67 @@
+#!/bin/sh
+# /init of the emulated arm64 KVM host that scripts/test-aarch64.sh boots (busybox sh, PID 1).
+# Mounts what the tests need, loads the network modules, waits for /dev/kvm, runs every test
+# binary named in /unik/tests (one "NAME PATH" a line) from the repository's path, and powers off.
+# Each binary's libtest output goes to the console between marker lines the host script reads:
+#   unik-arm64: run NAME      unik-arm64: NAME exited STATUS      unik-arm64: done
+/bin/busybox mkdir -p /proc /sys /dev /tmp /run /bin /sbin /usr/bin /usr/sbin
+/bin/busybox --install -s /bin
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm /run/netns
+mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
+[ -e /dev/ptmx ] || ln -s pts/ptmx /dev/ptmx
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+mkdir -p /run/netns
+mount -t tmpfs tmpfs /dev/shm
+mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
+# Kernel messages (a tap going up, a seccomp kill the tests provoke) would interleave with the
+# tests' output on the one console.
+echo 1 >/proc/sys/kernel/printk
+
+say() { echo "unik-arm64: $*"; }
+halt_host() {
+    sync
+    poweroff -f
+}
+
+. /unik/env
+
+for module in /unik/modules/*.ko; do
+    [ -e "$module" ] || continue
+    insmod "$module" || say "insmod $module failed"
+done
+ip link set lo up
+hostname unik-arm64
+
+# KVM initialises a little after userspace starts.
+waited=0
+while [ ! -c /dev/kvm ]; do
+    if [ "$waited" -ge 120 ]; then
+        say "no /dev/kvm after ${waited}s"
+        halt_host
+    fi
+    sleep 1
+    waited=$((waited + 1))
+done
+say "kvm ready after ${waited}s, uptime $(cut -d' ' -f1 /proc/uptime)s"
+
+cd "$UNIK_REPO" || {
+    say "no $UNIK_REPO"
+    halt_host
+}
+export UNIK_REQUIRE_KVM=1 UNIK_BIN UNIK_TEST_GUESTS RUST_BACKTRACE=1 HOME=/root TMPDIR=/tmp
+while read -r name path; do
+    say "run $name"
+    "$path"
+    say "$name exited $?"
+done </unik/tests
+if [ -s "$UNIK_REPO/target/test-reports/not-run.txt" ]; then
+    cat "$UNIK_REPO/target/test-reports/not-run.txt"
+fi
+say done
+halt_host
