@@ -205,22 +205,110 @@ fn test_net_buffers_that_overflow_or_straddle_are_refused() {
 
 // ---- hvt: ports, widths, MMIO ----
 
+/// Hypercall transport: a 4-byte OUT to port 0x500 + nr on x86_64.
+#[cfg(target_arch = "x86_64")]
+mod transport {
+    /// The guest token of a 4-byte hypercall access to slot `nr` (past HALT too).
+    pub fn slot(nr: u64) -> String {
+        format!("out={:#x}", 0x500 + nr)
+    }
+
+    /// Accesses past the hypercalls, with their errors: past HALT, the rest of the window, and
+    /// the ring-kick port solo5 uses for its shared ring.
+    pub fn strays() -> Vec<(String, String)> {
+        [0x509, 0x50f, 0x5ff, 0x600]
+            .map(|port| {
+                (
+                    format!("out={port:#x}"),
+                    format!("Invalid guest port access: port={port:#x}, size=4"),
+                )
+            })
+            .to_vec()
+    }
+
+    /// Accesses of the right place in the wrong direction or width, with their errors.
+    pub fn wrong_ways() -> Vec<(&'static str, &'static str)> {
+        vec![
+            // A 4-byte IN: hypercalls are OUTs.
+            ("in=0x502", "Invalid guest port access: port=0x502, size=4"),
+            // `rep outsb`: 1-byte accesses, even four in a row.
+            ("outsb=0x502", "Invalid guest port access: port=0x502, size=1"),
+        ]
+    }
+
+    /// MMIO of an hvt guest, through page tables of the guest's own: guest-physical addresses
+    /// with no RAM behind them, just past RAM, and a virtio-mmio window of a Linux-boot VM.
+    pub fn mmio() -> Vec<(String, String)> {
+        vec![
+            (
+                "mmio-read=0xd0000000".into(),
+                "Invalid guest mmio access: addr=0xd0000000, size=4".into(),
+            ),
+            (
+                "mmio-write=end".into(),
+                format!("Invalid guest mmio access: addr={:#x}, size=4", super::MEM),
+            ),
+            (
+                "mmio-write=0xfee00000".into(),
+                "Invalid guest mmio access: addr=0xfee00000, size=4".into(),
+            ),
+        ]
+    }
+}
+
+/// Hypercall transport: a 4-byte store to 0x1_0000_0000 + (nr << 3) on aarch64, in the GiB of
+/// device memory the monitor's page tables map there (an address they do not map faults inside
+/// the guest, which has no vectors, and never reaches the monitor).
+#[cfg(target_arch = "aarch64")]
+mod transport {
+    const BASE: u64 = 0x1_0000_0000;
+
+    /// The guest token of a 4-byte hypercall access to slot `nr` (past HALT too).
+    pub fn slot(nr: u64) -> String {
+        format!("mmio-write={:#x}", BASE + (nr << 3))
+    }
+
+    fn refused(addr: u64) -> String {
+        format!("Invalid guest mmio access: addr={addr:#x}, size=4")
+    }
+
+    /// Stores past the hypercalls, with their errors: past HALT, the rest of the window, the
+    /// page after it, and between two slots.
+    pub fn strays() -> Vec<(String, String)> {
+        [BASE + 0x48, BASE + 0x78, BASE + 0xff8, BASE + 0x1000, BASE + 0x14]
+            .map(|addr| (format!("mmio-write={addr:#x}"), refused(addr)))
+            .to_vec()
+    }
+
+    /// Accesses of the right place in the wrong direction, with their errors (the wrong widths
+    /// are tests/faults.rs's `bad-width` tokens).
+    pub fn wrong_ways() -> Vec<(&'static str, &'static str)> {
+        vec![("mmio-read=0x100000010", "Invalid guest mmio access: addr=0x100000010, size=4")]
+    }
+
+    /// MMIO of an hvt guest elsewhere in the device GiB: reads and writes are faults.
+    pub fn mmio() -> Vec<(String, String)> {
+        [BASE + 0x2000_0000, BASE + 0x3fff_fffc]
+            .iter()
+            .flat_map(|&addr| {
+                [
+                    (format!("mmio-read={addr:#x}"), refused(addr)),
+                    (format!("mmio-write={addr:#x}"), refused(addr)),
+                ]
+            })
+            .collect()
+    }
+}
+
 #[test]
 fn test_every_reserved_or_unregistered_hypercall_port_is_refused() {
     require_kvm!();
     // Number 0 is reserved; 4-7 are registered only with a device of their kind.
     for nr in [0, 4, 5, 6, 7] {
-        assert_refused(
-            &faults(&[&format!("out={:#x}", 0x500 + nr)]),
-            &format!("Invalid guest hypercall: num={nr}"),
-        );
+        assert_refused(&faults(&[&transport::slot(nr)]), &format!("Invalid guest hypercall: num={nr}"));
     }
-    // Past HALT, the rest of the window, and the ring-kick port solo5 uses for its shared ring.
-    for port in [0x509, 0x50f, 0x5ff, 0x600] {
-        assert_refused(
-            &faults(&[&format!("out={port:#x}")]),
-            &format!("Invalid guest port access: port={port:#x}, size=4"),
-        );
+    for (token, error) in transport::strays() {
+        assert_refused(&faults(&[&token]), &error);
     }
     // With only a block device, the net calls stay unregistered (and the other way round).
     let dir = tempdir();
@@ -228,7 +316,7 @@ fn test_every_reserved_or_unregistered_hypercall_port_is_refused() {
     let blk = format!("--block:storage={}", img.display());
     for nr in [6, 7] {
         assert_refused(
-            &hvt("hostile", &[&blk], &[&format!("out={:#x}", 0x500 + nr)]),
+            &hvt("hostile", &[&blk], &[&transport::slot(nr)]),
             &format!("Invalid guest hypercall: num={nr}"),
         );
     }
@@ -237,29 +325,17 @@ fn test_every_reserved_or_unregistered_hypercall_port_is_refused() {
 #[test]
 fn test_wrong_widths_and_directions_on_hypercall_ports_are_refused() {
     require_kvm!();
-    // A 4-byte IN: hypercalls are OUTs.
-    assert_refused(&faults(&["in=0x502"]), "Invalid guest port access: port=0x502, size=4");
-    // `rep outsb`: 1-byte accesses, even four in a row.
-    assert_refused(&faults(&["outsb=0x502"]), "Invalid guest port access: port=0x502, size=1");
+    for (token, error) in transport::wrong_ways() {
+        assert_refused(&faults(&[token]), error);
+    }
 }
 
 #[test]
 fn test_any_mmio_access_of_an_hvt_guest_is_a_fault() {
     require_kvm!();
-    // Guest-physical addresses with no RAM behind them, reached through page tables of the
-    // guest's own: just past RAM, and a virtio-mmio window of a Linux-boot VM.
-    assert_refused(
-        &faults(&["mmio-read=0xd0000000"]),
-        "Invalid guest mmio access: addr=0xd0000000, size=4",
-    );
-    assert_refused(
-        &faults(&["mmio-write=end"]),
-        &format!("Invalid guest mmio access: addr={MEM:#x}, size=4"),
-    );
-    assert_refused(
-        &faults(&["mmio-write=0xfee00000"]),
-        "Invalid guest mmio access: addr=0xfee00000, size=4",
-    );
+    for (token, error) in transport::mmio() {
+        assert_refused(&faults(&[&token]), &error);
+    }
 }
 
 // ---- hvt: floods and endless guests ----
@@ -327,11 +403,15 @@ fn test_sigterm_stops_a_guest_flooding_a_console_nobody_reads() {
     // The console is a pipe the test never reads: the monitor blocks writing to it (PUTS, or
     // the UART's transmitter on vCPU 0). A stop signal must still end it: a write interrupted
     // by the signal gives up.
-    let (faults, virtio) = (guest("faults"), guest("virtio"));
-    for args in [
-        vec!["boot", "--mem=128", faults.to_str().unwrap(), "flood=200"],
-        vec!["boot", "--mem=16", "--cpus=2", virtio.to_str().unwrap(), "serial-flood=4096"],
-    ] {
+    let faults = guest("faults");
+    #[allow(unused_mut)] // the Linux-boot run is x86_64-only
+    let mut runs = vec![vec!["boot", "--mem=128", faults.to_str().unwrap(), "flood=200"]];
+    // The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+    #[cfg(target_arch = "x86_64")]
+    let virtio = guest("virtio");
+    #[cfg(target_arch = "x86_64")]
+    runs.push(vec!["boot", "--mem=16", "--cpus=2", virtio.to_str().unwrap(), "serial-flood=4096"]);
+    for args in runs {
         let mut child = common::unik()
             .args(&args)
             .stdout(Stdio::piped())
@@ -459,6 +539,8 @@ fn test_sigkill_of_a_spinning_hvt_guest_leaves_nothing_behind() {
 
 /// Runs the `virtio` guest with a 64 KiB disk of 'D's and `tokens`; it must survive: status 0,
 /// a valid read after the attack, `virtio: done`. Returns stdout and the warning lines.
+// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+#[cfg(target_arch = "x86_64")]
 fn virtio_survives(tokens: &[&str]) -> (String, Vec<String>) {
     let dir = tempdir();
     let img = disk(&dir, "d.img", 64 << 10, b'D');
@@ -484,6 +566,8 @@ fn virtio_survives(tokens: &[&str]) -> (String, Vec<String>) {
     (text, warnings)
 }
 
+// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn test_malformed_virtio_chains_are_answered_and_the_device_goes_on() {
     require_kvm!();
@@ -507,6 +591,8 @@ fn test_malformed_virtio_chains_are_answered_and_the_device_goes_on() {
     }
 }
 
+// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn test_an_avail_index_far_ahead_is_ignored_with_one_warning() {
     require_kvm!();
@@ -518,6 +604,8 @@ fn test_an_avail_index_far_ahead_is_ignored_with_one_warning() {
     assert!(warnings[0].contains("the driver's avail ring is invalid"), "{warnings:?}");
 }
 
+// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn test_rings_outside_ram_and_bad_queue_sizes_make_the_device_need_a_reset() {
     require_kvm!();
@@ -537,6 +625,8 @@ fn test_rings_outside_ram_and_bad_queue_sizes_make_the_device_need_a_reset() {
     }
 }
 
+// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn test_notifications_of_queues_not_running_or_not_there_are_ignored() {
     require_kvm!();
@@ -547,6 +637,8 @@ fn test_notifications_of_queues_not_running_or_not_there_are_ignored() {
     assert_eq!(warnings, Vec::<String>::new());
 }
 
+// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn test_register_accesses_of_the_wrong_width_are_ignored() {
     require_kvm!();
@@ -560,6 +652,8 @@ fn test_register_accesses_of_the_wrong_width_are_ignored() {
     assert_eq!(warnings, Vec::<String>::new());
 }
 
+// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn test_wide_and_stray_port_accesses_are_survived() {
     require_kvm!();
@@ -577,6 +671,8 @@ fn test_wide_and_stray_port_accesses_are_survived() {
 
 #[test]
 #[allow(clippy::zombie_processes)] // reaped by wait4 in wait_with_peak_rss
+// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+#[cfg(target_arch = "x86_64")]
 fn test_a_serial_console_flood_arrives_whole_with_bounded_memory() {
     require_kvm!();
     let dir = tempdir();
@@ -617,6 +713,8 @@ fn test_a_serial_console_flood_arrives_whole_with_bounded_memory() {
     assert!(peak_kib > 0 && peak_kib < 64 << 10, "the monitor's peak RSS was {peak_kib} KiB");
 }
 
+// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn test_malformed_virtio_net_transmissions_are_dropped() {
     require_kvm!();
