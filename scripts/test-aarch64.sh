@@ -95,8 +95,10 @@ build_guests() {
         cd tests/guests
         unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_TARGET
         CARGO_TARGET_DIR="$repo/target/guests-aarch64" cargo build --release --quiet --target aarch64-unknown-none
-        # An explicit RUSTFLAGS replaces the config's relocation-model=static.
-        CARGO_TARGET_DIR="$repo/target/guests-pie-aarch64" RUSTFLAGS="-C relocation-model=pie" \
+        # An explicit RUSTFLAGS replaces the config's relocation-model=static; unlike
+        # x86_64-unknown-none, aarch64-unknown-none links position-independent code as ET_EXEC
+        # unless the linker is asked for a PIE.
+        CARGO_TARGET_DIR="$repo/target/guests-pie-aarch64" RUSTFLAGS="-C relocation-model=pie -C link-arg=-pie" \
             cargo build --release --quiet --target aarch64-unknown-none --bin hello
     )
 }

@@ -105,7 +105,18 @@ fn test_boot_info_describes_memory_and_clock() {
     assert_eq!(value(&text, "mem_size"), 8 << 20);
     let end = value(&text, "kernel_end");
     assert!(end > 0x10_0000 && end % 0x1000 == 0 && end < 8 << 20, "kernel_end {end:#x}");
-    assert!(value(&text, "cpu_cycle_freq") > 100_000_000);
+    let freq = value(&text, "cpu_cycle_freq");
+    // x86_64: the TSC's frequency, above 100 MHz on any machine KVM runs on.
+    #[cfg(target_arch = "x86_64")]
+    assert!(freq > 100_000_000, "cpu_cycle_freq {freq}");
+    // aarch64: the generic timer's, which the host reads as the guest does (CNTFRQ_EL0).
+    #[cfg(target_arch = "aarch64")]
+    {
+        let host: u64;
+        // SAFETY: CNTFRQ_EL0 is readable at EL0 under Linux; reading it has no side effects.
+        unsafe { std::arch::asm!("mrs {}, cntfrq_el0", out(reg) host, options(nomem, nostack)) };
+        assert_eq!(freq, host, "cpu_cycle_freq");
+    }
 }
 
 #[test]

@@ -60,6 +60,31 @@ fn hvt(guest_name: &str, extra: &[&str], tokens: &[&str]) -> Output {
     common::boot(&args)
 }
 
+/// The address of the guests' scratch buffer (`buf` in their tokens): the `hostile::BUF` symbol
+/// of guest `name`'s ELF symbol table (where it lands depends on the architecture's code size).
+fn buf(name: &str) -> u64 {
+    let elf = std::fs::read(guest(name)).unwrap();
+    let u16_at = |at: usize| usize::from(u16::from_le_bytes(elf[at..at + 2].try_into().unwrap()));
+    let u32_at = |at: usize| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap());
+    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap());
+    let to_usize = |v: u64| usize::try_from(v).unwrap();
+    let (shoff, shentsize, shnum) = (to_usize(u64_at(0x28)), u16_at(0x3a), u16_at(0x3c));
+    let section = |i: usize| shoff + i * shentsize;
+    let symtab = (0..shnum).map(section).find(|&sh| u32_at(sh + 4) == 2).expect("a symbol table");
+    let strtab = section(usize::try_from(u32_at(symtab + 0x28)).unwrap());
+    let strings = &elf[to_usize(u64_at(strtab + 0x18))..];
+    let (start, size) = (to_usize(u64_at(symtab + 0x18)), to_usize(u64_at(symtab + 0x20)));
+    elf[start..start + size]
+        .chunks_exact(24)
+        .find(|sym| {
+            let name = &strings[usize::try_from(u32::from_le_bytes(sym[..4].try_into().unwrap())).unwrap()..];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap()];
+            name.windows(12).any(|w| w == b"7hostile3BUF")
+        })
+        .map(|sym| u64::from_le_bytes(sym[8..16].try_into().unwrap()))
+        .expect("the hostile::BUF symbol")
+}
+
 fn faults(tokens: &[&str]) -> Output {
     hvt("faults", &[], tokens)
 }
@@ -144,11 +169,15 @@ fn test_block_buffers_that_overflow_or_straddle_are_refused() {
     assert_eq!(out.status.code(), Some(0), "stdout: {} stderr: {}", stdout(&out), stderr(&out));
     assert_clean(&out);
     let text = stdout(&out);
+    let buf = buf("hostile");
     assert!(
-        text.contains("hostile: nr=5 words=0x1,0x0,0x105000,0xffffffffffffffff,0x2\n"),
+        text.contains(&format!("hostile: nr=5 words=0x1,0x0,{buf:#x},0xffffffffffffffff,0x2\n")),
         "{text}"
     );
-    assert!(text.contains("hostile: nr=4 words=0x7,0x0,0x105000,0x200,0x2\n"), "{text}");
+    assert!(
+        text.contains(&format!("hostile: nr=4 words=0x7,0x0,{buf:#x},0x200,0x2\n")),
+        "{text}"
+    );
     assert!(text.contains("hostile: done"), "{text}");
 }
 
@@ -191,7 +220,7 @@ fn test_net_buffers_that_overflow_or_straddle_are_refused() {
     // NET_READ checks the whole buffer it may fill: len = u64::MAX is a fault.
     assert_refused(
         &run(&["raw=7@buf:1,buf,max,0xffffffff"]),
-        "Invalid guest access: gpa=0x105000, sz=18446744073709551615",
+        &format!("Invalid guest access: gpa={:#x}, sz=18446744073709551615", buf("hostile_net")),
     );
     // NET_WRITE refuses a frame longer than MTU + 14 with EINVAL (2) before looking at the
     // buffer; an empty tap answers NET_READ with AGAIN (1). The guest goes on.
@@ -199,8 +228,15 @@ fn test_net_buffers_that_overflow_or_straddle_are_refused() {
     assert_eq!(out.status.code(), Some(0), "stdout: {} stderr: {}", stdout(&out), stderr(&out));
     assert_clean(&out);
     let text = stdout(&out);
-    assert!(text.contains("hostile: nr=6 words=0x1,0x105000,0xffffffffffffffff,0x2\n"), "{text}");
-    assert!(text.contains("hostile: nr=7 words=0x1,0x105100,0x40,0x1\n"), "{text}");
+    let buf = buf("hostile_net");
+    assert!(
+        text.contains(&format!("hostile: nr=6 words=0x1,{buf:#x},0xffffffffffffffff,0x2\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("hostile: nr=7 words=0x1,{:#x},0x40,0x1\n", buf + 0x100)),
+        "{text}"
+    );
 }
 
 // ---- hvt: ports, widths, MMIO ----
