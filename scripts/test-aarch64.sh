@@ -9,7 +9,8 @@
 # Usage: scripts/test-aarch64.sh [BINARY...]
 #   BINARY: run only these test binaries, e.g. unit-vmm integration-boot (default: all).
 #   Downloads are cached in target/arm64-host/; UNIK_ARM64_TIMEOUT (seconds, default 1500) bounds
-#   the emulated host's run.
+#   the emulated host's run; UNIK_ARM64_TEST_ARGS are passed to every test binary (a test name
+#   filter, --nocapture).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -21,8 +22,10 @@ musl=aarch64-unknown-linux-musl
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc
 
 # Debian arm64 packages: the kernel (its KVM is built in), busybox for /init and the shell
-# tools, and iproute2 with the libraries its ip(8) links (network namespaces and taps).
-debs=(linux-image-cloud-arm64 busybox-static iproute2 libbpf1 libelf1 zlib1g libmnl0 libbsd0 libmd0 libcap2 libc6)
+# tools, iproute2 with the libraries its ip(8) links (network namespaces and taps), and runc
+# (unik hands it the containers that are no unikernels).
+debs=(linux-image-cloud-arm64 busybox-static iproute2 libbpf1 libelf1 zlib1g libmnl0 libbsd0 libmd0 libcap2 libc6
+    runc libseccomp2)
 # Network modules: taps, veth pairs, the tc ingress + u32 + mirred splice of container networking.
 modules=(tun veth sch_ingress cls_u32 act_mirred)
 # Integration tests that cannot run in the emulated host, and why.
@@ -133,6 +136,7 @@ make_initramfs() {
     cp "$cache/root/bin/busybox" "$stage/bin/busybox"
     ln -s busybox "$stage/bin/sh"
     install_elf /bin/ip
+    install_elf /usr/sbin/runc
     cp -L "$cache/root/lib/ld-linux-aarch64.so.1" "$stage/lib/"
     kernel_version=$(basename "$(ls -d "$cache"/root/lib/modules/*)")
     for module in "${modules[@]}"; do
@@ -155,15 +159,16 @@ make_initramfs() {
 UNIK_REPO=$repo
 UNIK_BIN=$repo/target/arm64/unik
 UNIK_TEST_GUESTS=$repo/target/arm64/guests
+UNIK_TEST_ARGS='${UNIK_ARM64_TEST_ARGS:-}'
 EOF
     : >"$stage/unik/tests"
     # Unit tests first, then the integration tests, each group in name order.
     while read -r kind name path; do
+        [ "$only" = "  " ] || [[ "$only" == *" $kind-$name "* ]] || continue
         if [ "$kind" = integration ] && [ -n "${not_here[$name]:-}" ]; then
             echo "not run: tests/$name.rs: ${not_here[$name]}" >>"$cache/not-here"
             continue
         fi
-        [ "$only" = "  " ] || [[ "$only" == *" $kind-$name "* ]] || continue
         aarch64-linux-gnu-strip -o "$stage$repo/target/arm64/$kind-$name" "$path"
         echo "$kind-$name $repo/target/arm64/$kind-$name" >>"$stage/unik/tests"
     done < <(sort -k1,1r -k2,2 "$cache/binaries")
