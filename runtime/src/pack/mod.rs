@@ -23,7 +23,7 @@ pub mod reference;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -121,6 +121,9 @@ pub enum PackError {
     /// A setting the runtime would refuse.
     #[error("{0}")]
     Setting(String),
+    /// `SOURCE_DATE_EPOCH` that is not a number of seconds.
+    #[error("SOURCE_DATE_EPOCH: '{0}' is not a number of seconds since 1970")]
+    SourceDateEpoch(String),
     /// Two files that would have the same path in the image.
     #[error("{0}")]
     Layout(String),
@@ -200,9 +203,13 @@ fn check_kernel(path: &Path, file: &File) -> Result<(GuestKind, Vec<String>), Pa
     let kind = vmm::loader::image_kind(file).map_err(|e| kernel_err(e.to_string()))?;
     match kind {
         ImageKind::Solo5 => {
+            // No larger than the largest guest, which it must fit in; read from the file checked.
             let max = vmm::memory::MEM_MAX_MIB << 20;
-            let image = vmm::host::files::read_regular(vmm::host::files::Root::Host, path, max, "of the largest guest's memory")
-                .map_err(|e| kernel_err(e.to_string()))?;
+            let mut image = Vec::new();
+            file.take(max + 1).read_to_end(&mut image).map_err(|e| kernel_err(e.to_string()))?;
+            if image.len() as u64 > max {
+                return Err(kernel_err(format!("more than the {max} bytes of the largest guest's memory")));
+            }
             let exe = Executable::parse(&image, HOST_MACHINE).map_err(|e| kernel_err(e.to_string()))?;
             let manifest = Manifest::parse(exe.manifest_note()).map_err(|e| kernel_err(format!("Solo5 manifest is invalid: {e}")))?;
             let blocks = manifest
@@ -280,6 +287,14 @@ fn plan(spec: &PackSpec) -> Result<Plan, PackError> {
             content: Content::File(file, size),
         });
     }
+    let cmdline = spec.args.join(" ");
+    if kind == GuestKind::Hvt && cmdline.len() > vmm::hvt::CMDLINE_MAX {
+        return Err(PackError::Setting(format!(
+            "--arg: the guest's command line would be {} characters, more than the {} a solo5-hvt unikernel takes",
+            cmdline.len(),
+            vmm::hvt::CMDLINE_MAX
+        )));
+    }
     let mut blocks = BTreeMap::new();
     for (name, path) in &spec.blocks {
         if blocks.contains_key(name) {
@@ -342,10 +357,7 @@ fn plan(spec: &PackSpec) -> Result<Plan, PackError> {
 /// The time every entry and the configuration carry: `SOURCE_DATE_EPOCH` (seconds), else 0.
 fn source_date_epoch() -> Result<u64, PackError> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| PackError::Setting(format!("SOURCE_DATE_EPOCH: '{v}' is not a number of seconds"))),
+        Ok(v) => v.trim().parse().map_err(|_| PackError::SourceDateEpoch(v.clone())),
         Err(_) => Ok(0),
     }
 }

@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
@@ -86,8 +87,9 @@ fn layer_entries(blob: &[u8]) -> Vec<Entry> {
 }
 
 /// Unpacks `layer` as a bundle's rootfs with `process.args` = Entrypoint + Cmd of `config` and
-/// no annotations (as docker before 24 hands it over), and loads it as the runtime does.
-fn run_as_docker_would(config: &serde_json::Value, layer: &[Entry]) -> crate::bundle::Bundle {
+/// no annotations (as docker before 24 hands it over), and loads it as the runtime does; the
+/// bundle's directory lives as long as the returned `TempDir`.
+fn run_as_docker_would(config: &serde_json::Value, layer: &[Entry]) -> (tempfile::TempDir, crate::bundle::Bundle) {
     let c = &config["config"];
     let mut args: Vec<String> = serde_json::from_value(c["Entrypoint"].clone()).unwrap();
     args.extend(
@@ -103,8 +105,7 @@ fn run_as_docker_would(config: &serde_json::Value, layer: &[Entry]) -> crate::bu
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let dir = crate::bundle::tests::bundle(crate::bundle::tests::config(&args, serde_json::json!({})), &files);
     let bundle = load(dir.path()).unwrap();
-    std::mem::forget(dir); // the bundle's paths stay valid for the caller
-    bundle
+    (dir, bundle)
 }
 
 #[test]
@@ -187,7 +188,7 @@ fn test_docker_archive_layout_and_what_the_runtime_reads_from_it() {
     assert_eq!(unik_json, want, "/unik.json and the labels say the same");
 
     // What the runtime makes of the unpacked image, started with the image's command.
-    let b = run_as_docker_would(&config, &layer);
+    let (_bundle_dir, b) = run_as_docker_would(&config, &layer);
     assert_eq!(b.network.template.as_deref(), Some("mirage"));
     assert_eq!(b.network.devices, ["service0"]);
     let BundleKind::Unikernel(cfg) = b.kind else {
@@ -202,8 +203,6 @@ fn test_docker_archive_layout_and_what_the_runtime_reads_from_it() {
         ("storage", &b.rootfs.join("block/storage.img"))
     );
 }
-
-use std::os::unix::fs::PermissionsExt;
 
 #[test]
 fn test_oci_layout_names_every_blob_by_its_digest() {
@@ -251,7 +250,7 @@ fn test_oci_layout_names_every_blob_by_its_digest() {
     let entries = layer_entries(blob(&layer["digest"]));
     let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(paths, ["hello.hvt", "unik.json"]);
-    let b = run_as_docker_would(&config, &entries);
+    let (_bundle_dir, b) = run_as_docker_would(&config, &entries);
     assert!(matches!(b.kind, BundleKind::Unikernel(_)), "{:?}", b.kind);
 }
 
@@ -307,7 +306,7 @@ fn test_a_linux_kernel_with_initrd_disks_and_cpus() {
     );
     assert_eq!(config["config"]["Labels"][KIND], "linux");
     assert_eq!(config["config"]["Labels"][INITRD], "/initrd.cpio");
-    let b = run_as_docker_would(&config, &layer);
+    let (_bundle_dir, b) = run_as_docker_would(&config, &layer);
     let BundleKind::Unikernel(cfg) = b.kind else {
         panic!("not a unikernel")
     };
@@ -404,6 +403,10 @@ fn test_bad_inputs_are_named_and_leave_no_file() {
             "unknown placeholder {addr}",
         ),
         (with("unik.json", &|_| {}), "'/unik.json' is reserved in the image"),
+        (
+            with("plain.hvt", &|s| s.args = vec!["x".repeat(8000), "y".repeat(191)]),
+            "would be 8192 characters, more than the 8191 a solo5-hvt unikernel takes",
+        ),
     ];
     for (s, want) in cases {
         let err = pack(&s, &out).map(|_| panic!("{want}: packed")).unwrap_err().to_string();
