@@ -95,6 +95,7 @@ impl HvtVm {
         let mut manifest = Manifest::parse(exe.manifest_note())?;
         let devices = hvt::attach(&mut manifest, &cfg.nets, &cfg.blocks, cfg.root())?;
         let cmdline = cfg.cmdline.join(" ");
+        let debug = Debugging::open(cfg)?;
 
         let kvm = Kvm::new().map_err(Error::KvmOpen)?;
         let version = kvm.get_api_version();
@@ -126,7 +127,6 @@ impl HvtVm {
         let stop = StopSignals::new(cfg.timeout).map_err(Error::Signals)?;
         let hvt = Hvt::new(ram.clone(), devices, console, stop.fd())?;
         let mut filters = Filters::new(cfg.seccomp, &[ThreadKind::HvtVcpu])?;
-        let debug = Debugging::open(cfg)?;
         if let Some(cores) = &debug.cores {
             let rules = DebugRules {
                 core_dir: Some(cores.raw_fd()),

@@ -4,7 +4,7 @@
 //! Calls `gdb_tick(1)`, `gdb_tick(2)`, `gdb_tick(3)` (each adds its argument to `GDB_COUNTER`),
 //! prints `debugee: counter N` and halts with 0. Tokens: `abort` (HALT 255 from
 //! `gdb_crash_inner`, called by `gdb_crash_outer`), `fault` (`ud2` there instead: no IDT, a
-//! triple fault).
+//! triple fault), `spin` (calls `gdb_tick(0)` forever: no exits, for the debugger's Ctrl-C).
 #![no_std]
 #![no_main]
 
@@ -49,6 +49,9 @@ pub extern "C" fn gdb_crash_outer(fault: bool) -> u64 {
 fn main(_bi: &BootInfo, cmdline: &str) -> i32 {
     for n in 1..=3 {
         gdb_tick(core::hint::black_box(n));
+    }
+    while flag(cmdline, "spin") {
+        gdb_tick(core::hint::black_box(0));
     }
     if flag(cmdline, "abort") || flag(cmdline, "fault") {
         gdb_crash_outer(flag(cmdline, "fault"));
