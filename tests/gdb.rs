@@ -243,3 +243,46 @@ fn test_bad_debug_options_are_clear_errors() {
     let out = boot(&["--gdb", "0", guest]);
     common::assert_fails_with(&out, 1, "invalid value '0' for '--gdb <PORT>'");
 }
+
+#[test]
+fn test_gdb_debugs_a_linux_boot_guest() {
+    require_kvm!();
+    let guest = debug_guest("virtio");
+    let port = free_port();
+    let child = start_debugged(port, &[guest.to_str().unwrap(), "exit=5"]);
+    let target = format!("target remote :{port}");
+    let log = gdb(
+        &guest,
+        None,
+        &[
+            &target,
+            "info registers rip",
+            "break guest_entry",
+            "continue",
+            "print kind",
+            "next",
+            "bt",
+            "delete",
+            "continue",
+        ],
+    );
+    let out = finish(child);
+    // Stopped at the PVH entry (32-bit), then in the 64-bit Rust code the guest pages in.
+    assert!(log.contains("<pvh_start32>"), "{log}");
+    assert!(log.contains("Breakpoint 1, virtio::guest_entry (kind=1"), "{log}");
+    assert!(log.contains("$1 = 1"), "{log}");
+    assert!(log.contains("pvh_start64"), "{log}");
+    assert!(log.contains("[Inferior 1 (process 1) exited with code 05]"), "{log}");
+    assert_eq!(out.status.code(), Some(5), "{log}");
+}
+
+#[test]
+fn test_linux_boot_guests_take_gdb_with_one_vcpu_and_no_dumpcore() {
+    require_kvm!();
+    let guest = debug_guest("virtio");
+    let guest = guest.to_str().unwrap();
+    let out = boot(&["--cpus=2", "--gdb", &free_port().to_string(), guest]);
+    common::assert_fails_with(&out, 1, "--gdb debugs a Linux-boot guest with one vCPU (--cpus 1)");
+    let out = boot(&["--dumpcore", "/tmp", guest]);
+    common::assert_fails_with(&out, 1, "--dumpcore writes cores of hvt guests only");
+}

@@ -443,6 +443,23 @@ pub fn run(
     vcpu: &mut VcpuFd,
     view: GuestView<'_>,
     stop: &StopSignals,
+    handle: impl FnMut(VcpuExit<'_>) -> Result<Action, ExitFault>,
+) -> RunResult {
+    let flag = std::ptr::from_mut(&mut vcpu.get_kvm_run().immediate_exit);
+    // SAFETY: `flag` points into the kvm_run mapping owned by `vcpu`, which outlives this
+    // function; `disarm_vcpu` runs before we return. A stop signal or gdb's Ctrl-C that lands
+    // just before KVM_RUN then still makes it return at once.
+    unsafe { stop.arm_vcpu(flag) };
+    let result = serve(conn, vcpu, view, stop, handle);
+    stop.disarm_vcpu();
+    result
+}
+
+fn serve(
+    conn: GdbConnection,
+    vcpu: &mut VcpuFd,
+    view: GuestView<'_>,
+    stop: &StopSignals,
     mut handle: impl FnMut(VcpuExit<'_>) -> Result<Action, ExitFault>,
 ) -> RunResult {
     let mut target = DebugTarget {
