@@ -669,6 +669,34 @@ mod tests {
     }
 
     #[test]
+    fn test_debug_rules_add_only_their_calls_to_vcpu_threads() {
+        let keys = |kind, debug: &DebugRules| -> Vec<libc::c_long> { rules(kind, 1, debug).unwrap().into_keys().collect() };
+        let debug = DebugRules {
+            gdb_socket: Some(7),
+            core_dir: Some(8),
+        };
+        for kind in ThreadKind::ALL {
+            let plain = keys(kind, &DebugRules::default());
+            assert_eq!(plain, allowed_calls(kind), "{kind:?}: no debug rules by default");
+            let added: Vec<_> = keys(kind, &debug).into_iter().filter(|c| !plain.contains(c)).collect();
+            let want: &[libc::c_long] = match kind {
+                ThreadKind::HvtVcpu => &[libc::SYS_openat, libc::SYS_recvfrom],
+                ThreadKind::LinuxVcpu => &[libc::SYS_openat, libc::SYS_recvfrom, libc::SYS_mincore],
+                ThreadKind::Devices | ThreadKind::LinkWatch => &[],
+            };
+            let mut want = want.to_vec();
+            want.sort_unstable();
+            let mut added = added;
+            added.sort_unstable();
+            assert_eq!(added, want, "{kind:?}");
+            assert!(Filter::with_debug(kind, SeccompMode::On, &debug).unwrap().is_some());
+        }
+        // The gdb ioctls are the stub's only.
+        assert!(!vcpu_ioctls().contains(&ioctls::KVM_SET_GUEST_DEBUG()));
+        assert!(debug.ioctls().contains(&ioctls::KVM_SET_GUEST_DEBUG()));
+    }
+
+    #[test]
     fn test_modes_parse_and_print() {
         for mode in [SeccompMode::On, SeccompMode::Log, SeccompMode::Off] {
             assert_eq!(mode.to_string().parse::<SeccompMode>().unwrap(), mode);
