@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what unik needs to build and test on a Debian 12 machine with KVM: Debian packages for
-# the network, containerd and docker tests, ACPICA's iasl (checks the ACPI tables), and the
+# the network, containerd and docker tests, ACPICA's iasl (checks the ACPI tables), gdb (the
+# debugging tests), and the
 # bare-metal Rust target the test unikernels are built for.
 # Idempotent.
 set -euo pipefail
@@ -16,6 +17,7 @@ command -v nsenter >/dev/null || need_pkgs+=(util-linux)
 command -v runc >/dev/null || need_pkgs+=(runc)
 [ -x /bin/busybox ] || need_pkgs+=(busybox-static)
 command -v iasl >/dev/null || need_pkgs+=(acpica-tools)
+command -v gdb >/dev/null || need_pkgs+=(gdb)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

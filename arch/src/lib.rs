@@ -9,6 +9,25 @@
 
 mod hypercall;
 
+/// Guest debugging: gdb's register layout, an ELF core's registers, KVM guest debug.
+pub mod debug {
+    /// What stopped a vCPU that KVM guest debug was on for.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum DebugEvent {
+        /// A single step completed.
+        Step,
+        /// A breakpoint was hit.
+        Breakpoint,
+        /// Another debug exception.
+        Other,
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    pub use crate::aarch64::debug::*;
+    #[cfg(target_arch = "x86_64")]
+    pub use crate::x86_64::debug::*;
+}
+
 pub use hypercall::{DecodeError, HYPERCALL_MAX, HvtCall};
 
 #[cfg(target_arch = "x86_64")]

@@ -206,6 +206,7 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
         .and_then(|c| Some((c.quota()?, c.period()?)));
     let mut classified = classify(&path, &view, &annotations, &args, mem_limit)?;
     if let BundleKind::Unikernel(cfg) = &mut classified.kind {
+        cfg.gdb = crate::annotations::gdb_port(&annotations).map_err(|e| bundle_err(&path, e))?;
         if cfg.kind == Some(GuestKind::Linux) {
             cfg.vcpus = guest_vcpus(annotations.get(CPUS), cpu_limit).map_err(|e| bundle_err(&path, e))?;
         }

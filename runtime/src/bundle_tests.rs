@@ -132,6 +132,29 @@ fn test_unik_annotations() {
     assert_eq!(cfg.mem_mib, 32);
     assert_eq!(cfg.blocks.len(), 1);
     assert_eq!(cfg.blocks[0].name, "storage");
+    // The debugger is off by default.
+    assert_eq!(cfg.gdb, None);
+}
+
+#[test]
+fn test_gdb_annotation() {
+    let kernel = hvt_elf(&[]);
+    let with = |port: &str| {
+        let ann = serde_json::json!({ KERNEL: "app", "dev.unik.gdb": port });
+        let b = bundle(config(&[], ann), &[("/app", &kernel)]);
+        load(b.path()).map(|loaded| match loaded.kind {
+            BundleKind::Unikernel(cfg) => cfg.gdb,
+            BundleKind::NotUnikernel(_) => panic!("not recognised as a unikernel"),
+        })
+    };
+    assert_eq!(with("1234").unwrap(), Some(1234));
+    for bad in ["0", "65536", "gdb"] {
+        let err = with(bad).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("dev.unik.gdb: '{bad}' is not a port from 1 to 65535")),
+            "{err}"
+        );
+    }
 }
 
 #[test]

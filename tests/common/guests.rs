@@ -27,6 +27,11 @@ fn repo() -> &'static Path {
 
 /// Builds the guests workspace into `target_dir`, with `rustflags` overriding its config when set.
 fn build(target_dir: &Path, rustflags: Option<&str>) {
+    build_with(target_dir, rustflags, &[]);
+}
+
+/// [`build`] with more environment variables (a profile override).
+fn build_with(target_dir: &Path, rustflags: Option<&str>, env: &[(&str, &str)]) {
     let dir = repo().join("tests/guests");
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     // Cargo reads tests/guests/.cargo/config.toml (static relocation model) only from this cwd.
@@ -41,6 +46,7 @@ fn build(target_dir: &Path, rustflags: Option<&str>) {
     if let Some(flags) = rustflags {
         cmd.env("RUSTFLAGS", flags);
     }
+    cmd.envs(env.iter().copied());
     let out = cmd.output().expect("run cargo for the test guests");
     assert!(
         out.status.success(),
@@ -58,6 +64,20 @@ pub fn guest(name: &str) -> PathBuf {
         }
         let target_dir = repo().join("target/guests");
         build(&target_dir, None);
+        target_dir.join(TARGET).join("release")
+    });
+    let path = dir.join(name);
+    assert!(path.is_file(), "no test guest {name} at {}", path.display());
+    path
+}
+
+/// Path of test guest `name` built with full debug information (DWARF: line numbers, types,
+/// call frames), for the debugger's tests; the release build has symbols only.
+pub fn debug_guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let target_dir = repo().join("target/guests-debug");
+        build_with(&target_dir, None, &[("CARGO_PROFILE_RELEASE_DEBUG", "full")]);
         target_dir.join(TARGET).join("release")
     });
     let path = dir.join(name);

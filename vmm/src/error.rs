@@ -65,6 +65,12 @@ pub enum Error {
     /// Signal handling could not be set up.
     #[error("Could not set up signal handling: {0}")]
     Signals(std::io::Error),
+    /// The gdb stub could not listen or connect.
+    #[error(transparent)]
+    Gdb(#[from] crate::debug::gdb::GdbError),
+    /// The core directory could not be opened.
+    #[error(transparent)]
+    Core(#[from] crate::debug::coredump::CoreError),
     /// A seccomp filter could not be built or installed.
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),

@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::hvt::{self, Hvt, Manifest};
 use crate::loader::Executable;
 use crate::memory::{GuestRam, guest_mem_size};
-use crate::seccomp::{Filters, ThreadKind};
+use crate::seccomp::{DebugRules, Filters, ThreadKind};
 use crate::signal::StopSignals;
 use crate::slots::Slots;
 use crate::vcpu::{self, ExitStatus, LazyRam};
@@ -30,6 +30,50 @@ pub struct HvtVm {
     ram: GuestRam,
     stop: StopSignals,
     filters: Filters,
+    debug: Debugging,
+}
+
+/// `--gdb` and `--dumpcore`: the stub's listening socket, the core directory and the kernel's
+/// path (which names the core).
+#[derive(Debug, Default)]
+pub(crate) struct Debugging {
+    pub(crate) gdb: Option<crate::debug::gdb::GdbListener>,
+    pub(crate) cores: Option<crate::debug::coredump::CoreDir>,
+    pub(crate) kernel: std::path::PathBuf,
+}
+
+impl Debugging {
+    /// Binds the gdb port and opens the core directory the configuration asks for.
+    pub(crate) fn open(cfg: &VmConfig) -> Result<Debugging, Error> {
+        let gdb = match cfg.gdb {
+            Some(port) => Some(crate::debug::gdb::GdbListener::bind(port)?),
+            None => None,
+        };
+        let cores = match &cfg.dumpcore {
+            Some(dir) => Some(crate::debug::coredump::CoreDir::open(dir)?),
+            None => None,
+        };
+        Ok(Debugging {
+            gdb,
+            cores,
+            kernel: cfg.kernel.clone(),
+        })
+    }
+
+    /// Writes a core when `result` is an abort (HALT 255) or a fault; a failure is logged, never
+    /// the run's result.
+    pub(crate) fn dump_if_aborted(&self, result: &Result<ExitStatus, vcpu::VcpuError>, vcpu: &VcpuFd, mem: &vm_memory::GuestMemoryMmap) {
+        let Some(cores) = &self.cores else { return };
+        let signal = match result {
+            Ok(ExitStatus::Halt(status)) if ExitStatus::Halt(*status).code() == 255 => libc::SIGABRT,
+            Err(vcpu::VcpuError::Guest { .. }) => libc::SIGSEGV,
+            _ => return,
+        };
+        match cores.write(&self.kernel, vcpu, mem, signal) {
+            Ok(path) => log::warn!("guest core written to {}", path.display()),
+            Err(e) => log::error!("{e}"),
+        }
+    }
 }
 
 impl HvtVm {
@@ -53,6 +97,7 @@ impl HvtVm {
         let mut manifest = Manifest::parse(exe.manifest_note())?;
         let devices = hvt::attach(&mut manifest, &cfg.nets, &cfg.blocks, cfg.root())?;
         let cmdline = cfg.cmdline.join(" ");
+        let debug = Debugging::open(cfg)?;
 
         let kvm = Kvm::new().map_err(Error::KvmOpen)?;
         let version = kvm.get_api_version();
@@ -90,7 +135,14 @@ impl HvtVm {
 
         let stop = StopSignals::new(cfg.timeout).map_err(Error::Signals)?;
         let hvt = Hvt::new(ram.clone(), devices, console, stop.fd())?;
-        let filters = Filters::new(cfg.seccomp, &[ThreadKind::HvtVcpu])?;
+        let mut filters = Filters::new(cfg.seccomp, &[ThreadKind::HvtVcpu])?;
+        if let Some(cores) = &debug.cores {
+            let rules = DebugRules {
+                core_dir: Some(cores.raw_fd()),
+                ..DebugRules::default()
+            };
+            filters.add_debug_rules(ThreadKind::HvtVcpu, &rules)?;
+        }
         Ok(HvtVm {
             vcpu,
             vm,
@@ -100,6 +152,7 @@ impl HvtVm {
             ram,
             stop,
             filters,
+            debug,
         })
     }
 
@@ -107,13 +160,42 @@ impl HvtVm {
     /// The thread's seccomp filter goes on before the first `KVM_RUN`.
     pub fn run(mut self) -> Result<ExitStatus, Error> {
         self.stop.install().map_err(Error::Signals)?;
+        // gdb connects before the filter goes on (accepting is not in it); the filter then lets
+        // this thread peek at that connection and no other.
+        let gdb = match self.debug.gdb.take() {
+            Some(listener) => match listener.accept(&self.stop)? {
+                Some(conn) => Some(conn),
+                None => return Ok(vcpu::stop_status(self.stop.received().unwrap_or(libc::SIGINT))),
+            },
+            None => None,
+        };
+        if let Some(conn) = &gdb {
+            let rules = DebugRules {
+                gdb_socket: Some(conn.raw_fd()),
+                core_dir: self.debug.cores.as_ref().map(crate::debug::coredump::CoreDir::raw_fd),
+            };
+            self.filters.add_debug_rules(ThreadKind::HvtVcpu, &rules)?;
+        }
         self.filters.install(ThreadKind::HvtVcpu)?;
         let mut lazy = LazyRam {
             vm: &self.vm,
             slots: &mut self.slots,
         };
-        let status = vcpu::run_hvt(&mut self.vcpu, &mut self.hvt, &self.ram, &self.stop, &mut lazy);
+        let status = match gdb {
+            Some(conn) => {
+                let view = crate::debug::gdb::GuestView {
+                    mem: self.ram.mmap(),
+                    read_only: self.ram.read_only_ranges(),
+                };
+                let (hvt, ram) = (&mut self.hvt, &self.ram);
+                crate::debug::gdb::run(conn, &mut self.vcpu, view, &self.stop, |exit| {
+                    vcpu::handle_hvt_exit(exit, hvt, ram, &mut lazy)
+                })
+            }
+            None => vcpu::run_hvt(&mut self.vcpu, &mut self.hvt, &self.ram, &self.stop, &mut lazy),
+        };
         debug!("guest RAM slots registered: {}", self.slots.registered_count());
+        self.debug.dump_if_aborted(&status, &self.vcpu, self.ram.mmap());
         if log::log_enabled!(log::Level::Debug) {
             match self.ram.resident_bytes() {
                 Ok(bytes) => debug!("guest memory resident: {} KiB", bytes / 1024),

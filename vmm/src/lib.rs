@@ -10,6 +10,7 @@
 pub mod acpi;
 pub mod calendar;
 pub mod config;
+pub mod debug;
 pub mod devices;
 pub mod error;
 pub mod exit;

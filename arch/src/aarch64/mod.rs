@@ -1,5 +1,6 @@
 //! aarch64: EL1h with the MMU on and identity-mapped tables, solo5-hvt's entry state.
 
+pub(crate) mod debug;
 pub mod layout;
 mod paging;
 mod regs;

@@ -45,6 +45,9 @@ pub enum LinuxError {
     /// A vCPU count outside 1..=[`crate::config::MAX_VCPUS`].
     #[error("{0} vCPUs: a Linux-boot guest has from 1 to {max} (--cpus)", max = crate::config::MAX_VCPUS)]
     Vcpus(u8),
+    /// A debugging option this guest kind does not take (as asked).
+    #[error("{0}")]
+    Debug(&'static str),
     /// More devices than interrupt lines.
     #[error("too many virtio devices: {count} (at most {max})")]
     TooManyDevices {

@@ -60,6 +60,7 @@ pub struct LinuxVm {
     _mem: GuestMemoryMmap,
     stop: StopSignals,
     filters: Filters,
+    gdb: Option<crate::debug::gdb::GdbListener>,
 }
 
 impl std::fmt::Debug for LinuxVm {
@@ -78,6 +79,16 @@ impl LinuxVm {
         if cfg.vcpus == 0 || cfg.vcpus > MAX_VCPUS {
             return Err(LinuxError::Vcpus(cfg.vcpus).into());
         }
+        if cfg.gdb.is_some() && cfg.vcpus != 1 {
+            return Err(LinuxError::Debug("--gdb debugs a Linux-boot guest with one vCPU (--cpus 1)").into());
+        }
+        if cfg.dumpcore.is_some() {
+            return Err(LinuxError::Debug("--dumpcore writes cores of hvt guests only").into());
+        }
+        let gdb = match cfg.gdb {
+            Some(port) => Some(crate::debug::gdb::GdbListener::bind(port)?),
+            None => None,
+        };
         let pending = devices::open_backends(&cfg.blocks, &cfg.nets, cfg.root())?;
 
         let kvm = Kvm::new().map_err(Error::KvmOpen)?;
@@ -124,6 +135,7 @@ impl LinuxVm {
             _mem: mem,
             stop,
             filters,
+            gdb,
         })
     }
 
@@ -132,10 +144,34 @@ impl LinuxVm {
     /// install theirs before their first instruction (see [`vcpus`]).
     pub fn run(mut self) -> Result<ExitStatus, Error> {
         self.stop.install().map_err(Error::Signals)?;
+        // gdb connects before any filter goes on (accepting is not in them); vCPU 0's filter
+        // then lets it peek at that connection and no other.
+        let gdb = match self.gdb.take() {
+            Some(listener) => match listener.accept(&self.stop)? {
+                Some(conn) => {
+                    let rules = crate::seccomp::DebugRules {
+                        gdb_socket: Some(conn.raw_fd()),
+                        core_dir: None,
+                    };
+                    self.filters.add_debug_rules(ThreadKind::LinuxVcpu, &rules)?;
+                    Some(conn)
+                }
+                None => return Ok(crate::vcpu::stop_status(self.stop.received().unwrap_or(libc::SIGINT))),
+            },
+            None => None,
+        };
         if let Some(events) = self.events.as_mut() {
             events.start(&self.filters)?;
         }
-        let result = vcpus::run(std::mem::take(&mut self.vcpus), &self.pio, &self.mmio, &self.stop, &self.filters);
+        let debugger = gdb.map(|conn| (conn, &self._mem));
+        let result = vcpus::run(
+            std::mem::take(&mut self.vcpus),
+            &self.pio,
+            &self.mmio,
+            &self.stop,
+            &self.filters,
+            debugger,
+        );
         let result = result.map(|(status, vcpus)| {
             self.vcpus = vcpus;
             status
