@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p unik -p unik-bench
-(cd tests/guests && CARGO_TARGET_DIR=../../target/guests cargo build --release --target x86_64-unknown-none --bin halt --bin hello --bin virtio --bin net)
+(cd tests/guests && CARGO_TARGET_DIR=../../target/guests cargo build --release --target x86_64-unknown-none --features pc --bin halt --bin hello --bin virtio --bin net)
 ./target/release/unik-bench "${1:-50}"
 echo
 ./target/release/oci-bench "${2:-30}"

@@ -23,6 +23,6 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
 fi
 
 installed=$(rustup target list --installed)
-for target in x86_64-unknown-none aarch64-unknown-linux-gnu; do
+for target in x86_64-unknown-none aarch64-unknown-none aarch64-unknown-linux-gnu; do
     grep -qx "$target" <<<"$installed" || rustup target add "$target"
 done

@@ -1,10 +1,25 @@
-//! The test unikernels in tests/guests, built once per test process.
+//! The test unikernels in tests/guests, built once per test process for this architecture, or
+//! taken prebuilt from the directory `UNIK_TEST_GUESTS` names (where the tests run without cargo,
+//! as in the emulated arm64 host of scripts/test-aarch64.sh): DIR/NAME, and DIR/pie/hello for
+//! [`static_pie_guest`].
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+#[cfg(target_arch = "x86_64")]
 const TARGET: &str = "x86_64-unknown-none";
+#[cfg(target_arch = "aarch64")]
+const TARGET: &str = "aarch64-unknown-none";
+/// The guests of the PC only (multiboot, the x86 Linux-boot guest) are behind this feature.
+#[cfg(target_arch = "x86_64")]
+const FEATURES: &[&str] = &["--features", "pc"];
+#[cfg(not(target_arch = "x86_64"))]
+const FEATURES: &[&str] = &[];
+
+fn prebuilt() -> Option<PathBuf> {
+    std::env::var_os("UNIK_TEST_GUESTS").map(PathBuf::from)
+}
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -17,6 +32,7 @@ fn build(target_dir: &Path, rustflags: Option<&str>) {
     // Cargo reads tests/guests/.cargo/config.toml (static relocation model) only from this cwd.
     cmd.current_dir(&dir)
         .args(["build", "--release", "--quiet", "--target", TARGET])
+        .args(FEATURES)
         .env("CARGO_TARGET_DIR", target_dir);
     // The outer `cargo test` sets these for the host build; they must not leak into the guests'.
     for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "RUSTC_WRAPPER"] {
@@ -37,6 +53,9 @@ fn build(target_dir: &Path, rustflags: Option<&str>) {
 pub fn guest(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
+        if let Some(dir) = prebuilt() {
+            return dir;
+        }
         let target_dir = repo().join("target/guests");
         build(&target_dir, None);
         target_dir.join(TARGET).join("release")
@@ -51,6 +70,9 @@ pub fn static_pie_guest() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
+            if let Some(dir) = prebuilt() {
+                return dir.join("pie/hello");
+            }
             let target_dir = repo().join("target/guests-pie");
             // An explicit RUSTFLAGS replaces the config's `relocation-model=static`.
             build(&target_dir, Some("-C relocation-model=pie"));

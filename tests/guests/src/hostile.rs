@@ -11,13 +11,16 @@
 //! - `out=PORT` a 4-byte OUT of `buf` to PORT; `in=PORT` a 4-byte IN from PORT;
 //! - `outsb=PORT` `rep outsb` of 4 bytes (four 1-byte accesses); `outsd=PORT` `rep outsd` of
 //!   two dwords (8 bytes in one exit);
-//! - `mmio-read=V` / `mmio-write=V` a 4-byte access at guest-physical V, after loading page
-//!   tables of its own that identity-map the first 4 GiB (the monitor's cover RAM only);
+//! - `mmio-read=V` / `mmio-write=V` a 4-byte access at guest-physical V, on x86_64 after loading
+//!   page tables of its own that identity-map the first 4 GiB (the monitor's cover RAM only; on
+//!   aarch64 they also map the device GiB at 4 GiB, and an address they do not map loops in the
+//!   guest);
 //! - `flood=MIB` PUTS MIB MiB of (untouched, zero) RAM in chunks of up to 96 MiB, then prints
 //!   `hostile: flooded MIB MiB`;
 //! - `sleep=MS` POLL for MS milliseconds; `spin` prints `hostile: spinning` and loops forever.
+//!
+//! The port-I/O tokens (`out=`, `in=`, `outsb=`, `outsd=`) exist on x86_64 only.
 
-use core::arch::asm;
 use core::cell::UnsafeCell;
 
 use crate::{BootInfo, hypercall, parse_u64, poll, println, puts};
@@ -31,6 +34,7 @@ unsafe impl<T> Sync for Page<T> {}
 static BUF: Page<[u8; 8192]> = Page(UnsafeCell::new([0; 8192]));
 
 /// PML4, PDPT and four page directories of 2 MiB pages: the first 4 GiB, identity-mapped.
+#[cfg(target_arch = "x86_64")]
 static TABLES: Page<[[u64; 512]; 6]> = Page(UnsafeCell::new([[0; 512]; 6]));
 
 fn buf_addr() -> u64 {
@@ -77,40 +81,11 @@ pub fn run(bi: &BootInfo, cmdline: &str) {
         };
         match key {
             "raw" => raw(bi, v),
-            "out" => {
-                let port = value(bi, v).unwrap_or(0) as u16;
-                // SAFETY: an OUT the monitor must judge.
-                unsafe { asm!("out dx, eax", in("dx") port, in("eax") buf_addr() as u32, options(nostack)) };
-                println!("hostile: out {:#x} survived", port);
-            }
-            "in" => {
-                let port = value(bi, v).unwrap_or(0) as u16;
-                let r: u32;
-                // SAFETY: an IN the monitor must judge.
-                unsafe { asm!("in eax, dx", in("dx") port, out("eax") r, options(nostack)) };
-                println!("hostile: in {:#x} = {:#x}", port, r);
-            }
-            "outsb" | "outsd" => {
-                let port = value(bi, v).unwrap_or(0) as u16;
-                // The buffer holds its own address twice, so each half reads as a hypercall
-                // argument pointer.
-                let p = BUF.0.get() as *mut u32;
-                // SAFETY: the first 8 bytes of BUF.
-                unsafe {
-                    p.write_volatile(buf_addr() as u32);
-                    p.add(1).write_volatile(buf_addr() as u32);
-                }
-                if key == "outsb" {
-                    // SAFETY: string OUT from BUF, 4 bytes of one byte each.
-                    unsafe { asm!("rep outsb", in("dx") port, inout("rsi") p => _, inout("rcx") 4u64 => _, options(nostack)) };
-                } else {
-                    // SAFETY: string OUT from BUF, 2 dwords.
-                    unsafe { asm!("rep outsd", in("dx") port, inout("rsi") p => _, inout("rcx") 2u64 => _, options(nostack)) };
-                }
-                println!("hostile: {} {:#x} survived", key, port);
-            }
+            #[cfg(target_arch = "x86_64")]
+            "out" | "in" | "outsb" | "outsd" => port_io(bi, key, v),
             "mmio-read" | "mmio-write" => {
                 let addr = value(bi, v).unwrap_or(0);
+                #[cfg(target_arch = "x86_64")]
                 map_4gib();
                 let p = addr as *mut u32;
                 if key == "mmio-read" {
@@ -164,7 +139,46 @@ fn print_words(nr: u16, words: &[u64]) {
     let _ = writeln!(crate::Console);
 }
 
+/// The port-I/O attacks: `out`, `in`, `outsb`, `outsd` of port `v`.
+#[cfg(target_arch = "x86_64")]
+fn port_io(bi: &BootInfo, key: &str, v: &str) {
+    use core::arch::asm;
+    let port = value(bi, v).unwrap_or(0) as u16;
+    match key {
+        "out" => {
+            // SAFETY: an OUT the monitor must judge.
+            unsafe { asm!("out dx, eax", in("dx") port, in("eax") buf_addr() as u32, options(nostack)) };
+            println!("hostile: out {:#x} survived", port);
+        }
+        "in" => {
+            let r: u32;
+            // SAFETY: an IN the monitor must judge.
+            unsafe { asm!("in eax, dx", in("dx") port, out("eax") r, options(nostack)) };
+            println!("hostile: in {:#x} = {:#x}", port, r);
+        }
+        _ => {
+            // The buffer holds its own address twice, so each half reads as a hypercall
+            // argument pointer.
+            let p = BUF.0.get() as *mut u32;
+            // SAFETY: the first 8 bytes of BUF.
+            unsafe {
+                p.write_volatile(buf_addr() as u32);
+                p.add(1).write_volatile(buf_addr() as u32);
+            }
+            if key == "outsb" {
+                // SAFETY: string OUT from BUF, 4 bytes of one byte each.
+                unsafe { asm!("rep outsb", in("dx") port, inout("rsi") p => _, inout("rcx") 4u64 => _, options(nostack)) };
+            } else {
+                // SAFETY: string OUT from BUF, 2 dwords.
+                unsafe { asm!("rep outsd", in("dx") port, inout("rsi") p => _, inout("rcx") 2u64 => _, options(nostack)) };
+            }
+            println!("hostile: {} {:#x} survived", key, port);
+        }
+    }
+}
+
 /// Loads page tables that identity-map the first 4 GiB with 2 MiB pages.
+#[cfg(target_arch = "x86_64")]
 fn map_4gib() {
     let t = TABLES.0.get() as *mut [u64; 512];
     let base = t as u64;
@@ -178,7 +192,7 @@ fn map_4gib() {
             (*t.add(1))[d as usize] = (base + (2 + d) * 4096) | 3;
         }
         (*t)[0] = (base + 4096) | 3;
-        asm!("mov cr3, {}", in(reg) base, options(nostack));
+        core::arch::asm!("mov cr3, {}", in(reg) base, options(nostack));
     }
 }
 

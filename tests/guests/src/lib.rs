@@ -1,14 +1,20 @@
-//! A minimal solo5-hvt guest runtime for unik's test unikernels: the two ELF notes, the x86_64
-//! hypercalls, console output, the boot info and the manifest copy. `linux` and `virtio` are for
+//! A minimal solo5-hvt guest runtime for unik's test unikernels: the two ELF notes, the
+//! hypercalls (through [`arch`], the one per-architecture part: x86_64 port I/O or aarch64 MMIO),
+//! console output, the boot info and the manifest copy. `linux` and `virtio` are for
 //! the guest booted like Linux (PVH or the 64-bit boot protocol) that drives virtio-mmio devices.
 #![no_std]
 
-use core::arch::asm;
 use core::fmt::{self, Write};
 
-pub mod irq;
-pub mod linux;
+#[cfg_attr(target_arch = "x86_64", path = "arch/x86_64.rs")]
+#[cfg_attr(target_arch = "aarch64", path = "arch/aarch64.rs")]
+pub mod arch;
+// The Linux-boot guest's x86_64 entry, console and interrupts.
 pub mod hostile;
+#[cfg(target_arch = "x86_64")]
+pub mod irq;
+#[cfg(target_arch = "x86_64")]
+pub mod linux;
 pub mod net;
 pub mod virtio;
 
@@ -181,8 +187,7 @@ pub const HALT: u16 = 8;
 /// Issues hypercall `nr` with the argument struct at `arg` (identity mapped, below 4 GiB).
 #[inline(always)]
 pub fn hypercall<T>(nr: u16, arg: *mut T) {
-    // SAFETY: an OUT to the hvt port; the monitor reads and writes `*arg` synchronously.
-    unsafe { asm!("out dx, eax", in("dx") 0x500 + nr, in("eax") arg as usize as u32, options(nostack)) };
+    arch::hypercall(nr, arg as usize as u64);
 }
 
 #[repr(C)]
@@ -314,15 +319,9 @@ pub fn net_read(handle: u64, buf: &mut [u8]) -> Result<usize, i32> {
     if arg.ret == 0 { Ok(arg.len as usize) } else { Err(arg.ret) }
 }
 
-pub fn rdtsc() -> u64 {
-    let lo: u32;
-    let hi: u32;
-    // SAFETY: rdtsc has no side effects.
-    unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack)) };
-    (u64::from(hi) << 32) | u64::from(lo)
-}
+pub use arch::cycles;
 
-/// Nanoseconds between two TSC readings.
+/// Nanoseconds between two [`cycles`] readings.
 pub fn tsc_ns(bi: &BootInfo, from: u64, to: u64) -> u64 {
     ((to - from) as u128 * 1_000_000_000 / bi.cpu_cycle_freq as u128) as u64
 }

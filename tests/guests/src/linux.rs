@@ -55,12 +55,12 @@ pub fn serial_try_read() -> Option<u8> {
 
 /// The next byte received on COM1, polled for at most `cycles` TSC cycles.
 pub fn serial_read(cycles: u64) -> Option<u8> {
-    let start = crate::rdtsc();
+    let start = crate::cycles();
     loop {
         if let Some(b) = serial_try_read() {
             return Some(b);
         }
-        if crate::rdtsc().wrapping_sub(start) > cycles {
+        if crate::cycles().wrapping_sub(start) > cycles {
             return None;
         }
         core::hint::spin_loop();
@@ -196,7 +196,11 @@ pub unsafe fn boot_info(kind: u32, info: u64) -> Boot {
             if flags & 1 << 9 != 0 {
                 loader = c_str(u64::from(rd::<u32>(info + 64)));
             }
-            if flags & 1 << 2 != 0 { c_str(u64::from(rd::<u32>(info + 16))) } else { "" }
+            if flags & 1 << 2 != 0 {
+                c_str(u64::from(rd::<u32>(info + 16)))
+            } else {
+                ""
+            }
         } else if kind == BOOT_PVH {
             if rd::<u32>(info) != PVH_MAGIC {
                 crate::sprintln!("virtio: bad hvm_start_info magic");

@@ -340,13 +340,13 @@ impl Queue {
     /// Polls for the next used element for up to `cycles` TSC cycles (and at most 2^32 polls,
     /// should the TSC not advance); acknowledges the interrupt when one arrived.
     pub fn wait(&mut self, cycles: u64) -> Option<(u16, u32)> {
-        let start = crate::rdtsc();
+        let start = crate::cycles();
         for _ in 0..1u64 << 32 {
             if let Some(e) = self.pop() {
                 self.mmio.ack();
                 return Some(e);
             }
-            if crate::rdtsc().wrapping_sub(start) > cycles {
+            if crate::cycles().wrapping_sub(start) > cycles {
                 return None;
             }
             core::hint::spin_loop();

@@ -6,7 +6,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use unik_test_guests::linux::{BOOT_MULTIBOOT, BOOT_PVH, Boot, exit};
 use unik_test_guests::net::{Reply, answer, parse_ip};
 use unik_test_guests::virtio::{self, D_NEXT, D_WRITE, DEV_BLOCK, DEV_NET, Dma, Mmio, QSIZE, Queue, QueueMem};
-use unik_test_guests::{arg, flag, parse_u64, rdtsc, sprintln};
+use unik_test_guests::{arg, flag, parse_u64, cycles, sprintln};
 use unik_test_guests::{irq, linux};
 
 
@@ -153,11 +153,11 @@ fn fnv1a(data: &[u8]) -> u64 {
 /// Arms the local APIC timer for 10^6 bus ticks (1 ms at KVM's 1 GHz), sleeps until it fires
 /// and reports the TSC cycles that took.
 fn timer_test() {
-    let start = rdtsc();
+    let start = cycles();
     irq::arm_timer(1_000_000);
     // `wait` returns false exactly when the timer fired.
     let fired = !irq::wait(|| false);
-    let cycles = rdtsc().wrapping_sub(start);
+    let cycles = cycles().wrapping_sub(start);
     irq::disarm_timer();
     if !fired {
         sprintln!("virtio: timer did not fire");
@@ -386,9 +386,9 @@ fn bench_read(q: &mut Queue, buf: u64, sector: u64, len: usize) {
     q.set(1, buf, len as u32, D_NEXT | D_WRITE, 2);
     q.set(2, BLK_STATUS.addr(), 1, D_WRITE, 0);
     q.submit(0);
-    let start = rdtsc();
+    let start = cycles();
     while q.pop().is_none() {
-        if rdtsc().wrapping_sub(start) > WAIT {
+        if cycles().wrapping_sub(start) > WAIT {
             sprintln!("virtio-blk: timeout (bench read at sector {})", sector);
             exit(4);
         }
@@ -420,7 +420,7 @@ fn blk_bench(m: Mmio, mode: &str, mem_bytes: u64) {
     };
     let (start, bytes) = if kind == "seq" {
         let bytes = (n << 20).min(disk - disk % BENCH_REQ as u64);
-        let start = rdtsc();
+        let start = cycles();
         let mut off = 0;
         while off < bytes {
             bench_read(&mut q, buf, off / 512, BENCH_REQ);
@@ -435,7 +435,7 @@ fn blk_bench(m: Mmio, mode: &str, mem_bytes: u64) {
         }
         // xorshift64: a fixed seed, so every run reads the same pages.
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let start = rdtsc();
+        let start = cycles();
         for _ in 0..n {
             x ^= x << 13;
             x ^= x >> 7;
@@ -444,7 +444,7 @@ fn blk_bench(m: Mmio, mode: &str, mem_bytes: u64) {
         }
         (start, n * BENCH_RAND as u64)
     };
-    let cycles = rdtsc().wrapping_sub(start);
+    let cycles = cycles().wrapping_sub(start);
     m.ack();
     sprintln!("virtio-blk: bench {} bytes={} tsc={}", kind, bytes, cycles);
 }
@@ -533,13 +533,13 @@ fn net_test(m: Mmio, cmdline: &str, ip: [u8; 4], tx_count: Option<u64>) {
             free[usize::from(i)] = i;
         }
         let (mut nfree, mut sent, mut done) = (usize::from(tx.size), 0, 0);
-        let mut last = rdtsc();
+        let mut last = cycles();
         while done < n {
             while let Some((id, _)) = tx.pop() {
                 free[nfree] = id;
                 nfree += 1;
                 done += 1;
-                last = rdtsc();
+                last = cycles();
             }
             if nfree > 0 && sent < n {
                 while nfree > 0 && sent < n {
@@ -548,7 +548,7 @@ fn net_test(m: Mmio, cmdline: &str, ip: [u8; 4], tx_count: Option<u64>) {
                     sent += 1;
                 }
                 tx.notify();
-            } else if rdtsc().wrapping_sub(last) > WAIT {
+            } else if cycles().wrapping_sub(last) > WAIT {
                 sprintln!("virtio-net: timeout after {} frames", done);
                 exit(4);
             }
@@ -560,11 +560,11 @@ fn net_test(m: Mmio, cmdline: &str, ip: [u8; 4], tx_count: Option<u64>) {
 
     let want = arg(cmdline, "pings").and_then(parse_u64).unwrap_or(3);
     let timeout = arg(cmdline, "timeout").and_then(parse_u64).unwrap_or(30);
-    let (start, limit) = (rdtsc(), timeout.saturating_mul(tsc_hz()));
+    let (start, limit) = (cycles(), timeout.saturating_mul(tsc_hz()));
     let mut answered = 0;
     while answered < want {
         let Some((id, len)) = rx.pop() else {
-            if rdtsc().wrapping_sub(start) > limit {
+            if cycles().wrapping_sub(start) > limit {
                 sprintln!("virtio-net: timeout after {} pings", answered);
                 exit(2);
             }
@@ -941,9 +941,9 @@ fn rtc_test() {
     // Wait for an update cycle to begin (for ten seconds or so at most: on a busy host this
     // vCPU may sleep through a 244 us window), then for it to end: the time registers then hold
     // steady for almost a second.
-    let start = rdtsc();
+    let start = cycles();
     let mut seen = false;
-    while rdtsc().wrapping_sub(start) < 1 << 35 {
+    while cycles().wrapping_sub(start) < 1 << 35 {
         if reg(0x0a) & 0x80 != 0 {
             seen = true;
             break;

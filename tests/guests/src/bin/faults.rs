@@ -8,9 +8,15 @@
 //! of them it prints `faults: still running` and halts with 3. Before all of these, the raw
 //! attacks of `unik_test_guests::hostile` (`raw=`, `out=`, `in=`, `outsb=`, `outsd=`,
 //! `mmio-read=`, `mmio-write=`, `flood=`, `sleep=`, `spin`) run in command-line order.
+//!
+//! On aarch64 the widths are those of stores to the hypercall MMIO page (`strb`, `strh`),
+//! `bad-port` is a store to 0x1_0000_1000 (device memory no device owns), and `triple-fault` and
+//! `hlt` do not exist: an exception with no vector table loops inside the guest, and `wfi` waits
+//! in KVM, so neither reaches the monitor.
 #![no_std]
 #![no_main]
 
+#[cfg(target_arch = "x86_64")]
 use core::arch::asm;
 
 use unik_test_guests::{BootInfo, entry, flag, hypercall, println, solo5_notes};
@@ -47,8 +53,8 @@ fn main(bi: &BootInfo, cmdline: &str) -> i32 {
         hypercall(unik_test_guests::PUTS, &mut arg);
     }
     if flag(cmdline, "bad-arg") {
-        // SAFETY: a PUTS whose argument struct lies outside RAM (or ends exactly at 4 GiB).
-        unsafe { asm!("out dx, eax", in("dx") 0x502u16, in("eax") 0xffff_fff0u32, options(nostack)) };
+        // A PUTS whose argument struct lies outside RAM (or ends exactly at 4 GiB).
+        unik_test_guests::arch::hypercall(unik_test_guests::PUTS, 0xffff_fff0);
     }
     if flag(cmdline, "bad-hypercall") {
         let mut arg = 0u64;
@@ -58,6 +64,16 @@ fn main(bi: &BootInfo, cmdline: &str) -> i32 {
         let mut arg = 0u64;
         hypercall(9, &mut arg);
     }
+    arch_faults(cmdline);
+    if flag(cmdline, "bad-cookie") {
+        unik_test_guests::halt_with_cookie(0, 0xffff_f000);
+    }
+    println!("faults: still running");
+    3
+}
+
+#[cfg(target_arch = "x86_64")]
+fn arch_faults(cmdline: &str) {
     if flag(cmdline, "bad-width") {
         // SAFETY: a one-byte OUT to the PUTS port; the monitor refuses the width.
         unsafe { asm!("out dx, al", in("dx") 0x502u16, in("al") 0u8, options(nostack)) };
@@ -78,9 +94,22 @@ fn main(bi: &BootInfo, cmdline: &str) -> i32 {
         // SAFETY: halts the vCPU; with no interrupt source the monitor sees an HLT exit.
         unsafe { asm!("hlt", options(nostack)) };
     }
-    if flag(cmdline, "bad-cookie") {
-        unik_test_guests::halt_with_cookie(0, 0xffff_f000);
+}
+
+#[cfg(target_arch = "aarch64")]
+fn arch_faults(cmdline: &str) {
+    use unik_test_guests::arch::HYPERCALL_MMIO;
+    let puts = (HYPERCALL_MMIO + (u64::from(unik_test_guests::PUTS) << 3)) as *mut u8;
+    if flag(cmdline, "bad-width") {
+        // SAFETY: a one-byte store to the PUTS address (device memory); the monitor refuses it.
+        unsafe { puts.write_volatile(0) };
     }
-    println!("faults: still running");
-    3
+    if flag(cmdline, "bad-width-16") {
+        // SAFETY: a two-byte store to the PUTS address; the monitor refuses the width.
+        unsafe { puts.cast::<u16>().write_volatile(0) };
+    }
+    if flag(cmdline, "bad-port") {
+        // SAFETY: a store to device memory no device owns.
+        unsafe { ((HYPERCALL_MMIO + 0x1000) as *mut u32).write_volatile(0) };
+    }
 }

@@ -21,9 +21,9 @@ fn main(bi: &BootInfo, cmdline: &str) -> i32 {
         println!("cpu_cycle_freq: {}", bi.cpu_cycle_freq);
     }
     if let Some(ms) = arg(cmdline, "sleep").and_then(parse_u64) {
-        let t0 = unik_test_guests::rdtsc();
+        let t0 = unik_test_guests::cycles();
         unik_test_guests::poll(ms * 1_000_000);
-        let t1 = unik_test_guests::rdtsc();
+        let t1 = unik_test_guests::cycles();
         println!("slept_ns: {}", unik_test_guests::tsc_ns(bi, t0, t1));
     }
     if let Some(n) = arg(cmdline, "ticks").and_then(parse_u64) {

@@ -1,0 +1,28 @@
+//! aarch64: hypercalls are 32-bit stores of the argument's address to the MMIO address
+//! 0x1_0000_0000 + (nr << 3), mapped as device memory by the monitor's page tables; the cycle
+//! counter is the virtual counter CNTVCT_EL0 (at CNTFRQ_EL0, which the monitor reports).
+
+use core::arch::asm;
+
+/// Base of the hypercall MMIO page.
+pub const HYPERCALL_MMIO: u64 = 0x1_0000_0000;
+
+/// The hypercall `nr` with the argument at guest-physical `arg` (below 4 GiB).
+#[inline(always)]
+pub fn hypercall(nr: u16, arg: u64) {
+    let addr = HYPERCALL_MMIO + (u64::from(nr) << 3);
+    // SAFETY: a 32-bit store to the hvt MMIO page; the monitor handles it as an exit and reads
+    // and writes the argument synchronously. The barrier orders the argument's stores first.
+    unsafe { asm!("dsb sy", "str {v:w}, [{a}]", v = in(reg) arg as u32, a = in(reg) addr, options(nostack)) };
+}
+
+/// The virtual counter (ticks at `BootInfo::cpu_cycle_freq`).
+pub fn cycles() -> u64 {
+    let v: u64;
+    // SAFETY: reading CNTVCT_EL0 has no side effects; the ISB keeps it from being read early.
+    unsafe { asm!("isb", "mrs {}, cntvct_el0", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// The name the monitor gives the instruction pointer in a fault message.
+pub const PC: &str = "pc";
