@@ -76,7 +76,7 @@ fn load_image(root: Root<'_>, path: &Path, mem: &GuestMemoryMmap, limit: u64) ->
         ImageKind::BzImage | ImageKind::Multiboot { .. } | ImageKind::Elf => {
             return Err(image_error(
                 path,
-                "is an x86 kernel (bzImage, ELF or multiboot); on aarch64 unik boots arm64 Image kernels".into(),
+                "is a bzImage, ELF or multiboot kernel, which boot on x86_64 only: on aarch64 unik boots arm64 Image kernels".into(),
             ));
         }
         _ => return Err(image_error(path, "is not an arm64 Image (no \"ARM\\x64\" magic at 0x38)".into())),
