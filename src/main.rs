@@ -51,6 +51,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Boot(args) => commands::boot::run(args),
         Command::Monitor(args) => commands::monitor::run(args),
+        Command::Pack(args) => commands::pack::run(args),
         Command::Create(args) => oci::create(global, &args, false),
         Command::Start(args) => oci::start(global, &args),
         Command::State(args) => oci::state(global, &args),

@@ -62,6 +62,20 @@ pub fn guest_mem_mib(limit: Option<i64>) -> Result<u64, String> {
     }
 }
 
+/// Guest memory for a `dev.unik.mem` value: MiB from [`MIN_MEM_MIB`] to the largest guest.
+pub fn mem_annotation(value: &str) -> Result<u64, String> {
+    value
+        .parse()
+        .ok()
+        .filter(|m| (MIN_MEM_MIB..=vmm::memory::MEM_MAX_MIB).contains(m))
+        .ok_or_else(|| {
+            format!(
+                "{MEM}: '{value}' is not a number of MiB from {MIN_MEM_MIB} to {}",
+                vmm::memory::MEM_MAX_MIB
+            )
+        })
+}
+
 /// vCPUs of a Linux-boot guest: `dev.unik.cpus`, else the CPU quota rounded up (docker
 /// `--cpus`), else 1.
 pub fn guest_vcpus(annotation: Option<&String>, quota_period: Option<(i64, u64)>) -> Result<u8, String> {
@@ -389,16 +403,7 @@ fn classify(
         cmdline
     };
     let mem_mib = match annotations.get(MEM) {
-        Some(m) => m
-            .parse()
-            .ok()
-            .filter(|m| (MIN_MEM_MIB..=vmm::memory::MEM_MAX_MIB).contains(m))
-            .ok_or_else(|| {
-                err(format!(
-                    "{MEM}: '{m}' is not a number of MiB from {MIN_MEM_MIB} to {}",
-                    vmm::memory::MEM_MAX_MIB
-                ))
-            })?,
+        Some(m) => mem_annotation(m).map_err(err)?,
         None => guest_mem_mib(mem_limit).map_err(err)?,
     };
     let image_of = |name: &str, sole: bool| -> Option<&String> {

@@ -114,7 +114,7 @@ fn parse_mac(s: &str) -> Result<(String, MacAddr), String> {
     Ok((name, value.parse()?))
 }
 
-fn parse_block(s: &str) -> Result<(String, PathBuf), String> {
+pub(crate) fn parse_block(s: &str) -> Result<(String, PathBuf), String> {
     let (name, value) = split_name(s)?;
     if value.is_empty() {
         return Err(format!("missing path for block device '{name}'"));

@@ -2,6 +2,7 @@
 
 pub mod boot;
 pub mod oci;
+pub mod pack;
 pub mod solo5;
 
 use std::path::PathBuf;
@@ -55,6 +56,8 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Boot a solo5-hvt unikernel in the foreground (a drop-in for solo5-hvt).
     Boot(boot::BootArgs),
+    /// Pack a unikernel, its disk images and settings as an image archive for docker load or ctr images import.
+    Pack(pack::PackArgs),
     /// Create a container from a bundle: build its VM and wait for `start`.
     Create(oci::CreateArgs),
     /// Let a created container's guest run.

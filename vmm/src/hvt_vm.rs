@@ -9,10 +9,11 @@ use crate::config::VmConfig;
 use crate::error::Error;
 use crate::hvt::{self, Hvt, Manifest};
 use crate::loader::Executable;
-use crate::memory::{GuestRam, guest_mem_size, register_memory};
+use crate::memory::{GuestRam, guest_mem_size};
 use crate::seccomp::{Filters, ThreadKind};
 use crate::signal::StopSignals;
-use crate::vcpu::{self, ExitStatus};
+use crate::slots::Slots;
+use crate::vcpu::{self, ExitStatus, LazyRam};
 
 const KVM_API_VERSION: i32 = 12;
 
@@ -22,7 +23,8 @@ const KVM_API_VERSION: i32 = 12;
 pub struct HvtVm {
     // Field order is drop order: the vCPU and VM fds go before the memory they map.
     vcpu: VcpuFd,
-    _vm: VmFd,
+    vm: VmFd,
+    slots: Slots,
     _kvm: Kvm,
     hvt: Hvt,
     ram: GuestRam,
@@ -62,9 +64,16 @@ impl HvtVm {
             source,
         })?;
         let mut ram = GuestRam::new(mem_size)?;
-        register_memory(&vm, ram.mmap())?;
         arch::setup_vm(&vm)?;
         let kernel = exe.load(&mut ram).map_err(loader_err)?;
+        // Slots for the image with the boot info and page tables below it, and for the stack at
+        // the top; the rest on first touch where the architecture allows (see `slots`).
+        let mut slots = Slots::new(&ram)?;
+        slots.register(&vm, 0..kernel.kernel_end)?;
+        slots.register(&vm, mem_size - 1..mem_size)?;
+        if !cfg!(target_arch = "x86_64") {
+            slots.register_rest(&vm)?;
+        }
         let vcpu = vm.create_vcpu(0).map_err(|source| Error::Kvm {
             what: "KVM_CREATE_VCPU",
             source,
@@ -84,7 +93,8 @@ impl HvtVm {
         let filters = Filters::new(cfg.seccomp, &[ThreadKind::HvtVcpu])?;
         Ok(HvtVm {
             vcpu,
-            _vm: vm,
+            vm,
+            slots,
             _kvm: kvm,
             hvt,
             ram,
@@ -98,7 +108,12 @@ impl HvtVm {
     pub fn run(mut self) -> Result<ExitStatus, Error> {
         self.stop.install().map_err(Error::Signals)?;
         self.filters.install(ThreadKind::HvtVcpu)?;
-        let status = vcpu::run_hvt(&mut self.vcpu, &mut self.hvt, &self.ram, &self.stop);
+        let mut lazy = LazyRam {
+            vm: &self.vm,
+            slots: &mut self.slots,
+        };
+        let status = vcpu::run_hvt(&mut self.vcpu, &mut self.hvt, &self.ram, &self.stop, &mut lazy);
+        debug!("guest RAM slots registered: {}", self.slots.registered_count());
         if log::log_enabled!(log::Level::Debug) {
             match self.ram.resident_bytes() {
                 Ok(bytes) => debug!("guest memory resident: {} KiB", bytes / 1024),

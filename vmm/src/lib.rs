@@ -22,6 +22,7 @@ pub mod memory;
 pub mod privileges;
 pub mod seccomp;
 pub mod signal;
+pub mod slots;
 #[doc(hidden)]
 pub mod test_report;
 pub mod vcpu;

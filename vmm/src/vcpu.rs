@@ -6,13 +6,14 @@
 //! pointer, a triple fault, a write to read-only memory — is fatal, as in solo5-hvt: it ends the
 //! run with a [`VcpuError`] naming what happened, never a panic.
 
-use kvm_ioctls::{VcpuExit, VcpuFd};
+use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 
 use crate::devices::Bus;
 pub use crate::exit::{Action, ExitStatus};
 use crate::hvt::{Hvt, HvtError};
-use crate::memory::GuestRam;
+use crate::memory::{GuestRam, MemoryError};
 use crate::signal::StopSignals;
+use crate::slots::Slots;
 
 /// Why an exit is fatal, before the loop adds the guest's instruction pointer.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,9 @@ pub enum ExitFault {
     /// A guest write to host read-only memory (its text/rodata).
     #[error("KVM: host/guest translation fault")]
     TranslationFault,
+    /// Registering a chunk of guest RAM the guest touched failed (see [`crate::slots`]).
+    #[error(transparent)]
+    Slots(MemoryError),
     /// `KVM_EXIT_INTERNAL_ERROR`.
     #[error("KVM: internal error exit: suberror={0:#x}")]
     Internal(u32),
@@ -156,9 +160,46 @@ pub fn split_string_io(
     }
 }
 
+/// hvt guest RAM whose KVM slots are registered on first touch (see [`crate::slots`]).
+#[derive(Debug)]
+pub struct LazyRam<'a> {
+    /// The VM the slots belong to.
+    pub vm: &'a VmFd,
+    /// Which chunks have a slot.
+    pub slots: &'a mut Slots,
+}
+
+/// Completes an exit that RAM without a slot explains: an MMIO access inside RAM whose chunk had
+/// no slot (done on the backing memory, and the chunk registered), or an internal error while some
+/// chunk still has none (all registered, the instruction runs again). `Ok(None)` when it did;
+/// any other exit comes back as it was.
+pub fn complete_lazy<'e>(exit: VcpuExit<'e>, ram: &GuestRam, lazy: &mut LazyRam<'_>) -> Result<Option<VcpuExit<'e>>, ExitFault> {
+    match exit {
+        VcpuExit::MmioWrite(addr, data) if !ram.is_read_only(addr) && lazy.slots.fault_in(lazy.vm, addr).map_err(ExitFault::Slots)? => {
+            ram.write_slice(addr, data).map_err(|e| ExitFault::Hvt(e.into()))?;
+            Ok(None)
+        }
+        VcpuExit::MmioRead(addr, data) if lazy.slots.fault_in(lazy.vm, addr).map_err(ExitFault::Slots)? => {
+            ram.read_slice(addr, data).map_err(|e| ExitFault::Hvt(e.into()))?;
+            Ok(None)
+        }
+        VcpuExit::InternalError if lazy.slots.register_rest(lazy.vm).map_err(ExitFault::Slots)? => Ok(None),
+        other => Ok(Some(other)),
+    }
+}
+
 /// Runs an hvt guest's vCPU until HALT, a stop signal or a fault.
-pub fn run_hvt(vcpu: &mut VcpuFd, hvt: &mut Hvt, ram: &GuestRam, stop: &StopSignals) -> Result<ExitStatus, VcpuError> {
-    run_boot_vcpu(vcpu, stop, &|| false, |exit| handle_exit(exit, hvt, ram))
+pub fn run_hvt(
+    vcpu: &mut VcpuFd,
+    hvt: &mut Hvt,
+    ram: &GuestRam,
+    stop: &StopSignals,
+    lazy: &mut LazyRam<'_>,
+) -> Result<ExitStatus, VcpuError> {
+    run_boot_vcpu(vcpu, stop, &|| false, |exit| match complete_lazy(exit, ram, lazy)? {
+        Some(exit) => handle_exit(exit, hvt, ram),
+        None => Ok(Action::Continue),
+    })
 }
 
 /// Runs the boot vCPU with `handle` dispatching its exits, until an exit stops it, a stop signal

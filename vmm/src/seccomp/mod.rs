@@ -141,6 +141,7 @@ mod ioctls {
     #[cfg(target_arch = "x86_64")]
     vmm_sys_util::ioctl_ior_nr!(KVM_GET_REGS, KVMIO, 0x81, kvm_bindings::kvm_regs);
     ioctl_iow_nr!(KVM_GET_ONE_REG, KVMIO, 0xab, kvm_bindings::kvm_one_reg);
+    ioctl_iow_nr!(KVM_SET_USER_MEMORY_REGION, KVMIO, 0x46, kvm_bindings::kvm_userspace_memory_region);
 }
 
 type Rules = BTreeMap<i64, Vec<SeccompRule>>;
@@ -249,7 +250,15 @@ fn vcpu_ioctls() -> Vec<u64> {
 /// The `ioctl` requests `kind`'s filter allows (none: no `ioctl` at all).
 pub fn ioctl_requests(kind: ThreadKind) -> Vec<u64> {
     match kind {
-        ThreadKind::HvtVcpu => vcpu_ioctls(),
+        ThreadKind::HvtVcpu => {
+            let mut ioctls = vcpu_ioctls();
+            // A chunk of guest RAM gets its KVM slot on the guest's first touch (`crate::slots`;
+            // x86_64 only, aarch64 registers all of it before the run).
+            if cfg!(target_arch = "x86_64") {
+                ioctls.push(ioctls::KVM_SET_USER_MEMORY_REGION());
+            }
+            ioctls
+        }
         ThreadKind::LinuxVcpu => {
             let mut ioctls = vcpu_ioctls();
             // vCPU 0 gives the terminal its settings back when the VM ends.
