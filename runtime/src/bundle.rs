@@ -156,6 +156,9 @@ fn program_is_hvt(view: &View, command: &Command) -> Result<Resolved, String> {
         ImageKind::BzImage => Err(format!(
             "{label} '{a0}' is a Linux kernel image (bzImage); name it in the {KERNEL} annotation to boot it"
         )),
+        ImageKind::Arm64Image => Err(format!(
+            "{label} '{a0}' is a Linux kernel image (arm64 Image); name it in the {KERNEL} annotation to boot it"
+        )),
         ImageKind::Multiboot { .. } => Err(format!(
             "{label} '{a0}' is a multiboot kernel; name it in the {KERNEL} annotation to boot it"
         )),

@@ -134,3 +134,40 @@ pub fn without_pvh_note(dir: &Path) -> PathBuf {
     std::fs::write(&path, elf).unwrap();
     path
 }
+
+/// The bytes of an arm64 `Image` from a guest ELF linked by tests/guests/linux_arm64.ld: each
+/// PT_LOAD's file bytes at its physical address minus the lowest one (BSS is not stored; the
+/// Image header's image_size covers it).
+pub fn flatten(elf: &[u8]) -> Vec<u8> {
+    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap());
+    let phoff = usize::try_from(u64_at(32)).unwrap();
+    let phnum = usize::from(u16::from_le_bytes([elf[56], elf[57]]));
+    let loads: Vec<(u64, u64, u64)> = (0..phnum)
+        .map(|i| phoff + i * 56)
+        .filter(|&p| elf[p..p + 4] == 1u32.to_le_bytes())
+        .map(|p| (u64_at(p + 8), u64_at(p + 24), u64_at(p + 32)))
+        .collect();
+    let base = loads.iter().map(|l| l.1).min().expect("a PT_LOAD");
+    let mut image = Vec::new();
+    for (offset, paddr, filesz) in loads {
+        let (at, from, len) = (
+            usize::try_from(paddr - base).unwrap(),
+            usize::try_from(offset).unwrap(),
+            usize::try_from(filesz).unwrap(),
+        );
+        if image.len() < at + len {
+            image.resize(at + len, 0);
+        }
+        image[at..at + len].copy_from_slice(&elf[from..from + len]);
+    }
+    assert_eq!(&image[0x38..0x3c], b"ARM\x64", "not an arm64 Image");
+    image
+}
+
+/// Test guest `name` (an aarch64 Linux-boot guest) as an arm64 `Image` file in `dir`.
+pub fn arm64_image(name: &str, dir: &Path) -> PathBuf {
+    let image = flatten(&std::fs::read(guest(name)).unwrap());
+    let path = dir.join(format!("{name}.Image"));
+    std::fs::write(&path, image).unwrap();
+    path
+}

@@ -59,7 +59,6 @@ pub enum Error {
     #[error("{0}")]
     Unsupported(&'static str),
     /// A Linux-boot-protocol guest could not be built.
-    #[cfg(target_arch = "x86_64")]
     #[error(transparent)]
     Linux(#[from] crate::linux::error::LinuxError),
     /// Signal handling could not be set up.

@@ -17,7 +17,6 @@ pub mod exit;
 pub mod host;
 pub mod hvt;
 pub mod hvt_vm;
-#[cfg(target_arch = "x86_64")]
 pub mod linux;
 pub mod loader;
 pub mod memory;

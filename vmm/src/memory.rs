@@ -252,7 +252,6 @@ pub fn guest_mem_size(mem_mib: u64) -> Result<u64, MemoryError> {
 
 /// Registers every region of `mem` with KVM (Linux-boot guests; hvt RAM goes through
 /// [`crate::slots`]).
-#[cfg(target_arch = "x86_64")]
 pub(crate) fn register_memory(vm: &kvm_ioctls::VmFd, mem: &GuestMemoryMmap) -> Result<(), MemoryError> {
     use vm_memory::GuestMemoryRegion;
     for (slot, region) in (0u32..).zip(mem.iter()) {

@@ -71,7 +71,14 @@ pub(crate) fn boot_tables() -> Vec<(u64, u64)> {
 
 /// Sets vCPU `index` up for `entry`. Only vCPU 0 gets the entry state; the others wait for the
 /// guest's INIT/SIPI in the in-kernel LAPIC.
-pub fn setup_linux_vcpu(kvm: &Kvm, vcpu: &VcpuFd, mem: &GuestMemoryMmap, index: u8, entry: LinuxEntry) -> Result<(), ArchError> {
+pub fn setup_linux_vcpu(
+    kvm: &Kvm,
+    _vm: &VmFd,
+    vcpu: &VcpuFd,
+    mem: &GuestMemoryMmap,
+    index: u8,
+    entry: LinuxEntry,
+) -> Result<(), ArchError> {
     let mut cpuid = kvm
         .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
         .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
@@ -154,6 +161,7 @@ pub fn setup_linux_vcpu(kvm: &Kvm, vcpu: &VcpuFd, mem: &GuestMemoryMmap, index: 
                 ..Default::default()
             }
         }
+        LinuxEntry::Arm64Image { .. } => return Err(ArchError::Unsupported("an arm64 Image")),
     };
     vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
     vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))

@@ -220,9 +220,9 @@ fn check_kernel(path: &Path, file: &File) -> Result<(GuestKind, Vec<String>), Pa
                 .collect();
             Ok((GuestKind::Hvt, blocks))
         }
-        ImageKind::BzImage | ImageKind::Elf | ImageKind::Multiboot { .. } => Ok((GuestKind::Linux, Vec::new())),
+        ImageKind::BzImage | ImageKind::Arm64Image | ImageKind::Elf | ImageKind::Multiboot { .. } => Ok((GuestKind::Linux, Vec::new())),
         ImageKind::Unrecognised(why) => Err(kernel_err(format!(
-            "not a kernel unik boots (a solo5-hvt unikernel, a bzImage, an ELF kernel or a multiboot kernel): it {why}"
+            "not a kernel unik boots (a solo5-hvt unikernel, a bzImage, an arm64 Image, an ELF kernel or a multiboot kernel): it {why}"
         ))),
     }
 }

@@ -347,7 +347,7 @@ fn test_bad_inputs_are_named_and_leave_no_file() {
         (with("missing.hvt", &|_| {}), "kernel"),
         (
             with("script.sh", &|_| {}),
-            "not a kernel unik boots (a solo5-hvt unikernel, a bzImage, an ELF kernel or a multiboot kernel): it is too short",
+            "not a kernel unik boots (a solo5-hvt unikernel, a bzImage, an arm64 Image, an ELF kernel or a multiboot kernel): it is too short",
         ),
         (with("damaged.hvt", &|_| {}), "invalid executable"),
         (with("adir", &|_| {}), "not a regular file"),

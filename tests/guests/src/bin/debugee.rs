@@ -34,7 +34,16 @@ pub extern "C" fn gdb_tick(n: u64) -> u64 {
 pub extern "C" fn gdb_crash_inner(fault: bool) -> u64 {
     if fault {
         // SAFETY: deliberately not: #UD with no IDT triple-faults.
-        unsafe { core::arch::asm!("ud2", options(nostack)) };
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            core::arch::asm!("ud2", options(nostack))
+        };
+        // SAFETY: deliberately not: a store to the read-only text, which the monitor stops (an
+        // exception on aarch64 would loop inside the guest, which has no vector table).
+        #[cfg(target_arch = "aarch64")]
+        unsafe {
+            (gdb_crash_inner as *const () as *mut u8).write_volatile(0)
+        };
     }
     unik_test_guests::halt(255)
 }
