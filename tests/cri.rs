@@ -435,9 +435,18 @@ fn test_cri_pod_runs_unikernels_with_their_memory_console_and_exit_status() {
     assert!(!Path::new(SHIM_ROOT).join(&pod).exists(), "unik kept the sandbox itself");
 
     // A unikernel that ends by itself: console in the CRI log, its status as the exit code, and
-    // the memory limit is the guest's memory.
-    let limits = json!({ "linux": { "resources": { "memory_limit_in_bytes": 64 << 20 } } });
-    let hello = cri.run_container(&pod, "unik-pod", "hello", "hello", &["meminfo", "exit=7"], limits.clone());
+    // the memory limit is the guest's memory. It shares the pod's pid namespace (the CRI's
+    // default; a pod's `shareProcessNamespace`), so once it has exited the shim kills "all its
+    // processes" (`kill --all`).
+    let memory = json!({ "memory_limit_in_bytes": 64 << 20 });
+    let hello = cri.run_container(
+        &pod,
+        "unik-pod",
+        "hello",
+        "hello",
+        &["meminfo", "exit=7"],
+        json!({ "linux": { "resources": memory } }),
+    );
     let status = cri.wait_exited(&hello);
     assert_eq!(status["exit_code"], 7, "{status}");
     let console = cri.console("unik-pod", "hello");
@@ -446,8 +455,19 @@ fn test_cri_pod_runs_unikernels_with_their_memory_console_and_exit_status() {
 
     // A unikernel that runs until stopped: its cgroup is the guest's memory plus the monitor's
     // 32 MiB; exec is refused with unik's reason; StopContainer (SIGTERM) stops the guest
-    // cleanly, and the monitor reports it as a signal's death: 143.
-    let sleeper = cri.run_container(&pod, "unik-pod", "sleeper", "hello", &["meminfo", "sleep=600000"], limits);
+    // cleanly, and the monitor reports it as a signal's death: 143. It has a pid namespace of
+    // its own, as the kubelet asks by default.
+    let sleeper = cri.run_container(
+        &pod,
+        "unik-pod",
+        "sleeper",
+        "hello",
+        &["meminfo", "sleep=600000"],
+        json!({ "linux": {
+            "resources": memory,
+            "security_context": { "namespace_options": { "pid": "CONTAINER" } },
+        } }),
+    );
     cri.wait_console("unik-pod", "sleeper", "mem_size: ");
     assert_eq!(cri.status(&sleeper)["state"], "CONTAINER_RUNNING");
     assert_eq!(memory_limit(&cri.cgroup_parent, &sleeper), Some((96u64 << 20).to_string()));

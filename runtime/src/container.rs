@@ -422,7 +422,7 @@ impl Runtime {
     /// `kill --all`: every process of the container gets `signal` — there is one, the monitor.
     /// As with runc, a stopped container has none left, and that is not an error: containerd's
     /// shim sends SIGKILL to all of a container that shares its pod's pid namespace once it has
-    /// exited, and a failure there keeps the CRI plugin from ever finishing the exit.
+    /// exited (it forgives the failure only by matching runc's error text).
     pub fn kill_all(&self, id: &str, signal: i32) -> Result<(), ContainerError> {
         match self.kill(id, signal) {
             Err(ContainerError::NotRunning(_)) => Ok(()),
