@@ -140,7 +140,7 @@ state = "{d}/state"
       runtime_type = "io.containerd.runc.v2"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.unik]
       runtime_type = "io.containerd.runc.v2"
-      container_annotations = ["dev.unik.*"]
+      pod_annotations = ["dev.unik.*"]
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.unik.options]
         BinaryName = "{unik}"
   [plugins."io.containerd.grpc.v1.cri".cni]
@@ -272,30 +272,28 @@ state = "{d}/state"
         }
     }
 
-    /// The pod's configuration (the kubelet sends it with every call about the pod).
-    fn pod_config(&self, name: &str) -> Value {
-        json!({
+    /// Runs pod `name` with the `unik` runtime handler and the pod's `annotations` (a
+    /// Kubernetes pod's metadata.annotations).
+    fn run_pod(&self, name: &str, annotations: &Value) -> Pod {
+        let config = json!({
             "metadata": { "name": name, "namespace": "default", "uid": format!("uid-{name}"), "attempt": 0 },
             "log_directory": self.dir.path().join("logs").join(name),
             "linux": { "cgroup_parent": self.cgroup_parent },
-        })
-    }
-
-    /// Runs a pod with the `unik` runtime handler; returns its sandbox id.
-    fn run_pod(&self, name: &str) -> String {
-        let resp = self.ok(
-            "RunPodSandbox",
-            &json!({ "config": self.pod_config(name), "runtime_handler": "unik" }),
-        );
+            "annotations": annotations,
+        });
+        let resp = self.ok("RunPodSandbox", &json!({ "config": config, "runtime_handler": "unik" }));
         let id = resp["pod_sandbox_id"].as_str().unwrap().to_string();
         self.pods.lock().unwrap().push(id.clone());
-        id
+        Pod {
+            id,
+            log_dir: self.dir.path().join("logs").join(name),
+            config,
+        }
     }
 
-    /// Creates and starts container `name` of the unikernel image in pod `pod`: `args` after
-    /// the kernel `/KERNEL.hvt`, with `linux` as its `LinuxContainerConfig` and `annotations`.
-    /// Returns its id.
-    fn run_container(&self, pod: &str, pod_name: &str, name: &str, kernel: &str, args: &[&str], extra: Value) -> String {
+    /// Creates and starts container `name` of the unikernel image in `pod`: `args` after the
+    /// kernel `/KERNEL.hvt`, with `extra` (more fields of its `ContainerConfig`). Returns its id.
+    fn run_container(&self, pod: &Pod, name: &str, kernel: &str, args: &[&str], extra: Value) -> String {
         let mut config = json!({
             "metadata": { "name": name },
             "image": { "image": UNIK_IMAGE },
@@ -308,7 +306,7 @@ state = "{d}/state"
         }
         let resp = self.ok(
             "CreateContainer",
-            &json!({ "pod_sandbox_id": pod, "config": config, "sandbox_config": self.pod_config(pod_name) }),
+            &json!({ "pod_sandbox_id": pod.id, "config": config, "sandbox_config": pod.config }),
         );
         let id = resp["container_id"].as_str().unwrap().to_string();
         self.ok("StartContainer", &json!({ "container_id": id }));
@@ -334,8 +332,8 @@ state = "{d}/state"
 
     /// The container's console as the CRI logged it: the text of each line of the CRI log
     /// format (`TIMESTAMP stdout F TEXT`).
-    fn console(&self, pod_name: &str, container: &str) -> String {
-        let path = self.dir.path().join("logs").join(pod_name).join(format!("{container}.log"));
+    fn console(&self, pod: &Pod, container: &str) -> String {
+        let path = pod.log_dir.join(format!("{container}.log"));
         std::fs::read_to_string(path)
             .unwrap_or_default()
             .lines()
@@ -345,24 +343,33 @@ state = "{d}/state"
     }
 
     /// Waits until the container's console holds `needle`.
-    fn wait_console(&self, pod_name: &str, container: &str, needle: &str) {
+    fn wait_console(&self, pod: &Pod, container: &str, needle: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !self.console(pod_name, container).contains(needle) {
+        while !self.console(pod, container).contains(needle) {
             assert!(
                 Instant::now() < deadline,
                 "no {needle:?} in the log of {container}: {}",
-                self.console(pod_name, container)
+                self.console(pod, container)
             );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     /// Stops and removes the pod (its containers with it).
-    fn remove_pod(&self, pod: &str) {
-        self.ok("StopPodSandbox", &json!({ "pod_sandbox_id": pod }));
-        self.ok("RemovePodSandbox", &json!({ "pod_sandbox_id": pod }));
-        self.pods.lock().unwrap().retain(|p| p != pod);
+    fn remove_pod(&self, pod: &Pod) {
+        self.ok("StopPodSandbox", &json!({ "pod_sandbox_id": pod.id }));
+        self.ok("RemovePodSandbox", &json!({ "pod_sandbox_id": pod.id }));
+        self.pods.lock().unwrap().retain(|p| *p != pod.id);
     }
+}
+
+/// A pod the test runs.
+struct Pod {
+    id: String,
+    /// Its `PodSandboxConfig` (the kubelet sends it with every call about the pod).
+    config: Value,
+    /// Where the CRI writes its containers' logs.
+    log_dir: PathBuf,
 }
 
 impl Drop for Cri {
@@ -422,17 +429,17 @@ fn test_cri_pod_runs_unikernels_with_their_memory_console_and_exit_status() {
     assert_eq!(version["runtime_name"], "containerd", "{version}");
     assert_eq!(version["runtime_api_version"], "v1", "{version}");
 
-    let pod = cri.run_pod("unik-pod");
-    let sandbox = cri.ok("PodSandboxStatus", &json!({ "pod_sandbox_id": pod }))["status"].clone();
+    let pod = cri.run_pod("unik-pod", &json!({}));
+    let sandbox = cri.ok("PodSandboxStatus", &json!({ "pod_sandbox_id": pod.id }))["status"].clone();
     assert_eq!(sandbox["state"], "SANDBOX_READY", "{sandbox}");
     assert_eq!(sandbox["runtime_handler"], "unik", "{sandbox}");
     // The pause container is no unikernel: unik handed it to runc, whose state is under unik's
     // root.
     assert!(
-        Path::new(SHIM_ROOT).join("runc").join(&pod).join("state.json").is_file(),
+        Path::new(SHIM_ROOT).join("runc").join(&pod.id).join("state.json").is_file(),
         "the sandbox is not runc's"
     );
-    assert!(!Path::new(SHIM_ROOT).join(&pod).exists(), "unik kept the sandbox itself");
+    assert!(!Path::new(SHIM_ROOT).join(&pod.id).exists(), "unik kept the sandbox itself");
 
     // A unikernel that ends by itself: console in the CRI log, its status as the exit code, and
     // the memory limit is the guest's memory. It shares the pod's pid namespace (the CRI's
@@ -441,7 +448,6 @@ fn test_cri_pod_runs_unikernels_with_their_memory_console_and_exit_status() {
     let memory = json!({ "memory_limit_in_bytes": 64 << 20 });
     let hello = cri.run_container(
         &pod,
-        "unik-pod",
         "hello",
         "hello",
         &["meminfo", "exit=7"],
@@ -449,7 +455,7 @@ fn test_cri_pod_runs_unikernels_with_their_memory_console_and_exit_status() {
     );
     let status = cri.wait_exited(&hello);
     assert_eq!(status["exit_code"], 7, "{status}");
-    let console = cri.console("unik-pod", "hello");
+    let console = cri.console(&pod, "hello");
     assert!(console.starts_with("Hello, world\ncmdline: meminfo exit=7\n"), "{console}");
     assert!(console.contains(&format!("mem_size: {}\n", 64 << 20)), "{console}");
 
@@ -459,7 +465,6 @@ fn test_cri_pod_runs_unikernels_with_their_memory_console_and_exit_status() {
     // its own, as the kubelet asks by default.
     let sleeper = cri.run_container(
         &pod,
-        "unik-pod",
         "sleeper",
         "hello",
         &["meminfo", "sleep=600000"],
@@ -468,7 +473,7 @@ fn test_cri_pod_runs_unikernels_with_their_memory_console_and_exit_status() {
             "security_context": { "namespace_options": { "pid": "CONTAINER" } },
         } }),
     );
-    cri.wait_console("unik-pod", "sleeper", "mem_size: ");
+    cri.wait_console(&pod, "sleeper", "mem_size: ");
     assert_eq!(cri.status(&sleeper)["state"], "CONTAINER_RUNNING");
     assert_eq!(memory_limit(&cri.cgroup_parent, &sleeper), Some((96u64 << 20).to_string()));
     let err = cri
@@ -478,7 +483,7 @@ fn test_cri_pod_runs_unikernels_with_their_memory_console_and_exit_status() {
     cri.ok("StopContainer", &json!({ "container_id": sleeper, "timeout": 30 }));
     let status = cri.wait_exited(&sleeper);
     assert_eq!(status["exit_code"], 143, "{status}");
-    assert!(cri.console("unik-pod", "sleeper").contains("mem_size: 67108864"));
+    assert!(cri.console(&pod, "sleeper").contains("mem_size: 67108864"));
 
     for id in [&hello, &sleeper] {
         cri.ok("RemoveContainer", &json!({ "container_id": id }));
@@ -486,34 +491,39 @@ fn test_cri_pod_runs_unikernels_with_their_memory_console_and_exit_status() {
     cri.remove_pod(&pod);
     let left = cri.ok("ListContainers", &json!({}));
     assert!(left["containers"].as_array().is_none_or(Vec::is_empty), "{left}");
-    assert_no_state_left(&[&pod, &hello, &sleeper]);
+    assert_no_state_left(&[&pod.id, &hello, &sleeper]);
 }
 
 #[test]
 fn test_cri_pod_network_reaches_the_unikernel() {
     require_kvm!();
     let cri = Cri::start();
-    let pod = cri.run_pod("unik-net");
-    let sandbox = cri.ok("PodSandboxStatus", &json!({ "pod_sandbox_id": pod }))["status"].clone();
+    // The template is the pod's annotation, as a Kubernetes pod's metadata.annotations: the
+    // runtime handler lets dev.unik.* through to every container of the pod (the pause
+    // container too, which stays runc's).
+    let pod = cri.run_pod("unik-net", &json!({ "dev.unik.net.template": "ip={ip} gw={gateway}" }));
+    let sandbox = cri.ok("PodSandboxStatus", &json!({ "pod_sandbox_id": pod.id }))["status"].clone();
     let ip = sandbox["network"]["ip"].as_str().unwrap_or_default().to_string();
     assert!(ip.starts_with("10.88.7."), "the pod has no address from the CNI bridge: {sandbox}");
+    assert!(
+        Path::new(SHIM_ROOT).join("runc").join(&pod.id).is_dir(),
+        "the sandbox is not runc's"
+    );
 
-    // The template reaches unik as a container annotation (the runtime handler lets dev.unik.*
-    // through); the guest answers pings on the pod's address.
-    let extra = json!({ "annotations": { "dev.unik.net.template": "ip={ip} gw={gateway}" } });
-    let net = cri.run_container(&pod, "unik-net", "net", "net", &["count=3", "timeout=60"], extra);
-    cri.wait_console("unik-net", "net", " ready");
+    // The guest answers pings on the pod's address.
+    let net = cri.run_container(&pod, "net", "net", &["count=3", "timeout=60"], json!({}));
+    cri.wait_console(&pod, "net", " ready");
     // containerd's namespace is the host side of the pod network's bridge.
     let ping = cri.ns.command(&["ping", "-c", "3", "-i", "0.2", "-W", "5", &ip]).output().unwrap();
     assert!(
         ping.status.success(),
         "ping {ip}: {}\nconsole: {}",
         stdout(&ping),
-        cri.console("unik-net", "net")
+        cri.console(&pod, "net")
     );
     let status = cri.wait_exited(&net);
     assert_eq!(status["exit_code"], 0, "{status}");
-    let console = cri.console("unik-net", "net");
+    let console = cri.console(&pod, "net");
     assert!(
         console.contains(&format!("net: cmdline: ip={ip} gw={POD_GATEWAY} count=3")),
         "{console}"
@@ -521,5 +531,5 @@ fn test_cri_pod_network_reaches_the_unikernel() {
     assert!(console.contains("net: answered 3 pings"), "{console}");
 
     cri.remove_pod(&pod);
-    assert_no_state_left(&[&pod, &net]);
+    assert_no_state_left(&[&pod.id, &net]);
 }
