@@ -498,10 +498,13 @@ fn test_cri_pod_runs_unikernels_with_their_memory_console_and_exit_status() {
 fn test_cri_pod_network_reaches_the_unikernel() {
     require_kvm!();
     let cri = Cri::start();
-    // The template is the pod's annotation, as a Kubernetes pod's metadata.annotations: the
-    // runtime handler lets dev.unik.* through to every container of the pod (the pause
-    // container too, which stays runc's).
-    let pod = cri.run_pod("unik-net", &json!({ "dev.unik.net.template": "ip={ip} gw={gateway}" }));
+    // unik's settings are the pod's annotations, as a Kubernetes pod's metadata.annotations:
+    // the runtime handler lets dev.unik.* through to every container of the pod, the pause
+    // container too, which stays runc's even though the annotations name a kernel.
+    let pod = cri.run_pod(
+        "unik-net",
+        &json!({ "dev.unik.kernel": "/net.hvt", "dev.unik.net.template": "ip={ip} gw={gateway}" }),
+    );
     let sandbox = cri.ok("PodSandboxStatus", &json!({ "pod_sandbox_id": pod.id }))["status"].clone();
     let ip = sandbox["network"]["ip"].as_str().unwrap_or_default().to_string();
     assert!(ip.starts_with("10.88.7."), "the pod has no address from the CNI bridge: {sandbox}");
