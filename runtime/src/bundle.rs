@@ -100,7 +100,7 @@ pub fn guest_vcpus(annotation: Option<&String>, quota_period: Option<(i64, u64)>
 pub enum BundleKind {
     /// A unikernel, and the VM to boot it.
     Unikernel(Box<VmConfig>),
-    /// An ordinary container; which check on `process.args[0]` said so.
+    /// An ordinary container: a Kubernetes pod's sandbox, or which check on `process.args[0]` said so.
     NotUnikernel(String),
 }
 
@@ -320,6 +320,16 @@ fn read_only_why(file: &Resolved) -> String {
     }
 }
 
+/// The annotations by which Kubernetes' container runtimes mark a pod's sandbox (pause)
+/// container: containerd's CRI plugin, CRI-O.
+const SANDBOX_MARKS: [(&str, &str); 2] = [
+    ("io.kubernetes.cri.container-type", "sandbox"),
+    ("io.kubernetes.cri-o.ContainerType", "sandbox"),
+];
+
+/// What an ordinary container's reason starts with: then the check on its program that failed.
+pub(crate) const NOT_ANNOTATED: &str = "no dev.unik.kernel or com.urunc.unikernel.binary annotation, no urunc.json: ";
+
 /// The bundle's kind and what its network needs.
 fn classify(
     bundle: &Path,
@@ -330,6 +340,17 @@ fn classify(
 ) -> Result<Classified, ContainerError> {
     let err = |reason: String| bundle_err(bundle, reason);
     let rootfs_err = |e: crate::rootfs::RootfsError| bundle_err(bundle, e.to_string());
+    let not_unikernel = |reason: String| Classified {
+        kind: BundleKind::NotUnikernel(reason),
+        devices: Vec::new(),
+        guest: None,
+        default_template: None,
+    };
+    // A pod's pause container holds the pod's namespaces and is never a unikernel, whatever
+    // `dev.unik.*` annotations of the pod reach it (containerd's `pod_annotations`).
+    if let Some((key, value)) = SANDBOX_MARKS.iter().find(|(k, v)| annotations.get(*k).is_some_and(|a| a == v)) {
+        return Ok(not_unikernel(format!("{key}={value}: a Kubernetes pod's sandbox container")));
+    }
     let urunc = urunc_keys(annotations, view).map_err(err)?;
     let command = Command::parse(args);
     let init = command.init;
@@ -367,12 +388,7 @@ fn classify(
             Ok(kernel) => (kernel, command.into_args().map_err(err)?, None, Some(GuestKind::Hvt), None),
             Err(reason) => {
                 log::debug!("{}: {reason}", bundle.display());
-                return Ok(Classified {
-                    kind: BundleKind::NotUnikernel(reason),
-                    devices: Vec::new(),
-                    guest: None,
-                    default_template: None,
-                });
+                return Ok(not_unikernel(format!("{NOT_ANNOTATED}{reason}")));
             }
         }
     };
