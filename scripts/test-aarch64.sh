@@ -32,6 +32,9 @@ modules=(tun veth sch_ingress cls_u32 act_mirred)
 declare -A not_here=(
     [docker]="needs dockerd"
     [containerd]="needs containerd"
+    [cri]="needs containerd"
+    [ci_doc]="runs docs/ci.md's job, an x86_64 GitHub runner's (unik-x86_64, bash)"
+    [gdb]="needs gdb, which the emulated host has not"
     [stock_kernel]="boots a stock x86_64 Linux kernel"
 )
 

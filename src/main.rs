@@ -8,14 +8,12 @@ mod logging;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use cli::{Cli, Command};
 use commands::oci;
 
 fn main() -> ExitCode {
     let argv = cli::solo5::normalize_argv(std::env::args_os().collect());
-    let cli = match Cli::try_parse_from(&argv) {
+    let cli = match Cli::parse_args(&argv) {
         Ok(cli) => cli,
         Err(e) => {
             // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2);
@@ -51,6 +49,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Boot(args) => commands::boot::run(args),
         Command::Monitor(args) => commands::monitor::run(args),
+        Command::Pack(args) => commands::pack::run(args),
         Command::Create(args) => oci::create(global, &args, false),
         Command::Start(args) => oci::start(global, &args),
         Command::State(args) => oci::state(global, &args),

@@ -109,3 +109,71 @@ fn test_solo5_hvt_link_name_boots() {
         .unwrap();
     assert_fails_with(&out, 1, "Could not read kernel");
 }
+
+#[test]
+fn test_pack_refuses_bad_input_and_writes_nothing() {
+    let dir = tempdir();
+    let out = dir.path().join("image.tar");
+    let out_arg = out.to_str().unwrap();
+    let hello = guest("hello");
+    let hello = hello.to_str().unwrap();
+    let blk = guest("blk");
+    let disk = disk(&dir, "disk.img", 1000, 0);
+    let pack = |args: &[&str]| unik().arg("pack").args(args).output().unwrap();
+    for (args, needle) in [
+        (
+            vec!["-t", "a:1", "-o", out_arg, "/nonexistent/k.hvt"],
+            "kernel /nonexistent/k.hvt: No such file",
+        ),
+        (vec!["-t", "A:1", "-o", out_arg, hello], "'A:1' is not a valid image name"),
+        (
+            vec!["-t", "a:1", "-o", out_arg, "--block", "st-x=disk.img", hello],
+            "invalid device name 'st-x'",
+        ),
+        (
+            vec!["-t", "a:1", "-o", out_arg, "--format", "tgz", hello],
+            "invalid value 'tgz' for '--format",
+        ),
+        (vec!["-o", out_arg, hello], "--tag <NAME:TAG>"),
+        (
+            vec![
+                "-t",
+                "a:1",
+                "-o",
+                out_arg,
+                "--block",
+                &format!("storage={}", disk.display()),
+                blk.to_str().unwrap(),
+            ],
+            "1000 bytes: a solo5-hvt disk image must be a non-zero multiple of 512 bytes",
+        ),
+    ] {
+        assert_fails_with(&pack(&args), 1, needle);
+        assert!(!out.exists(), "{args:?} left {}", out.display());
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "only disk.img: no temporary file left"
+    );
+    // Packing needs no KVM: the name, image ID and file on stdout.
+    let ok = pack(&["-t", "a:1", "-o", out_arg, hello]);
+    assert_eq!(ok.status.code(), Some(0), "{}", common::stderr(&ok));
+    assert!(stdout(&ok).starts_with("a:1 sha256:"), "{}", stdout(&ok));
+    assert!(out.is_file());
+    let help = stdout(&pack(&["--help"]));
+    for opt in [
+        "--block",
+        "--initrd",
+        "--mem",
+        "--cpus",
+        "--net-template",
+        "--arg",
+        "--tag",
+        "--output",
+        "--format",
+        "Examples:",
+    ] {
+        assert!(help.contains(opt), "help lacks {opt}: {help}");
+    }
+}

@@ -193,3 +193,97 @@ fn test_ctr_task_ps_pause_kill_delete() {
                 .contains("__monitor")
     );
 }
+
+#[test]
+fn test_ctr_imports_and_runs_unik_pack_images_in_both_formats() {
+    require_kvm!();
+    let c = Containerd::start();
+    let dir = common::tempdir();
+    let unik = common::unik_path();
+    let hello = guest("hello");
+    for (format, exit) in [("docker", "6"), ("oci", "8")] {
+        let tar = dir.path().join(format!("hello-{format}.tar"));
+        let tag = format!("unik-pack-{format}:1.0");
+        common::pack(&[
+            "--format",
+            format,
+            "-t",
+            &tag,
+            "-o",
+            tar.to_str().unwrap(),
+            hello.to_str().unwrap(),
+            "--arg",
+            &format!("exit={exit}"),
+        ]);
+        let out = c.ctr(&["images", "import", tar.to_str().unwrap()]);
+        assert!(out.status.success(), "ctr images import ({format}): {}", stderr(&out));
+        let image = format!("docker.io/library/{tag}");
+        let images = stdout(&c.ctr(&["images", "ls", "-q"]));
+        assert!(images.lines().any(|l| l == image), "{format}: {image} not in {images}");
+        let id = id(&format!("ctr-pack-{format}"));
+        let out = c.ctr(&[
+            "run",
+            "--rm",
+            "--runtime",
+            "io.containerd.runc.v2",
+            "--runc-binary",
+            unik.to_str().unwrap(),
+            &image,
+            &id,
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(exit.parse().unwrap()),
+            "{format}: stdout: {} stderr: {}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(
+            stdout(&out).contains("Hello, world") && stdout(&out).contains(&format!("cmdline: exit={exit}")),
+            "{format}: {}",
+            stdout(&out)
+        );
+        assert!(!unik_state(&id).exists(), "state left behind");
+    }
+
+    // A Linux-boot kernel with its initrd and a disk, as an OCI layout.
+    let initrd = dir.path().join("initrd.img");
+    std::fs::write(&initrd, b"an initrd of 25 bytes....").unwrap();
+    let disk = dir.path().join("data.img");
+    std::fs::write(&disk, [b'K'; 8192]).unwrap();
+    let tar = dir.path().join("virtio.tar");
+    common::pack(&[
+        "--format",
+        "oci",
+        "--initrd",
+        initrd.to_str().unwrap(),
+        "--block",
+        &format!("d0={}", disk.display()),
+        "--arg",
+        "exit=4",
+        "-t",
+        "unik-pack-virtio:1.0",
+        "-o",
+        tar.to_str().unwrap(),
+        guest("virtio").to_str().unwrap(),
+    ]);
+    let out = c.ctr(&["images", "import", tar.to_str().unwrap()]);
+    assert!(out.status.success(), "ctr images import: {}", stderr(&out));
+    let id = id("ctr-pack-virtio");
+    let out = c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "io.containerd.runc.v2",
+        "--runc-binary",
+        unik.to_str().unwrap(),
+        "docker.io/library/unik-pack-virtio:1.0",
+        &id,
+    ]);
+    let logs = stdout(&out);
+    assert_eq!(out.status.code(), Some(4), "{logs} / {}", stderr(&out));
+    for line in ["virtio: initrd addr=", "virtio-blk: read0 status=0 first=KKKKKKKK", "virtio: done"] {
+        assert!(logs.lines().any(|l| l.starts_with(line)), "no {line:?} in:\n{logs}");
+    }
+    assert!(!unik_state(&id).exists(), "state left behind");
+}

@@ -828,3 +828,106 @@ fn test_docker_configuration_errors_are_loud_and_name_what_is_wrong() {
     assert!(!err.contains("overlay") && !err.contains("/merged/"), "a host path in: {err}");
     docker.assert_no_state_left();
 }
+
+#[test]
+fn test_unik_pack_images_load_into_docker_and_run() {
+    require_kvm!();
+    let docker = Dockerd::start();
+    let dir = common::tempdir();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+
+    // The README's example: an hvt unikernel whose packed arguments make it exit with 7.
+    let hello = guest("hello");
+    let id = common::pack(&[
+        "-t",
+        "unik-pack-hello:1.0",
+        "-o",
+        &path("hello.tar"),
+        hello.to_str().unwrap(),
+        "--arg",
+        "exit=7",
+    ]);
+    let loaded = docker.ok(&["load", "-i", &path("hello.tar")]);
+    assert!(loaded.contains("Loaded image: unik-pack-hello:1.0"), "{loaded}");
+    assert_eq!(
+        docker
+            .ok(&["image", "inspect", "--format", "{{.Id}}", "unik-pack-hello:1.0"])
+            .trim(),
+        id
+    );
+    let labels = docker.ok(&["image", "inspect", "--format", "{{json .Config.Labels}}", "unik-pack-hello:1.0"]);
+    let labels: serde_json::Value = serde_json::from_str(&labels).unwrap();
+    assert_eq!(labels, serde_json::json!({ "dev.unik.kernel": "/hello", "dev.unik.kind": "hvt" }));
+    let run = |image: &str, args: &[&str]| {
+        let mut all = vec!["run", "--rm", "--runtime", "unik", "--network", "none", image];
+        all.extend_from_slice(args);
+        docker.docker(&all)
+    };
+    let out = run("unik-pack-hello:1.0", &[]);
+    assert_eq!(out.status.code(), Some(7), "stdout: {} stderr: {}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("Hello, world") && stdout(&out).contains("cmdline: exit=7"),
+        "{}",
+        stdout(&out)
+    );
+    // Arguments on docker's command line replace the packed ones (the kernel is the entrypoint).
+    let out = run("unik-pack-hello:1.0", &["exit=9"]);
+    assert_eq!(out.status.code(), Some(9), "stdout: {} stderr: {}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("cmdline: exit=9"), "{}", stdout(&out));
+
+    // An hvt unikernel with a disk image: its manifest's block device is wired to the image's copy.
+    let disk = common::disk(&dir, "disk.img", 1 << 20, 0);
+    let blk = guest("blk");
+    common::pack(&[
+        "--block",
+        &format!("storage={}", disk.display()),
+        "--mem",
+        "8",
+        "-t",
+        "unik-pack-blk:1.0",
+        "-o",
+        &path("blk.tar"),
+        blk.to_str().unwrap(),
+    ]);
+    docker.ok(&["load", "-i", &path("blk.tar")]);
+    let out = run("unik-pack-blk:1.0", &[]);
+    assert_eq!(out.status.code(), Some(0), "stdout: {} stderr: {}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("blk: ok capacity=1048576 block_size=512"), "{}", stdout(&out));
+    assert_eq!(
+        std::fs::read(&disk).unwrap(),
+        vec![0; 1 << 20],
+        "the guest wrote the image's copy, not the packed file"
+    );
+
+    // A Linux-boot kernel with an initrd and a virtio disk.
+    std::fs::write(path("initrd.img"), b"an initrd of 25 bytes....").unwrap();
+    let data = common::disk(&dir, "data.img", 8192, b'K');
+    let virtio = guest("virtio");
+    common::pack(&[
+        "--initrd",
+        &path("initrd.img"),
+        "--block",
+        &format!("d0={}", data.display()),
+        "--arg",
+        "exit=4",
+        "-t",
+        "unik-pack-virtio:1.0",
+        "-o",
+        &path("virtio.tar"),
+        virtio.to_str().unwrap(),
+    ]);
+    docker.ok(&["load", "-i", &path("virtio.tar")]);
+    let out = run("unik-pack-virtio:1.0", &[]);
+    let logs = stdout(&out);
+    assert_eq!(out.status.code(), Some(4), "{logs} / {}", stderr(&out));
+    for line in [
+        "virtio: initrd addr=",
+        "virtio-blk: capacity=16 ro=0",
+        "virtio-blk: read0 status=0 first=KKKKKKKK",
+        "virtio: done",
+    ] {
+        assert!(logs.lines().any(|l| l.starts_with(line)), "no {line:?} in:\n{logs}");
+    }
+    assert!(logs.contains("size=25"), "the initrd: {logs}");
+    docker.assert_no_state_left();
+}

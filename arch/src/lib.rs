@@ -3,11 +3,32 @@
 //! What lives here: each architecture's guest layout (`layout`); making a vCPU ready to execute a
 //! solo5-hvt guest at its entry point (page tables, descriptor tables, control and general
 //! registers, CPUID); decoding the hvt hypercall transport (x86 port I/O, aarch64 MMIO); and, for
-//! Linux-boot guests on x86_64, the in-kernel irqchip and PIT and the 64-bit or PVH entry state. Every architecture exports the same names;
-//! callers never use `cfg(target_arch)`.
+//! Linux-boot guests the machine and entry state (x86_64: the in-kernel irqchip and PIT, the 64-bit,
+//! PVH or multiboot entry; aarch64: the layout, PSCI and the `Image` entry). Every architecture
+//! exports the same names (but aarch64's `mpidr`, which only its device tree needs); callers
+//! outside Linux-boot code never use `cfg(target_arch)`.
 #![warn(missing_docs)]
 
 mod hypercall;
+
+/// Guest debugging: gdb's register layout, an ELF core's registers, KVM guest debug.
+pub mod debug {
+    /// What stopped a vCPU that KVM guest debug was on for.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum DebugEvent {
+        /// A single step completed.
+        Step,
+        /// A breakpoint was hit.
+        Breakpoint,
+        /// Another debug exception.
+        Other,
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    pub use crate::aarch64::debug::*;
+    #[cfg(target_arch = "x86_64")]
+    pub use crate::x86_64::debug::*;
+}
 
 pub use hypercall::{DecodeError, HYPERCALL_MAX, HvtCall};
 
@@ -21,10 +42,9 @@ pub use x86_64::{INSTRUCTION_POINTER, decode_mmio_write, decode_pio_out, instruc
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
 #[cfg(target_arch = "aarch64")]
-pub use aarch64::{
-    INSTRUCTION_POINTER, decode_mmio_write, decode_pio_out, instruction_pointer, layout, setup_linux_vcpu, setup_linux_vm, setup_vcpu,
-    setup_vm,
-};
+pub use aarch64::linux::{self as linux_layout, mpidr, setup_linux_vcpu, setup_linux_vm};
+#[cfg(target_arch = "aarch64")]
+pub use aarch64::{INSTRUCTION_POINTER, decode_mmio_write, decode_pio_out, instruction_pointer, layout, setup_vcpu, setup_vm};
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 compile_error!("unik supports x86_64 and aarch64 only");
@@ -81,6 +101,13 @@ pub enum LinuxEntry {
         eip: u32,
         /// Guest address of the multiboot information structure.
         info: u32,
+    },
+    /// An arm64 `Image`: EL1h, MMU off, x0 = the device tree's address.
+    Arm64Image {
+        /// Entry point (the image's load address).
+        pc: u64,
+        /// Guest address of the device tree blob.
+        dtb: u64,
     },
 }
 

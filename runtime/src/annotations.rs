@@ -23,6 +23,9 @@ pub const CPUS: &str = "dev.unik.cpus";
 pub const INITRD: &str = "dev.unik.initrd";
 /// Guest memory in MiB (overrides the memory limit).
 pub const MEM: &str = "dev.unik.mem";
+/// A gdb remote stub on this port of 127.0.0.1 in the container's network namespace (off by
+/// default): the guest waits for gdb at `start` (`unik boot --gdb`).
+pub const GDB: &str = "dev.unik.gdb";
 /// `dev.unik.block.<NAME>`: image inside the container for manifest block device NAME.
 pub const BLOCK_PREFIX: &str = "dev.unik.block.";
 /// Guest command-line template for the network settings (or a ready template's name).
@@ -38,7 +41,20 @@ pub const UNIK_JSON: &str = "unik.json";
 pub const URUNC_JSON: &str = "urunc.json";
 
 /// Every key of unik's that takes a value (besides `dev.unik.block.<NAME>`).
-pub const KEYS: [&str; 8] = [KERNEL, CMDLINE, KIND, CPUS, INITRD, MEM, NET_TEMPLATE, NET_INTERFACE];
+pub const KEYS: [&str; 9] = [KERNEL, CMDLINE, KIND, CPUS, INITRD, MEM, GDB, NET_TEMPLATE, NET_INTERFACE];
+
+/// The port of [`GDB`], if the annotation is there.
+pub fn gdb_port(annotations: &BTreeMap<String, String>) -> Result<Option<u16>, String> {
+    annotations
+        .get(GDB)
+        .map(|p| {
+            p.parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| format!("{GDB}: '{p}' is not a port from 1 to 65535"))
+        })
+        .transpose()
+}
 
 /// Refuses a `dev.unik.*` key unik does not know (a typo such as `dev.unik.block.stoage` is
 /// caught by the manifest; `dev.unik.memory` here), naming it and the known ones.

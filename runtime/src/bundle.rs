@@ -62,6 +62,20 @@ pub fn guest_mem_mib(limit: Option<i64>) -> Result<u64, String> {
     }
 }
 
+/// Guest memory for a `dev.unik.mem` value: MiB from [`MIN_MEM_MIB`] to the largest guest.
+pub fn mem_annotation(value: &str) -> Result<u64, String> {
+    value
+        .parse()
+        .ok()
+        .filter(|m| (MIN_MEM_MIB..=vmm::memory::MEM_MAX_MIB).contains(m))
+        .ok_or_else(|| {
+            format!(
+                "{MEM}: '{value}' is not a number of MiB from {MIN_MEM_MIB} to {}",
+                vmm::memory::MEM_MAX_MIB
+            )
+        })
+}
+
 /// vCPUs of a Linux-boot guest: `dev.unik.cpus`, else the CPU quota rounded up (docker
 /// `--cpus`), else 1.
 pub fn guest_vcpus(annotation: Option<&String>, quota_period: Option<(i64, u64)>) -> Result<u8, String> {
@@ -86,7 +100,7 @@ pub fn guest_vcpus(annotation: Option<&String>, quota_period: Option<(i64, u64)>
 pub enum BundleKind {
     /// A unikernel, and the VM to boot it.
     Unikernel(Box<VmConfig>),
-    /// An ordinary container; which check on `process.args[0]` said so.
+    /// An ordinary container: a Kubernetes pod's sandbox, or which check on `process.args[0]` said so.
     NotUnikernel(String),
 }
 
@@ -142,6 +156,9 @@ fn program_is_hvt(view: &View, command: &Command) -> Result<Resolved, String> {
         ImageKind::BzImage => Err(format!(
             "{label} '{a0}' is a Linux kernel image (bzImage); name it in the {KERNEL} annotation to boot it"
         )),
+        ImageKind::Arm64Image => Err(format!(
+            "{label} '{a0}' is a Linux kernel image (arm64 Image); name it in the {KERNEL} annotation to boot it"
+        )),
         ImageKind::Multiboot { .. } => Err(format!(
             "{label} '{a0}' is a multiboot kernel; name it in the {KERNEL} annotation to boot it"
         )),
@@ -192,6 +209,7 @@ pub fn load(bundle: &Path) -> Result<Bundle, ContainerError> {
         .and_then(|c| Some((c.quota()?, c.period()?)));
     let mut classified = classify(&path, &view, &annotations, &args, mem_limit)?;
     if let BundleKind::Unikernel(cfg) = &mut classified.kind {
+        cfg.gdb = crate::annotations::gdb_port(&annotations).map_err(|e| bundle_err(&path, e))?;
         if cfg.kind == Some(GuestKind::Linux) {
             cfg.vcpus = guest_vcpus(annotations.get(CPUS), cpu_limit).map_err(|e| bundle_err(&path, e))?;
         }
@@ -302,6 +320,16 @@ fn read_only_why(file: &Resolved) -> String {
     }
 }
 
+/// The annotations by which Kubernetes' container runtimes mark a pod's sandbox (pause)
+/// container: containerd's CRI plugin, CRI-O.
+const SANDBOX_MARKS: [(&str, &str); 2] = [
+    ("io.kubernetes.cri.container-type", "sandbox"),
+    ("io.kubernetes.cri-o.ContainerType", "sandbox"),
+];
+
+/// What an ordinary container's reason starts with: then the check on its program that failed.
+pub(crate) const NOT_ANNOTATED: &str = "no dev.unik.kernel or com.urunc.unikernel.binary annotation, no urunc.json: ";
+
 /// The bundle's kind and what its network needs.
 fn classify(
     bundle: &Path,
@@ -312,6 +340,17 @@ fn classify(
 ) -> Result<Classified, ContainerError> {
     let err = |reason: String| bundle_err(bundle, reason);
     let rootfs_err = |e: crate::rootfs::RootfsError| bundle_err(bundle, e.to_string());
+    let not_unikernel = |reason: String| Classified {
+        kind: BundleKind::NotUnikernel(reason),
+        devices: Vec::new(),
+        guest: None,
+        default_template: None,
+    };
+    // A pod's pause container holds the pod's namespaces and is never a unikernel, whatever
+    // `dev.unik.*` annotations of the pod reach it (containerd's `pod_annotations`).
+    if let Some((key, value)) = SANDBOX_MARKS.iter().find(|(k, v)| annotations.get(*k).is_some_and(|a| a == v)) {
+        return Ok(not_unikernel(format!("{key}={value}: a Kubernetes pod's sandbox container")));
+    }
     let urunc = urunc_keys(annotations, view).map_err(err)?;
     let command = Command::parse(args);
     let init = command.init;
@@ -349,12 +388,7 @@ fn classify(
             Ok(kernel) => (kernel, command.into_args().map_err(err)?, None, Some(GuestKind::Hvt), None),
             Err(reason) => {
                 log::debug!("{}: {reason}", bundle.display());
-                return Ok(Classified {
-                    kind: BundleKind::NotUnikernel(reason),
-                    devices: Vec::new(),
-                    guest: None,
-                    default_template: None,
-                });
+                return Ok(not_unikernel(format!("{NOT_ANNOTATED}{reason}")));
             }
         }
     };
@@ -386,16 +420,7 @@ fn classify(
         cmdline
     };
     let mem_mib = match annotations.get(MEM) {
-        Some(m) => m
-            .parse()
-            .ok()
-            .filter(|m| (MIN_MEM_MIB..=vmm::memory::MEM_MAX_MIB).contains(m))
-            .ok_or_else(|| {
-                err(format!(
-                    "{MEM}: '{m}' is not a number of MiB from {MIN_MEM_MIB} to {}",
-                    vmm::memory::MEM_MAX_MIB
-                ))
-            })?,
+        Some(m) => mem_annotation(m).map_err(err)?,
         None => guest_mem_mib(mem_limit).map_err(err)?,
     };
     let image_of = |name: &str, sole: bool| -> Option<&String> {

@@ -121,6 +121,27 @@ fn test_ordinary_container_is_not_a_unikernel() {
 }
 
 #[test]
+fn test_a_kubernetes_sandbox_is_never_a_unikernel() {
+    // containerd's pod_annotations give the pause container the pod's dev.unik.* annotations,
+    // a kernel among them: it is still an ordinary container.
+    for (key, value) in [
+        ("io.kubernetes.cri.container-type", "sandbox"),
+        ("io.kubernetes.cri-o.ContainerType", "sandbox"),
+    ] {
+        let ann = serde_json::json!({ key: value, KERNEL: "/app.hvt", NET_TEMPLATE: "ip={ip}" });
+        let b = bundle(config(&["/pause"], ann), &[("/app.hvt", &hvt_elf(&[]))]);
+        let BundleKind::NotUnikernel(reason) = load(b.path()).unwrap().kind else {
+            panic!("a pod's sandbox ({key}) taken for a unikernel");
+        };
+        assert_eq!(reason, format!("{key}={value}: a Kubernetes pod's sandbox container"));
+    }
+    // The pod's other containers are unikernels by the same annotations.
+    let ann = serde_json::json!({ "io.kubernetes.cri.container-type": "container", KERNEL: "/app.hvt" });
+    let b = bundle(config(&["/app.hvt"], ann), &[("/app.hvt", &hvt_elf(&[]))]);
+    assert!(matches!(load(b.path()).unwrap().kind, BundleKind::Unikernel(_)));
+}
+
+#[test]
 fn test_unik_annotations() {
     let ann = serde_json::json!({ KERNEL: "k/app", CMDLINE: "x y", MEM: "32", "dev.unik.block.storage": "/disk.img" });
     let b = bundle(
@@ -132,6 +153,29 @@ fn test_unik_annotations() {
     assert_eq!(cfg.mem_mib, 32);
     assert_eq!(cfg.blocks.len(), 1);
     assert_eq!(cfg.blocks[0].name, "storage");
+    // The debugger is off by default.
+    assert_eq!(cfg.gdb, None);
+}
+
+#[test]
+fn test_gdb_annotation() {
+    let kernel = hvt_elf(&[]);
+    let with = |port: &str| {
+        let ann = serde_json::json!({ KERNEL: "app", "dev.unik.gdb": port });
+        let b = bundle(config(&[], ann), &[("/app", &kernel)]);
+        load(b.path()).map(|loaded| match loaded.kind {
+            BundleKind::Unikernel(cfg) => cfg.gdb,
+            BundleKind::NotUnikernel(_) => panic!("not recognised as a unikernel"),
+        })
+    };
+    assert_eq!(with("1234").unwrap(), Some(1234));
+    for bad in ["0", "65536", "gdb"] {
+        let err = with(bad).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("dev.unik.gdb: '{bad}' is not a port from 1 to 65535")),
+            "{err}"
+        );
+    }
 }
 
 #[test]
@@ -549,7 +593,7 @@ fn test_a_damaged_unikernel_kernel_is_refused_not_booted_as_linux() {
 fn test_not_a_unikernel_says_which_check_failed() {
     let reason =
         |args: &[&str], files: &[(&str, &[u8])]| match load(bundle(config(args, serde_json::json!({})), files).path()).unwrap().kind {
-            BundleKind::NotUnikernel(reason) => reason,
+            BundleKind::NotUnikernel(reason) => reason.strip_prefix(NOT_ANNOTATED).expect("a program's reason").to_string(),
             BundleKind::Unikernel(_) => panic!("{args:?} taken for a unikernel"),
         };
     assert_eq!(reason(&[], &[]), "process.args is empty");
@@ -812,14 +856,19 @@ fn test_docker_init_and_shell_form_commands_run_the_unikernel() {
         panic!("a shell command taken for a unikernel")
     };
     assert!(
-        reason.starts_with("the first word of docker's shell-form command (/bin/sh -c) 'echo' in the rootfs: No such file"),
+        reason.starts_with(&format!(
+            "{NOT_ANNOTATED}the first word of docker's shell-form command (/bin/sh -c) 'echo' in the rootfs: No such file"
+        )),
         "{reason}"
     );
     let init_only = config(&["/sbin/docker-init", "--"], serde_json::json!({}));
     let BundleKind::NotUnikernel(reason) = load(bundle(init_only, &[]).path()).unwrap().kind else {
         panic!("nothing behind the init")
     };
-    assert_eq!(reason, "process.args[2] (behind docker's init, /sbin/docker-init --) is missing");
+    assert_eq!(
+        reason,
+        format!("{NOT_ANNOTATED}process.args[2] (behind docker's init, /sbin/docker-init --) is missing")
+    );
 }
 
 #[test]

@@ -419,6 +419,17 @@ impl Runtime {
         Ok(())
     }
 
+    /// `kill --all`: every process of the container gets `signal` — there is one, the monitor.
+    /// As with runc, a stopped container has none left, and that is not an error: containerd's
+    /// shim sends SIGKILL to all of a container that shares its pod's pid namespace once it has
+    /// exited (it forgives the failure only by matching runc's error text).
+    pub fn kill_all(&self, id: &str, signal: i32) -> Result<(), ContainerError> {
+        match self.kill(id, signal) {
+            Err(ContainerError::NotRunning(_)) => Ok(()),
+            other => other,
+        }
+    }
+
     /// Removes a stopped container, or a created one after killing its monitor (as runc does;
     /// containerd's shim deletes a task that never started without `--force`). With `force`, a
     /// running or paused container is killed first, and a container that does not exist is not

@@ -150,6 +150,7 @@ fn test_commands_on_missing_containers() {
     for err in [
         rt.start("nope").unwrap_err(),
         rt.kill("nope", 15).unwrap_err(),
+        rt.kill_all("nope", 15).unwrap_err(),
         rt.delete("nope", false).unwrap_err(),
         rt.state("nope").unwrap_err(),
     ] {
@@ -272,6 +273,8 @@ fn test_illegal_transitions() {
     for err in [rt.kill("t1", 9), rt.pause("t1")] {
         assert!(err_text(err).contains("container not running"));
     }
+    // runc's `kill --all` of a stopped container signals no process and succeeds.
+    rt.kill_all("t1", libc::SIGKILL).unwrap();
     assert_eq!(err_text(rt.resume("t1")), "container t1: container not paused");
     rt.delete("t1", false).unwrap();
 }
@@ -290,6 +293,7 @@ fn test_start_time_mismatch_reads_as_stopped() {
     assert_eq!(rt.state("t2").unwrap().status, Status::Stopped);
     assert!(rt.ps("t2").unwrap().is_empty());
     assert!(err_text(rt.kill("t2", 15)).contains("container not running"));
+    rt.kill_all("t2", libc::SIGKILL).unwrap();
     // delete must not signal the "other" process.
     rt.delete("t2", false).unwrap();
     assert!(

@@ -47,11 +47,12 @@ pub enum ContainerError {
         reason: String,
     },
     /// The bundle is an ordinary container, not a unikernel.
-    #[error("bundle {path} is not a unikernel (no dev.unik.kernel or com.urunc.unikernel.binary annotation, no urunc.json): {reason}")]
+    #[error("bundle {path} is not a unikernel ({reason})")]
     NotUnikernel {
         /// The bundle directory.
         path: PathBuf,
-        /// Which check on `process.args[0]` failed (missing, not an ELF, no Solo5 marks, …).
+        /// Why: a Kubernetes pod's sandbox, or which check on `process.args[0]` failed
+        /// (missing, not an ELF, no Solo5 marks, …).
         reason: String,
     },
     /// `process.terminal` without `--console-socket` on a detached create: the terminal would

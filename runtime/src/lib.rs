@@ -17,6 +17,7 @@ pub mod id;
 pub mod jail;
 pub mod monitor;
 pub mod network;
+pub mod pack;
 pub mod process;
 pub mod root;
 pub mod rootfs;

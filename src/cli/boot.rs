@@ -83,6 +83,22 @@ pub struct BootArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<std::time::Duration>,
 
+    /// Serve a gdb remote stub on 127.0.0.1:PORT: the guest waits, stopped at its entry point,
+    /// until gdb connects (`target remote :PORT`). solo5-hvt's spelling, `--gdb` alone (port
+    /// 1234) and `--gdb-port=PORT`, works too. Anyone on this host who can connect to the port
+    /// controls the guest.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub gdb: Option<u16>,
+
+    /// solo5-hvt's spelling of the --gdb port.
+    #[arg(long, value_name = "PORT", hide = true, requires = "gdb", value_parser = clap::value_parser!(u16).range(1..))]
+    pub gdb_port: Option<u16>,
+
+    /// When an hvt guest aborts (HALT with status 255) or faults, write an ELF core of it
+    /// (registers and the memory it used) to DIR/core.KERNEL.PID, for `gdb KERNEL CORE`.
+    #[arg(long, value_name = "DIR")]
+    pub dumpcore: Option<PathBuf>,
+
     /// The kernel: a solo5-hvt unikernel, or a kernel that boots with the Linux boot protocol
     /// (bzImage, ELF vmlinux, PVH ELF) or multiboot (v1); see --kind.
     #[arg(value_name = "KERNEL")]
@@ -114,7 +130,7 @@ fn parse_mac(s: &str) -> Result<(String, MacAddr), String> {
     Ok((name, value.parse()?))
 }
 
-fn parse_block(s: &str) -> Result<(String, PathBuf), String> {
+pub(crate) fn parse_block(s: &str) -> Result<(String, PathBuf), String> {
     let (name, value) = split_name(s)?;
     if value.is_empty() {
         return Err(format!("missing path for block device '{name}'"));
@@ -201,6 +217,8 @@ impl TryFrom<BootArgs> for VmConfig {
             names: std::collections::BTreeMap::new(),
             opened: None,
             timeout: args.timeout,
+            gdb: args.gdb.map(|port| args.gdb_port.unwrap_or(port)),
+            dumpcore: args.dumpcore,
         })
     }
 }
@@ -275,6 +293,17 @@ mod tests {
     }
 
     #[test]
+    fn test_debug_options_in_both_spellings() {
+        let cfg = parse(&["boot", "--gdb", "4321", "--dumpcore", "/tmp/cores", "k.hvt"]).unwrap();
+        assert_eq!(cfg.gdb, Some(4321));
+        assert_eq!(cfg.dumpcore, Some(PathBuf::from("/tmp/cores")));
+        // solo5-hvt: `--gdb` alone is port 1234, `--gdb-port` changes it.
+        assert_eq!(parse(&["boot", "--gdb", "k.hvt"]).unwrap().gdb, Some(1234));
+        assert_eq!(parse(&["boot", "--gdb", "--gdb-port=5555", "k.hvt"]).unwrap().gdb, Some(5555));
+        assert_eq!(parse(&["boot", "k.hvt"]).unwrap().gdb, None);
+    }
+
+    #[test]
     fn test_defaults() {
         let cfg = parse(&["boot", "k.hvt"]).unwrap();
         assert_eq!(cfg.mem_mib, 512);
@@ -296,6 +325,9 @@ mod tests {
             (&["boot", "--net-mac:n=zz", "--net:n=tap0", "k"], "invalid MAC"),
             (&["boot", "--mem=lots", "k"], "invalid value"),
             (&["boot", "--frobnicate", "k"], "unexpected argument"),
+            (&["boot", "--gdb=0", "k"], "--gdb"),
+            (&["boot", "--gdb=port", "k"], "--gdb"),
+            (&["boot", "--gdb-port=7", "k"], "--gdb"),
         ];
         for (args, want) in cases {
             let err = parse(args).unwrap_err();

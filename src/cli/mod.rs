@@ -2,11 +2,13 @@
 
 pub mod boot;
 pub mod oci;
+pub mod pack;
 pub mod solo5;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// unik: run solo5-hvt unikernels on KVM, directly or as an OCI runtime.
 #[derive(Debug, Parser)]
@@ -16,6 +18,37 @@ pub struct Cli {
     pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses `argv`. A command line naming `boot` or the monitor (`__monitor`) is first parsed
+    /// against a tree of the global options and that one command: building clap's whole tree of
+    /// twenty commands was the largest part of a unikernel's start-up work. That tree accepts a
+    /// subset of what the whole one does, with the same meaning, so what it parses stands; on any
+    /// error (help and version included) the whole tree parses again and speaks.
+    pub fn parse_args(argv: &[OsString]) -> Result<Cli, clap::Error> {
+        if let Some(cli) = Self::parse_one_command(argv) {
+            return Ok(cli);
+        }
+        Cli::try_parse_from(argv)
+    }
+
+    /// The parse against the global options and the one command `argv` names (`boot` or
+    /// `__monitor`), if it names one and the parse succeeds.
+    fn parse_one_command(argv: &[OsString]) -> Option<Cli> {
+        let only = |name: &'static str, args: fn(clap::Command) -> clap::Command| {
+            GlobalArgs::augment_args(clap::Command::new("unik"))
+                .subcommand(args(clap::Command::new(name)))
+                .subcommand_required(true)
+        };
+        let tree = argv.iter().skip(1).find_map(|a| match a.to_str() {
+            Some("boot") => Some(only("boot", boot::BootArgs::augment_args)),
+            Some("__monitor") => Some(only("__monitor", oci::MonitorArgs::augment_args)),
+            _ => None,
+        });
+        let matches = tree?.try_get_matches_from(argv).ok()?;
+        Cli::from_arg_matches(&matches).ok()
+    }
 }
 
 /// Log line format.
@@ -39,6 +72,7 @@ pub struct GlobalArgs {
     /// Write log lines to this file instead of stderr.
     #[arg(long, global = true, value_name = "FILE")]
     pub log: Option<PathBuf>,
+
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -55,6 +89,8 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Boot a solo5-hvt unikernel in the foreground (a drop-in for solo5-hvt).
     Boot(boot::BootArgs),
+    /// Pack a unikernel, its disk images and settings as an image archive for docker load or ctr images import.
+    Pack(pack::PackArgs),
     /// Create a container from a bundle: build its VM and wait for `start`.
     Create(oci::CreateArgs),
     /// Let a created container's guest run.
@@ -92,4 +128,46 @@ pub enum Command {
     /// The container's monitor process (started by `create`).
     #[command(name = "__monitor", hide = true)]
     Monitor(oci::MonitorArgs),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(line: &str) -> Vec<OsString> {
+        line.split_whitespace().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn test_the_one_command_tree_parses_as_the_whole_one_does() {
+        for line in [
+            "unik boot k",
+            "unik boot --mem=64 --net service=tap0 k a -- b",
+            "unik --debug boot --timeout=5s k exit=3",
+            "unik --root /r --log /l --log-format json __monitor --files=2 /state",
+            "unik --log boot boot boot",
+        ] {
+            let one = Cli::parse_one_command(&argv(line)).unwrap_or_else(|| panic!("{line}: not parsed by the one-command tree"));
+            let whole = Cli::try_parse_from(argv(line)).unwrap();
+            assert_eq!(format!("{one:?}"), format!("{whole:?}"), "{line}");
+        }
+    }
+
+    #[test]
+    fn test_what_the_one_command_tree_cannot_parse_goes_to_the_whole_one() {
+        // Help, version, unknown options and other commands: the whole tree answers.
+        for line in [
+            "unik boot --help",
+            "unik --version boot k",
+            "unik boot --bogus k",
+            "unik state boot",
+            "unik boot",
+        ] {
+            assert!(Cli::parse_one_command(&argv(line)).is_none(), "{line}");
+        }
+        assert!(matches!(
+            Cli::parse_args(&argv("unik state boot")).unwrap().command,
+            Command::State(_)
+        ));
+    }
 }

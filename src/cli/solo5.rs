@@ -13,7 +13,7 @@ const DEVICE_OPTIONS: [&str; 5] = ["--net-mac:", "--net:", "--block-sector-size:
 
 /// Options (of `boot`, and unik's globals) whose value may come as the next token: skipped as
 /// values, not taken for KERNEL, so both spellings can be mixed.
-const WITH_VALUE: [&str; 12] = [
+const WITH_VALUE: [&str; 14] = [
     "--mem",
     "--net",
     "--net-mac",
@@ -26,12 +26,17 @@ const WITH_VALUE: [&str; 12] = [
     "--root",
     "--log",
     "--log-format",
+    "--gdb-port",
+    "--dumpcore",
 ];
+
+/// solo5-hvt's `--gdb` takes no value (port 1234, or `--gdb-port`'s); unik's takes the port.
+const SOLO5_GDB_PORT: &str = "--gdb=1234";
 
 /// Rewrites solo5-hvt spellings in `argv` (including `argv[0]`) into clap's.
 pub fn normalize_argv(argv: Vec<OsString>) -> Vec<OsString> {
     let mut out = Vec::with_capacity(argv.len() + 4);
-    let mut args = argv.into_iter();
+    let mut args = argv.into_iter().peekable();
     let Some(argv0) = args.next() else { return out };
     let as_solo5 = Path::new(&argv0).file_name().is_some_and(|n| n == "solo5-hvt");
     out.push(argv0);
@@ -51,6 +56,16 @@ pub fn normalize_argv(argv: Vec<OsString>) -> Vec<OsString> {
         if bytes == b"--" || !bytes.starts_with(b"-") {
             out.push(arg);
             break;
+        }
+        if bytes == b"--gdb" {
+            // unik's `--gdb PORT`, or solo5-hvt's bare flag (the next token is handled as usual).
+            if args.peek().and_then(|p| p.to_str()).is_some_and(|p| p.parse::<u16>().is_ok()) {
+                out.push(arg);
+                out.extend(args.next());
+            } else {
+                out.push(SOLO5_GDB_PORT.into());
+            }
+            continue;
         }
         if WITH_VALUE.iter().any(|opt| bytes == opt.as_bytes()) {
             out.push(arg);

@@ -3,3 +3,4 @@
 pub mod boot;
 pub mod monitor;
 pub mod oci;
+pub mod pack;

@@ -92,7 +92,12 @@ pub fn state(global: &GlobalArgs, args: &IdArgs) -> anyhow::Result<ExitCode> {
 /// `kill`.
 pub fn kill(global: &GlobalArgs, args: &KillArgs) -> anyhow::Result<ExitCode> {
     let signal = parse_signal(&args.signal)?;
-    Runtime::new(root(global)).kill(&args.id, signal)?;
+    let rt = Runtime::new(root(global));
+    if args.all {
+        rt.kill_all(&args.id, signal)?;
+    } else {
+        rt.kill(&args.id, signal)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

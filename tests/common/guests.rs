@@ -34,6 +34,11 @@ fn repo() -> &'static Path {
 
 /// Builds the guests workspace into `target_dir`, with `rustflags` overriding its config when set.
 fn build(target_dir: &Path, rustflags: Option<&str>) {
+    build_with(target_dir, rustflags, &[]);
+}
+
+/// [`build`] with more environment variables (a profile override).
+fn build_with(target_dir: &Path, rustflags: Option<&str>, env: &[(&str, &str)]) {
     let dir = repo().join("tests/guests");
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     // Cargo reads tests/guests/.cargo/config.toml (static relocation model) only from this cwd.
@@ -48,6 +53,7 @@ fn build(target_dir: &Path, rustflags: Option<&str>) {
     if let Some(flags) = rustflags {
         cmd.env("RUSTFLAGS", flags);
     }
+    cmd.envs(env.iter().copied());
     let out = cmd.output().expect("run cargo for the test guests");
     assert!(
         out.status.success(),
@@ -65,6 +71,20 @@ pub fn guest(name: &str) -> PathBuf {
         }
         let target_dir = repo().join("target/guests");
         build(&target_dir, None);
+        target_dir.join(TARGET).join("release")
+    });
+    let path = dir.join(name);
+    assert!(path.is_file(), "no test guest {name} at {}", path.display());
+    path
+}
+
+/// Path of test guest `name` built with full debug information (DWARF: line numbers, types,
+/// call frames), for the debugger's tests; the release build has symbols only.
+pub fn debug_guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let target_dir = repo().join("target/guests-debug");
+        build_with(&target_dir, None, &[("CARGO_PROFILE_RELEASE_DEBUG", "full")]);
         target_dir.join(TARGET).join("release")
     });
     let path = dir.join(name);
@@ -119,5 +139,42 @@ pub fn without_pvh_note(dir: &Path) -> PathBuf {
     elf[at..at + 4].fill(0);
     let path = dir.join("virtio64");
     std::fs::write(&path, elf).unwrap();
+    path
+}
+
+/// The bytes of an arm64 `Image` from a guest ELF linked by tests/guests/linux_arm64.ld: each
+/// PT_LOAD's file bytes at its physical address minus the lowest one (BSS is not stored; the
+/// Image header's image_size covers it).
+pub fn flatten(elf: &[u8]) -> Vec<u8> {
+    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap());
+    let phoff = usize::try_from(u64_at(32)).unwrap();
+    let phnum = usize::from(u16::from_le_bytes([elf[56], elf[57]]));
+    let loads: Vec<(u64, u64, u64)> = (0..phnum)
+        .map(|i| phoff + i * 56)
+        .filter(|&p| elf[p..p + 4] == 1u32.to_le_bytes())
+        .map(|p| (u64_at(p + 8), u64_at(p + 24), u64_at(p + 32)))
+        .collect();
+    let base = loads.iter().map(|l| l.1).min().expect("a PT_LOAD");
+    let mut image = Vec::new();
+    for (offset, paddr, filesz) in loads {
+        let (at, from, len) = (
+            usize::try_from(paddr - base).unwrap(),
+            usize::try_from(offset).unwrap(),
+            usize::try_from(filesz).unwrap(),
+        );
+        if image.len() < at + len {
+            image.resize(at + len, 0);
+        }
+        image[at..at + len].copy_from_slice(&elf[from..from + len]);
+    }
+    assert_eq!(&image[0x38..0x3c], b"ARM\x64", "not an arm64 Image");
+    image
+}
+
+/// Test guest `name` (an aarch64 Linux-boot guest) as an arm64 `Image` file in `dir`.
+pub fn arm64_image(name: &str, dir: &Path) -> PathBuf {
+    let image = flatten(&std::fs::read(guest(name)).unwrap());
+    let path = dir.join(format!("{name}.Image"));
+    std::fs::write(&path, image).unwrap();
     path
 }

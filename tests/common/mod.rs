@@ -57,6 +57,17 @@ pub fn boot(args: &[&str]) -> Output {
     unik().arg("boot").args(args).output().expect("spawn unik")
 }
 
+/// Runs `unik pack [args]`, asserts it succeeded, and returns the image ID it printed
+/// (`NAME ID FILE` on stdout).
+pub fn pack(args: &[&str]) -> String {
+    let out = unik().arg("pack").args(args).output().expect("spawn unik");
+    assert!(out.status.success(), "unik pack {args:?}: {}", stderr(&out));
+    let line = stdout(&out);
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert!(words.len() == 3 && words[1].starts_with("sha256:"), "unik pack printed: {line}");
+    words[1].to_string()
+}
+
 /// stdout as text (lossy).
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

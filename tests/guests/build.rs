@@ -1,6 +1,8 @@
 /// Guests booted like Linux (no solo5 notes) and their linker scripts: linux.ld (PVH note,
 /// multiboot header, 64-bit entry) or multiboot.ld (the multiboot header only).
+/// On aarch64 the `virtio` guest is an arm64 Image linked by linux_arm64.ld.
 const LINUX_GUESTS: &[(&str, &str)] = &[("virtio", "linux.ld"), ("multiboot", "multiboot.ld")];
+const LINUX_GUESTS_AARCH64: &[(&str, &str)] = &[("virtio", "linux_arm64.ld")];
 
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
@@ -11,7 +13,9 @@ fn main() {
             continue;
         }
         let bin = path.file_stem().and_then(|s| s.to_str()).expect("bin name");
-        let linux = LINUX_GUESTS.iter().find(|(name, _)| *name == bin).map(|(_, script)| *script);
+        let aarch64 = std::env::var("CARGO_CFG_TARGET_ARCH").is_ok_and(|a| a == "aarch64");
+        let guests = if aarch64 { LINUX_GUESTS_AARCH64 } else { LINUX_GUESTS };
+        let linux = guests.iter().find(|(name, _)| *name == bin).map(|(_, script)| *script);
         let script = linux.unwrap_or("guest.ld");
         println!("cargo:rustc-link-arg-bin={bin}=-T{dir}/{script}");
         if linux.is_some() {
@@ -29,6 +33,7 @@ fn main() {
     println!("cargo:rerun-if-changed=guest.ld");
     println!("cargo:rerun-if-changed=linux.ld");
     println!("cargo:rerun-if-changed=multiboot.ld");
+    println!("cargo:rerun-if-changed=linux_arm64.ld");
     println!("cargo:rerun-if-changed=src/virtio_app.rs");
     println!("cargo:rerun-if-changed=src/bin");
 }

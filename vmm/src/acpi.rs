@@ -46,16 +46,7 @@ pub enum AcpiError {
     Memory(String),
 }
 
-/// A virtio-mmio window for the DSDT.
-#[derive(Debug, Clone, Copy)]
-pub struct MmioDevice {
-    /// Base address.
-    pub base: u64,
-    /// Window length.
-    pub len: u64,
-    /// Interrupt line (GSI).
-    pub irq: u32,
-}
+pub use crate::devices::virtio::MmioDevice;
 
 fn bytes(t: &dyn Aml) -> Vec<u8> {
     let mut v = Vec::new();

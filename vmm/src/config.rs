@@ -76,6 +76,14 @@ pub struct VmConfig {
     /// How long the guest may run; then it is stopped ([`crate::ExitStatus::TimedOut`]).
     #[serde(default)]
     pub timeout: Option<std::time::Duration>,
+    /// Serve a gdb remote stub on 127.0.0.1 at this port; the guest waits for gdb before its
+    /// first instruction ([`crate::debug::gdb`]).
+    #[serde(default)]
+    pub gdb: Option<u16>,
+    /// Write an ELF core of an hvt guest that aborts or faults into this directory
+    /// ([`crate::debug::coredump`]).
+    #[serde(default)]
+    pub dumpcore: Option<PathBuf>,
 }
 
 fn default_mem_mib() -> u64 {
@@ -138,6 +146,8 @@ impl VmConfig {
             names: BTreeMap::new(),
             opened: None,
             timeout: None,
+            gdb: None,
+            dumpcore: None,
         }
     }
 

@@ -59,12 +59,17 @@ pub enum Error {
     #[error("{0}")]
     Unsupported(&'static str),
     /// A Linux-boot-protocol guest could not be built.
-    #[cfg(target_arch = "x86_64")]
     #[error(transparent)]
     Linux(#[from] crate::linux::error::LinuxError),
     /// Signal handling could not be set up.
     #[error("Could not set up signal handling: {0}")]
     Signals(std::io::Error),
+    /// The gdb stub could not listen or connect.
+    #[error(transparent)]
+    Gdb(#[from] crate::debug::gdb::GdbError),
+    /// The core directory could not be opened.
+    #[error(transparent)]
+    Core(#[from] crate::debug::coredump::CoreError),
     /// A seccomp filter could not be built or installed.
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),

@@ -9,10 +9,11 @@ use crate::config::VmConfig;
 use crate::error::Error;
 use crate::hvt::{self, Hvt, Manifest};
 use crate::loader::Executable;
-use crate::memory::{GuestRam, guest_mem_size, register_memory};
-use crate::seccomp::{Filters, ThreadKind};
+use crate::memory::{GuestRam, guest_mem_size};
+use crate::seccomp::{DebugRules, Filters, ThreadKind};
 use crate::signal::StopSignals;
-use crate::vcpu::{self, ExitStatus};
+use crate::slots::Slots;
+use crate::vcpu::{self, ExitStatus, LazyRam};
 
 const KVM_API_VERSION: i32 = 12;
 
@@ -22,12 +23,57 @@ const KVM_API_VERSION: i32 = 12;
 pub struct HvtVm {
     // Field order is drop order: the vCPU and VM fds go before the memory they map.
     vcpu: VcpuFd,
-    _vm: VmFd,
+    vm: VmFd,
+    slots: Slots,
     _kvm: Kvm,
     hvt: Hvt,
     ram: GuestRam,
     stop: StopSignals,
     filters: Filters,
+    debug: Debugging,
+}
+
+/// `--gdb` and `--dumpcore`: the stub's listening socket, the core directory and the kernel's
+/// path (which names the core).
+#[derive(Debug, Default)]
+pub(crate) struct Debugging {
+    pub(crate) gdb: Option<crate::debug::gdb::GdbListener>,
+    pub(crate) cores: Option<crate::debug::coredump::CoreDir>,
+    pub(crate) kernel: std::path::PathBuf,
+}
+
+impl Debugging {
+    /// Binds the gdb port and opens the core directory the configuration asks for.
+    pub(crate) fn open(cfg: &VmConfig) -> Result<Debugging, Error> {
+        let gdb = match cfg.gdb {
+            Some(port) => Some(crate::debug::gdb::GdbListener::bind(port)?),
+            None => None,
+        };
+        let cores = match &cfg.dumpcore {
+            Some(dir) => Some(crate::debug::coredump::CoreDir::open(dir)?),
+            None => None,
+        };
+        Ok(Debugging {
+            gdb,
+            cores,
+            kernel: cfg.kernel.clone(),
+        })
+    }
+
+    /// Writes a core when `result` is an abort (HALT 255) or a fault; a failure is logged, never
+    /// the run's result.
+    pub(crate) fn dump_if_aborted(&self, result: &Result<ExitStatus, vcpu::VcpuError>, vcpu: &VcpuFd, mem: &vm_memory::GuestMemoryMmap) {
+        let Some(cores) = &self.cores else { return };
+        let signal = match result {
+            Ok(ExitStatus::Halt(status)) if ExitStatus::Halt(*status).code() == 255 => libc::SIGABRT,
+            Err(vcpu::VcpuError::Guest { .. }) => libc::SIGSEGV,
+            _ => return,
+        };
+        match cores.write(&self.kernel, vcpu, mem, signal) {
+            Ok(path) => log::warn!("guest core written to {}", path.display()),
+            Err(e) => log::error!("{e}"),
+        }
+    }
 }
 
 impl HvtVm {
@@ -51,6 +97,7 @@ impl HvtVm {
         let mut manifest = Manifest::parse(exe.manifest_note())?;
         let devices = hvt::attach(&mut manifest, &cfg.nets, &cfg.blocks, cfg.root())?;
         let cmdline = cfg.cmdline.join(" ");
+        let debug = Debugging::open(cfg)?;
 
         let kvm = Kvm::new().map_err(Error::KvmOpen)?;
         let version = kvm.get_api_version();
@@ -62,9 +109,16 @@ impl HvtVm {
             source,
         })?;
         let mut ram = GuestRam::new(mem_size)?;
-        register_memory(&vm, ram.mmap())?;
         arch::setup_vm(&vm)?;
         let kernel = exe.load(&mut ram).map_err(loader_err)?;
+        // Slots for the image with the boot info and page tables below it, and for the stack at
+        // the top; the rest on first touch where the architecture allows (see `slots`).
+        let mut slots = Slots::new(&ram)?;
+        slots.register(&vm, 0..kernel.kernel_end)?;
+        slots.register(&vm, mem_size - 1..mem_size)?;
+        if !cfg!(target_arch = "x86_64") {
+            slots.register_rest(&vm)?;
+        }
         let vcpu = vm.create_vcpu(0).map_err(|source| Error::Kvm {
             what: "KVM_CREATE_VCPU",
             source,
@@ -81,15 +135,24 @@ impl HvtVm {
 
         let stop = StopSignals::new(cfg.timeout).map_err(Error::Signals)?;
         let hvt = Hvt::new(ram.clone(), devices, console, stop.fd())?;
-        let filters = Filters::new(cfg.seccomp, &[ThreadKind::HvtVcpu])?;
+        let mut filters = Filters::new(cfg.seccomp, &[ThreadKind::HvtVcpu])?;
+        if let Some(cores) = &debug.cores {
+            let rules = DebugRules {
+                core_dir: Some(cores.raw_fd()),
+                ..DebugRules::default()
+            };
+            filters.add_debug_rules(ThreadKind::HvtVcpu, &rules)?;
+        }
         Ok(HvtVm {
             vcpu,
-            _vm: vm,
+            vm,
+            slots,
             _kvm: kvm,
             hvt,
             ram,
             stop,
             filters,
+            debug,
         })
     }
 
@@ -97,8 +160,42 @@ impl HvtVm {
     /// The thread's seccomp filter goes on before the first `KVM_RUN`.
     pub fn run(mut self) -> Result<ExitStatus, Error> {
         self.stop.install().map_err(Error::Signals)?;
+        // gdb connects before the filter goes on (accepting is not in it); the filter then lets
+        // this thread peek at that connection and no other.
+        let gdb = match self.debug.gdb.take() {
+            Some(listener) => match listener.accept(&self.stop)? {
+                Some(conn) => Some(conn),
+                None => return Ok(vcpu::stop_status(self.stop.received().unwrap_or(libc::SIGINT))),
+            },
+            None => None,
+        };
+        if let Some(conn) = &gdb {
+            let rules = DebugRules {
+                gdb_socket: Some(conn.raw_fd()),
+                core_dir: self.debug.cores.as_ref().map(crate::debug::coredump::CoreDir::raw_fd),
+            };
+            self.filters.add_debug_rules(ThreadKind::HvtVcpu, &rules)?;
+        }
         self.filters.install(ThreadKind::HvtVcpu)?;
-        let status = vcpu::run_hvt(&mut self.vcpu, &mut self.hvt, &self.ram, &self.stop);
+        let mut lazy = LazyRam {
+            vm: &self.vm,
+            slots: &mut self.slots,
+        };
+        let status = match gdb {
+            Some(conn) => {
+                let view = crate::debug::gdb::GuestView {
+                    mem: self.ram.mmap(),
+                    read_only: self.ram.read_only_ranges(),
+                };
+                let (hvt, ram) = (&mut self.hvt, &self.ram);
+                crate::debug::gdb::run(conn, &mut self.vcpu, view, &self.stop, |exit| {
+                    vcpu::handle_hvt_exit(exit, hvt, ram, &mut lazy)
+                })
+            }
+            None => vcpu::run_hvt(&mut self.vcpu, &mut self.hvt, &self.ram, &self.stop, &mut lazy),
+        };
+        debug!("guest RAM slots registered: {}", self.slots.registered_count());
+        self.debug.dump_if_aborted(&status, &self.vcpu, self.ram.mmap());
         if log::log_enabled!(log::Level::Debug) {
             match self.ram.resident_bytes() {
                 Ok(bytes) => debug!("guest memory resident: {} KiB", bytes / 1024),

@@ -10,19 +10,20 @@
 pub mod acpi;
 pub mod calendar;
 pub mod config;
+pub mod debug;
 pub mod devices;
 pub mod error;
 pub mod exit;
 pub mod host;
 pub mod hvt;
 pub mod hvt_vm;
-#[cfg(target_arch = "x86_64")]
 pub mod linux;
 pub mod loader;
 pub mod memory;
 pub mod privileges;
 pub mod seccomp;
 pub mod signal;
+pub mod slots;
 #[doc(hidden)]
 pub mod test_report;
 pub mod vcpu;

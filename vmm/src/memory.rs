@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 /// Errors reaching guest memory.
 #[derive(Debug, thiserror::Error)]
@@ -250,8 +250,10 @@ pub fn guest_mem_size(mem_mib: u64) -> Result<u64, MemoryError> {
     Ok(size)
 }
 
-/// Registers every region of `mem` with KVM.
+/// Registers every region of `mem` with KVM (Linux-boot guests; hvt RAM goes through
+/// [`crate::slots`]).
 pub(crate) fn register_memory(vm: &kvm_ioctls::VmFd, mem: &GuestMemoryMmap) -> Result<(), MemoryError> {
+    use vm_memory::GuestMemoryRegion;
     for (slot, region) in (0u32..).zip(mem.iter()) {
         let host = region
             .get_host_address(vm_memory::MemoryRegionAddress(0))

@@ -161,6 +161,44 @@ impl Kick {
     }
 }
 
+/// Data arrived from an attached debugger (gdb's Ctrl-C) since [`take_debugger_input`].
+static DEBUGGER_INPUT: AtomicBool = AtomicBool::new(false);
+
+/// The signal the debugger's socket raises on the vCPU thread when data arrives (`O_ASYNC`).
+pub const DEBUGGER_SIGNAL: libc::c_int = libc::SIGIO;
+
+extern "C" fn on_debugger_input(_: libc::c_int) {
+    DEBUGGER_INPUT.store(true, Ordering::SeqCst);
+    let flag = IMMEDIATE_EXIT.load(Ordering::SeqCst);
+    if !flag.is_null() {
+        // SAFETY: as in `on_stop_signal`: the byte of a live kvm_run mapping, armed by
+        // `arm_vcpu` and cleared by `disarm_vcpu` before it goes away.
+        unsafe { ptr::write_volatile(flag, 1) };
+    }
+}
+
+/// Installs the handler of [`DEBUGGER_SIGNAL`]: it records that the debugger sent something
+/// and makes the armed vCPU leave `KVM_RUN`. With `SA_RESTART`: a blocking read of the
+/// debugger's packets goes on.
+pub fn install_debugger_input_handler() -> std::io::Result<()> {
+    // SAFETY: a zeroed sigaction is "no flags, empty mask"; the handler only stores to atomics
+    // and a volatile byte.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_debugger_input as extern "C" fn(libc::c_int) as usize;
+        action.sa_flags = libc::SA_RESTART;
+        if libc::sigaction(DEBUGGER_SIGNAL, &raw const action, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Whether the debugger sent data since the last call (and forgets it).
+pub fn take_debugger_input() -> bool {
+    DEBUGGER_INPUT.swap(false, Ordering::SeqCst)
+}
+
 /// The eventfd a stop signal writes, and the handler installation.
 #[derive(Debug)]
 pub struct StopSignals {

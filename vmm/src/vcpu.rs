@@ -6,13 +6,14 @@
 //! pointer, a triple fault, a write to read-only memory — is fatal, as in solo5-hvt: it ends the
 //! run with a [`VcpuError`] naming what happened, never a panic.
 
-use kvm_ioctls::{VcpuExit, VcpuFd};
+use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 
 use crate::devices::Bus;
 pub use crate::exit::{Action, ExitStatus};
 use crate::hvt::{Hvt, HvtError};
-use crate::memory::GuestRam;
+use crate::memory::{GuestRam, MemoryError};
 use crate::signal::StopSignals;
+use crate::slots::Slots;
 
 /// Why an exit is fatal, before the loop adds the guest's instruction pointer.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,9 @@ pub enum ExitFault {
     /// A guest write to host read-only memory (its text/rodata).
     #[error("KVM: host/guest translation fault")]
     TranslationFault,
+    /// Registering a chunk of guest RAM the guest touched failed (see [`crate::slots`]).
+    #[error(transparent)]
+    Slots(MemoryError),
     /// `KVM_EXIT_INTERNAL_ERROR`.
     #[error("KVM: internal error exit: suberror={0:#x}")]
     Internal(u32),
@@ -157,9 +161,52 @@ pub fn split_string_io(
     }
 }
 
+/// hvt guest RAM whose KVM slots are registered on first touch (see [`crate::slots`]).
+#[derive(Debug)]
+pub struct LazyRam<'a> {
+    /// The VM the slots belong to.
+    pub vm: &'a VmFd,
+    /// Which chunks have a slot.
+    pub slots: &'a mut Slots,
+}
+
+/// Completes an exit that RAM without a slot explains: an MMIO access inside RAM whose chunk had
+/// no slot (done on the backing memory, and the chunk registered), or an internal error while some
+/// chunk still has none (all registered, the instruction runs again). `Ok(None)` when it did;
+/// any other exit comes back as it was.
+pub fn complete_lazy<'e>(exit: VcpuExit<'e>, ram: &GuestRam, lazy: &mut LazyRam<'_>) -> Result<Option<VcpuExit<'e>>, ExitFault> {
+    match exit {
+        VcpuExit::MmioWrite(addr, data) if !ram.is_read_only(addr) && lazy.slots.fault_in(lazy.vm, addr).map_err(ExitFault::Slots)? => {
+            ram.write_slice(addr, data).map_err(|e| ExitFault::Hvt(e.into()))?;
+            Ok(None)
+        }
+        VcpuExit::MmioRead(addr, data) if lazy.slots.fault_in(lazy.vm, addr).map_err(ExitFault::Slots)? => {
+            ram.read_slice(addr, data).map_err(|e| ExitFault::Hvt(e.into()))?;
+            Ok(None)
+        }
+        VcpuExit::InternalError if lazy.slots.register_rest(lazy.vm).map_err(ExitFault::Slots)? => Ok(None),
+        other => Ok(Some(other)),
+    }
+}
+
 /// Runs an hvt guest's vCPU until HALT, a stop signal or a fault.
-pub fn run_hvt(vcpu: &mut VcpuFd, hvt: &mut Hvt, ram: &GuestRam, stop: &StopSignals) -> Result<ExitStatus, VcpuError> {
-    run_boot_vcpu(vcpu, stop, &|| false, |exit| handle_exit(exit, hvt, ram))
+pub fn run_hvt(
+    vcpu: &mut VcpuFd,
+    hvt: &mut Hvt,
+    ram: &GuestRam,
+    stop: &StopSignals,
+    lazy: &mut LazyRam<'_>,
+) -> Result<ExitStatus, VcpuError> {
+    run_boot_vcpu(vcpu, stop, &|| false, |exit| handle_hvt_exit(exit, hvt, ram, lazy))
+}
+
+/// One exit of an hvt guest: RAM without a slot yet first ([`complete_lazy`]), then
+/// [`handle_exit`].
+pub fn handle_hvt_exit(exit: VcpuExit<'_>, hvt: &mut Hvt, ram: &GuestRam, lazy: &mut LazyRam<'_>) -> Result<Action, ExitFault> {
+    match complete_lazy(exit, ram, lazy)? {
+        Some(exit) => handle_exit(exit, hvt, ram),
+        None => Ok(Action::Continue),
+    }
 }
 
 /// Runs the boot vCPU with `handle` dispatching its exits, until an exit stops it, a stop signal
@@ -179,6 +226,66 @@ pub fn run_boot_vcpu(
     result
 }
 
+/// What one `KVM_RUN` came to.
+#[derive(Debug)]
+pub(crate) enum Ran {
+    /// The exit was handled: go on or stop.
+    Action(Action),
+    /// `KVM_RUN` returned `EINTR`/`EAGAIN` (a signal, a kick): nothing ran to completion.
+    Interrupted,
+    /// `KVM_EXIT_DEBUG` (a single step or a breakpoint; only while a debugger is attached).
+    Debug(kvm_bindings::kvm_debug_exit_arch),
+}
+
+/// Enters the guest once and dispatches the exit with `handle`; a fault becomes
+/// [`VcpuError::Guest`] with the guest's instruction pointer.
+pub(crate) fn run_once(vcpu: &mut VcpuFd, handle: &mut impl FnMut(VcpuExit<'_>) -> Result<Action, ExitFault>) -> Result<Ran, VcpuError> {
+    let run_page = std::ptr::from_mut(vcpu.get_kvm_run());
+    let action = match vcpu.run() {
+        Ok(VcpuExit::Debug(debug)) => return Ok(Ran::Debug(debug)),
+        Ok(exit) => {
+            // kvm-ioctls hands over `size * count` bytes of a port access; the width is
+            // `size` alone (a `rep outsb` of four bytes is four 1-byte accesses).
+            let width = match exit {
+                VcpuExit::IoOut(..) | VcpuExit::IoIn(..) => {
+                    // SAFETY: `run_page` is the kvm_run mapping owned by `vcpu`, alive for
+                    // this whole function; the exit reason is KVM_EXIT_IO, so `io` is the
+                    // active union member. Only its header is read, not the data area the
+                    // exit borrows.
+                    usize::from(unsafe { std::ptr::read_volatile(&raw const (*run_page).__bindgen_anon_1.io.size) })
+                }
+                _ => 0,
+            };
+            split_string_io(exit, width, handle)
+        }
+        Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+            vcpu.set_kvm_immediate_exit(0);
+            return Ok(Ran::Interrupted);
+        }
+        Err(e) if e.errno() == libc::EFAULT => Err(ExitFault::TranslationFault),
+        Err(e) => return Err(VcpuError::Run(e)),
+    };
+    match action {
+        Ok(action) => Ok(Ran::Action(action)),
+        Err(fault) => Err(guest_fault(vcpu, fault)),
+    }
+}
+
+/// `fault` with the guest's instruction pointer (and an internal error's suberror).
+pub(crate) fn guest_fault(vcpu: &mut VcpuFd, fault: ExitFault) -> VcpuError {
+    let fault = match fault {
+        // kvm-ioctls does not carry the suberror; read it from the run page.
+        ExitFault::Internal(_) => {
+            // SAFETY: the exit reason is KVM_EXIT_INTERNAL_ERROR, so `internal` is
+            // the active member of the exit union.
+            ExitFault::Internal(unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror })
+        }
+        other => other,
+    };
+    let ip = arch::instruction_pointer(vcpu).unwrap_or(0);
+    VcpuError::Guest { fault, ip }
+}
+
 /// The loop of any vCPU: `signal()` is the stop signal received, if any (boot vCPU only).
 pub(crate) fn run_loop(
     vcpu: &mut VcpuFd,
@@ -186,58 +293,30 @@ pub(crate) fn run_loop(
     done: &dyn Fn() -> bool,
     mut handle: impl FnMut(VcpuExit<'_>) -> Result<Action, ExitFault>,
 ) -> Result<ExitStatus, VcpuError> {
-    let run_page = std::ptr::from_mut(vcpu.get_kvm_run());
     loop {
         if let Some(signum) = signal() {
-            return Ok(if crate::signal::is_time_limit(signum) {
-                ExitStatus::TimedOut
-            } else {
-                ExitStatus::Signal(signum)
-            });
+            return Ok(stop_status(signum));
         }
         if done() {
             return Ok(ExitStatus::Reset);
         }
-        let action = match vcpu.run() {
-            Ok(exit) => {
-                // kvm-ioctls hands over `size * count` bytes of a port access; the width is
-                // `size` alone (a `rep outsb` of four bytes is four 1-byte accesses).
-                let width = match exit {
-                    VcpuExit::IoOut(..) | VcpuExit::IoIn(..) => {
-                        // SAFETY: `run_page` is the kvm_run mapping owned by `vcpu`, alive for
-                        // this whole function; the exit reason is KVM_EXIT_IO, so `io` is the
-                        // active union member. Only its header is read, not the data area the
-                        // exit borrows.
-                        usize::from(unsafe { std::ptr::read_volatile(&raw const (*run_page).__bindgen_anon_1.io.size) })
-                    }
-                    _ => 0,
-                };
-                split_string_io(exit, width, &mut handle)
-            }
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                vcpu.set_kvm_immediate_exit(0);
-                continue;
-            }
-            Err(e) if e.errno() == libc::EFAULT => Err(ExitFault::TranslationFault),
-            Err(e) => return Err(VcpuError::Run(e)),
-        };
-        match action {
-            Ok(Action::Continue) => {}
-            Ok(Action::Stop(status)) => return Ok(status),
-            Err(fault) => {
-                let fault = match fault {
-                    // kvm-ioctls does not carry the suberror; read it from the run page.
-                    ExitFault::Internal(_) => {
-                        // SAFETY: the exit reason is KVM_EXIT_INTERNAL_ERROR, so `internal` is
-                        // the active member of the exit union.
-                        ExitFault::Internal(unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror })
-                    }
-                    other => other,
-                };
-                let ip = arch::instruction_pointer(vcpu).unwrap_or(0);
-                return Err(VcpuError::Guest { fault, ip });
+        match run_once(vcpu, &mut handle)? {
+            Ran::Action(Action::Continue) | Ran::Interrupted => {}
+            Ran::Action(Action::Stop(status)) => return Ok(status),
+            // Without a debugger nothing asked for this exit.
+            Ran::Debug(_) => {
+                return Err(guest_fault(vcpu, ExitFault::Unhandled(UnhandledExit::Other("Debug".into()))));
             }
         }
+    }
+}
+
+/// How a run ends on stop signal `signum`.
+pub(crate) fn stop_status(signum: i32) -> ExitStatus {
+    if crate::signal::is_time_limit(signum) {
+        ExitStatus::TimedOut
+    } else {
+        ExitStatus::Signal(signum)
     }
 }
 

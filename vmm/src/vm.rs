@@ -14,7 +14,6 @@ pub struct Vm(Machine);
 #[derive(Debug)]
 enum Machine {
     Hvt(HvtVm),
-    #[cfg(target_arch = "x86_64")]
     Linux(crate::linux::LinuxVm),
 }
 
@@ -44,10 +43,7 @@ impl Vm {
                 }
                 Ok(Vm(Machine::Hvt(HvtVm::build(cfg, console)?)))
             }
-            #[cfg(target_arch = "x86_64")]
             GuestKind::Linux => Ok(Vm(Machine::Linux(crate::linux::LinuxVm::build(cfg, console)?))),
-            #[cfg(not(target_arch = "x86_64"))]
-            GuestKind::Linux => Err(Error::Unsupported("Linux-boot-protocol kernels run on x86_64 only for now")),
         }
     }
 
@@ -55,7 +51,6 @@ impl Vm {
     pub fn run(self) -> Result<ExitStatus, Error> {
         match self.0 {
             Machine::Hvt(vm) => vm.run(),
-            #[cfg(target_arch = "x86_64")]
             Machine::Linux(vm) => vm.run(),
         }
     }

@@ -1,6 +1,9 @@
-//! aarch64: EL1h with the MMU on and identity-mapped tables, solo5-hvt's entry state.
+//! aarch64: EL1h with the MMU on and identity-mapped tables, solo5-hvt's entry state; for
+//! Linux-boot guests the layout and the `Image` entry state (`linux.rs`).
 
+pub(crate) mod debug;
 pub mod layout;
+pub mod linux;
 mod paging;
 mod regs;
 
@@ -26,22 +29,6 @@ pub fn setup_vcpu(_kvm: &Kvm, vm: &VmFd, vcpu: &VcpuFd, mem: &GuestMemoryMmap, m
         return Err(ArchError::UnstableTsc);
     }
     Ok(VcpuInfo { cpu_cycle_freq: freq })
-}
-
-/// Linux-boot-protocol guests are x86_64-only for now (aarch64 needs a device tree).
-pub fn setup_linux_vm(_vm: &VmFd) -> Result<(), ArchError> {
-    Err(ArchError::Unsupported("booting a Linux-boot-protocol kernel"))
-}
-
-/// See [`setup_linux_vm`].
-pub fn setup_linux_vcpu(
-    _kvm: &Kvm,
-    _vcpu: &VcpuFd,
-    _mem: &GuestMemoryMmap,
-    _index: u8,
-    _entry: crate::LinuxEntry,
-) -> Result<(), ArchError> {
-    Err(ArchError::Unsupported("booting a Linux-boot-protocol kernel"))
 }
 
 /// The instruction pointer's name in this architecture's fault messages (solo5-hvt's).

@@ -26,6 +26,7 @@ const SCTLR_EL1_ID: u64 = sysreg(3, 0, 1, 0, 0);
 const TTBR0_EL1_ID: u64 = sysreg(3, 0, 2, 0, 0);
 const TCR_EL1_ID: u64 = sysreg(3, 0, 2, 0, 2);
 const MAIR_EL1_ID: u64 = sysreg(3, 0, 10, 2, 0);
+const MPIDR_EL1_ID: u64 = sysreg(3, 0, 0, 0, 5);
 
 const fn core_reg(offset: usize) -> u64 {
     KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE as u64 | (offset / 4) as u64
@@ -71,6 +72,18 @@ pub(crate) fn set_regs(vcpu: &VcpuFd, entry: u64, mem_size: u64) -> Result<(), A
     set(vcpu, SP_EL1_ID, mem_size - STACK_TOP_OFFSET, "set SP_EL1")?;
     set(vcpu, X0_ID, BOOT_INFO_GPA, "set X0")?;
     set(vcpu, PC_ID, entry, "set PC")
+}
+
+/// The entry state of a Linux-boot guest's first vCPU: `pc`, x0 = the device tree, `pstate`;
+/// the MMU and caches stay off (KVM's reset state).
+pub(crate) fn set_linux_entry(vcpu: &VcpuFd, pc: u64, dtb: u64, pstate: u64) -> Result<(), ArchError> {
+    set(vcpu, PSTATE_ID, pstate, "set PSTATE")?;
+    set(vcpu, X0_ID, dtb, "set X0")?;
+    set(vcpu, PC_ID, pc, "set PC")
+}
+
+pub(crate) fn get_mpidr(vcpu: &VcpuFd) -> Result<u64, ArchError> {
+    get(vcpu, MPIDR_EL1_ID, "get MPIDR_EL1")
 }
 
 pub(crate) fn get_pc(vcpu: &VcpuFd) -> Result<u64, ArchError> {

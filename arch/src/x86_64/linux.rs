@@ -6,7 +6,7 @@
 
 use kvm_bindings::{KVM_PIT_SPEAKER_DUMMY, Msrs, kvm_fpu, kvm_msr_entry, kvm_pit_config, kvm_regs, kvm_segment};
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestMemoryMmap;
 
 use super::gdt::segment;
 use crate::{ArchError, LinuxEntry};
@@ -71,7 +71,14 @@ pub(crate) fn boot_tables() -> Vec<(u64, u64)> {
 
 /// Sets vCPU `index` up for `entry`. Only vCPU 0 gets the entry state; the others wait for the
 /// guest's INIT/SIPI in the in-kernel LAPIC.
-pub fn setup_linux_vcpu(kvm: &Kvm, vcpu: &VcpuFd, mem: &GuestMemoryMmap, index: u8, entry: LinuxEntry) -> Result<(), ArchError> {
+pub fn setup_linux_vcpu(
+    kvm: &Kvm,
+    _vm: &VmFd,
+    vcpu: &VcpuFd,
+    mem: &GuestMemoryMmap,
+    index: u8,
+    entry: LinuxEntry,
+) -> Result<(), ArchError> {
     let mut cpuid = kvm
         .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
         .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
@@ -102,10 +109,7 @@ pub fn setup_linux_vcpu(kvm: &Kvm, vcpu: &VcpuFd, mem: &GuestMemoryMmap, index: 
         ..Default::default()
     };
     vcpu.set_fpu(&fpu).map_err(kvm_err("KVM_SET_FPU"))?;
-    for (gpa, value) in boot_tables() {
-        mem.write_obj(value, GuestAddress(gpa))
-            .map_err(|_| ArchError::GuestMemory { what: "boot page tables" })?;
-    }
+    super::paging::write_entries(mem, &boot_tables(), "boot page tables")?;
     let mut sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
     sregs.gdt.base = BOOT_GDT;
     sregs.gdt.limit = u16::try_from(GDT.len() * 8 - 1).unwrap_or(u16::MAX);
@@ -157,6 +161,7 @@ pub fn setup_linux_vcpu(kvm: &Kvm, vcpu: &VcpuFd, mem: &GuestMemoryMmap, index: 
                 ..Default::default()
             }
         }
+        LinuxEntry::Arm64Image { .. } => return Err(ArchError::Unsupported("an arm64 Image")),
     };
     vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
     vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))

@@ -1,6 +1,7 @@
 //! x86_64: long mode with identity-mapped page tables, solo5-hvt's entry state.
 
 mod cpuid;
+pub(crate) mod debug;
 mod gdt;
 pub mod layout;
 pub mod linux;

@@ -35,9 +35,29 @@ pub(crate) fn page_table_entries(mem_size: u64) -> Result<Vec<(u64, u64)>, ArchE
 }
 
 pub(crate) fn write_page_tables(mem: &GuestMemoryMmap, mem_size: u64) -> Result<(), ArchError> {
-    for (gpa, value) in page_table_entries(mem_size)? {
-        mem.write_obj(value, GuestAddress(gpa))
-            .map_err(|_| ArchError::GuestMemory { what: "page tables" })?;
+    write_entries(mem, &page_table_entries(mem_size)?, "page tables")
+}
+
+/// Writes 8-byte `entries` to guest memory, one write per run of entries that follow each other
+/// in the list and in memory: a 4 GiB guest has over 2000 of them, and one write each was a noticeable part of
+/// start-up.
+pub(crate) fn write_entries(mem: &GuestMemoryMmap, entries: &[(u64, u64)], what: &'static str) -> Result<(), ArchError> {
+    let mut run: Vec<u8> = Vec::with_capacity(entries.len() * 8);
+    let mut start = 0;
+    for (i, &(gpa, value)) in entries.iter().enumerate() {
+        if i > 0 && gpa != start + run.len() as u64 {
+            mem.write_slice(&run, GuestAddress(start))
+                .map_err(|_| ArchError::GuestMemory { what })?;
+            run.clear();
+        }
+        if run.is_empty() {
+            start = gpa;
+        }
+        run.extend_from_slice(&value.to_le_bytes());
+    }
+    if !run.is_empty() {
+        mem.write_slice(&run, GuestAddress(start))
+            .map_err(|_| ArchError::GuestMemory { what })?;
     }
     Ok(())
 }
@@ -93,6 +113,23 @@ mod tests {
         let e = page_table_entries(mem).unwrap();
         assert_eq!(translate(&e, mem - 1).map(|t| t.0), Some(mem - 1));
         assert_eq!(e.len(), 1 + 4 + 1 + (0x20_0000 - 0x10000) / 0x1000 + 2047);
+    }
+
+    #[test]
+    fn test_entries_written_in_runs_land_where_each_one_belongs() {
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 4 << 20)]).unwrap();
+        let entries = page_table_entries(4 << 20).unwrap();
+        write_page_tables(&mem, 4 << 20).unwrap();
+        for &(gpa, value) in &entries {
+            assert_eq!(mem.read_obj::<u64>(GuestAddress(gpa)).unwrap(), value, "{gpa:#x}");
+        }
+        // Nothing else was written: the tables' pages hold exactly the entries.
+        let written: u64 = entries.iter().map(|(_, v)| v.count_ones() as u64).sum();
+        let mut seen = 0u64;
+        for gpa in (PML4_GPA..BOOT_INFO_GPA).step_by(8) {
+            seen += mem.read_obj::<u64>(GuestAddress(gpa)).unwrap().count_ones() as u64;
+        }
+        assert_eq!(seen, written);
     }
 
     #[test]

@@ -15,6 +15,10 @@ pub mod hostile;
 pub mod irq;
 #[cfg(target_arch = "x86_64")]
 pub mod linux;
+// Its aarch64 counterpart: the arm64 Image entry, the device tree, PSCI.
+#[cfg(target_arch = "aarch64")]
+#[path = "linux_aarch64.rs"]
+pub mod linux;
 pub mod net;
 pub mod virtio;
 

@@ -2,12 +2,15 @@
 // note and 64-bit entry, linux.ld) and `multiboot` (multiboot header and entry, multiboot.ld).
 // See src/bin/virtio.rs for what it does.
 use core::fmt;
+#[cfg(target_arch = "x86_64")]
 use core::sync::atomic::{AtomicBool, Ordering};
 use unik_test_guests::linux::{BOOT_MULTIBOOT, BOOT_PVH, Boot, exit};
 use unik_test_guests::net::{Reply, answer, parse_ip};
 use unik_test_guests::virtio::{self, D_NEXT, D_WRITE, DEV_BLOCK, DEV_NET, Dma, Mmio, QSIZE, Queue, QueueMem};
 use unik_test_guests::{arg, flag, parse_u64, cycles, sprintln};
-use unik_test_guests::{irq, linux};
+#[cfg(target_arch = "x86_64")]
+use unik_test_guests::irq;
+use unik_test_guests::linux;
 
 
 /// How long a request may take, in TSC cycles (seconds at any plausible TSC rate): a liveness
@@ -37,26 +40,51 @@ fn main(boot: &Boot) -> u8 {
         let data = unsafe { core::slice::from_raw_parts(addr as *const u8, size as usize) };
         sprintln!("virtio: initrd addr={:#x} size={} fnv={:016x}", addr, size, fnv1a(data));
     }
-    if flag(cmdline, "irq") || flag(cmdline, "timer") {
-        irq::init();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if flag(cmdline, "irq") || flag(cmdline, "timer") {
+            irq::init();
+        }
+        if flag(cmdline, "timer") {
+            timer_test();
+        }
     }
-    if flag(cmdline, "timer") {
-        timer_test();
+    #[cfg(target_arch = "aarch64")]
+    for what in ["irq", "timer", "rtc", "port-widths"] {
+        if flag(cmdline, what) {
+            sprintln!("virtio: {} is not implemented on aarch64", what);
+            exit(1);
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    if flag(cmdline, "cpus") {
+        // Starts the other vCPUs with PSCI CPU_ON; each counts itself, then sleeps.
+        let (up, error) = linux::start_cpus(boot, 10 * tsc_hz());
+        sprintln!("virtio: cpus={} up={} psci={}", boot.ncpus, up, error);
     }
     if let Some(n) = arg(cmdline, "echo").and_then(parse_u64) {
         echo(cmdline, n);
     }
+    #[cfg(target_arch = "x86_64")]
     if flag(cmdline, "rtc") {
         rtc_test();
     }
 
     let (mut blk, mut nblk, mut nets, mut nnet) = (None, 0, [None; 4], 0);
-    for (base, gsi) in virtio::devices(cmdline) {
+    // The devices: announced on the command line (x86), or in the device tree (aarch64).
+    #[cfg(target_arch = "x86_64")]
+    let found = virtio::devices(cmdline);
+    #[cfg(target_arch = "aarch64")]
+    let found = boot.virtio_devices().iter().copied();
+    for (base, gsi) in found {
+        #[cfg(target_arch = "aarch64")]
+        sprintln!("virtio: device at {:#x} spi={}", base, gsi);
         let m = Mmio { base };
         match m.probe() {
             Err(e) => sprintln!("virtio: device at {:#x}: {}", base, e),
             Ok(DEV_BLOCK) => {
                 nblk += 1;
+                #[cfg(target_arch = "x86_64")]
                 if blk.is_none() && flag(cmdline, "irq") {
                     if !irq::route(gsi) {
                         setup_failed("virtio-blk", "no I/O APIC input for its interrupt");
@@ -80,6 +108,7 @@ fn main(boot: &Boot) -> u8 {
     if let Some(kib) = arg(cmdline, "serial-flood").and_then(parse_u64) {
         serial_flood(kib);
     }
+    #[cfg(target_arch = "x86_64")]
     if flag(cmdline, "port-widths") {
         port_widths();
     }
@@ -150,6 +179,7 @@ fn fnv1a(data: &[u8]) -> u64 {
         .fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
+#[cfg(target_arch = "x86_64")]
 /// Arms the local APIC timer for 10^6 bus ticks (1 ms at KVM's 1 GHz), sleeps until it fires
 /// and reports the TSC cycles that took.
 fn timer_test() {
@@ -172,16 +202,20 @@ fn echo(cmdline: &str, n: u64) {
     let mut got = [0u8; 64];
     let n = (n as usize).min(got.len());
     // With `irq`, sleep until the UART's receive interrupt (IRQ 4) between bytes.
+    #[cfg_attr(target_arch = "aarch64", allow(unused_variables))]
     let by_irq = flag(cmdline, "irq");
+    #[cfg(target_arch = "x86_64")]
     if by_irq {
         if !irq::route(4) {
             setup_failed("serial", "no I/O APIC input 4");
         }
         linux::serial_rx_interrupt();
     }
+    #[cfg(target_arch = "x86_64")]
     let before = irq::device_irqs();
     sprintln!("virtio: serial reading {}", n);
     for (i, b) in got[..n].iter_mut().enumerate() {
+        #[cfg(target_arch = "x86_64")]
         let c = if by_irq {
             let mut c = None;
             // The timer wakes the guest once a second (1e9 APIC ticks at KVM's 1 GHz).
@@ -202,6 +236,8 @@ fn echo(cmdline: &str, n: u64) {
         } else {
             linux::serial_read(timeout.saturating_mul(tsc_hz()))
         };
+        #[cfg(target_arch = "aarch64")]
+        let c = linux::serial_read(timeout.saturating_mul(tsc_hz()));
         match c {
             Some(c) => *b = c,
             None => {
@@ -211,6 +247,7 @@ fn echo(cmdline: &str, n: u64) {
         }
     }
     sprintln!("virtio: serial in: {}", Ascii(&got[..n]));
+    #[cfg(target_arch = "x86_64")]
     if by_irq {
         sprintln!("virtio: serial irqs={}", irq::device_irqs() - before);
     }
@@ -237,6 +274,7 @@ static BLK_HDR: Dma<BlkHdr> = Dma::zeroed();
 static BLK_DATA: Dma<[u8; 512]> = Dma::zeroed();
 static BLK_STATUS: Dma<u8> = Dma::zeroed();
 /// Whether block requests wait for the device's interrupt (`irq`) instead of polling.
+#[cfg(target_arch = "x86_64")]
 static IRQ_MODE: AtomicBool = AtomicBool::new(false);
 
 const PATTERN: &[u8; 16] = b"unik-virtio-blk!";
@@ -262,6 +300,7 @@ fn blk_request(q: &mut Queue, typ: u32, sector: u64, len: u32, device_writes: bo
     }
     q.set(2, BLK_STATUS.addr(), 1, D_WRITE, 0);
     q.submit(0);
+    #[cfg(target_arch = "x86_64")]
     let done = if IRQ_MODE.load(Ordering::SeqCst) {
         // Sleep until the used ring has the request and its interrupt has come (the request
         // before had its own, so this one is new); the timer (about 4 s) is the watchdog.
@@ -278,6 +317,8 @@ fn blk_request(q: &mut Queue, typ: u32, sector: u64, len: u32, device_writes: bo
     } else {
         q.wait(WAIT).is_some()
     };
+    #[cfg(target_arch = "aarch64")]
+    let done = q.wait(WAIT).is_some();
     if !done {
         sprintln!("virtio-blk: timeout (request type {})", typ);
         exit(4);
@@ -325,6 +366,7 @@ fn block_test(m: Mmio) {
 
     let s = blk_request(&mut q, T_IN, capacity, 512, true);
     sprintln!("virtio-blk: oob status={}", s);
+    #[cfg(target_arch = "x86_64")]
     if IRQ_MODE.load(Ordering::SeqCst) {
         // One per request so far (the polled malformed request below is not counted).
         sprintln!("virtio-blk: irqs={}", irq::device_irqs());
@@ -472,6 +514,12 @@ fn tx_addr(i: u16) -> u64 {
 }
 
 /// TSC cycles per second: CPUID leaf 0x15 (crystal ratio) or 0x16 (base MHz), else a guess.
+#[cfg(target_arch = "aarch64")]
+fn tsc_hz() -> u64 {
+    linux::counter_hz()
+}
+
+#[cfg(target_arch = "x86_64")]
 fn tsc_hz() -> u64 {
     use core::arch::x86_64::__cpuid;
     let max = __cpuid(0).eax;
@@ -816,16 +864,19 @@ fn attack(m: Mmio, cmdline: &str, name: &str) {
     sprintln!("virtio-hostile: read after status={} first={}", s, Ascii(&blk_data()[..8]));
 }
 
+#[cfg(target_arch = "x86_64")]
 fn outw(port: u16, v: u16) {
     // SAFETY: port I/O has no memory effects.
     unsafe { core::arch::asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack)) };
 }
 
+#[cfg(target_arch = "x86_64")]
 fn outl(port: u16, v: u32) {
     // SAFETY: port I/O has no memory effects.
     unsafe { core::arch::asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack)) };
 }
 
+#[cfg(target_arch = "x86_64")]
 fn inw(port: u16) -> u16 {
     let v: u16;
     // SAFETY: port I/O has no memory effects.
@@ -833,6 +884,7 @@ fn inw(port: u16) -> u16 {
     v
 }
 
+#[cfg(target_arch = "x86_64")]
 fn inl(port: u16) -> u32 {
     let v: u32;
     // SAFETY: port I/O has no memory effects.
@@ -840,6 +892,7 @@ fn inl(port: u16) -> u32 {
     v
 }
 
+#[cfg(target_arch = "x86_64")]
 /// 2- and 4-byte accesses where the devices are 1 byte wide, accesses running past the end of
 /// a device's ports, and ports no device owns. None may end the VM (the values are chosen not
 /// to reset or power off if the low byte were taken).
@@ -935,6 +988,7 @@ fn net_attack(m: Mmio, cmdline: &str, name: &str) {
     sprintln!("virtio-hostile: tx after used={}", u8::from(used));
 }
 
+#[cfg(target_arch = "x86_64")]
 /// Reads the CMOS clock right after an update, as a PC kernel does.
 fn rtc_test() {
     let reg = linux::cmos_read;

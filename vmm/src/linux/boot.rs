@@ -12,8 +12,8 @@ use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_modlist_
 use linux_loader::loader::{BzImage, Elf, KernelLoader, KernelLoaderResult, PvhBootCapability};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
+use super::LinuxError;
 use super::multiboot;
-use super::{InitrdError, LinuxError};
 use crate::error::Error;
 use crate::host::files::Root;
 use crate::loader::ImageKind;
@@ -105,6 +105,10 @@ pub(super) fn load_kernel(root: Root<'_>, path: &Path, mem: &GuestMemoryMmap, lo
         ImageKind::BzImage => BzImage::load(mem, None, &mut file, Some(GuestAddress(HIMEM)))
             .map(Kernel::Linux)
             .map_err(err),
+        ImageKind::Arm64Image => Err(Error::Linux(LinuxError::Image {
+            path: path.to_path_buf(),
+            reason: "is an arm64 Image, which boots on an aarch64 host only".into(),
+        })),
         ImageKind::Multiboot { header } => multiboot::load(&file, header, mem, low_end)
             .map(Kernel::Multiboot)
             .map_err(|reason| {
@@ -117,27 +121,6 @@ pub(super) fn load_kernel(root: Root<'_>, path: &Path, mem: &GuestMemoryMmap, lo
             .map(Kernel::Linux)
             .map_err(err),
     }
-}
-
-/// Loads the initrd at the top of low memory, above the kernel; returns (address, size).
-pub(super) fn load_initrd(root: Root<'_>, path: &Path, mem: &GuestMemoryMmap, kernel_end: u64, low_end: u64) -> Result<(u64, u64), Error> {
-    let err = |source| {
-        Error::Linux(LinuxError::Initrd {
-            path: path.to_path_buf(),
-            source,
-        })
-    };
-    let room = low_end.saturating_sub(kernel_end);
-    let data =
-        crate::host::files::read_regular(root, path, room, "of guest memory above the kernel").map_err(|e| err(InitrdError::Read(e)))?;
-    let size = data.len() as u64;
-    let addr = low_end
-        .checked_sub(size)
-        .map(|a| a & !0xfff)
-        .filter(|a| *a >= kernel_end)
-        .ok_or_else(|| err(InitrdError::TooBig(size)))?;
-    mem.write_slice(&data, GuestAddress(addr)).map_err(|e| err(InitrdError::Write(e)))?;
-    Ok((addr, size))
 }
 
 /// The longest command line `loaded` accepts: the bzImage's own limit from its setup header
@@ -297,45 +280,6 @@ mod tests {
             (GuestAddress(FOUR_GIB), usize::try_from(four - MMIO_BASE).unwrap())
         );
         assert_eq!(ram_ranges(32 << 20).len(), 1);
-    }
-
-    #[test]
-    fn test_initrd_errors_say_which_step_failed() {
-        let mem = GuestMemoryMmap::<()>::from_ranges(&ram_ranges(32 << 20)).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("initrd");
-        std::fs::write(&path, [7u8; 100]).unwrap();
-        // 100 bytes fit above a kernel ending 100 bytes below the end, but not page-aligned.
-        let e = load_initrd(Root::Host, &path, &mem, HIMEM - 100, HIMEM).unwrap_err();
-        assert!(
-            matches!(
-                &e,
-                Error::Linux(LinuxError::Initrd {
-                    source: InitrdError::TooBig(100),
-                    ..
-                })
-            ),
-            "{e:?}"
-        );
-        assert!(
-            e.to_string().ends_with("100 bytes do not fit in guest memory above the kernel"),
-            "{e}"
-        );
-        let e = load_initrd(Root::Host, &dir.path().join("missing"), &mem, HIMEM, 16 << 20).unwrap_err();
-        assert!(
-            matches!(
-                &e,
-                Error::Linux(LinuxError::Initrd {
-                    source: InitrdError::Read(_),
-                    ..
-                })
-            ),
-            "{e:?}"
-        );
-        assert_eq!(
-            load_initrd(Root::Host, &path, &mem, HIMEM, 16 << 20).unwrap(),
-            ((16 << 20) - 4096, 100)
-        );
     }
 
     #[test]

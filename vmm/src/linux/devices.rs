@@ -1,6 +1,7 @@
 //! The devices of a Linux-boot guest: the backends the user names (disk files, taps), the
-//! legacy ports (CMOS RTC, 16550 console, i8042, debug exit, ACPI sleep control) and one virtio-mmio
-//! window per device, each with its interrupt (an irqfd) and one ioeventfd per queue.
+//! console and debug exit (x86_64: the legacy ports — CMOS RTC, 16550, i8042, debug exit, ACPI
+//! sleep control; aarch64: a 16550 and the debug-exit register on the MMIO bus) and one
+//! virtio-mmio window per device, each with its interrupt (an irqfd) and one ioeventfd per queue.
 
 use std::sync::{Arc, Mutex};
 
@@ -8,27 +9,37 @@ use kvm_ioctls::{IoEventAddress, VmFd};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
-use super::boot::MMIO_BASE;
 use super::error::DeviceError;
 use super::{LinuxError, host, kvm_err};
-use crate::acpi::{self, MmioDevice, SleepControl};
 use crate::config::{BlockConfig, GuestKind, MacAddr, NetConfig};
 use crate::devices::Bus;
 use crate::devices::event_loop::VirtioEvents;
-use crate::devices::legacy::{self, DebugExit, I8042, Uart};
-use crate::devices::rtc::{self, Rtc};
-use crate::devices::virtio::VirtioDevice;
+use crate::devices::legacy::{DebugExit, Uart};
 use crate::devices::virtio::block::Block;
 use crate::devices::virtio::mmio::{MMIO_LEN, MmioTransport, QUEUE_NOTIFY_OFFSET};
 use crate::devices::virtio::net::Net;
+use crate::devices::virtio::{MmioDevice, VirtioDevice};
 use crate::error::Error;
 use crate::host::disk::Disk;
 use crate::host::files::Root;
 use crate::host::tap::Tap;
 
-/// First interrupt line for virtio devices (after the serial ports), and the last one.
+/// The interrupt lines of virtio devices: the first and how many there are (x86_64: GSIs 5 to
+/// 23, after the serial ports; aarch64: the SPIs above the UART's).
+#[cfg(target_arch = "x86_64")]
 pub(super) const FIRST_IRQ: u32 = 5;
-pub(super) const LAST_IRQ: u32 = 23;
+#[cfg(target_arch = "x86_64")]
+const IRQ_COUNT: u32 = 23 - FIRST_IRQ + 1;
+#[cfg(target_arch = "aarch64")]
+pub(super) const FIRST_IRQ: u32 = arch::linux_layout::VIRTIO_FIRST_SPI;
+#[cfg(target_arch = "aarch64")]
+const IRQ_COUNT: u32 = arch::linux_layout::VIRTIO_MAX;
+
+/// Where the virtio-mmio windows start.
+#[cfg(target_arch = "x86_64")]
+const VIRTIO_BASE: u64 = super::boot::MMIO_BASE;
+#[cfg(target_arch = "aarch64")]
+const VIRTIO_BASE: u64 = arch::linux_layout::VIRTIO_BASE;
 
 /// A device before it is put on the bus.
 pub(super) struct Pending {
@@ -85,7 +96,7 @@ pub(super) fn open_backends(blocks: &[BlockConfig], nets: &[NetConfig], root: Ro
     for n in nets {
         pending.push(open_net(n)?);
     }
-    let max = (LAST_IRQ - FIRST_IRQ + 1) as usize;
+    let max = IRQ_COUNT as usize;
     if pending.len() > max {
         return Err(LinuxError::TooManyDevices { count: pending.len(), max }.into());
     }
@@ -102,15 +113,20 @@ pub(super) struct Devices {
     pub uart: Arc<Mutex<Uart>>,
     /// What the device thread serves: each virtio device's queue kicks and backend.
     pub events: Vec<VirtioEvents>,
-    /// The virtio-mmio windows, for the ACPI tables.
+    /// The virtio-mmio windows, for the ACPI tables or the device tree.
     pub windows: Vec<MmioDevice>,
     /// `virtio_mmio.device=` announcements for the command line.
     pub announcements: Vec<String>,
 }
 
+fn overlap(e: crate::devices::bus::Overlap) -> Error {
+    Error::Linux(e.into())
+}
+
 /// Puts the legacy devices and `pending` virtio devices on their buses, wired to `vm`'s
 /// interrupts; `console` receives the serial output. The guest has `mem_size` bytes of RAM
 /// (the RTC's CMOS tells it so).
+#[cfg(target_arch = "x86_64")]
 pub(super) fn attach(
     vm: &VmFd,
     mem: &GuestMemoryMmap,
@@ -118,12 +134,14 @@ pub(super) fn attach(
     pending: Vec<Pending>,
     console: Box<dyn std::io::Write + Send>,
 ) -> Result<Devices, Error> {
+    use crate::acpi::{self, SleepControl};
+    use crate::devices::legacy::{self, I8042};
+    use crate::devices::rtc::{self, Rtc};
+
     let mut pio = Bus::default();
-    let mmio = Bus::default();
     let serial_irq = EventFd::new(EFD_NONBLOCK).map_err(host("eventfd"))?;
     vm.register_irqfd(&serial_irq, legacy::SERIAL_IRQ).map_err(kvm_err("KVM_IRQFD"))?;
     let uart = Arc::new(Mutex::new(Uart::new(serial_irq, console)));
-    let overlap = |e: crate::devices::bus::Overlap| Error::Linux(e.into());
     pio.insert(legacy::SERIAL_PORT, legacy::SERIAL_LEN, uart.clone()).map_err(overlap)?;
     pio.insert(legacy::I8042_PORT, legacy::I8042_LEN, Arc::new(Mutex::new(I8042)))
         .map_err(overlap)?;
@@ -131,19 +149,57 @@ pub(super) fn attach(
         .map_err(overlap)?;
     pio.insert(acpi::SLEEP_PORT, 1, Arc::new(Mutex::new(SleepControl)))
         .map_err(overlap)?;
-    let low = mem_size.min(MMIO_BASE);
+    let low = mem_size.min(super::boot::MMIO_BASE);
     pio.insert(rtc::RTC_PORT, rtc::RTC_LEN, Arc::new(Mutex::new(Rtc::new(low, mem_size - low))))
         .map_err(overlap)?;
     let mut devices = Devices {
         pio,
+        mmio: Bus::default(),
+        uart,
+        events: Vec::new(),
+        windows: Vec::new(),
+        announcements: Vec::new(),
+    };
+    attach_virtio(vm, mem, pending, &mut devices)?;
+    Ok(devices)
+}
+
+/// Puts the 16550 console, the debug-exit register and `pending` virtio devices on the MMIO bus
+/// (see [`arch::linux_layout`]), wired to `vm`'s interrupts (the vGIC must exist); `console`
+/// receives the serial output.
+#[cfg(target_arch = "aarch64")]
+pub(super) fn attach(
+    vm: &VmFd,
+    mem: &GuestMemoryMmap,
+    pending: Vec<Pending>,
+    console: Box<dyn std::io::Write + Send>,
+) -> Result<Devices, Error> {
+    use arch::linux_layout::{DEBUG_EXIT_BASE, SERIAL_BASE, SERIAL_SPI, WINDOW_SIZE};
+
+    let mut mmio = Bus::default();
+    let serial_irq = EventFd::new(EFD_NONBLOCK).map_err(host("eventfd"))?;
+    vm.register_irqfd(&serial_irq, SERIAL_SPI).map_err(kvm_err("KVM_IRQFD"))?;
+    let uart = Arc::new(Mutex::new(Uart::new(serial_irq, console)));
+    mmio.insert(SERIAL_BASE, WINDOW_SIZE, uart.clone()).map_err(overlap)?;
+    mmio.insert(DEBUG_EXIT_BASE, WINDOW_SIZE, Arc::new(Mutex::new(DebugExit)))
+        .map_err(overlap)?;
+    let mut devices = Devices {
+        pio: Bus::default(),
         mmio,
         uart,
         events: Vec::new(),
         windows: Vec::new(),
         announcements: Vec::new(),
     };
+    attach_virtio(vm, mem, pending, &mut devices)?;
+    Ok(devices)
+}
+
+/// Puts each of `pending` in its virtio-mmio window with its interrupt (an irqfd) and one
+/// ioeventfd per queue.
+fn attach_virtio(vm: &VmFd, mem: &GuestMemoryMmap, pending: Vec<Pending>, devices: &mut Devices) -> Result<(), Error> {
     for ((i, p), irq) in pending.into_iter().enumerate().zip(FIRST_IRQ..) {
-        let base = MMIO_BASE + i as u64 * MMIO_LEN;
+        let base = VIRTIO_BASE + i as u64 * MMIO_LEN;
         let irq_evt = EventFd::new(EFD_NONBLOCK).map_err(host("eventfd"))?;
         vm.register_irqfd(&irq_evt, irq).map_err(kvm_err("KVM_IRQFD"))?;
         let transport = MmioTransport::new(p.device, mem.clone(), irq_evt).map_err(|e| LinuxError::Device {
@@ -163,5 +219,5 @@ pub(super) fn attach(
         devices.events.push(events);
         devices.windows.push(MmioDevice { base, len: MMIO_LEN, irq });
     }
-    Ok(devices)
+    Ok(())
 }

@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use crate::acpi;
-
 /// Why a Linux-boot-protocol guest could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum LinuxError {
@@ -15,8 +13,18 @@ pub enum LinuxError {
         /// linux-loader's reason.
         source: linux_loader::loader::Error,
     },
+    /// The kernel is not one this architecture boots, or its `Image` header is wrong, or it does
+    /// not fit in guest memory (aarch64).
+    #[error("{path}: {reason}")]
+    Image {
+        /// The kernel.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The multiboot kernel's header or image is wrong, or it does not fit.
     #[error("{path}: multiboot kernel: {reason}")]
+    #[cfg(target_arch = "x86_64")]
     Multiboot {
         /// The kernel.
         path: PathBuf,
@@ -24,6 +32,7 @@ pub enum LinuxError {
         reason: super::multiboot::MultibootError,
     },
     /// The multiboot information could not be written.
+    #[cfg(target_arch = "x86_64")]
     #[error("multiboot information: {0}")]
     MultibootInfo(super::multiboot::MultibootError),
     /// The initrd could not be read or does not fit.
@@ -45,6 +54,9 @@ pub enum LinuxError {
     /// A vCPU count outside 1..=[`crate::config::MAX_VCPUS`].
     #[error("{0} vCPUs: a Linux-boot guest has from 1 to {max} (--cpus)", max = crate::config::MAX_VCPUS)]
     Vcpus(u8),
+    /// A debugging option this guest kind does not take (as asked).
+    #[error("{0}")]
+    Debug(&'static str),
     /// More devices than interrupt lines.
     #[error("too many virtio devices: {count} (at most {max})")]
     TooManyDevices {
@@ -83,8 +95,12 @@ pub enum LinuxError {
         source: vm_memory::GuestMemoryError,
     },
     /// The ACPI tables could not be written.
+    #[cfg(target_arch = "x86_64")]
     #[error(transparent)]
-    Acpi(#[from] acpi::AcpiError),
+    Acpi(#[from] crate::acpi::AcpiError),
+    /// The device tree could not be built, or is larger than the boot protocol allows.
+    #[error("device tree: {0}")]
+    Fdt(#[from] super::fdt::FdtError),
     /// A host resource (eventfd, thread) failed.
     #[error("{what}: {source}")]
     Host {

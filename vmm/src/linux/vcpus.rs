@@ -57,6 +57,7 @@ pub(super) fn run(
     mmio: &Bus,
     stop: &StopSignals,
     filters: &Filters,
+    debugger: Option<(crate::debug::gdb::GdbConnection, &vm_memory::GuestMemoryMmap)>,
 ) -> Result<(ExitStatus, Vec<VcpuFd>), Error> {
     let mut vcpus = vcpus.into_iter();
     let mut boot = vcpus.next().ok_or(Error::Kvm {
@@ -113,9 +114,16 @@ pub(super) fn run(
         // No vCPU enters the guest unconfined: an AP whose filter failed never ran, and the
         // others stop at once (`ending`) before their first KVM_RUN or right after it.
         let boot_result = match confined.and_then(|()| filters.install(ThreadKind::LinuxVcpu)) {
-            Ok(()) => vcpu::run_boot_vcpu(&mut boot, stop, &|| machine.is_ending(), |exit| {
-                vcpu::handle_linux_exit(exit, pio, mmio)
-            })
+            // With gdb (one vCPU only): its stub drives vCPU 0.
+            Ok(()) => match debugger {
+                Some((conn, mem)) => {
+                    let view = crate::debug::gdb::GuestView { mem, read_only: &[] };
+                    crate::debug::gdb::run(conn, &mut boot, view, stop, |exit| vcpu::handle_linux_exit(exit, pio, mmio))
+                }
+                None => vcpu::run_boot_vcpu(&mut boot, stop, &|| machine.is_ending(), |exit| {
+                    vcpu::handle_linux_exit(exit, pio, mmio)
+                }),
+            }
             .map_err(Error::from),
             Err(e) => Err(Error::from(e)),
         };

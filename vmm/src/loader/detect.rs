@@ -12,6 +12,8 @@
 //! Otherwise, in this order:
 //! * a bzImage (`HdrS` at 0x202, in a file that is not an ELF: an ELF's bytes there are its
 //!   own, whatever they read) boots with the Linux boot protocol;
+//! * an arm64 `Image` (the magic `ARM\x64` at 0x38, in a file that is not an ELF) boots with
+//!   the arm64 boot protocol (on aarch64 only; on x86_64 the loader says so);
 //! * a 64-bit ELF with a PVH note (owner `"Xen"`, type 18, XEN_ELFNOTE_PHYS32_ENTRY) boots at
 //!   its PVH entry, even if it also carries a multiboot header: PVH wins, as it hands over more
 //!   (ACPI, a 64-bit memory map) and is what the image's author added last;
@@ -40,6 +42,8 @@ pub enum ImageKind {
     Solo5,
     /// A bzImage (the x86 Linux boot protocol's `HdrS` header).
     BzImage,
+    /// An arm64 `Image` (its 64-byte header's magic `ARM\x64` at 0x38).
+    Arm64Image,
     /// A 64-bit little-endian ELF with loadable segments and none of Solo5's marks: a vmlinux,
     /// a PVH kernel, or an ordinary program.
     Elf,
@@ -58,7 +62,7 @@ impl ImageKind {
     /// hvt loader's error then says what is wrong), Linux for a bzImage or a plain ELF.
     pub fn guest_kind(&self) -> GuestKind {
         match self {
-            ImageKind::BzImage | ImageKind::Elf | ImageKind::Multiboot { .. } => GuestKind::Linux,
+            ImageKind::BzImage | ImageKind::Arm64Image | ImageKind::Elf | ImageKind::Multiboot { .. } => GuestKind::Linux,
             ImageKind::Solo5 | ImageKind::Unrecognised(_) => GuestKind::Hvt,
         }
     }
@@ -270,6 +274,16 @@ pub fn is_bzimage(image_head: &[u8]) -> bool {
     image_head.get(0x202..0x206) == Some(b"HdrS") && !image_head.starts_with(b"\x7fELF")
 }
 
+/// Where an arm64 `Image` header keeps its magic, and the magic.
+const ARM64_MAGIC_AT: usize = 0x38;
+const ARM64_MAGIC: &[u8; 4] = b"ARM\x64";
+
+/// Whether `image_head` (a file's first 64 bytes or more) is an arm64 `Image`: its header's magic
+/// at 0x38, in a file that is not an ELF.
+pub fn is_arm64_image(image_head: &[u8]) -> bool {
+    image_head.get(ARM64_MAGIC_AT..ARM64_MAGIC_AT + 4) == Some(&ARM64_MAGIC[..]) && !image_head.starts_with(b"\x7fELF")
+}
+
 fn kind(src: &(impl Source + ?Sized)) -> io::Result<ImageKind> {
     let head = match read(src, 0, 0x206)?.or(read(src, 0, EHDR_SIZE as u64)?) {
         Some(head) => head,
@@ -277,6 +291,9 @@ fn kind(src: &(impl Source + ?Sized)) -> io::Result<ImageKind> {
     };
     if is_bzimage(&head) {
         return Ok(ImageKind::BzImage);
+    }
+    if is_arm64_image(&head) {
+        return Ok(ImageKind::Arm64Image);
     }
     let multiboot = multiboot_header(src)?.map(|header| ImageKind::Multiboot { header });
     if !head.starts_with(b"\x7fELF") || head.len() < EHDR_SIZE {

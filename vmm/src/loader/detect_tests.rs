@@ -468,3 +468,22 @@ fn test_an_elf_is_never_a_bzimage_whatever_lies_at_0x202() {
     assert_eq!(file_kind(&img), ImageKind::Solo5);
     assert!(!is_bzimage(&img));
 }
+
+#[test]
+fn test_arm64_image_by_its_header_magic() {
+    let mut image = vec![0u8; 0x1000];
+    image[0x38..0x3c].copy_from_slice(b"ARM\x64");
+    assert!(is_arm64_image(&image));
+    assert_eq!(image_kind_of(&image), ImageKind::Arm64Image);
+    assert_eq!(ImageKind::Arm64Image.guest_kind(), GuestKind::Linux);
+    // The header alone is enough; a byte less is not an Image.
+    assert_eq!(image_kind_of(&image[..64]), ImageKind::Arm64Image);
+    assert!(!is_arm64_image(&image[..0x3b]));
+    // The magic elsewhere, or in an ELF, does not make one.
+    let mut moved = vec![0u8; 0x1000];
+    moved[0x3c..0x40].copy_from_slice(b"ARM\x64");
+    assert_ne!(image_kind_of(&moved), ImageKind::Arm64Image);
+    let mut elf = unikernel();
+    elf[0x38..0x3c].copy_from_slice(b"ARM\x64");
+    assert!(!is_arm64_image(&elf));
+}

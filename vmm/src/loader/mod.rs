@@ -6,7 +6,7 @@ mod notes;
 mod phdr;
 
 pub use detect::Source;
-pub use detect::{ImageKind, MULTIBOOT_MAGIC, MULTIBOOT_SEARCH, image_kind, image_kind_of, is_bzimage};
+pub use detect::{ImageKind, MULTIBOOT_MAGIC, MULTIBOOT_SEARCH, image_kind, image_kind_of, is_arm64_image, is_bzimage};
 pub use elf::{Executable, LoadedKernel};
 
 /// The ELF machine this host boots (`EM_X86_64` or `EM_AARCH64`).

@@ -141,6 +141,93 @@ mod ioctls {
     #[cfg(target_arch = "x86_64")]
     vmm_sys_util::ioctl_ior_nr!(KVM_GET_REGS, KVMIO, 0x81, kvm_bindings::kvm_regs);
     ioctl_iow_nr!(KVM_GET_ONE_REG, KVMIO, 0xab, kvm_bindings::kvm_one_reg);
+    ioctl_iow_nr!(KVM_SET_USER_MEMORY_REGION, KVMIO, 0x46, kvm_bindings::kvm_userspace_memory_region);
+    ioctl_iow_nr!(KVM_SET_ONE_REG, KVMIO, 0xac, kvm_bindings::kvm_one_reg);
+    ioctl_iow_nr!(KVM_SET_GUEST_DEBUG, KVMIO, 0x9b, kvm_bindings::kvm_guest_debug);
+    #[cfg(target_arch = "x86_64")]
+    ioctl_iow_nr!(KVM_SET_REGS, KVMIO, 0x82, kvm_bindings::kvm_regs);
+    #[cfg(target_arch = "x86_64")]
+    vmm_sys_util::ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_bindings::kvm_sregs);
+    #[cfg(target_arch = "x86_64")]
+    vmm_sys_util::ioctl_ior_nr!(KVM_GET_FPU, KVMIO, 0x8c, kvm_bindings::kvm_fpu);
+    #[cfg(target_arch = "x86_64")]
+    vmm_sys_util::ioctl_iowr_nr!(KVM_TRANSLATE, KVMIO, 0x85, kvm_bindings::kvm_translation);
+}
+
+/// What `--gdb` and `--dumpcore` add to the vCPU thread's filter, and only when given: nothing
+/// by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DebugRules {
+    /// The connection to gdb: peeking at it (`recvfrom` with `MSG_PEEK | MSG_DONTWAIT` on this
+    /// descriptor only; reads and writes are `read`/`write`), and the ioctls of registers,
+    /// address translation and guest debug.
+    pub gdb_socket: Option<std::os::fd::RawFd>,
+    /// The core directory: `openat` relative to this descriptor only, creating a new file
+    /// (`O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC`), and reading the registers.
+    pub core_dir: Option<std::os::fd::RawFd>,
+}
+
+/// The `openat` flags of a core file (for its rule).
+pub const CORE_OPEN_FLAGS: libc::c_int = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+
+/// The ioctls reading a vCPU's registers beyond the instruction pointer.
+fn register_ioctls() -> Vec<u64> {
+    #[cfg(target_arch = "x86_64")]
+    return vec![ioctls::KVM_GET_REGS(), ioctls::KVM_GET_SREGS()];
+    #[cfg(target_arch = "aarch64")]
+    return vec![ioctls::KVM_GET_ONE_REG()];
+}
+
+/// The ioctls the gdb stub makes on the vCPU: registers, translation and guest debug.
+fn gdb_ioctls() -> Vec<u64> {
+    let mut v = register_ioctls();
+    v.push(ioctls::KVM_SET_GUEST_DEBUG());
+    #[cfg(target_arch = "x86_64")]
+    v.extend([ioctls::KVM_SET_REGS(), ioctls::KVM_GET_FPU(), ioctls::KVM_TRANSLATE()]);
+    #[cfg(target_arch = "aarch64")]
+    v.push(ioctls::KVM_SET_ONE_REG());
+    v
+}
+
+impl DebugRules {
+    /// The extra ioctls.
+    fn ioctls(&self) -> Vec<u64> {
+        let mut v = Vec::new();
+        if self.gdb_socket.is_some() {
+            v.extend(gdb_ioctls());
+        }
+        if self.core_dir.is_some() {
+            v.extend(register_ioctls());
+        }
+        v
+    }
+
+    /// Adds the rules to `rules` (whose `ioctl` entry is set afterwards).
+    fn add(&self, rules: &mut Rules) -> Result<(), seccompiler::BackendError> {
+        let fd = |fd: std::os::fd::RawFd| u64::try_from(fd).unwrap_or(u64::MAX);
+        if let Some(sock) = self.gdb_socket {
+            let peek = u64::try_from(crate::debug::gdb::PEEK_FLAGS).unwrap_or(0);
+            rules.insert(
+                libc::SYS_recvfrom,
+                vec![SeccompRule::new(vec![
+                    Cond::new(0, ArgLen::Dword, Op::Eq, fd(sock))?,
+                    Cond::new(3, ArgLen::Dword, Op::Eq, peek)?,
+                ])?],
+            );
+        }
+        if let Some(dir) = self.core_dir {
+            let flags = u64::try_from(CORE_OPEN_FLAGS).unwrap_or(0);
+            rules.insert(
+                libc::SYS_openat,
+                vec![SeccompRule::new(vec![
+                    Cond::new(0, ArgLen::Dword, Op::Eq, fd(dir))?,
+                    Cond::new(2, ArgLen::Dword, Op::Eq, flags)?,
+                ])?],
+            );
+            allow(rules, &[libc::SYS_mincore]);
+        }
+        Ok(())
+    }
 }
 
 type Rules = BTreeMap<i64, Vec<SeccompRule>>;
@@ -249,7 +336,15 @@ fn vcpu_ioctls() -> Vec<u64> {
 /// The `ioctl` requests `kind`'s filter allows (none: no `ioctl` at all).
 pub fn ioctl_requests(kind: ThreadKind) -> Vec<u64> {
     match kind {
-        ThreadKind::HvtVcpu => vcpu_ioctls(),
+        ThreadKind::HvtVcpu => {
+            let mut ioctls = vcpu_ioctls();
+            // A chunk of guest RAM gets its KVM slot on the guest's first touch (`crate::slots`;
+            // x86_64 only, aarch64 registers all of it before the run).
+            if cfg!(target_arch = "x86_64") {
+                ioctls.push(ioctls::KVM_SET_USER_MEMORY_REGION());
+            }
+            ioctls
+        }
         ThreadKind::LinuxVcpu => {
             let mut ioctls = vcpu_ioctls();
             // vCPU 0 gives the terminal its settings back when the VM ends.
@@ -262,7 +357,7 @@ pub fn ioctl_requests(kind: ThreadKind) -> Vec<u64> {
     }
 }
 
-fn rules(kind: ThreadKind, pid: u64) -> Result<Rules, seccompiler::BackendError> {
+fn rules(kind: ThreadKind, pid: u64, debug: &DebugRules) -> Result<Rules, seccompiler::BackendError> {
     let mut rules = Rules::new();
     common(&mut rules, pid)?;
     match kind {
@@ -283,7 +378,15 @@ fn rules(kind: ThreadKind, pid: u64) -> Result<Rules, seccompiler::BackendError>
         // Receiving on the netlink socket it subscribed before the guest ran.
         ThreadKind::LinkWatch => allow(&mut rules, &[libc::SYS_recvfrom, libc::SYS_recvmsg]),
     }
-    let ioctls = ioctl_requests(kind);
+    let mut ioctls = ioctl_requests(kind);
+    if matches!(kind, ThreadKind::HvtVcpu | ThreadKind::LinuxVcpu) {
+        debug.add(&mut rules)?;
+        for request in debug.ioctls() {
+            if !ioctls.contains(&request) {
+                ioctls.push(request);
+            }
+        }
+    }
     if !ioctls.is_empty() {
         allow_arg(&mut rules, libc::SYS_ioctl, 1, &ioctls)?;
     }
@@ -292,7 +395,9 @@ fn rules(kind: ThreadKind, pid: u64) -> Result<Rules, seccompiler::BackendError>
 
 /// The system calls `kind`'s filter allows, by number (for documentation and tests).
 pub fn allowed_calls(kind: ThreadKind) -> Vec<libc::c_long> {
-    rules(kind, 0).map(|r| r.into_keys().collect()).unwrap_or_default()
+    rules(kind, 0, &DebugRules::default())
+        .map(|r| r.into_keys().collect())
+        .unwrap_or_default()
 }
 
 fn target_arch() -> TargetArch {
@@ -305,6 +410,11 @@ fn target_arch() -> TargetArch {
 impl Filter {
     /// Compiles `kind`'s filter for `mode`; `None` when `mode` is off.
     pub fn new(kind: ThreadKind, mode: SeccompMode) -> Result<Option<Filter>, SeccompError> {
+        Filter::with_debug(kind, mode, &DebugRules::default())
+    }
+
+    /// [`Filter::new`] with what `debug` adds (to vCPU threads only).
+    pub fn with_debug(kind: ThreadKind, mode: SeccompMode, debug: &DebugRules) -> Result<Option<Filter>, SeccompError> {
         let mismatch = match mode {
             SeccompMode::On => SeccompAction::Trap,
             SeccompMode::Log => SeccompAction::Log,
@@ -313,7 +423,13 @@ impl Filter {
         let build = |source| SeccompError::Build { kind: kind.name(), source };
         // SAFETY: getpid has no preconditions.
         let pid = u64::try_from(unsafe { libc::getpid() }).unwrap_or(0);
-        let filter = SeccompFilter::new(rules(kind, pid).map_err(build)?, mismatch, SeccompAction::Allow, target_arch()).map_err(build)?;
+        let filter = SeccompFilter::new(
+            rules(kind, pid, debug).map_err(build)?,
+            mismatch,
+            SeccompAction::Allow,
+            target_arch(),
+        )
+        .map_err(build)?;
         let program = BpfProgram::try_from(filter).map_err(build)?;
         Ok(Some(Filter { kind, program }))
     }
@@ -363,6 +479,15 @@ impl Filters {
     /// The mode.
     pub fn mode(&self) -> SeccompMode {
         self.mode
+    }
+
+    /// Recompiles `kind`'s filter with what `debug` adds (after the gdb connection is open).
+    pub fn add_debug_rules(&mut self, kind: ThreadKind, debug: &DebugRules) -> Result<(), SeccompError> {
+        if let Some(filter) = Filter::with_debug(kind, self.mode, debug)? {
+            self.filters.retain(|f| f.kind != kind);
+            self.filters.push(filter);
+        }
+        Ok(())
     }
 
     /// Installs `kind`'s filter on the calling thread; nothing when the mode is off.
@@ -550,6 +675,34 @@ mod tests {
         // In log mode the same call is let through.
         let out = child("log");
         assert!(out.status.success(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+
+    #[test]
+    fn test_debug_rules_add_only_their_calls_to_vcpu_threads() {
+        let keys = |kind, debug: &DebugRules| -> Vec<libc::c_long> { rules(kind, 1, debug).unwrap().into_keys().collect() };
+        let debug = DebugRules {
+            gdb_socket: Some(7),
+            core_dir: Some(8),
+        };
+        for kind in ThreadKind::ALL {
+            let plain = keys(kind, &DebugRules::default());
+            assert_eq!(plain, allowed_calls(kind), "{kind:?}: no debug rules by default");
+            let added: Vec<_> = keys(kind, &debug).into_iter().filter(|c| !plain.contains(c)).collect();
+            let want: &[libc::c_long] = match kind {
+                ThreadKind::HvtVcpu => &[libc::SYS_openat, libc::SYS_recvfrom],
+                ThreadKind::LinuxVcpu => &[libc::SYS_openat, libc::SYS_recvfrom, libc::SYS_mincore],
+                ThreadKind::Devices | ThreadKind::LinkWatch => &[],
+            };
+            let mut want = want.to_vec();
+            want.sort_unstable();
+            let mut added = added;
+            added.sort_unstable();
+            assert_eq!(added, want, "{kind:?}");
+            assert!(Filter::with_debug(kind, SeccompMode::On, &debug).unwrap().is_some());
+        }
+        // The gdb ioctls are the stub's only.
+        assert!(!vcpu_ioctls().contains(&ioctls::KVM_SET_GUEST_DEBUG()));
+        assert!(debug.ioctls().contains(&ioctls::KVM_SET_GUEST_DEBUG()));
     }
 
     #[test]

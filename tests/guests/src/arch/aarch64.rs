@@ -26,3 +26,19 @@ pub fn cycles() -> u64 {
 
 /// The name the monitor gives the instruction pointer in a fault message.
 pub const PC: &str = "pc";
+
+/// Machine code of a function returning 42 (`mov w0, #42; ret`).
+pub const RETURN_42: &[u8] = &[0x40, 0x05, 0x80, 0x52, 0xc0, 0x03, 0x5f, 0xd6];
+
+/// Makes code just written at `[addr, addr + len)` fetchable: cleans the data cache and
+/// invalidates the instruction cache over it.
+pub fn sync_code(addr: u64, len: usize) {
+    let mut line = addr & !63;
+    while line < addr + len as u64 {
+        // SAFETY: cache maintenance by address on the guest's own RAM.
+        unsafe { asm!("dc cvau, {0}", "ic ivau, {0}", in(reg) line, options(nostack)) };
+        line += 64;
+    }
+    // SAFETY: barriers only.
+    unsafe { asm!("dsb ish", "isb", options(nostack)) };
+}

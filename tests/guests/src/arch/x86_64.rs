@@ -21,3 +21,9 @@ pub fn cycles() -> u64 {
 
 /// The name the monitor gives the instruction pointer in a fault message.
 pub const PC: &str = "rip";
+
+/// Machine code of a function returning 42 (`mov eax, 42; ret`).
+pub const RETURN_42: &[u8] = &[0xb8, 0x2a, 0x00, 0x00, 0x00, 0xc3];
+
+/// Makes code just written at `[addr, addr + len)` fetchable (x86 keeps caches coherent).
+pub fn sync_code(_addr: u64, _len: usize) {}

@@ -23,6 +23,17 @@ pub const TYPE_NET: u32 = 1;
 /// Device ID of a block device.
 pub const TYPE_BLOCK: u32 = 2;
 
+/// A virtio-mmio window: for the DSDT (x86_64) or the device tree (aarch64).
+#[derive(Debug, Clone, Copy)]
+pub struct MmioDevice {
+    /// Base address.
+    pub base: u64,
+    /// Window length.
+    pub len: u64,
+    /// Interrupt line (a GSI on x86_64, an SPI number on aarch64).
+    pub irq: u32,
+}
+
 /// Guest memory as the devices see it.
 pub type Mem = GuestMemoryMmap;
 
