@@ -268,8 +268,8 @@ fn test_as_solo5_hvt_only_hvt_is_tried() {
     let out = run_or_kill(&solo5_hvt, &["--mem=8", no_phdrs.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
     assert!(stderr(&out).contains("invalid executable"), "stderr: {}", stderr(&out));
-    // A kernel for the Linux boot protocol is no solo5-hvt executable. (The PC's Linux-boot test
-    // guest, `virtio`, is built for x86_64 only.)
+    // A kernel for the Linux boot protocol is no solo5-hvt executable. (The PC's Linux-boot
+    // guest; on aarch64 `virtio` is an arm64 Image, tested by tests/linux_arm64.rs.)
     #[cfg(target_arch = "x86_64")]
     {
         let linux = guest("virtio");

@@ -95,7 +95,8 @@ fn test_an_hvt_guest_runs_confined_without_inherited_descriptors() {
     stop(child, &dir);
 }
 
-// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+// The PC's Linux-boot guest (`virtio` as a PVH ELF, port I/O); on aarch64 `virtio` is an
+// arm64 Image, tested by tests/linux_arm64.rs.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn test_every_thread_of_a_linux_boot_guest_runs_confined() {

@@ -442,7 +442,8 @@ fn test_sigterm_stops_a_guest_flooding_a_console_nobody_reads() {
     let faults = guest("faults");
     #[allow(unused_mut)] // the Linux-boot run is x86_64-only
     let mut runs = vec![vec!["boot", "--mem=128", faults.to_str().unwrap(), "flood=200"]];
-    // The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+    // The PC's Linux-boot guest (`virtio` as a PVH ELF, port I/O); on aarch64 `virtio` is an
+    // arm64 Image, tested by tests/linux_arm64.rs.
     #[cfg(target_arch = "x86_64")]
     let virtio = guest("virtio");
     #[cfg(target_arch = "x86_64")]
@@ -575,7 +576,8 @@ fn test_sigkill_of_a_spinning_hvt_guest_leaves_nothing_behind() {
 
 /// Runs the `virtio` guest with a 64 KiB disk of 'D's and `tokens`; it must survive: status 0,
 /// a valid read after the attack, `virtio: done`. Returns stdout and the warning lines.
-// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+// The PC's Linux-boot guest (`virtio` as a PVH ELF, port I/O); on aarch64 `virtio` is an
+// arm64 Image, tested by tests/linux_arm64.rs.
 #[cfg(target_arch = "x86_64")]
 fn virtio_survives(tokens: &[&str]) -> (String, Vec<String>) {
     let dir = tempdir();
@@ -602,7 +604,8 @@ fn virtio_survives(tokens: &[&str]) -> (String, Vec<String>) {
     (text, warnings)
 }
 
-// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+// The PC's Linux-boot guest (`virtio` as a PVH ELF, port I/O); on aarch64 `virtio` is an
+// arm64 Image, tested by tests/linux_arm64.rs.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn test_malformed_virtio_chains_are_answered_and_the_device_goes_on() {
@@ -627,7 +630,8 @@ fn test_malformed_virtio_chains_are_answered_and_the_device_goes_on() {
     }
 }
 
-// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+// The PC's Linux-boot guest (`virtio` as a PVH ELF, port I/O); on aarch64 `virtio` is an
+// arm64 Image, tested by tests/linux_arm64.rs.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn test_an_avail_index_far_ahead_is_ignored_with_one_warning() {
@@ -640,7 +644,8 @@ fn test_an_avail_index_far_ahead_is_ignored_with_one_warning() {
     assert!(warnings[0].contains("the driver's avail ring is invalid"), "{warnings:?}");
 }
 
-// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+// The PC's Linux-boot guest (`virtio` as a PVH ELF, port I/O); on aarch64 `virtio` is an
+// arm64 Image, tested by tests/linux_arm64.rs.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn test_rings_outside_ram_and_bad_queue_sizes_make_the_device_need_a_reset() {
@@ -661,7 +666,8 @@ fn test_rings_outside_ram_and_bad_queue_sizes_make_the_device_need_a_reset() {
     }
 }
 
-// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+// The PC's Linux-boot guest (`virtio` as a PVH ELF, port I/O); on aarch64 `virtio` is an
+// arm64 Image, tested by tests/linux_arm64.rs.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn test_notifications_of_queues_not_running_or_not_there_are_ignored() {
@@ -673,7 +679,8 @@ fn test_notifications_of_queues_not_running_or_not_there_are_ignored() {
     assert_eq!(warnings, Vec::<String>::new());
 }
 
-// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+// The PC's Linux-boot guest (`virtio` as a PVH ELF, port I/O); on aarch64 `virtio` is an
+// arm64 Image, tested by tests/linux_arm64.rs.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn test_register_accesses_of_the_wrong_width_are_ignored() {
@@ -688,7 +695,8 @@ fn test_register_accesses_of_the_wrong_width_are_ignored() {
     assert_eq!(warnings, Vec::<String>::new());
 }
 
-// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+// The PC's Linux-boot guest (`virtio` as a PVH ELF, port I/O); on aarch64 `virtio` is an
+// arm64 Image, tested by tests/linux_arm64.rs.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn test_wide_and_stray_port_accesses_are_survived() {
@@ -705,10 +713,11 @@ fn test_wide_and_stray_port_accesses_are_survived() {
     assert_eq!(warnings, Vec::<String>::new());
 }
 
+// The PC's Linux-boot guest (`virtio` as a PVH ELF, port I/O); on aarch64 `virtio` is an
+// arm64 Image, tested by tests/linux_arm64.rs.
+#[cfg(target_arch = "x86_64")]
 #[test]
 #[allow(clippy::zombie_processes)] // reaped by wait4 in wait_with_peak_rss
-// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
-#[cfg(target_arch = "x86_64")]
 fn test_a_serial_console_flood_arrives_whole_with_bounded_memory() {
     require_kvm!();
     let dir = tempdir();
@@ -749,7 +758,8 @@ fn test_a_serial_console_flood_arrives_whole_with_bounded_memory() {
     assert!(peak_kib > 0 && peak_kib < 64 << 10, "the monitor's peak RSS was {peak_kib} KiB");
 }
 
-// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+// The PC's Linux-boot guest (`virtio` as a PVH ELF, port I/O); on aarch64 `virtio` is an
+// arm64 Image, tested by tests/linux_arm64.rs.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn test_malformed_virtio_net_transmissions_are_dropped() {

@@ -213,7 +213,8 @@ fn test_fd_that_is_not_a_tap_is_refused() {
     assert_fails_with(&out, 1, "Could not attach interface");
 }
 
-// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+// The PC's Linux-boot guest (`virtio` as a PVH ELF, port I/O); on aarch64 `virtio` is an
+// arm64 Image, tested by tests/linux_arm64.rs.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn test_virtio_net_guest_answers_ping_through_a_vnet_tap() {
@@ -244,7 +245,8 @@ fn test_virtio_net_guest_answers_ping_through_a_vnet_tap() {
     assert!(stdout(&out).contains("virtio-net: answered 3 pings"), "{}", stdout(&out));
 }
 
-// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+// The PC's Linux-boot guest (`virtio` as a PVH ELF, port I/O); on aarch64 `virtio` is an
+// arm64 Image, tested by tests/linux_arm64.rs.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn test_two_virtio_nics_each_with_its_mac() {

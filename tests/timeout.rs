@@ -30,7 +30,8 @@ fn test_an_hvt_guest_that_runs_too_long_is_stopped_with_124() {
     assert_eq!(out.status.code(), Some(3), "{}", common::stderr(&out));
 }
 
-// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+// The PC's Linux-boot guest (`virtio` as a PVH ELF, port I/O); on aarch64 `virtio` is an
+// arm64 Image, tested by tests/linux_arm64.rs.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn test_a_linux_guest_halted_with_interrupts_off_is_stopped_with_124() {
