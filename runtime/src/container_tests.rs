@@ -355,6 +355,12 @@ fn test_a_create_in_progress_reads_as_creating() {
     assert_eq!(rt.state("t5").unwrap().status, Status::Creating);
     assert_eq!(rt.list().unwrap()[0].status, Status::Creating);
     drop(lock);
+    // As in the test above: a sibling test's fork may hold a copy of the lock's descriptor until
+    // it execs (a slow host, such as the emulated arm64 one, shows it).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while rt.state("t5").unwrap().status == Status::Creating && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert_eq!(rt.state("t5").unwrap().status, Status::Stopped);
     rt.delete("t5", false).unwrap();
 }
