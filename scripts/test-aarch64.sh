@@ -9,7 +9,7 @@
 # Usage: scripts/test-aarch64.sh [BINARY...]
 #   BINARY: run only these test binaries, e.g. unit-vmm integration-boot (default: all).
 #   Downloads are cached in target/arm64-host/; UNIK_ARM64_TIMEOUT (seconds, default 1500) bounds
-#   the emulated host's run; UNIK_ARM64_TEST_ARGS are passed to every test binary (a test name
+#   the emulated host's run, UNIK_ARM64_MEM (MiB, default 2048) its memory; UNIK_ARM64_TEST_ARGS are passed to every test binary (a test name
 #   filter, --nocapture).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -183,7 +183,7 @@ boot_host() {
     local vmlinuz
     vmlinuz=$(ls "$cache"/root/boot/vmlinuz-*)
     timeout -k 10 "$timeout_secs" qemu-system-aarch64 \
-        -M virt,virtualization=on,gic-version=3 -cpu max -smp 2 -m 2048 \
+        -M virt,virtualization=on,gic-version=3 -cpu max -smp 2 -m "${UNIK_ARM64_MEM:-2048}" \
         -nographic -no-reboot -nic none \
         -kernel "$vmlinuz" -initrd "$cache/initramfs.cpio" \
         -append 'console=ttyAMA0 quiet loglevel=1 panic=-1' </dev/null | tee "$cache/console.log"
