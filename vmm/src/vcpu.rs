@@ -194,9 +194,10 @@ pub fn run_hvt(
     hvt: &mut Hvt,
     ram: &GuestRam,
     stop: &StopSignals,
+    done: &dyn Fn() -> bool,
     lazy: &mut LazyRam<'_>,
 ) -> Result<ExitStatus, VcpuError> {
-    run_boot_vcpu(vcpu, stop, &|| false, |exit| match complete_lazy(exit, ram, lazy)? {
+    run_boot_vcpu(vcpu, stop, done, |exit| match complete_lazy(exit, ram, lazy)? {
         Some(exit) => handle_exit(exit, hvt, ram),
         None => Ok(Action::Continue),
     })

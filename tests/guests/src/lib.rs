@@ -16,6 +16,7 @@ pub mod irq;
 #[cfg(target_arch = "x86_64")]
 pub mod linux;
 pub mod net;
+pub mod ring;
 pub mod virtio;
 
 /// `struct hvt_boot_info`.
