@@ -4,7 +4,8 @@
 //! signals end a guest that never stops by itself, and a SIGKILL leaves nothing behind.
 //!
 //! hvt attacks use the `faults` guest (no devices), `hostile` (a block device) and
-//! `hostile_net` (a net device on a tap in a namespace of the test's own); their tokens are
+//! `hostile_net` (a net device on a tap in a namespace of the test's own; `hostile_ring` breaks its net
+//! ring, tokens in tests/guests/src/bin/hostile_ring.rs); their tokens are
 //! documented in tests/guests/src/hostile.rs. Linux-boot attacks use the `virtio` guest's
 //! `attack=`, `net-attack=`, `port-widths` and `serial-flood=` tokens
 //! (tests/guests/src/bin/virtio.rs).
@@ -210,7 +211,7 @@ fn test_a_guest_that_breaks_the_net_ring_is_stopped_with_an_error() {
     // No IPv6 on the tap: its router solicitations would be frames waiting for NET_READ.
     ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
     ns.add_tap("tap0", "10.79.0.1/24");
-    let kernel = guest("hostile_net");
+    let kernel = guest("hostile_ring");
     let unik = common::unik_path();
     let run = |attack: &str| {
         ns.command(&[
