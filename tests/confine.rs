@@ -95,6 +95,8 @@ fn test_an_hvt_guest_runs_confined_without_inherited_descriptors() {
     stop(child, &dir);
 }
 
+// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn test_the_net_ring_thread_of_an_hvt_guest_runs_confined() {
     require_kvm!();

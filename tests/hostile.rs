@@ -61,6 +61,31 @@ fn hvt(guest_name: &str, extra: &[&str], tokens: &[&str]) -> Output {
     common::boot(&args)
 }
 
+/// The address of the guests' scratch buffer (`buf` in their tokens): the `hostile::BUF` symbol
+/// of guest `name`'s ELF symbol table (where it lands depends on the architecture's code size).
+fn buf(name: &str) -> u64 {
+    let elf = std::fs::read(guest(name)).unwrap();
+    let u16_at = |at: usize| usize::from(u16::from_le_bytes(elf[at..at + 2].try_into().unwrap()));
+    let u32_at = |at: usize| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap());
+    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap());
+    let to_usize = |v: u64| usize::try_from(v).unwrap();
+    let (shoff, shentsize, shnum) = (to_usize(u64_at(0x28)), u16_at(0x3a), u16_at(0x3c));
+    let section = |i: usize| shoff + i * shentsize;
+    let symtab = (0..shnum).map(section).find(|&sh| u32_at(sh + 4) == 2).expect("a symbol table");
+    let strtab = section(usize::try_from(u32_at(symtab + 0x28)).unwrap());
+    let strings = &elf[to_usize(u64_at(strtab + 0x18))..];
+    let (start, size) = (to_usize(u64_at(symtab + 0x18)), to_usize(u64_at(symtab + 0x20)));
+    elf[start..start + size]
+        .chunks_exact(24)
+        .find(|sym| {
+            let name = &strings[usize::try_from(u32::from_le_bytes(sym[..4].try_into().unwrap())).unwrap()..];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap()];
+            name.windows(12).any(|w| w == b"7hostile3BUF")
+        })
+        .map(|sym| u64::from_le_bytes(sym[8..16].try_into().unwrap()))
+        .expect("the hostile::BUF symbol")
+}
+
 fn faults(tokens: &[&str]) -> Output {
     hvt("faults", &[], tokens)
 }
@@ -145,11 +170,15 @@ fn test_block_buffers_that_overflow_or_straddle_are_refused() {
     assert_eq!(out.status.code(), Some(0), "stdout: {} stderr: {}", stdout(&out), stderr(&out));
     assert_clean(&out);
     let text = stdout(&out);
+    let buf = buf("hostile");
     assert!(
-        text.contains("hostile: nr=5 words=0x1,0x0,0x105000,0xffffffffffffffff,0x2\n"),
+        text.contains(&format!("hostile: nr=5 words=0x1,0x0,{buf:#x},0xffffffffffffffff,0x2\n")),
         "{text}"
     );
-    assert!(text.contains("hostile: nr=4 words=0x7,0x0,0x105000,0x200,0x2\n"), "{text}");
+    assert!(
+        text.contains(&format!("hostile: nr=4 words=0x7,0x0,{buf:#x},0x200,0x2\n")),
+        "{text}"
+    );
     assert!(text.contains("hostile: done"), "{text}");
 }
 
@@ -192,7 +221,7 @@ fn test_net_buffers_that_overflow_or_straddle_are_refused() {
     // NET_READ checks the whole buffer it may fill: len = u64::MAX is a fault.
     assert_refused(
         &run(&["raw=7@buf:1,buf,max,0xffffffff"]),
-        "Invalid guest access: gpa=0x105000, sz=18446744073709551615",
+        &format!("Invalid guest access: gpa={:#x}, sz=18446744073709551615", buf("hostile_net")),
     );
     // NET_WRITE refuses a frame longer than MTU + 14 with EINVAL (2) before looking at the
     // buffer; an empty tap answers NET_READ with AGAIN (1). The guest goes on.
@@ -200,8 +229,15 @@ fn test_net_buffers_that_overflow_or_straddle_are_refused() {
     assert_eq!(out.status.code(), Some(0), "stdout: {} stderr: {}", stdout(&out), stderr(&out));
     assert_clean(&out);
     let text = stdout(&out);
-    assert!(text.contains("hostile: nr=6 words=0x1,0x105000,0xffffffffffffffff,0x2\n"), "{text}");
-    assert!(text.contains("hostile: nr=7 words=0x1,0x105100,0x40,0x1\n"), "{text}");
+    let buf = buf("hostile_net");
+    assert!(
+        text.contains(&format!("hostile: nr=6 words=0x1,{buf:#x},0xffffffffffffffff,0x2\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("hostile: nr=7 words=0x1,{:#x},0x40,0x1\n", buf + 0x100)),
+        "{text}"
+    );
 }
 
 #[test]
@@ -269,22 +305,110 @@ fn test_a_guest_that_breaks_the_net_ring_is_stopped_with_an_error() {
 
 // ---- hvt: ports, widths, MMIO ----
 
+/// Hypercall transport: a 4-byte OUT to port 0x500 + nr on x86_64.
+#[cfg(target_arch = "x86_64")]
+mod transport {
+    /// The guest token of a 4-byte hypercall access to slot `nr` (past HALT too).
+    pub fn slot(nr: u64) -> String {
+        format!("out={:#x}", 0x500 + nr)
+    }
+
+    /// Accesses past the hypercalls, with their errors: past HALT, the rest of the window, and
+    /// the ring-kick port solo5 uses for its shared ring.
+    pub fn strays() -> Vec<(String, String)> {
+        [0x509, 0x50f, 0x5ff, 0x600]
+            .map(|port| {
+                (
+                    format!("out={port:#x}"),
+                    format!("Invalid guest port access: port={port:#x}, size=4"),
+                )
+            })
+            .to_vec()
+    }
+
+    /// Accesses of the right place in the wrong direction or width, with their errors.
+    pub fn wrong_ways() -> Vec<(&'static str, &'static str)> {
+        vec![
+            // A 4-byte IN: hypercalls are OUTs.
+            ("in=0x502", "Invalid guest port access: port=0x502, size=4"),
+            // `rep outsb`: 1-byte accesses, even four in a row.
+            ("outsb=0x502", "Invalid guest port access: port=0x502, size=1"),
+        ]
+    }
+
+    /// MMIO of an hvt guest, through page tables of the guest's own: guest-physical addresses
+    /// with no RAM behind them, just past RAM, and a virtio-mmio window of a Linux-boot VM.
+    pub fn mmio() -> Vec<(String, String)> {
+        vec![
+            (
+                "mmio-read=0xd0000000".into(),
+                "Invalid guest mmio access: addr=0xd0000000, size=4".into(),
+            ),
+            (
+                "mmio-write=end".into(),
+                format!("Invalid guest mmio access: addr={:#x}, size=4", super::MEM),
+            ),
+            (
+                "mmio-write=0xfee00000".into(),
+                "Invalid guest mmio access: addr=0xfee00000, size=4".into(),
+            ),
+        ]
+    }
+}
+
+/// Hypercall transport: a 4-byte store to 0x1_0000_0000 + (nr << 3) on aarch64, in the GiB of
+/// device memory the monitor's page tables map there (an address they do not map faults inside
+/// the guest, which has no vectors, and never reaches the monitor).
+#[cfg(target_arch = "aarch64")]
+mod transport {
+    const BASE: u64 = 0x1_0000_0000;
+
+    /// The guest token of a 4-byte hypercall access to slot `nr` (past HALT too).
+    pub fn slot(nr: u64) -> String {
+        format!("mmio-write={:#x}", BASE + (nr << 3))
+    }
+
+    fn refused(addr: u64) -> String {
+        format!("Invalid guest mmio access: addr={addr:#x}, size=4")
+    }
+
+    /// Stores past the hypercalls, with their errors: past HALT, the rest of the window, the
+    /// page after it, and between two slots.
+    pub fn strays() -> Vec<(String, String)> {
+        [BASE + 0x48, BASE + 0x78, BASE + 0xff8, BASE + 0x1000, BASE + 0x14]
+            .map(|addr| (format!("mmio-write={addr:#x}"), refused(addr)))
+            .to_vec()
+    }
+
+    /// Accesses of the right place in the wrong direction, with their errors (the wrong widths
+    /// are tests/faults.rs's `bad-width` tokens).
+    pub fn wrong_ways() -> Vec<(&'static str, &'static str)> {
+        vec![("mmio-read=0x100000010", "Invalid guest mmio access: addr=0x100000010, size=4")]
+    }
+
+    /// MMIO of an hvt guest elsewhere in the device GiB: reads and writes are faults.
+    pub fn mmio() -> Vec<(String, String)> {
+        [BASE + 0x2000_0000, BASE + 0x3fff_fffc]
+            .iter()
+            .flat_map(|&addr| {
+                [
+                    (format!("mmio-read={addr:#x}"), refused(addr)),
+                    (format!("mmio-write={addr:#x}"), refused(addr)),
+                ]
+            })
+            .collect()
+    }
+}
+
 #[test]
 fn test_every_reserved_or_unregistered_hypercall_port_is_refused() {
     require_kvm!();
     // Number 0 is reserved; 4-7 are registered only with a device of their kind.
     for nr in [0, 4, 5, 6, 7] {
-        assert_refused(
-            &faults(&[&format!("out={:#x}", 0x500 + nr)]),
-            &format!("Invalid guest hypercall: num={nr}"),
-        );
+        assert_refused(&faults(&[&transport::slot(nr)]), &format!("Invalid guest hypercall: num={nr}"));
     }
-    // Past HALT, the rest of the window, and the ring-kick port solo5 uses for its shared ring.
-    for port in [0x509, 0x50f, 0x5ff, 0x600] {
-        assert_refused(
-            &faults(&[&format!("out={port:#x}")]),
-            &format!("Invalid guest port access: port={port:#x}, size=4"),
-        );
+    for (token, error) in transport::strays() {
+        assert_refused(&faults(&[&token]), &error);
     }
     // With only a block device, the net calls stay unregistered (and the other way round).
     let dir = tempdir();
@@ -292,7 +416,7 @@ fn test_every_reserved_or_unregistered_hypercall_port_is_refused() {
     let blk = format!("--block:storage={}", img.display());
     for nr in [6, 7] {
         assert_refused(
-            &hvt("hostile", &[&blk], &[&format!("out={:#x}", 0x500 + nr)]),
+            &hvt("hostile", &[&blk], &[&transport::slot(nr)]),
             &format!("Invalid guest hypercall: num={nr}"),
         );
     }
@@ -301,29 +425,17 @@ fn test_every_reserved_or_unregistered_hypercall_port_is_refused() {
 #[test]
 fn test_wrong_widths_and_directions_on_hypercall_ports_are_refused() {
     require_kvm!();
-    // A 4-byte IN: hypercalls are OUTs.
-    assert_refused(&faults(&["in=0x502"]), "Invalid guest port access: port=0x502, size=4");
-    // `rep outsb`: 1-byte accesses, even four in a row.
-    assert_refused(&faults(&["outsb=0x502"]), "Invalid guest port access: port=0x502, size=1");
+    for (token, error) in transport::wrong_ways() {
+        assert_refused(&faults(&[token]), error);
+    }
 }
 
 #[test]
 fn test_any_mmio_access_of_an_hvt_guest_is_a_fault() {
     require_kvm!();
-    // Guest-physical addresses with no RAM behind them, reached through page tables of the
-    // guest's own: just past RAM, and a virtio-mmio window of a Linux-boot VM.
-    assert_refused(
-        &faults(&["mmio-read=0xd0000000"]),
-        "Invalid guest mmio access: addr=0xd0000000, size=4",
-    );
-    assert_refused(
-        &faults(&["mmio-write=end"]),
-        &format!("Invalid guest mmio access: addr={MEM:#x}, size=4"),
-    );
-    assert_refused(
-        &faults(&["mmio-write=0xfee00000"]),
-        "Invalid guest mmio access: addr=0xfee00000, size=4",
-    );
+    for (token, error) in transport::mmio() {
+        assert_refused(&faults(&[&token]), &error);
+    }
 }
 
 // ---- hvt: floods and endless guests ----
@@ -391,11 +503,15 @@ fn test_sigterm_stops_a_guest_flooding_a_console_nobody_reads() {
     // The console is a pipe the test never reads: the monitor blocks writing to it (PUTS, or
     // the UART's transmitter on vCPU 0). A stop signal must still end it: a write interrupted
     // by the signal gives up.
-    let (faults, virtio) = (guest("faults"), guest("virtio"));
-    for args in [
-        vec!["boot", "--mem=128", faults.to_str().unwrap(), "flood=200"],
-        vec!["boot", "--mem=16", "--cpus=2", virtio.to_str().unwrap(), "serial-flood=4096"],
-    ] {
+    let faults = guest("faults");
+    #[allow(unused_mut)] // the Linux-boot run is x86_64-only
+    let mut runs = vec![vec!["boot", "--mem=128", faults.to_str().unwrap(), "flood=200"]];
+    // The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+    #[cfg(target_arch = "x86_64")]
+    let virtio = guest("virtio");
+    #[cfg(target_arch = "x86_64")]
+    runs.push(vec!["boot", "--mem=16", "--cpus=2", virtio.to_str().unwrap(), "serial-flood=4096"]);
+    for args in runs {
         let mut child = common::unik()
             .args(&args)
             .stdout(Stdio::piped())
@@ -523,6 +639,8 @@ fn test_sigkill_of_a_spinning_hvt_guest_leaves_nothing_behind() {
 
 /// Runs the `virtio` guest with a 64 KiB disk of 'D's and `tokens`; it must survive: status 0,
 /// a valid read after the attack, `virtio: done`. Returns stdout and the warning lines.
+// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+#[cfg(target_arch = "x86_64")]
 fn virtio_survives(tokens: &[&str]) -> (String, Vec<String>) {
     let dir = tempdir();
     let img = disk(&dir, "d.img", 64 << 10, b'D');
@@ -548,6 +666,8 @@ fn virtio_survives(tokens: &[&str]) -> (String, Vec<String>) {
     (text, warnings)
 }
 
+// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn test_malformed_virtio_chains_are_answered_and_the_device_goes_on() {
     require_kvm!();
@@ -571,6 +691,8 @@ fn test_malformed_virtio_chains_are_answered_and_the_device_goes_on() {
     }
 }
 
+// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn test_an_avail_index_far_ahead_is_ignored_with_one_warning() {
     require_kvm!();
@@ -582,6 +704,8 @@ fn test_an_avail_index_far_ahead_is_ignored_with_one_warning() {
     assert!(warnings[0].contains("the driver's avail ring is invalid"), "{warnings:?}");
 }
 
+// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn test_rings_outside_ram_and_bad_queue_sizes_make_the_device_need_a_reset() {
     require_kvm!();
@@ -601,6 +725,8 @@ fn test_rings_outside_ram_and_bad_queue_sizes_make_the_device_need_a_reset() {
     }
 }
 
+// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn test_notifications_of_queues_not_running_or_not_there_are_ignored() {
     require_kvm!();
@@ -611,6 +737,8 @@ fn test_notifications_of_queues_not_running_or_not_there_are_ignored() {
     assert_eq!(warnings, Vec::<String>::new());
 }
 
+// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn test_register_accesses_of_the_wrong_width_are_ignored() {
     require_kvm!();
@@ -624,6 +752,8 @@ fn test_register_accesses_of_the_wrong_width_are_ignored() {
     assert_eq!(warnings, Vec::<String>::new());
 }
 
+// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn test_wide_and_stray_port_accesses_are_survived() {
     require_kvm!();
@@ -641,6 +771,8 @@ fn test_wide_and_stray_port_accesses_are_survived() {
 
 #[test]
 #[allow(clippy::zombie_processes)] // reaped by wait4 in wait_with_peak_rss
+// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+#[cfg(target_arch = "x86_64")]
 fn test_a_serial_console_flood_arrives_whole_with_bounded_memory() {
     require_kvm!();
     let dir = tempdir();
@@ -681,6 +813,8 @@ fn test_a_serial_console_flood_arrives_whole_with_bounded_memory() {
     assert!(peak_kib > 0 && peak_kib < 64 << 10, "the monitor's peak RSS was {peak_kib} KiB");
 }
 
+// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn test_malformed_virtio_net_transmissions_are_dropped() {
     require_kvm!();

@@ -6,6 +6,9 @@
 //!
 //! A stock distribution kernel is booted by tests/stock_kernel.rs, on hardware KVM only.
 
+// The PC's boot protocols (bzImage, PVH, multiboot) and devices (port I/O, 16550, i8042, CMOS):
+// x86_64 only, as the `virtio` and `multiboot` test guests are.
+#![cfg(target_arch = "x86_64")]
 #![allow(clippy::tests_outside_test_module)] // an integration test crate is a test module
 
 mod common;

@@ -305,6 +305,8 @@ fn test_fd_that_is_not_a_tap_is_refused() {
     assert_fails_with(&out, 1, "Could not attach interface");
 }
 
+// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn test_virtio_net_guest_answers_ping_through_a_vnet_tap() {
     require_kvm!();
@@ -334,6 +336,8 @@ fn test_virtio_net_guest_answers_ping_through_a_vnet_tap() {
     assert!(stdout(&out).contains("virtio-net: answered 3 pings"), "{}", stdout(&out));
 }
 
+// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn test_two_virtio_nics_each_with_its_mac() {
     require_kvm!();

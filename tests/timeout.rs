@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::guests::guest;
-use common::{assert_fails_with, boot, disk, stdout, tempdir};
+use common::{assert_fails_with, boot, stdout};
 
 #[test]
 fn test_an_hvt_guest_that_runs_too_long_is_stopped_with_124() {
@@ -30,8 +30,11 @@ fn test_an_hvt_guest_that_runs_too_long_is_stopped_with_124() {
     assert_eq!(out.status.code(), Some(3), "{}", common::stderr(&out));
 }
 
+// The PC's Linux-boot test guest (`virtio`, PVH/port I/O) is built for x86_64 only.
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn test_a_linux_guest_halted_with_interrupts_off_is_stopped_with_124() {
+    use common::{disk, tempdir};
     require_kvm!();
     let dir = tempdir();
     let img = disk(&dir, "d.img", 4096, 0);

@@ -37,14 +37,14 @@ mod x86_64;
 #[cfg(target_arch = "x86_64")]
 pub use x86_64::linux::{self as linux_layout, setup_linux_vcpu, setup_linux_vm};
 #[cfg(target_arch = "x86_64")]
-pub use x86_64::{decode_mmio_write, decode_pio_out, instruction_pointer, layout, setup_vcpu, setup_vm};
+pub use x86_64::{INSTRUCTION_POINTER, decode_mmio_write, decode_pio_out, instruction_pointer, layout, setup_vcpu, setup_vm};
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
 #[cfg(target_arch = "aarch64")]
 pub use aarch64::linux::{self as linux_layout, mpidr, setup_linux_vcpu, setup_linux_vm};
 #[cfg(target_arch = "aarch64")]
-pub use aarch64::{decode_mmio_write, decode_pio_out, instruction_pointer, layout, setup_vcpu, setup_vm};
+pub use aarch64::{INSTRUCTION_POINTER, decode_mmio_write, decode_pio_out, instruction_pointer, layout, setup_vcpu, setup_vm};
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 compile_error!("unik supports x86_64 and aarch64 only");

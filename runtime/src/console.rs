@@ -125,9 +125,17 @@ mod tests {
         let (stream, _) = listener.accept().unwrap();
         let received = recv_fd(&stream).unwrap();
         std::fs::File::from(slave).write_all(b"hi\n").unwrap();
-        let mut buf = [0u8; 8];
-        let n = std::fs::File::from(received).read(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"hi\r\n");
+        // The line discipline may hand the echo over in pieces (a slow host shows it): read the
+        // whole line.
+        let mut received = std::fs::File::from(received);
+        let mut got = Vec::new();
+        while !got.ends_with(b"\n") && got.len() < 8 {
+            let mut buf = [0u8; 8];
+            let n = received.read(&mut buf).unwrap();
+            assert_ne!(n, 0, "the pty closed after {got:?}");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, b"hi\r\n");
         let missing = dir.path().join("missing.sock");
         let err = send_fd(&missing, "x", &master).unwrap_err().to_string();
         let want = format!("connecting to console socket {}: No such file or directory", missing.display());

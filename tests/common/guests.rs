@@ -17,6 +17,13 @@ const FEATURES: &[&str] = &["--features", "pc"];
 #[cfg(not(target_arch = "x86_64"))]
 const FEATURES: &[&str] = &[];
 
+/// RUSTFLAGS of a static-pie guest: x86_64-unknown-none links position-independent code as a
+/// PIE by itself, aarch64-unknown-none as ET_EXEC unless the linker is asked for a PIE.
+#[cfg(target_arch = "x86_64")]
+const PIE_FLAGS: &str = "-C relocation-model=pie";
+#[cfg(target_arch = "aarch64")]
+const PIE_FLAGS: &str = "-C relocation-model=pie -C link-arg=-pie";
+
 fn prebuilt() -> Option<PathBuf> {
     std::env::var_os("UNIK_TEST_GUESTS").map(PathBuf::from)
 }
@@ -95,7 +102,7 @@ pub fn static_pie_guest() -> PathBuf {
             }
             let target_dir = repo().join("target/guests-pie");
             // An explicit RUSTFLAGS replaces the config's `relocation-model=static`.
-            build(&target_dir, Some("-C relocation-model=pie"));
+            build(&target_dir, Some(PIE_FLAGS));
             target_dir.join(TARGET).join("release/hello")
         })
         .clone()

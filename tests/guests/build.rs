@@ -24,6 +24,12 @@ fn main() {
             println!("cargo:rustc-link-arg-bin={bin}=--no-pie");
         }
     }
+    // hvt aligns each segment by its p_align (as solo5 does); aarch64's linker defaults to 64 KiB
+    // pages, which would fold the 4 KiB-aligned segments onto each other. solo5's aarch64
+    // toolchain links with 4 KiB pages too.
+    if std::env::var("CARGO_CFG_TARGET_ARCH").is_ok_and(|a| a == "aarch64") {
+        println!("cargo:rustc-link-arg=-zmax-page-size=0x1000");
+    }
     println!("cargo:rerun-if-changed=guest.ld");
     println!("cargo:rerun-if-changed=linux.ld");
     println!("cargo:rerun-if-changed=multiboot.ld");

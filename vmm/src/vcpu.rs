@@ -59,12 +59,13 @@ pub enum UnhandledExit {
 #[derive(Debug, thiserror::Error)]
 pub enum VcpuError {
     /// The guest did something the monitor cannot allow.
-    #[error("{fault}: rip={rip:#x}")]
+    /// Named as solo5-hvt does: `rip=` on x86_64, `pc=` on aarch64.
+    #[error("{fault}: {name}={ip:#x}", name = arch::INSTRUCTION_POINTER)]
     Guest {
         /// What happened.
         fault: ExitFault,
         /// Guest instruction pointer at the exit (0 if it could not be read).
-        rip: u64,
+        ip: u64,
     },
     /// `KVM_RUN` itself failed.
     #[error("KVM: KVM_RUN failed: {0}")]
@@ -282,8 +283,8 @@ pub(crate) fn guest_fault(vcpu: &mut VcpuFd, fault: ExitFault) -> VcpuError {
         }
         other => other,
     };
-    let rip = arch::instruction_pointer(vcpu).unwrap_or(0);
-    VcpuError::Guest { fault, rip }
+    let ip = arch::instruction_pointer(vcpu).unwrap_or(0);
+    VcpuError::Guest { fault, ip }
 }
 
 /// The loop of any vCPU: `signal()` is the stop signal received, if any (boot vCPU only).
@@ -343,20 +344,76 @@ mod tests {
         (hvt, ram, stop)
     }
 
+    /// The exit of hypercall `nr` with its 4-byte argument, as this architecture's guests make
+    /// it: a 4-byte OUT to port 0x500 + nr.
+    #[cfg(target_arch = "x86_64")]
+    fn hypercall(nr: u16, arg: &[u8]) -> VcpuExit<'_> {
+        VcpuExit::IoOut(0x500 + nr, arg)
+    }
+
+    /// The exit of hypercall `nr` with its 4-byte argument, as this architecture's guests make
+    /// it: a 4-byte store to 0x1_0000_0000 + (nr << 3).
+    #[cfg(target_arch = "aarch64")]
+    fn hypercall(nr: u16, arg: &[u8]) -> VcpuExit<'_> {
+        VcpuExit::MmioWrite(arch::layout::HYPERCALL_MMIO_BASE + (u64::from(nr) << 3), arg)
+    }
+
+    /// Accesses that are not hypercalls on x86_64 (port I/O is the transport), with the start of
+    /// their error.
+    #[cfg(target_arch = "x86_64")]
+    fn bad_accesses<'a>(arg: &'a [u8], in_data: &'a mut [u8], mmio: &'a mut [u8]) -> Vec<(VcpuExit<'a>, &'static str)> {
+        vec![
+            (VcpuExit::IoOut(0x509, arg), "Invalid guest port access: port=0x509"),
+            (VcpuExit::IoOut(0x502, &arg[..1]), "Invalid guest port access: port=0x502, size=1"),
+            (VcpuExit::IoIn(0x502, in_data), "Invalid guest port access"),
+            (VcpuExit::MmioWrite(0xfee0_0000, arg), "Invalid guest mmio access: addr=0xfee00000"),
+            (VcpuExit::MmioRead(0xfee0_0000, mmio), "Invalid guest mmio access"),
+        ]
+    }
+
+    /// Accesses that are not hypercalls on aarch64 (stores to the MMIO window are the transport),
+    /// with the start of their error.
+    #[cfg(target_arch = "aarch64")]
+    fn bad_accesses<'a>(arg: &'a [u8], in_data: &'a mut [u8], mmio: &'a mut [u8]) -> Vec<(VcpuExit<'a>, &'static str)> {
+        let base = arch::layout::HYPERCALL_MMIO_BASE;
+        vec![
+            (
+                VcpuExit::MmioWrite(base + (9 << 3), arg),
+                "Invalid guest mmio access: addr=0x100000048, size=4",
+            ),
+            (
+                VcpuExit::MmioWrite(base + 0x14, arg),
+                "Invalid guest mmio access: addr=0x100000014, size=4",
+            ),
+            (
+                VcpuExit::MmioWrite(base + 0x10, &arg[..1]),
+                "Invalid guest mmio access: addr=0x100000010, size=1",
+            ),
+            (
+                VcpuExit::MmioWrite(base + 0x10, &[0; 8]),
+                "Invalid guest mmio access: addr=0x100000010, size=8",
+            ),
+            (VcpuExit::MmioRead(base + 0x10, mmio), "Invalid guest mmio access: addr=0x100000010"),
+            (
+                VcpuExit::MmioWrite(0x1_0000_1000, arg),
+                "Invalid guest mmio access: addr=0x100001000",
+            ),
+            (VcpuExit::IoOut(0x502, arg), "Invalid guest port access: port=0x502, size=4"),
+            (VcpuExit::IoIn(0x502, in_data), "Invalid guest port access"),
+        ]
+    }
+
     #[test]
     fn test_hypercall_exits_reach_the_handlers() {
         let (mut hvt, ram, _stop) = setup();
         let walltime = 0x20_0000u32.to_le_bytes();
-        assert_eq!(
-            handle_exit(VcpuExit::IoOut(0x501, &walltime), &mut hvt, &ram).unwrap(),
-            Action::Continue
-        );
+        assert_eq!(handle_exit(hypercall(1, &walltime), &mut hvt, &ram).unwrap(), Action::Continue);
         assert_ne!(ram.read_obj::<u64>(0x20_0000).unwrap(), 0);
         ram.write_obj(0x20_0100u64, 0u64).unwrap();
         ram.write_obj(0x20_0108u64, 7i32).unwrap();
         let halt = 0x20_0100u32.to_le_bytes();
         assert_eq!(
-            handle_exit(VcpuExit::IoOut(0x508, &halt), &mut hvt, &ram).unwrap(),
+            handle_exit(hypercall(8, &halt), &mut hvt, &ram).unwrap(),
             Action::Stop(ExitStatus::Halt(7))
         );
     }
@@ -367,24 +424,30 @@ mod tests {
         let arg = 0x20_0000u32.to_le_bytes();
         let mut in_data = [0u8; 4];
         let mut mmio = [0u8; 8];
-        let cases: Vec<(VcpuExit<'_>, &str)> = vec![
-            (VcpuExit::IoOut(0x509, &arg), "Invalid guest port access: port=0x509"),
-            (VcpuExit::IoOut(0x502, &arg[..1]), "Invalid guest port access: port=0x502, size=1"),
-            (VcpuExit::IoOut(0x500, &arg), "Invalid guest hypercall: num=0"),
-            (VcpuExit::IoIn(0x502, &mut in_data), "Invalid guest port access"),
+        let mut cases = bad_accesses(&arg, &mut in_data, &mut mmio);
+        cases.extend([
+            (hypercall(0, &arg), "Invalid guest hypercall: num=0"),
             (VcpuExit::MmioWrite(0x10_0010, &arg), "KVM: host/guest translation fault"),
-            (VcpuExit::MmioWrite(0xfee0_0000, &arg), "Invalid guest mmio access: addr=0xfee00000"),
-            (VcpuExit::MmioRead(0xfee0_0000, &mut mmio), "Invalid guest mmio access"),
             (VcpuExit::Shutdown, "KVM: unhandled exit: exit_reason=0x8 (shutdown: triple fault)"),
             (VcpuExit::Hlt, "KVM: unhandled exit: exit_reason=0x5 (hlt)"),
             (VcpuExit::InternalError, "KVM: internal error exit"),
             (VcpuExit::FailEntry(0x21, 0), "KVM: entry failure: hw_entry_failure_reason=0x21"),
             (VcpuExit::Intr, "KVM: unhandled exit: Intr"),
-        ];
+        ]);
         for (exit, want) in cases {
             let err = handle_exit(exit, &mut hvt, &ram).unwrap_err().to_string();
             assert!(err.starts_with(want), "{err} does not start with {want}");
         }
+    }
+
+    #[test]
+    fn test_faults_name_the_instruction_pointer_as_solo5_does() {
+        let err = VcpuError::Guest {
+            fault: ExitFault::TranslationFault,
+            ip: 0x10_2040,
+        };
+        let name = if cfg!(target_arch = "aarch64") { "pc" } else { "rip" };
+        assert_eq!(err.to_string(), format!("KVM: host/guest translation fault: {name}=0x102040"));
     }
 
     /// The legacy devices a Linux-boot guest ends its run with, and an empty MMIO bus.
@@ -436,7 +499,9 @@ mod tests {
         );
     }
 
+    // String port I/O exists on x86 only (aarch64 has no port I/O, hypercalls are MMIO stores).
     #[test]
+    #[cfg(target_arch = "x86_64")]
     fn test_string_port_io_is_one_access_per_item() {
         let (mut hvt, ram, _stop) = setup();
         let mut handle = |exit: VcpuExit<'_>| handle_exit(exit, &mut hvt, &ram);

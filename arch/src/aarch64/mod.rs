@@ -41,6 +41,9 @@ pub fn setup_vcpu(
     Ok(VcpuInfo { cpu_cycle_freq: freq })
 }
 
+/// The instruction pointer's name in this architecture's fault messages (solo5-hvt's).
+pub const INSTRUCTION_POINTER: &str = "pc";
+
 /// The guest program counter (for error messages).
 pub fn instruction_pointer(vcpu: &VcpuFd) -> Result<u64, ArchError> {
     regs::get_pc(vcpu)

@@ -46,6 +46,9 @@ pub fn setup_vcpu(
     })
 }
 
+/// The instruction pointer's name in this architecture's fault messages (solo5-hvt's).
+pub const INSTRUCTION_POINTER: &str = "rip";
+
 /// The guest instruction pointer (for error messages).
 pub fn instruction_pointer(vcpu: &VcpuFd) -> Result<u64, ArchError> {
     vcpu.get_regs().map(|r| r.rip).map_err(|source| ArchError::Kvm {
