@@ -9,6 +9,8 @@ cargo build --release -p unik -p unik-bench
 ./target/release/unik-bench "${1:-50}"
 echo
 ./target/release/oci-bench "${2:-30}"
+echo
+./target/release/ring-bench 5 20000
 if [ "${3:-30}" != 0 ]; then
     echo
     ./target/release/virtio-bench "${3:-30}" "${4:-5}"

@@ -37,6 +37,12 @@ for arch in "${arches[@]}"; do
     out=dist/unik-$arch
     cp "target/$target/release/unik" "$out"
     if [ "$arch" = x86_64 ]; then strip "$out"; else aarch64-linux-gnu-strip "$out"; fi
+    # Linked at a fixed address (.cargo/config.toml): no self-relocation at every start.
+    if ! readelf -h "$out" | grep -q 'Type:[[:space:]]*EXEC'; then
+        echo "$out is not a fixed-address executable (ET_EXEC):" >&2
+        readelf -h "$out" | grep Type: >&2
+        exit 1
+    fi
     # Static, or it is not a release binary.
     if readelf -d "$out" | grep -q NEEDED; then
         echo "$out needs shared libraries:" >&2

@@ -99,6 +99,44 @@ fn test_an_hvt_guest_runs_confined_without_inherited_descriptors() {
 // arm64 Image, tested by tests/linux_arm64.rs.
 #[cfg(target_arch = "x86_64")]
 #[test]
+fn test_the_net_ring_thread_of_an_hvt_guest_runs_confined() {
+    require_kvm!();
+    let ns = common::netns::NetNs::new();
+    ns.add_tap("tap0", "10.76.0.1/24");
+    let dir = common::tempdir();
+    let kernel = guest("net");
+    let unik = common::unik_path();
+    let err = std::fs::File::create(dir.path().join("stderr")).unwrap();
+    let mut child = ns
+        .command(&[
+            unik.to_str().unwrap(),
+            "boot",
+            "--mem=8",
+            "--net-ring=on",
+            "--net:service0=tap0",
+            kernel.to_str().unwrap(),
+            "ip=10.76.0.2",
+            "timeout=600",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains(" ready") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the guest ended before it was ready");
+    }
+    assert!(line.contains("io=ring"), "{line}");
+    // `ip netns exec` execs unik: the child is the monitor.
+    let names = common::assert_confined(child.id());
+    assert!(names.iter().any(|n| n == "unik-ring"), "{names:?}");
+    stop(child, &dir);
+}
+
+#[test]
 fn test_every_thread_of_a_linux_boot_guest_runs_confined() {
     require_kvm!();
     let dir = common::tempdir();

@@ -4,7 +4,8 @@
 //! signals end a guest that never stops by itself, and a SIGKILL leaves nothing behind.
 //!
 //! hvt attacks use the `faults` guest (no devices), `hostile` (a block device) and
-//! `hostile_net` (a net device on a tap in a namespace of the test's own); their tokens are
+//! `hostile_net` (a net device on a tap in a namespace of the test's own; `hostile_ring` breaks its net
+//! ring, tokens in tests/guests/src/bin/hostile_ring.rs); their tokens are
 //! documented in tests/guests/src/hostile.rs. Linux-boot attacks use the `virtio` guest's
 //! `attack=`, `net-attack=`, `port-widths` and `serial-flood=` tokens
 //! (tests/guests/src/bin/virtio.rs).
@@ -237,6 +238,69 @@ fn test_net_buffers_that_overflow_or_straddle_are_refused() {
         text.contains(&format!("hostile: nr=7 words=0x1,{:#x},0x40,0x1\n", buf + 0x100)),
         "{text}"
     );
+}
+
+#[test]
+fn test_a_guest_that_breaks_the_net_ring_is_stopped_with_an_error() {
+    require_kvm!();
+    let ns = NetNs::new();
+    // No IPv6 on the tap: its router solicitations would be frames waiting for NET_READ.
+    ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
+    ns.add_tap("tap0", "10.79.0.1/24");
+    let kernel = guest("hostile_ring");
+    let unik = common::unik_path();
+    let run = |attack: &str| {
+        ns.command(&[
+            unik.to_str().unwrap(),
+            "boot",
+            "--mem=8",
+            "--net-ring=on",
+            "--net:service0=tap0",
+            kernel.to_str().unwrap(),
+            &format!("ring={attack}"),
+        ])
+        .output()
+        .expect("run unik")
+    };
+    // The ring sits right above the guest's 8 MiB.
+    let ring = MEM;
+    for (attack, needle) in [
+        (
+            "tail",
+            "net ring: the guest's entry tail 5000 is 5000 entries past the host's head 0 (the ring holds 1024)".to_string(),
+        ),
+        ("op", "net ring: entry 0: unknown operation 9".into()),
+        (
+            "handle",
+            "net ring: entry 0: NET_WRITE to handle 0, which is no network device".into(),
+        ),
+        (
+            "gpa",
+            format!("net ring: entry 0: Invalid guest access: gpa={:#x}, sz=64", MEM - 16),
+        ),
+        (
+            "into-ring",
+            format!("net ring: entry 0: Invalid guest access: gpa={ring:#x}, sz=64"),
+        ),
+        (
+            "long",
+            "net ring: entry 0: a frame of 60000 bytes is longer than the device's 1514".into(),
+        ),
+        (
+            "commits",
+            "net ring: entry 0: no room for its commit: the guest consumed none of the last 1024".into(),
+        ),
+        // The ring stays out of reach of the hypercalls' pointers too.
+        ("hypercall-into-ring", format!("Invalid guest access: gpa={ring:#x}, sz=64")),
+    ] {
+        let out = run(attack);
+        assert_refused(&out, &needle);
+    }
+    // A read from a handle that is no network device gets EINVAL in its commit; the guest goes on.
+    let out = run("read-handle");
+    assert_eq!(out.status.code(), Some(0), "stdout: {} stderr: {}", stdout(&out), stderr(&out));
+    assert_clean(&out);
+    assert!(stdout(&out).contains("hostile: ring read ret=2 id=7"), "{}", stdout(&out));
 }
 
 // ---- hvt: ports, widths, MMIO ----

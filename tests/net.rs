@@ -91,6 +91,98 @@ fn test_guest_answers_ping_through_a_tap() {
     assert!(neigh.contains("02:00:00:00:00:99"), "ARP entry: {neigh}");
 }
 
+/// Runs the `net` guest answering `count` pings on a tap, with `flags` before the kernel and
+/// `tokens` after it; returns its output and the pings' success.
+fn ping_guest(flags: &[&str], tokens: &[&str], count: u32) -> (Output, bool) {
+    let ns = NetNs::new();
+    ns.add_tap("tap0", "10.77.0.1/24");
+    let kernel = guest("net");
+    let unik = common::unik_path();
+    let child = ns
+        .command(&[unik.to_str().unwrap(), "boot", "--mem=8", "--net:service0=tap0"])
+        .args(flags)
+        .arg(kernel.to_str().unwrap())
+        .args(["ip=10.77.0.2", &format!("count={count}"), "timeout=60"])
+        .args(tokens)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guest = start(child);
+    let p = ping(&ns, "10.77.0.2", count);
+    (guest.wait(), p.status.success())
+}
+
+#[test]
+fn test_guest_answers_ping_through_the_net_ring() {
+    require_kvm!();
+    let (out, pinged) = ping_guest(&["--net-ring=on"], &[], 3);
+    assert!(pinged, "ping failed; guest: {} {}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "stdout: {} stderr: {}", stdout(&out), stderr(&out));
+    // Offered and used: reads and writes went through the ring.
+    assert!(stdout(&out).contains("io=ring ready"), "stdout: {}", stdout(&out));
+    assert!(stdout(&out).contains("net: answered 3 pings (io=ring,"), "stdout: {}", stdout(&out));
+}
+
+#[test]
+fn test_a_guest_that_ignores_the_offered_ring_uses_the_hypercalls() {
+    require_kvm!();
+    let (out, pinged) = ping_guest(&["--net-ring=on"], &["no-ring"], 2);
+    assert!(pinged, "ping failed; guest: {} {}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "stdout: {} stderr: {}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("net: answered 2 pings (io=hypercalls,"),
+        "stdout: {}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn test_without_the_ring_nothing_is_offered() {
+    require_kvm!();
+    // Off (the default): the guest finds no ring in its boot info.
+    let (out, pinged) = ping_guest(&["--net-ring=off"], &[], 1);
+    assert!(pinged, "ping failed; guest: {} {}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("io=hypercalls ready"), "stdout: {}", stdout(&out));
+    let out = common::boot(&["--net-ring=maybe", guest("net").to_str().unwrap()]);
+    assert_fails_with(&out, 1, "'maybe': expected on or off");
+}
+
+#[test]
+fn test_frames_sent_through_the_ring_all_reach_the_tap() {
+    require_kvm!();
+    let ns = NetNs::new();
+    ns.add_tap("tap0", "10.77.0.1/24");
+    let kernel = guest("net");
+    let unik = common::unik_path();
+    let rx = || -> u64 {
+        String::from_utf8_lossy(&ns.exec_ok(&["cat", "/sys/class/net/tap0/statistics/rx_packets"]).stdout)
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    for size in ["60", "1514"] {
+        let before = rx();
+        let out = ns
+            .command(&[
+                unik.to_str().unwrap(),
+                "boot",
+                "--mem=8",
+                "--net-ring=on",
+                "--net:service0=tap0",
+                kernel.to_str().unwrap(),
+                "net-tx=3000",
+                &format!("size={size}"),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "stdout: {} stderr: {}", stdout(&out), stderr(&out));
+        assert!(stdout(&out).contains("net: sent 3000 frames (io=ring,"), "{}", stdout(&out));
+        // Only the guest sends on this tap (IPv6 traffic goes the other way).
+        assert!(rx() - before >= 3000, "size {size}: {} frames arrived", rx() - before);
+    }
+}
+
 /// Opens /dev/net/tun and attaches it to a new tap `name` (in the caller's namespace).
 fn open_tap(name: &str) -> OwnedFd {
     // SAFETY: open(2) of a constant NUL-terminated path; the result is checked.

@@ -78,6 +78,12 @@ pub struct BootArgs {
     #[arg(long, value_name = "on|log|off", default_value_t = vmm::seccomp::SeccompMode::On)]
     pub seccomp: vmm::seccomp::SeccompMode,
 
+    /// Whether an hvt guest with a network device is offered solo5's shared-memory net ring
+    /// (HVT_FEATURE_RING_IO): on (guests that know it use it, others keep to the NET hypercalls;
+    /// 2 MiB above the guest's RAM hold the ring) or off (hypercalls only).
+    #[arg(long, value_name = "on|off", default_value_t = vmm::NetRing::default())]
+    pub net_ring: vmm::NetRing,
+
     /// Stop the guest if it runs longer than DURATION (a number with a unit: ms, s, m or h; a
     /// bare number is seconds) and exit with status 124, as timeout(1) does: for CI jobs.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -219,6 +225,7 @@ impl TryFrom<BootArgs> for VmConfig {
             timeout: args.timeout,
             gdb: args.gdb.map(|port| args.gdb_port.unwrap_or(port)),
             dumpcore: args.dumpcore,
+            net_ring: args.net_ring,
         })
     }
 }

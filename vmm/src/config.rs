@@ -84,6 +84,44 @@ pub struct VmConfig {
     /// ([`crate::debug::coredump`]).
     #[serde(default)]
     pub dumpcore: Option<PathBuf>,
+    /// Whether an hvt guest with a network device is offered the shared-memory net ring.
+    #[serde(default)]
+    pub net_ring: NetRing,
+}
+
+/// Whether an hvt guest with a network device is offered solo5's shared-memory net ring
+/// (`HVT_FEATURE_RING_IO`), or only the NET_READ / NET_WRITE hypercalls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetRing {
+    /// Offered (guests that know the ring use it; others keep to the hypercalls).
+    On,
+    /// Not offered: hypercalls only, and no RAM reserved for the ring. The default: on this
+    /// project's host the hypercalls move more frames per second at less CPU per frame
+    /// (docs/BENCHMARKS.md).
+    #[default]
+    Off,
+}
+
+impl FromStr for NetRing {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<NetRing, String> {
+        match s {
+            "on" => Ok(NetRing::On),
+            "off" => Ok(NetRing::Off),
+            _ => Err(format!("'{s}': expected on or off")),
+        }
+    }
+}
+
+impl fmt::Display for NetRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NetRing::On => "on",
+            NetRing::Off => "off",
+        })
+    }
 }
 
 fn default_mem_mib() -> u64 {
@@ -148,12 +186,14 @@ impl VmConfig {
             timeout: None,
             gdb: None,
             dumpcore: None,
+            net_ring: NetRing::default(),
         }
     }
 
     /// The tasks (threads) the monitor's process has while this VM runs, which a pids limit
     /// must leave room for: the caller's thread (an hvt guest's only vCPU, or a Linux-boot
-    /// guest's vCPU 0), one more thread per further vCPU and the device thread of a Linux-boot
+    /// guest's vCPU 0), the net ring's thread of an hvt guest with a network device, one more
+    /// thread per further vCPU and the device thread of a Linux-boot
     /// guest (or one whose kind is still to be detected), and KVM's own worker for the VM (the
     /// NX huge page recovery task, which Linux starts at the first `KVM_RUN` in the VM creator's
     /// cgroup; without room for it `KVM_RUN` fails with EAGAIN).
@@ -161,7 +201,8 @@ impl VmConfig {
         const KVM_WORKER: u32 = 1;
         KVM_WORKER
             + match self.kind {
-                Some(GuestKind::Hvt) => 1,
+                // The net ring's thread, when the guest has a network device to use it with.
+                Some(GuestKind::Hvt) => 1 + u32::from(self.net_ring == NetRing::On && !self.nets.is_empty()),
                 _ => u32::from(self.vcpus) + 1,
             }
     }

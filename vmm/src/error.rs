@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::hvt::{HvtError, ManifestError};
+use crate::hvt::{HvtError, ManifestError, RingError};
 use crate::loader::LoaderError;
 use crate::memory::MemoryError;
 use crate::vcpu::VcpuError;
@@ -32,6 +32,9 @@ pub enum Error {
     /// Device attachment, boot info or a hypercall failed.
     #[error(transparent)]
     Hvt(#[from] HvtError),
+    /// The hvt net ring failed: the guest broke it, or a tap failed.
+    #[error(transparent)]
+    Ring(#[from] RingError),
     /// Guest memory setup failed.
     #[error(transparent)]
     Memory(#[from] MemoryError),

@@ -2,15 +2,16 @@
 
 use std::io::Write;
 
-use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use kvm_ioctls::{IoEventAddress, Kvm, NoDatamatch, VcpuFd, VmFd};
 use log::debug;
 
-use crate::config::VmConfig;
+use crate::config::{NetRing, VmConfig};
 use crate::error::Error;
-use crate::hvt::{self, Hvt, Manifest};
+use crate::hvt::{self, Hvt, Manifest, Ring, RingThread};
 use crate::loader::Executable;
 use crate::memory::{GuestRam, guest_mem_size};
 use crate::seccomp::{DebugRules, Filters, ThreadKind};
+use crate::signal::Kick;
 use crate::signal::StopSignals;
 use crate::slots::Slots;
 use crate::vcpu::{self, ExitStatus, LazyRam};
@@ -31,6 +32,8 @@ pub struct HvtVm {
     stop: StopSignals,
     filters: Filters,
     debug: Debugging,
+    /// The net ring, when the guest is offered one (its thread starts with the run).
+    ring: Option<Ring>,
 }
 
 /// `--gdb` and `--dumpcore`: the stub's listening socket, the core directory and the kernel's
@@ -108,7 +111,14 @@ impl HvtVm {
             what: "KVM_CREATE_VM",
             source,
         })?;
-        let mut ram = GuestRam::new(mem_size)?;
+        // The net ring goes in the 2 MiB above RAM (or the top 2 MiB of the largest RAM).
+        let want_ring = cfg.net_ring == NetRing::On && devices.has_net();
+        let layout = want_ring.then(|| hvt::ring::ring_layout(mem_size, arch::layout::MEM_MAX)).flatten();
+        if want_ring && layout.is_none() {
+            log::warn!("guest memory below 4 MiB: no net ring, the guest uses the NET hypercalls");
+        }
+        let (mem_size, reserved) = layout.unwrap_or((mem_size, 0));
+        let mut ram = GuestRam::with_reserved(mem_size, reserved)?;
         arch::setup_vm(&vm)?;
         let kernel = exe.load(&mut ram).map_err(loader_err)?;
         // Slots for the image with the boot info and page tables below it, and for the stack at
@@ -119,12 +129,25 @@ impl HvtVm {
         if !cfg!(target_arch = "x86_64") {
             slots.register_rest(&vm)?;
         }
+        let ring = if reserved == 0 { None } else { net_ring(&vm, &ram, &devices)? };
+        if ring.is_some() {
+            slots.register_reserved(&vm, &ram)?;
+        }
         let vcpu = vm.create_vcpu(0).map_err(|source| Error::Kvm {
             what: "KVM_CREATE_VCPU",
             source,
         })?;
-        let info = arch::setup_vcpu(&kvm, &vm, &vcpu, ram.mmap(), mem_size, kernel.entry)?;
-        hvt::write_boot_info(&ram, kernel.kernel_end, info.cpu_cycle_freq, &manifest, cmdline.as_bytes())?;
+        let mapped = if ring.is_some() { ram.mapped_size() } else { mem_size };
+        let info = arch::setup_vcpu(&kvm, &vm, &vcpu, ram.mmap(), mem_size, mapped, kernel.entry)?;
+        let ring_gpa = ring.as_ref().map(Ring::gpa);
+        hvt::write_boot_info(
+            &ram,
+            kernel.kernel_end,
+            info.cpu_cycle_freq,
+            &manifest,
+            cmdline.as_bytes(),
+            ring_gpa,
+        )?;
         debug!(
             "built VM: {} MiB, entry {:#x}, kernel_end {:#x}, cycle freq {} Hz",
             mem_size >> 20,
@@ -135,7 +158,7 @@ impl HvtVm {
 
         let stop = StopSignals::new(cfg.timeout).map_err(Error::Signals)?;
         let hvt = Hvt::new(ram.clone(), devices, console, stop.fd())?;
-        let mut filters = Filters::new(cfg.seccomp, &[ThreadKind::HvtVcpu])?;
+        let mut filters = Filters::new(cfg.seccomp, &[ThreadKind::HvtVcpu, ThreadKind::HvtRing])?;
         if let Some(cores) = &debug.cores {
             let rules = DebugRules {
                 core_dir: Some(cores.raw_fd()),
@@ -153,6 +176,7 @@ impl HvtVm {
             stop,
             filters,
             debug,
+            ring,
         })
     }
 
@@ -176,24 +200,52 @@ impl HvtVm {
             };
             self.filters.add_debug_rules(ThreadKind::HvtVcpu, &rules)?;
         }
-        self.filters.install(ThreadKind::HvtVcpu)?;
+        let ring = match self.ring.take() {
+            Some(ring) => {
+                crate::signal::install_kick_handler().map_err(Error::Signals)?;
+                let vcpu_kick = Kick::this_thread(&mut self.vcpu.get_kvm_run().immediate_exit);
+                let filters = self.filters.clone();
+                let stop_event = self.stop.event().map_err(Error::Signals)?;
+                let on_failure = move || {
+                    // A POLL in progress returns (the stop eventfd is in its set), and KVM_RUN is
+                    // left: the vCPU loop then sees the ring failed.
+                    let _ = stop_event.write(1);
+                    // SAFETY: the vCPU fd lives in `self` until after the ring thread is joined
+                    // below, and the vCPU runs on this thread, which is never joined.
+                    unsafe { vcpu_kick.kick() };
+                };
+                let thread = RingThread::start(ring, move || filters.install(ThreadKind::HvtRing), on_failure);
+                Some(thread?)
+            }
+            None => None,
+        };
+        let installed = self.filters.install(ThreadKind::HvtVcpu);
+        let ring_failed = || ring.as_ref().is_some_and(RingThread::failed);
         let mut lazy = LazyRam {
             vm: &self.vm,
             slots: &mut self.slots,
         };
-        let status = match gdb {
-            Some(conn) => {
-                let view = crate::debug::gdb::GuestView {
-                    mem: self.ram.mmap(),
-                    read_only: self.ram.read_only_ranges(),
-                };
-                let (hvt, ram) = (&mut self.hvt, &self.ram);
-                crate::debug::gdb::run(conn, &mut self.vcpu, view, &self.stop, |exit| {
-                    vcpu::handle_hvt_exit(exit, hvt, ram, &mut lazy)
-                })
-            }
-            None => vcpu::run_hvt(&mut self.vcpu, &mut self.hvt, &self.ram, &self.stop, &mut lazy),
+        let status = match installed {
+            Ok(()) => Ok(match gdb {
+                Some(conn) => {
+                    let view = crate::debug::gdb::GuestView {
+                        mem: self.ram.mmap(),
+                        read_only: self.ram.read_only_ranges(),
+                    };
+                    let (hvt, ram) = (&mut self.hvt, &self.ram);
+                    crate::debug::gdb::run(conn, &mut self.vcpu, view, &self.stop, |exit| {
+                        vcpu::handle_hvt_exit(exit, hvt, ram, &mut lazy)
+                    })
+                }
+                None => vcpu::run_hvt(&mut self.vcpu, &mut self.hvt, &self.ram, &self.stop, &ring_failed, &mut lazy),
+            }),
+            Err(e) => Err(e),
         };
+        // A broken ring is the run's outcome, whatever the vCPU loop said after being kicked.
+        if let Some(ring) = ring {
+            ring.stop()?;
+        }
+        let status = status?;
         debug!("guest RAM slots registered: {}", self.slots.registered_count());
         self.debug.dump_if_aborted(&status, &self.vcpu, self.ram.mmap());
         if log::log_enabled!(log::Level::Debug) {
@@ -203,5 +255,30 @@ impl HvtVm {
             }
         }
         Ok(status?)
+    }
+}
+
+/// The net ring: an eventfd that the guest's kick signals (an ioeventfd), and the ring's host
+/// side over a second descriptor of each tap. `None` when KVM refuses the ioeventfd: the guest
+/// then uses the NET hypercalls, as with solo5-hvt.
+fn net_ring(vm: &VmFd, ram: &GuestRam, devices: &hvt::Devices) -> Result<Option<Ring>, Error> {
+    let taps = devices.ring_taps().map_err(|source| Error::Thread {
+        what: "the net ring (a second tap descriptor)",
+        source,
+    })?;
+    let ring = Ring::new(ram.clone(), ram.size(), taps).map_err(|source| Error::Thread {
+        what: "the net ring (its kick eventfd)",
+        source,
+    })?;
+    #[cfg(target_arch = "x86_64")]
+    let kick = IoEventAddress::Pio(arch::layout::RING_KICK_PIO);
+    #[cfg(target_arch = "aarch64")]
+    let kick = IoEventAddress::Mmio(arch::layout::RING_KICK_MMIO);
+    match vm.register_ioevent(ring.kick_fd(), &kick, NoDatamatch) {
+        Ok(()) => Ok(Some(ring)),
+        Err(e) => {
+            log::warn!("KVM_IOEVENTFD for the net ring's kick failed ({e}): the guest uses the NET hypercalls");
+            Ok(None)
+        }
     }
 }

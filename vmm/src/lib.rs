@@ -29,7 +29,7 @@ pub mod test_report;
 pub mod vcpu;
 pub mod vm;
 
-pub use config::{BlockConfig, GuestKind, MacAddr, NetBackend, NetConfig, VmConfig};
+pub use config::{BlockConfig, GuestKind, MacAddr, NetBackend, NetConfig, NetRing, VmConfig};
 pub use error::Error;
 pub use exit::{Action, ExitStatus};
 pub use vm::Vm;

@@ -76,12 +76,23 @@ pub struct GuestRam {
 impl GuestRam {
     /// Allocates `size` bytes of zeroed anonymous memory at GPA 0 (no pages are touched).
     pub fn new(size: u64) -> Result<GuestRam, MemoryError> {
-        let len = usize::try_from(size).map_err(|_| MemoryError::Allocate {
+        GuestRam::with_reserved(size, 0)
+    }
+
+    /// Allocates `size + reserved` bytes at GPA 0, of which the guest's pointers may reach only
+    /// the first `size`: the `reserved` bytes above (the hvt net ring) are the monitor's to reach
+    /// through the mapping, never through a guest pointer.
+    pub fn with_reserved(size: u64, reserved: u64) -> Result<GuestRam, MemoryError> {
+        let total = size.checked_add(reserved).ok_or(MemoryError::Allocate {
             size,
             reason: "too large for this host".into(),
         })?;
+        let len = usize::try_from(total).map_err(|_| MemoryError::Allocate {
+            size: total,
+            reason: "too large for this host".into(),
+        })?;
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), len)]).map_err(|e| MemoryError::Allocate {
-            size,
+            size: total,
             reason: e.to_string(),
         })?;
         Ok(GuestRam {
@@ -99,6 +110,11 @@ impl GuestRam {
     /// Guest-visible size in bytes.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Size of the whole mapping: the guest-visible RAM and what is reserved above it.
+    pub fn mapped_size(&self) -> u64 {
+        self.mem.last_addr().0 + 1
     }
 
     /// Checks `[gpa, gpa + len)` against the solo5 rule `gpa + len < size` (strict, no wrap).
@@ -294,6 +310,17 @@ mod tests {
                 matches!(ram.check(gpa, len), Err(MemoryError::OutOfRange { gpa: g, len: l }) if (g, l) == (gpa, len)),
                 "{gpa:#x} {len:#x}"
             );
+        }
+    }
+
+    #[test]
+    fn test_reserved_memory_is_mapped_but_out_of_the_guests_reach() {
+        let ram = GuestRam::with_reserved(0x40_0000, 0x20_0000).unwrap();
+        assert_eq!((ram.size(), ram.mapped_size()), (0x40_0000, 0x60_0000));
+        ram.mmap_write(0x40_0000, &[1; 8]).unwrap();
+        for (gpa, len) in [(0x40_0000, 8), (0x3f_fff8, 8), (0x5f_fff0, 8)] {
+            assert!(matches!(ram.check(gpa, len), Err(MemoryError::OutOfRange { .. })), "{gpa:#x}");
+            assert!(ram.read_obj::<u64>(gpa).is_err(), "{gpa:#x}");
         }
     }
 

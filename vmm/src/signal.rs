@@ -238,6 +238,12 @@ impl StopSignals {
         self.event.as_raw_fd()
     }
 
+    /// Another descriptor on that eventfd, for a thread that ends the run itself (the hvt net
+    /// ring's, on a broken ring): writing it ends a POLL in progress.
+    pub fn event(&self) -> std::io::Result<EventFd> {
+        self.event.try_clone()
+    }
+
     /// Installs the SIGINT/SIGTERM/SIGALRM handler for this process, then starts the time limit's
     /// timer (SIGALRM when it runs out), if there is one.
     pub fn install(&self) -> std::io::Result<()> {

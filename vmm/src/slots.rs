@@ -89,6 +89,32 @@ impl Slots {
         Ok(!missing.is_empty())
     }
 
+    /// Registers what `ram` maps above its guest-visible size (the hvt net ring), as one more
+    /// slot after the chunks', before the run.
+    pub fn register_reserved(&mut self, vm: &VmFd, ram: &GuestRam) -> Result<(), MemoryError> {
+        let size = ram.mapped_size() - self.size;
+        if size == 0 {
+            return Ok(());
+        }
+        let region = kvm_bindings::kvm_userspace_memory_region {
+            slot: u32::try_from(self.registered.len()).map_err(|_| MemoryError::Register {
+                what: "guest memory slots",
+                source: kvm_ioctls::Error::new(libc::EOVERFLOW),
+            })?,
+            guest_phys_addr: self.size,
+            memory_size: size,
+            userspace_addr: self.host + self.size,
+            flags: 0,
+        };
+        // SAFETY: the region is the part of the guest RAM mapping above the visible size
+        // (`[size, mapped_size)`), which the VM owner keeps alive until after the VM fd is
+        // closed; its slot number comes after every chunk's and is registered once.
+        unsafe { vm.set_user_memory_region(region) }.map_err(|source| MemoryError::Register {
+            what: "KVM_SET_USER_MEMORY_REGION",
+            source,
+        })
+    }
+
     /// Whether the chunk holding `gpa` has a slot.
     pub fn is_registered(&self, gpa: u64) -> bool {
         usize::try_from(gpa / CHUNK)

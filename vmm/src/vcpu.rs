@@ -195,9 +195,10 @@ pub fn run_hvt(
     hvt: &mut Hvt,
     ram: &GuestRam,
     stop: &StopSignals,
+    done: &dyn Fn() -> bool,
     lazy: &mut LazyRam<'_>,
 ) -> Result<ExitStatus, VcpuError> {
-    run_boot_vcpu(vcpu, stop, &|| false, |exit| handle_hvt_exit(exit, hvt, ram, lazy))
+    run_boot_vcpu(vcpu, stop, done, |exit| handle_hvt_exit(exit, hvt, ram, lazy))
 }
 
 /// One exit of an hvt guest: RAM without a slot yet first ([`complete_lazy`]), then

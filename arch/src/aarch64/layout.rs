@@ -20,5 +20,7 @@ pub const MEM_ALIGN: u64 = 2 << 20;
 pub const MEM_MAX: u64 = 4 << 30;
 /// Hypercall MMIO window: address = base + (nr << 3).
 pub const HYPERCALL_MMIO_BASE: u64 = 0x1_0000_0000;
+/// The net ring's kick: a 4-byte store to this address (an ioeventfd, never a monitor exit).
+pub const RING_KICK_MMIO: u64 = 0x1_0000_0100;
 /// Initial stack pointer distance below the top of RAM.
 pub const STACK_TOP_OFFSET: u64 = 16;

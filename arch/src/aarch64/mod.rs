@@ -18,10 +18,20 @@ pub fn setup_vm(_vm: &VmFd) -> Result<(), ArchError> {
     Ok(())
 }
 
-/// Writes page tables, initialises the vCPU with the host's preferred target and sets system and
-/// core registers so it starts at `entry` with X0 pointing at the boot info.
-pub fn setup_vcpu(_kvm: &Kvm, vm: &VmFd, vcpu: &VcpuFd, mem: &GuestMemoryMmap, mem_size: u64, entry: u64) -> Result<VcpuInfo, ArchError> {
-    paging::write_page_tables(mem, mem_size)?;
+/// Writes page tables over the first `mapped` bytes of guest-physical memory (RAM, and the net
+/// ring above it when there is one), initialises the vCPU with the host's preferred target and
+/// sets system and core registers so it starts at `entry` with X0 pointing at the boot info and
+/// the stack at the top of the `mem_size` bytes of RAM.
+pub fn setup_vcpu(
+    _kvm: &Kvm,
+    vm: &VmFd,
+    vcpu: &VcpuFd,
+    mem: &GuestMemoryMmap,
+    mem_size: u64,
+    mapped: u64,
+    entry: u64,
+) -> Result<VcpuInfo, ArchError> {
+    paging::write_page_tables(mem, mapped)?;
     regs::init_vcpu(vm, vcpu)?;
     regs::set_regs(vcpu, entry, mem_size)?;
     let freq = regs::counter_frequency();

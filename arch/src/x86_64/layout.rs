@@ -22,5 +22,7 @@ pub const MEM_ALIGN: u64 = 2 << 20;
 pub const MEM_MAX: u64 = 4 << 30;
 /// Hypercall port base: port = base + nr.
 pub const HYPERCALL_PIO_BASE: u64 = 0x500;
+/// The net ring's kick: a 4-byte OUT to this port (an ioeventfd, never a monitor exit).
+pub const RING_KICK_PIO: u64 = 0x600;
 /// Initial stack pointer distance below the top of RAM.
 pub const STACK_TOP_OFFSET: u64 = 8;

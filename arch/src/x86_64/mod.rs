@@ -19,10 +19,20 @@ pub fn setup_vm(_vm: &VmFd) -> Result<(), ArchError> {
     Ok(())
 }
 
-/// Writes page tables and the GDT for `mem_size` bytes of RAM, then sets CPUID, special and general
-/// registers so the vCPU starts at `entry` with RDI pointing at the boot info.
-pub fn setup_vcpu(kvm: &Kvm, _vm: &VmFd, vcpu: &VcpuFd, mem: &GuestMemoryMmap, mem_size: u64, entry: u64) -> Result<VcpuInfo, ArchError> {
-    paging::write_page_tables(mem, mem_size)?;
+/// Writes page tables over the first `mapped` bytes of guest-physical memory (RAM, and the net
+/// ring above it when there is one) and the GDT, then sets CPUID, special and general
+/// registers so the vCPU starts at `entry` with RDI pointing at the boot info and the stack at
+/// the top of the `mem_size` bytes of RAM.
+pub fn setup_vcpu(
+    kvm: &Kvm,
+    _vm: &VmFd,
+    vcpu: &VcpuFd,
+    mem: &GuestMemoryMmap,
+    mem_size: u64,
+    mapped: u64,
+    entry: u64,
+) -> Result<VcpuInfo, ArchError> {
+    paging::write_page_tables(mem, mapped)?;
     gdt::write_gdt(mem)?;
     cpuid::set_cpuid(kvm, vcpu)?;
     regs::set_sregs(vcpu)?;

@@ -20,6 +20,7 @@ pub mod linux;
 #[path = "linux_aarch64.rs"]
 pub mod linux;
 pub mod net;
+pub mod ring;
 pub mod virtio;
 
 /// `struct hvt_boot_info`.

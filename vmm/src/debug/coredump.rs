@@ -106,12 +106,23 @@ impl CoreDir {
             source,
         };
         let cname = std::ffi::CString::new(name).map_err(|_| werr(io::ErrorKind::InvalidInput.into()))?;
+        // The system call itself, not the C library's openat: musl adds O_LARGEFILE to the flags,
+        // which the seccomp rule (these exact flags on this directory) would then refuse.
         // SAFETY: openat on our directory descriptor with a NUL-terminated name; the new
         // descriptor is owned below.
-        let fd = unsafe { libc::openat(self.dir.as_raw_fd(), cname.as_ptr(), crate::seccomp::CORE_OPEN_FLAGS, 0o600) };
-        if fd < 0 {
-            return Err(werr(io::Error::last_os_error()));
-        }
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_openat,
+                self.dir.as_raw_fd(),
+                cname.as_ptr(),
+                crate::seccomp::CORE_OPEN_FLAGS,
+                0o600,
+            )
+        };
+        let fd = match libc::c_int::try_from(ret) {
+            Ok(fd) if fd >= 0 => fd,
+            _ => return Err(werr(io::Error::last_os_error())),
+        };
         // SAFETY: openat returned a new descriptor nothing else owns.
         let mut file = io::BufWriter::with_capacity(1 << 16, File::from(unsafe { OwnedFd::from_raw_fd(fd) }));
         let segments = resident_runs(mem).map_err(werr)?;

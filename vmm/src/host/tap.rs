@@ -387,6 +387,16 @@ impl Tap {
         }
     }
 
+    /// Another descriptor on the same tap, for a second thread (the hvt net ring's).
+    pub fn try_clone(&self) -> io::Result<Tap> {
+        Ok(Tap {
+            file: self.file.try_clone()?,
+            name: self.name.clone(),
+            mtu: self.mtu,
+            vnet_hdr: self.vnet_hdr,
+        })
+    }
+
     /// The interface name.
     pub fn name(&self) -> &str {
         &self.name

@@ -41,7 +41,7 @@ impl Devices {
         self.slots.iter().flatten().any(|d| matches!(d, Device::Block(..)))
     }
 
-    pub(super) fn has_net(&self) -> bool {
+    pub(crate) fn has_net(&self) -> bool {
         self.slots.iter().flatten().any(|d| matches!(d, Device::Net(..)))
     }
 
@@ -50,6 +50,17 @@ impl Devices {
             Some(Device::Net(tap)) => Some((h, tap.raw_fd())),
             _ => None,
         })
+    }
+
+    /// A second descriptor on each network device's tap, by handle (for the net ring's thread).
+    pub fn ring_taps(&self) -> std::io::Result<Vec<Option<Tap>>> {
+        self.slots
+            .iter()
+            .map(|d| match d {
+                Some(Device::Net(tap)) => tap.try_clone().map(Some),
+                _ => Ok(None),
+            })
+            .collect()
     }
 
     fn get(&self, handle: u64) -> Option<&Device> {

@@ -11,6 +11,7 @@ mod core;
 mod devices;
 pub mod manifest;
 mod poll;
+pub mod ring;
 
 use std::io::Write;
 use std::os::fd::RawFd;
@@ -19,6 +20,7 @@ pub use abi::*;
 pub use boot_info::{BOOT_INFO_GPA, BOOT_INFO_SIZE, CMDLINE_MAX, boot_info_bytes, write_boot_info};
 pub use devices::{Device, Devices, attach};
 pub use manifest::{Attachment, DeviceType, Entry, Manifest, ManifestError};
+pub use ring::{Ring, RingError, RingThread};
 
 use crate::exit::{Action, ExitStatus};
 use crate::memory::{GuestRam, MemoryError};

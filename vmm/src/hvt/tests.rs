@@ -347,7 +347,7 @@ fn test_attach_fills_manifest_and_checks_every_rule() {
 fn test_boot_info_layout() {
     let ram = GuestRam::new(MEM).unwrap();
     let m = Manifest::parse(&mft(&[("storage", 1)])).unwrap();
-    write_boot_info(&ram, 0x10_5000, 2_500_000_000, &m, b"a b").unwrap();
+    write_boot_info(&ram, 0x10_5000, 2_500_000_000, &m, b"a b", None).unwrap();
     let words: Vec<u64> = (0..7).map(|i| ram.read_obj::<u64>(BOOT_INFO_GPA + 8 * i).unwrap()).collect();
     let mft_size = 8 + 2 * 104;
     assert_eq!(words, [MEM, 0x10_5000, 2_500_000_000, 0x10038 + mft_size, 0x10038, 0, 0]);
@@ -359,10 +359,15 @@ fn test_boot_info_layout() {
     assert_eq!(&cmdline, b"a b\0");
     let long = vec![b'x'; CMDLINE_MAX + 1];
     assert_eq!(
-        write_boot_info(&ram, 0, 1, &m, &long).unwrap_err().to_string(),
+        write_boot_info(&ram, 0, 1, &m, &long, None).unwrap_err().to_string(),
         "Guest command line too long (max=8191 characters)"
     );
-    write_boot_info(&ram, 0, 1, &m, &long[..CMDLINE_MAX]).unwrap();
+    write_boot_info(&ram, 0, 1, &m, &long[..CMDLINE_MAX], None).unwrap();
+    // With a net ring: HVT_FEATURE_RING_IO and its address.
+    write_boot_info(&ram, 0, 1, &m, b"", Some(MEM)).unwrap();
+    assert_eq!(ram.read_obj::<u32>(BOOT_INFO_GPA + 40).unwrap(), 1);
+    assert_eq!(ram.read_obj::<u32>(BOOT_INFO_GPA + 44).unwrap(), 0);
+    assert_eq!(ram.read_obj::<u64>(BOOT_INFO_GPA + 48).unwrap(), MEM);
 }
 
 #[test]

@@ -79,15 +79,19 @@ pub enum ThreadKind {
     /// A container monitor's watch on the interface its guest's card is spliced to: netlink
     /// link messages in, one error line and the process's exit out.
     LinkWatch,
+    /// The hvt net ring's thread: reads its kick eventfd, reads and writes taps, and kicks the
+    /// vCPU when the guest broke the ring; no `ioctl`, no `epoll`.
+    HvtRing,
 }
 
 impl ThreadKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [ThreadKind; 4] = [
+    pub const ALL: [ThreadKind; 5] = [
         ThreadKind::HvtVcpu,
         ThreadKind::LinuxVcpu,
         ThreadKind::Devices,
         ThreadKind::LinkWatch,
+        ThreadKind::HvtRing,
     ];
 
     /// How messages name the kind.
@@ -97,6 +101,7 @@ impl ThreadKind {
             ThreadKind::LinuxVcpu => "Linux-boot vCPU",
             ThreadKind::Devices => "device",
             ThreadKind::LinkWatch => "link watch",
+            ThreadKind::HvtRing => "hvt net ring",
         }
     }
 }
@@ -353,7 +358,7 @@ pub fn ioctl_requests(kind: ThreadKind) -> Vec<u64> {
         }
         // Activating a virtio-net card sets the tap's offloads to what the driver accepted.
         ThreadKind::Devices => vec![TUNSETOFFLOAD],
-        ThreadKind::LinkWatch => Vec::new(),
+        ThreadKind::LinkWatch | ThreadKind::HvtRing => Vec::new(),
     }
 }
 
@@ -377,6 +382,9 @@ fn rules(kind: ThreadKind, pid: u64, debug: &DebugRules) -> Result<Rules, seccom
         }
         // Receiving on the netlink socket it subscribed before the guest ran.
         ThreadKind::LinkWatch => allow(&mut rules, &[libc::SYS_recvfrom, libc::SYS_recvmsg]),
+        // The common calls only: `read` of its eventfd and taps, `write` of taps, `tgkill` of
+        // the vCPU thread.
+        ThreadKind::HvtRing => {}
     }
     let mut ioctls = ioctl_requests(kind);
     if matches!(kind, ThreadKind::HvtVcpu | ThreadKind::LinuxVcpu) {
@@ -598,13 +606,20 @@ mod tests {
                 assert!(!allowed.contains(&forbidden), "{kind:?} allows {}", syscall_name(forbidden));
             }
         }
-        // Every kind that runs a guest or its devices has its ioctls; the link watch has none.
+        // Every kind that runs a guest or its devices has its ioctls; the link watch and the
+        // net ring have none.
         for kind in ThreadKind::ALL {
             assert_eq!(
                 allowed_calls(kind).contains(&libc::SYS_ioctl),
-                kind != ThreadKind::LinkWatch,
+                !matches!(kind, ThreadKind::LinkWatch | ThreadKind::HvtRing),
                 "{kind:?}"
             );
+        }
+        // The net ring's thread does plain reads and writes only: no vectored or positioned I/O,
+        // no epoll, no timers.
+        let ring = allowed_calls(ThreadKind::HvtRing);
+        for call in DEVICE_IO.iter().chain(&[libc::SYS_epoll_pwait, libc::SYS_timerfd_settime]) {
+            assert!(!ring.contains(call), "the ring thread allows {}", syscall_name(*call));
         }
         let watch = allowed_calls(ThreadKind::LinkWatch);
         assert!(watch.contains(&libc::SYS_recvfrom) && !watch.contains(&libc::SYS_sendto) && !watch.contains(&libc::SYS_sendmsg));
@@ -691,7 +706,7 @@ mod tests {
             let want: &[libc::c_long] = match kind {
                 ThreadKind::HvtVcpu => &[libc::SYS_openat, libc::SYS_recvfrom],
                 ThreadKind::LinuxVcpu => &[libc::SYS_openat, libc::SYS_recvfrom, libc::SYS_mincore],
-                ThreadKind::Devices | ThreadKind::LinkWatch => &[],
+                ThreadKind::Devices | ThreadKind::LinkWatch | ThreadKind::HvtRing => &[],
             };
             let mut want = want.to_vec();
             want.sort_unstable();

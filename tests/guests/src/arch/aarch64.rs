@@ -42,3 +42,11 @@ pub fn sync_code(addr: u64, len: usize) {
     // SAFETY: barriers only.
     unsafe { asm!("dsb ish", "isb", options(nostack)) };
 }
+
+/// Kicks the monitor's net ring thread: a 32-bit store to 0x1_0000_0100 (an ioeventfd).
+#[inline(always)]
+pub fn ring_kick() {
+    // SAFETY: a store to the ring's kick address in the device-mapped MMIO page; KVM signals an
+    // eventfd. The barrier orders the ring's stores first.
+    unsafe { asm!("dsb sy", "str {v:w}, [{a}]", v = in(reg) 0u32, a = in(reg) HYPERCALL_MMIO + 0x100, options(nostack)) };
+}

@@ -1,15 +1,57 @@
 //! Answers ARP and ICMP echo on `service0` for `ip=A.B.C.D`; halts 0 after `count=N` echoes
 //! (default 3), or 2 after `timeout=S` seconds (default 30). With `net-tx=N` instead: sends N
-//! 1514-byte broadcast frames (ethertype 0x88b5) through NET_WRITE as fast as it can, prints
+//! broadcast frames of `size=BYTES` (default 1514; ethertype 0x88b5) as fast as it can, prints
 //! `net: sent N frames` and halts 0 (4 if a write fails).
+//!
+//! Frames go through solo5's net ring when the monitor offers it (the boot info's
+//! `HVT_FEATURE_RING_IO`), else through NET_READ / NET_WRITE; `no-ring` keeps to the hypercalls.
+//! The ready line and the last line say which (`io=ring` or `io=hypercalls`), the ring's also how
+//! many kicks the guest sent.
 #![no_std]
 #![no_main]
 
 use unik_test_guests::net::{Reply, answer, parse_ip};
-use unik_test_guests::{BootInfo, NET, arg, device, entry, net_read, net_write, parse_u64, poll, println, solo5_notes, walltime};
+use unik_test_guests::ring::Ring;
+use unik_test_guests::{BootInfo, NET, arg, device, entry, flag, net_read, net_write, parse_u64, poll, println, solo5_notes, walltime};
 
 solo5_notes!("service0": NET);
 entry!(main);
+
+/// Ring or hypercalls.
+enum Io {
+    Ring(Ring),
+    Calls,
+}
+
+impl Io {
+    fn write(&mut self, h: u64, frame: &[u8]) -> i32 {
+        match self {
+            Io::Ring(r) => r.write(h, frame),
+            Io::Calls => net_write(h, frame),
+        }
+    }
+
+    fn read(&mut self, h: u64, buf: &mut [u8]) -> Result<usize, i32> {
+        match self {
+            Io::Ring(r) => r.read(h, buf),
+            Io::Calls => net_read(h, buf),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Io::Ring(_) => "ring",
+            Io::Calls => "hypercalls",
+        }
+    }
+
+    fn kicks(&self) -> u64 {
+        match self {
+            Io::Ring(r) => r.kicks,
+            Io::Calls => 0,
+        }
+    }
+}
 
 fn main(bi: &BootInfo, cmdline: &str) -> i32 {
     println!("net: cmdline: {}", cmdline);
@@ -17,8 +59,13 @@ fn main(bi: &BootInfo, cmdline: &str) -> i32 {
         println!("net: no device");
         return 1;
     };
+    let mut io = match Ring::offered(bi) {
+        Some(ring) if !flag(cmdline, "no-ring") => Io::Ring(ring),
+        _ => Io::Calls,
+    };
     if let Some(n) = arg(cmdline, "net-tx").and_then(parse_u64) {
-        return net_tx(h, e.net().0, n);
+        let size = arg(cmdline, "size").and_then(parse_u64).unwrap_or(1514).clamp(60, 1514);
+        return net_tx(&mut io, h, e.net().0, n, size as usize);
     }
     let Some(ip) = arg(cmdline, "ip").and_then(parse_ip) else {
         println!("net: usage: ip=A.B.C.D [count=N] [timeout=S]");
@@ -28,8 +75,15 @@ fn main(bi: &BootInfo, cmdline: &str) -> i32 {
     let timeout = arg(cmdline, "timeout").and_then(parse_u64).unwrap_or(30);
     let (mac, mtu) = e.net();
     println!(
-        "net: mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} mtu={} ready",
-        mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], mtu
+        "net: mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} mtu={} io={} ready",
+        mac[0],
+        mac[1],
+        mac[2],
+        mac[3],
+        mac[4],
+        mac[5],
+        mtu,
+        io.name()
     );
     let deadline = walltime() + timeout * 1_000_000_000;
     let mut answered = 0;
@@ -42,14 +96,14 @@ fn main(bi: &BootInfo, cmdline: &str) -> i32 {
         if poll(1_000_000_000) & (1 << h) == 0 {
             continue;
         }
-        while let Ok(len) = net_read(h, &mut frame) {
+        while let Ok(len) = io.read(h, &mut frame) {
             match answer(&mut frame, len, mac, ip) {
                 Reply::None => {}
                 Reply::Arp(n) => {
-                    net_write(h, &frame[..n]);
+                    io.write(h, &frame[..n]);
                 }
                 Reply::Echo(n) => {
-                    let ret = net_write(h, &frame[..n]);
+                    let ret = io.write(h, &frame[..n]);
                     if ret == 0 {
                         answered += 1;
                     }
@@ -64,23 +118,30 @@ fn main(bi: &BootInfo, cmdline: &str) -> i32 {
             }
         }
     }
-    println!("net: answered {} pings", answered);
+    if let Io::Ring(r) = &io {
+        r.flush();
+    }
+    println!("net: answered {} pings (io={}, kicks={})", answered, io.name(), io.kicks());
     0
 }
 
-/// Sends `n` broadcast frames of ethertype 0x88b5 with a zero payload, one NET_WRITE each.
-fn net_tx(h: u64, mac: [u8; 6], n: u64) -> i32 {
+/// Sends `n` broadcast frames of `size` bytes, ethertype 0x88b5, zero payload; waits until the
+/// host has taken them all.
+fn net_tx(io: &mut Io, h: u64, mac: [u8; 6], n: u64, size: usize) -> i32 {
     let mut frame = [0u8; 1514];
     frame[0..6].fill(0xff);
     frame[6..12].copy_from_slice(&mac);
     frame[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
     for i in 0..n {
-        let ret = net_write(h, &frame);
+        let ret = io.write(h, &frame[..size]);
         if ret != 0 {
             println!("net: write {} failed: {}", i, ret);
             return 4;
         }
     }
-    println!("net: sent {} frames", n);
+    if let Io::Ring(r) = io {
+        r.flush();
+    }
+    println!("net: sent {} frames (io={}, kicks={})", n, io.name(), io.kicks());
     0
 }
