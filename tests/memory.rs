@@ -25,7 +25,15 @@ fn test_memory_touched_for_the_first_time_behaves_as_ram() {
     require_kvm!();
     let dir = tempdir();
     let img = disk(&dir, "d.img", 64 << 10, 0);
-    for (mib, chunks) in [(512, 8), (4096, 64)] {
+    // On aarch64 all RAM has its slots before the run, and the sweep at 4 GiB would have the
+    // host back each 2 MiB the guest touches with a transparent huge page: 4 GiB, more than the
+    // emulated arm64 host of scripts/test-aarch64.sh has. The first touch is x86_64's question.
+    let sizes: &[(u64, usize)] = if cfg!(target_arch = "x86_64") {
+        &[(512, 8), (4096, 64)]
+    } else {
+        &[(512, 8)]
+    };
+    for &(mib, chunks) in sizes {
         let out = boot(&[
             "--debug",
             &format!("--mem={mib}"),
