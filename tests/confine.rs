@@ -141,7 +141,12 @@ fn test_every_thread_of_a_linux_boot_guest_runs_confined() {
     require_kvm!();
     let dir = common::tempdir();
     let img = common::disk(&dir, "d.img", 4096, 0);
-    let kernel = guest("virtio");
+    // On aarch64 the guest boots as an arm64 Image.
+    let kernel = if cfg!(target_arch = "aarch64") {
+        common::guests::arm64_image("virtio", dir.path())
+    } else {
+        guest("virtio")
+    };
     let block = format!("--block:d={}", img.display());
     let args = ["boot", "--mem=16", "--cpus=2", &block, kernel.to_str().unwrap(), "halt"];
     let (child, _out) = start(&args, "virtio: halting", &dir);
