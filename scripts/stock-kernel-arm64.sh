@@ -17,7 +17,7 @@ work=$repo/target/stock-arm64
 mkdir -p "$work"
 cd "$work"
 
-unik=${1:-}
+unik=${1:+$(realpath "$1")}
 if [ -z "$unik" ]; then
     (cd "$repo" && CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc \
         cargo build --release --locked --target aarch64-unknown-linux-musl -p unik)
