@@ -34,7 +34,6 @@ declare -A not_here=(
     [containerd]="needs containerd"
     [cri]="needs containerd"
     [ci_doc]="runs docs/ci.md's job, an x86_64 GitHub runner's (unik-x86_64, bash)"
-    [gdb]="needs gdb, which the emulated host has not"
     [stock_kernel]="boots a stock x86_64 Linux kernel"
 )
 
@@ -106,6 +105,9 @@ build_guests() {
         # unless the linker is asked for a PIE.
         CARGO_TARGET_DIR="$repo/target/guests-pie-aarch64" RUSTFLAGS="-C relocation-model=pie -C link-arg=-pie" \
             cargo build --release --quiet --target aarch64-unknown-none --bin hello
+        # The gdb tests' guest, with its symbols.
+        CARGO_TARGET_DIR="$repo/target/guests-debug-aarch64" CARGO_PROFILE_RELEASE_DEBUG=full \
+            cargo build --release --quiet --target aarch64-unknown-none --bin debugee
     )
 }
 
@@ -158,6 +160,8 @@ make_initramfs() {
     find target/guests-aarch64/aarch64-unknown-none/release -maxdepth 1 -type f -perm -u+x \
         -exec cp {} "$stage$repo/target/arm64/guests/" \;
     cp target/guests-pie-aarch64/aarch64-unknown-none/release/hello "$stage$repo/target/arm64/guests/pie/"
+    mkdir -p "$stage$repo/target/arm64/guests/debug"
+    cp target/guests-debug-aarch64/aarch64-unknown-none/release/debugee "$stage$repo/target/arm64/guests/debug/"
     cat >"$stage/unik/env" <<EOF
 UNIK_REPO=$repo
 UNIK_BIN=$repo/target/arm64/unik

@@ -1,7 +1,7 @@
 //! The test unikernels in tests/guests, built once per test process for this architecture, or
 //! taken prebuilt from the directory `UNIK_TEST_GUESTS` names (where the tests run without cargo,
-//! as in the emulated arm64 host of scripts/test-aarch64.sh): DIR/NAME, and DIR/pie/hello for
-//! [`static_pie_guest`].
+//! as in the emulated arm64 host of scripts/test-aarch64.sh): DIR/NAME, DIR/pie/hello for
+//! [`static_pie_guest`] and DIR/debug/NAME for [`debug_guest`].
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -83,6 +83,9 @@ pub fn guest(name: &str) -> PathBuf {
 pub fn debug_guest(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
+        if let Some(dir) = prebuilt() {
+            return dir.join("debug");
+        }
         let target_dir = repo().join("target/guests-debug");
         build_with(&target_dir, None, &[("CARGO_PROFILE_RELEASE_DEBUG", "full")]);
         target_dir.join(TARGET).join("release")
