@@ -174,7 +174,7 @@ pub struct LazyRam<'a> {
 /// no slot (done on the backing memory, and the chunk registered), or an internal error while some
 /// chunk still has none (all registered, the instruction runs again). `Ok(None)` when it did;
 /// any other exit comes back as it was.
-pub fn complete_lazy<'e>(exit: VcpuExit<'e>, ram: &GuestRam, lazy: &mut LazyRam<'_>) -> Result<Option<VcpuExit<'e>>, ExitFault> {
+fn complete_lazy<'e>(exit: VcpuExit<'e>, ram: &GuestRam, lazy: &mut LazyRam<'_>) -> Result<Option<VcpuExit<'e>>, ExitFault> {
     match exit {
         VcpuExit::MmioWrite(addr, data) if !ram.is_read_only(addr) && lazy.slots.fault_in(lazy.vm, addr).map_err(ExitFault::Slots)? => {
             ram.write_slice(addr, data).map_err(|e| ExitFault::Hvt(e.into()))?;
