@@ -43,5 +43,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = attach(&mut m, &[], &blocks, vmm::host::files::Root::Host);
     let ram = GuestRam::new(1 << 20).expect("guest memory");
     let cmdline = vec![b'x'; usize::from(sector) * 40];
-    let _ = write_boot_info(&ram, 0x10_1000, 1_000_000_000, &m, &cmdline);
+    let _ = write_boot_info(&ram, 0x10_1000, 1_000_000_000, &m, &cmdline, None);
 });
