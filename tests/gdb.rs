@@ -64,6 +64,13 @@ fn gdb(guest: &Path, core: Option<&Path>, commands: &[&str]) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
+/// `unik boot --mem=8 --dumpcore DIR GUEST ARGS…`.
+fn boot_dumping(dir: &Path, guest: &Path, args: &[&str]) -> Output {
+    let mut argv = vec!["--mem=8", "--dumpcore", dir.to_str().unwrap(), guest.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    boot(&argv)
+}
+
 fn finish(child: Child) -> Output {
     child.wait_with_output().unwrap()
 }
@@ -197,13 +204,7 @@ fn test_dumpcore_on_abort_opens_in_gdb_with_the_backtrace() {
     }
     let guest = debug_guest("debugee");
     let dir = common::tempdir();
-    let out = boot(&[
-        "--mem=8",
-        "--dumpcore",
-        dir.path().to_str().unwrap(),
-        guest.to_str().unwrap(),
-        "abort",
-    ]);
+    let out = boot_dumping(dir.path(), &guest, &["abort"]);
     assert_eq!(out.status.code(), Some(255), "{}", stderr(&out));
     let cores: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(cores.len(), 1, "{cores:?}");
@@ -234,13 +235,7 @@ fn test_dumpcore_on_a_fault_shows_where() {
     }
     let guest = debug_guest("debugee");
     let dir = common::tempdir();
-    let out = boot(&[
-        "--mem=8",
-        "--dumpcore",
-        dir.path().to_str().unwrap(),
-        guest.to_str().unwrap(),
-        "fault",
-    ]);
+    let out = boot_dumping(dir.path(), &guest, &["fault"]);
     common::assert_fails_with(&out, 1, "triple fault");
     let core = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
     let log = gdb(&guest, Some(&core), &["info registers rip", "bt"]);
@@ -248,7 +243,7 @@ fn test_dumpcore_on_a_fault_shows_where() {
     assert!(log.contains("debugee::gdb_crash_outer"), "{log}");
     // A normal end writes nothing.
     let clean = common::tempdir();
-    let out = boot(&["--mem=8", "--dumpcore", clean.path().to_str().unwrap(), guest.to_str().unwrap()]);
+    let out = boot_dumping(clean.path(), &guest, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(std::fs::read_dir(clean.path()).unwrap().count(), 0);
 }
