@@ -23,6 +23,26 @@ pub mod net;
 pub mod ring;
 pub mod virtio;
 
+/// Console writer on the Linux-boot guest's serial port (COM1 on x86_64, the MMIO 16550 on
+/// aarch64: [`linux::serial_write`]).
+pub struct Serial;
+
+impl Write for Serial {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        linux::serial_write(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// `println!` on the Linux-boot guest's serial port.
+#[macro_export]
+macro_rules! sprintln {
+    ($($arg:tt)*) => {{
+        use core::fmt::Write as _;
+        let _ = writeln!($crate::Serial, $($arg)*);
+    }};
+}
+
 /// `struct hvt_boot_info`.
 #[repr(C)]
 pub struct BootInfo {

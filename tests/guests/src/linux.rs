@@ -3,7 +3,6 @@
 //! monitor's debug-exit port 0x501. `linux_entry!(main)` emits the entries and the panic handler.
 
 use core::arch::asm;
-use core::fmt::{self, Write};
 
 /// `kind` passed by the PVH entry: `info` is `struct hvm_start_info`.
 pub const BOOT_PVH: u32 = 1;
@@ -104,25 +103,6 @@ pub fn halt_forever() -> ! {
         // SAFETY: stops the CPU; nothing follows.
         unsafe { asm!("cli", "hlt", options(nomem, nostack)) };
     }
-}
-
-/// Console writer on COM1.
-pub struct Serial;
-
-impl Write for Serial {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        serial_write(s.as_bytes());
-        Ok(())
-    }
-}
-
-/// `println!` on the serial port.
-#[macro_export]
-macro_rules! sprintln {
-    ($($arg:tt)*) => {{
-        use core::fmt::Write as _;
-        let _ = writeln!($crate::linux::Serial, $($arg)*);
-    }};
 }
 
 /// What the boot entry learned: the command line, the RAM total and the initrd.

@@ -10,7 +10,6 @@
 //! status written; PSCI (`hvc`) powers it off, resets it, and starts the other vCPUs.
 
 use core::arch::asm;
-use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// `kind` of the PVH entry (x86 only; kept for the shared program).
@@ -119,25 +118,6 @@ pub fn halt_forever() -> ! {
         // SAFETY: masks interrupts and waits; nothing follows.
         unsafe { asm!("msr daifset, #0xf", "wfi", options(nomem, nostack)) };
     }
-}
-
-/// Console writer on the 16550.
-pub struct Serial;
-
-impl Write for Serial {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        serial_write(s.as_bytes());
-        Ok(())
-    }
-}
-
-/// `println!` on the serial port.
-#[macro_export]
-macro_rules! sprintln {
-    ($($arg:tt)*) => {{
-        use core::fmt::Write as _;
-        let _ = writeln!($crate::linux::Serial, $($arg)*);
-    }};
 }
 
 /// Most virtio devices the guest takes from the device tree.
