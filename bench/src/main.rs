@@ -87,7 +87,8 @@ fn poll_oversleep_us(unik: &Path, hello: &str, ms: u64) -> Result<u64, String> {
 fn main() -> Result<(), String> {
     let runs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(50);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let unik = root.join("target/release/unik");
+    // UNIK_BIN: another build to measure, e.g. the static release binary (scripts/dist.sh).
+    let unik = std::env::var_os("UNIK_BIN").map_or_else(|| root.join("target/release/unik"), PathBuf::from);
     let floor = root.join("target/release/kvm-floor");
     let guests = root.join("target/guests/x86_64-unknown-none/release");
     let halt = guests.join("halt");
