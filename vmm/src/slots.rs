@@ -1,11 +1,14 @@
 //! hvt guest RAM registered with KVM piece by piece, on the guest's first touch.
 //!
-//! KVM's cost of registering a memory slot grows with the slot's size (its reverse-map and
-//! large-page arrays, and tearing them down at exit), so one slot over all of RAM makes a 4 GiB
-//! guest start measurably slower than a 64 MiB one even if it touches a few pages. Instead RAM is
-//! cut into [`CHUNK`]-sized slots: the chunks holding the loaded image with the boot info and page
-//! tables below it, and the one holding the stack at the top of RAM, are registered before the
-//! guest runs; any other chunk on its first access.
+//! KVM's cost of registering a memory slot grows with the slot's size (its reverse-map,
+//! write-tracking and large-page arrays, allocated when the slot is registered, kernel memory held
+//! as long as the VM lives, and torn down at exit), so one slot over all of RAM makes a 4 GiB
+//! guest start measurably slower than a 64 MiB one even if it touches a few pages, and makes every
+//! idle instance hold arrays for memory it never used. Instead RAM is cut into chunk-sized slots
+//! ([`chunk_size`]: 8 MiB, larger only to keep a big guest within [`MAX_CHUNKS`] slots): the
+//! chunks holding the loaded image with the boot info and page tables below it, and the one
+//! holding the stack at the top of RAM, are registered before the guest runs; any other chunk on
+//! its first access.
 //!
 //! A guest access to RAM KVM has no slot for arrives as an MMIO exit: the monitor completes it
 //! from the backing memory (a read fills the exit's data, a write stores it) and registers the
@@ -25,9 +28,21 @@ use vm_memory::{GuestAddress, GuestMemoryBackend};
 
 use crate::memory::{GuestRam, MemoryError};
 
-/// Size of one lazily registered slot. 4 GiB of RAM is 64 slots, far below KVM's limit (509 on
-/// x86_64); a guest that walks all of its heap costs 64 exits and registrations.
-pub const CHUNK: u64 = 64 << 20;
+/// The smallest chunk. An idle guest holds KVM's arrays for its two chunks registered up front
+/// (about 40 KiB of kernel memory for two 8 MiB chunks on a shadow-paging host, against about
+/// 370 KiB for two of 64 MiB); a guest that walks all of its heap pays one exit and one
+/// registration per chunk.
+pub const MIN_CHUNK: u64 = 8 << 20;
+
+/// At most this many chunks (4 GiB in 16 MiB chunks), well below KVM's slot limit on every host
+/// (509 on older x86_64 kernels, 512 on arm64).
+pub const MAX_CHUNKS: u64 = 256;
+
+/// The chunk size for `size` bytes of RAM: [`MIN_CHUNK`], or the power of two that keeps RAM
+/// within [`MAX_CHUNKS`] chunks.
+pub fn chunk_size(size: u64) -> u64 {
+    size.div_ceil(MAX_CHUNKS).next_power_of_two().max(MIN_CHUNK)
+}
 
 /// Which chunks of guest RAM have a KVM slot.
 #[derive(Debug)]
@@ -36,6 +51,8 @@ pub struct Slots {
     host: u64,
     /// RAM size in bytes.
     size: u64,
+    /// Bytes per chunk ([`chunk_size`]).
+    chunk: u64,
     /// Per chunk: registered yet?
     registered: Vec<bool>,
 }
@@ -48,13 +65,15 @@ impl Slots {
             source: kvm_ioctls::Error::new(libc::EINVAL),
         })?;
         let size = ram.size();
-        let chunks = usize::try_from(size.div_ceil(CHUNK)).map_err(|_| MemoryError::Register {
+        let chunk = chunk_size(size);
+        let chunks = usize::try_from(size.div_ceil(chunk)).map_err(|_| MemoryError::Register {
             what: "guest memory slots",
             source: kvm_ioctls::Error::new(libc::EOVERFLOW),
         })?;
         Ok(Slots {
             host: host as u64,
             size,
+            chunk,
             registered: vec![false; chunks],
         })
     }
@@ -65,7 +84,7 @@ impl Slots {
         if range.start >= end {
             return Ok(());
         }
-        for chunk in range.start / CHUNK..=(end - 1) / CHUNK {
+        for chunk in range.start / self.chunk..=(end - 1) / self.chunk {
             self.register_chunk(vm, chunk)?;
         }
         Ok(())
@@ -76,7 +95,7 @@ impl Slots {
         if gpa >= self.size || self.is_registered(gpa) {
             return Ok(false);
         }
-        self.register_chunk(vm, gpa / CHUNK)?;
+        self.register_chunk(vm, gpa / self.chunk)?;
         Ok(true)
     }
 
@@ -117,7 +136,7 @@ impl Slots {
 
     /// Whether the chunk holding `gpa` has a slot.
     pub fn is_registered(&self, gpa: u64) -> bool {
-        usize::try_from(gpa / CHUNK)
+        usize::try_from(gpa / self.chunk)
             .ok()
             .and_then(|c| self.registered.get(c))
             .is_some_and(|r| *r)
@@ -136,14 +155,14 @@ impl Slots {
         if self.registered[index] {
             return Ok(());
         }
-        let start = chunk * CHUNK;
+        let start = chunk * self.chunk;
         let region = kvm_bindings::kvm_userspace_memory_region {
             slot: u32::try_from(chunk).map_err(|_| MemoryError::Register {
                 what: "guest memory slots",
                 source: kvm_ioctls::Error::new(libc::EOVERFLOW),
             })?,
             guest_phys_addr: start,
-            memory_size: CHUNK.min(self.size - start),
+            memory_size: self.chunk.min(self.size - start),
             userspace_addr: self.host + start,
             flags: 0,
         };
@@ -166,11 +185,24 @@ mod tests {
 
     #[test]
     fn test_chunks_follow_the_ram_size() {
-        let ram = GuestRam::new(CHUNK * 2 + (2 << 20)).unwrap();
+        let ram = GuestRam::new(MIN_CHUNK * 2 + (2 << 20)).unwrap();
         let slots = Slots::new(&ram).unwrap();
         assert_eq!(slots.registered.len(), 3);
         assert_eq!(slots.registered_count(), 0);
         assert!(!slots.is_registered(0));
         assert!(!slots.is_registered(u64::MAX));
+    }
+
+    #[test]
+    fn test_chunk_size_is_small_and_bounds_the_slot_count() {
+        assert_eq!(chunk_size(1 << 20), MIN_CHUNK);
+        assert_eq!(chunk_size(512 << 20), 8 << 20);
+        assert_eq!(chunk_size(2 << 30), 8 << 20);
+        assert_eq!(chunk_size((2 << 30) + 1), 16 << 20);
+        assert_eq!(chunk_size(4 << 30), 16 << 20);
+        for mib in [1u64, 63, 64, 511, 2049, 4095, 4096, 65536] {
+            let size = mib << 20;
+            assert!(size.div_ceil(chunk_size(size)) <= MAX_CHUNKS, "{mib} MiB");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Touches all of its RAM the ways a unikernel does, to prove that memory registered with KVM on
 //! first touch behaves as if it were all there from the start (vmm/src/slots.rs). Each step uses
-//! RAM nothing touched before it, a 64 MiB chunk apart:
+//! RAM nothing touched before it, 64 MiB apart (more than one of the monitor's chunks, so each step
+//! is in a chunk of its own):
 //! - `lazy: read zero` — a read of untouched memory sees zeros;
 //! - `lazy: code 42` — a function copied high in RAM runs (an instruction fetch);
 //! - `lazy: disk code 42` — a function read from the block device `storage` (BLOCK_READ, the
@@ -24,7 +25,7 @@ use unik_test_guests::{BLOCK, BootInfo, arch, block_read, block_write, device, e
 solo5_notes!("storage": BLOCK);
 entry!(main);
 
-const CHUNK: u64 = 64 << 20;
+const SPACING: u64 = 64 << 20;
 const PAGE: u64 = 4096;
 const STRIDE: u64 = 256 << 10;
 
@@ -32,8 +33,8 @@ fn main(bi: &BootInfo, _cmdline: &str) -> i32 {
     let top = bi.mem_size - (1 << 20);
     // Well-separated places in the middle of RAM, none in the kernel's or the stack's chunk.
     let at = |i: u64| {
-        let base = (bi.kernel_end + CHUNK - 1) / CHUNK * CHUNK;
-        (base + i * CHUNK).min(top - (8 - i) * PAGE)
+        let base = (bi.kernel_end + SPACING - 1) / SPACING * SPACING;
+        (base + i * SPACING).min(top - (8 - i) * PAGE)
     };
 
     let p = at(0) as *const u64;
