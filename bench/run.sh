@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds unik, the KVM floor and the test guests in release mode, then runs the benchmarks.
-# Usage: bash bench/run.sh [RUNS] [OCI_ROUNDS] [VIRTIO_RUNS] [VIRTIO_ROUNDS]
-#   (defaults 50, 30, 30, 5; VIRTIO_RUNS=0 skips the third stage, the Linux-boot/virtio one)
+# Usage: bash bench/run.sh [RUNS] [OCI_ROUNDS] [VIRTIO_RUNS] [VIRTIO_ROUNDS] [CONTAINERS]
+#   (defaults 50, 30, 30, 5, 1000; VIRTIO_RUNS=0 skips the Linux-boot/virtio stage, CONTAINERS=0
+#   the density one: that many idle unikernel containers through the OCI path)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p unik -p unik-bench
@@ -11,6 +12,10 @@ echo
 ./target/release/oci-bench "${2:-30}"
 echo
 ./target/release/ring-bench 5 20000
+if [ "${5:-1000}" != 0 ]; then
+    echo
+    ./target/release/density-bench "${5:-1000}"
+fi
 if [ "${3:-30}" != 0 ]; then
     echo
     ./target/release/virtio-bench "${3:-30}" "${4:-5}"
