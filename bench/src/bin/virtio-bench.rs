@@ -20,6 +20,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kvm_ioctls::Kvm;
+use unik_bench::netns::NetNs;
 
 type Res<T> = Result<T, String>;
 
@@ -178,49 +179,6 @@ fn host_rand(f: &File, disk: u64, count: u64) -> Res<Duration> {
         f.read_exact_at(&mut buf, off).map_err(|e| format!("pread: {e}"))?;
     }
     Ok(start.elapsed())
-}
-
-/// A network namespace with an up tap `tap0`; deleted on drop.
-struct NetNs {
-    name: String,
-}
-
-impl NetNs {
-    fn new(name: &str) -> Res<NetNs> {
-        let _ = Command::new("ip").args(["netns", "del", name]).stderr(Stdio::null()).status();
-        ip(&["netns", "add", name])?;
-        let ns = NetNs { name: name.into() };
-        ns.exec(&["ip", "link", "set", "lo", "up"])?;
-        ns.exec(&["ip", "tuntap", "add", "dev", "tap0", "mode", "tap"])?;
-        ns.exec(&["ip", "link", "set", "tap0", "up"])?;
-        Ok(ns)
-    }
-
-    fn exec(&self, argv: &[&str]) -> Res<String> {
-        let mut a = vec!["netns", "exec", &self.name];
-        a.extend_from_slice(argv);
-        ip(&a)
-    }
-
-    /// Frames the host received from the guest side of the tap.
-    fn rx_packets(&self) -> Res<u64> {
-        let s = self.exec(&["cat", "/sys/class/net/tap0/statistics/rx_packets"])?;
-        s.trim().parse().map_err(|e| format!("rx_packets {s:?}: {e}"))
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-    }
-}
-
-fn ip(args: &[&str]) -> Res<String> {
-    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("ip {args:?}: {}", String::from_utf8_lossy(&out.stderr)));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn mib_s(bytes: u64, us: u64) -> f64 {
@@ -399,7 +357,7 @@ fn bench() -> Res<()> {
 
     // ---- net ----
     let ns = NetNs::new(&format!("ukvb{}", std::process::id()))?;
-    let nsexec = ["ip", "netns", "exec", &ns.name];
+    let nsexec = ["ip", "netns", "exec", ns.name()];
     let tx_arg = format!("net-tx={frames}");
     let (mut v_t, mut v_z, mut h_t, mut h_z) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut v_rx, mut h_rx) = (0, 0);
