@@ -1,4 +1,4 @@
-//! Boot-to-exit latency and memory of `unik boot`, measured side by side with a KVM floor.
+//! Boot-to-exit latency, CPU time and memory of `unik boot`, measured side by side with a KVM floor.
 //!
 //! Usage: `unik-bench [RUNS]` from the repository root after `bash bench/run.sh` has built
 //! everything (it also runs this). Each round runs the floor and unik back to back, so machine
@@ -11,11 +11,14 @@ use std::time::Instant;
 
 struct Sample {
     wall_us: u64,
+    /// ru_utime and ru_stime of the child, µs.
+    user_us: u64,
+    sys_us: u64,
     maxrss_kib: u64,
     stderr: String,
 }
 
-/// Spawns `cmd`, waits with wait4(2) and returns wall time and peak RSS of that child.
+/// Spawns `cmd`, waits with wait4(2) and returns wall time, CPU time and peak RSS of that child.
 fn measure(program: &Path, args: &[&str]) -> Result<Sample, String> {
     let start = Instant::now();
     let child = Command::new(program)
@@ -45,9 +48,15 @@ fn measure(program: &Path, args: &[&str]) -> Result<Sample, String> {
     }
     Ok(Sample {
         wall_us,
+        user_us: tv_us(usage.ru_utime),
+        sys_us: tv_us(usage.ru_stime),
         maxrss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
         stderr,
     })
+}
+
+fn tv_us(tv: libc::timeval) -> u64 {
+    u64::try_from(tv.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(tv.tv_usec).unwrap_or(0)
 }
 
 fn percentile(sorted: &[u64], p: usize) -> u64 {
@@ -99,6 +108,9 @@ fn main() -> Result<(), String> {
     let configs = [("512", "--mem=512"), ("4096", "--mem=4096")];
     let mut floor_t: Vec<Vec<u64>> = vec![Vec::new(); 2];
     let mut unik_t: Vec<Vec<u64>> = vec![Vec::new(); 2];
+    // CPU time per config: user, system and their sum, of the floor and of unik.
+    let mut floor_cpu: Vec<[Vec<u64>; 3]> = vec![Default::default(); 2];
+    let mut unik_cpu: Vec<[Vec<u64>; 3]> = vec![Default::default(); 2];
     for round in 0..=runs {
         for (i, (mib, mem)) in configs.iter().enumerate() {
             let f = measure(&floor, &[mib])?;
@@ -107,6 +119,11 @@ fn main() -> Result<(), String> {
                 // round 0 warms the page cache and first-use paths
                 floor_t[i].push(f.wall_us);
                 unik_t[i].push(u.wall_us);
+                for (cpu, s) in [(&mut floor_cpu[i], &f), (&mut unik_cpu[i], &u)] {
+                    cpu[0].push(s.user_us);
+                    cpu[1].push(s.sys_us);
+                    cpu[2].push(s.user_us + s.sys_us);
+                }
             }
         }
     }
@@ -139,6 +156,19 @@ fn main() -> Result<(), String> {
             "| {mib} MiB | {fp50} | {fp90} | {up50} | {up90} | {ratio:.2}× | {} |",
             up50.saturating_sub(fp50)
         );
+    }
+    println!(
+        "\nCPU time of the same runs in µs, p50 (ru_utime, ru_stime from wait4; guest time counts as user time). \
+         user+system is exact (the scheduler's run time); the split is sampled: with tick-based accounting the kernel \
+         charges each timer tick (1/CONFIG_HZ, 4 ms at 250 Hz) to the mode it lands in and scales those samples to the exact total, \
+         so a run no tick lands in is all user time and one whose ticks all land in one mode is all that mode.\n"
+    );
+    println!("| --mem | floor user | floor system | floor user+system | unik user | unik system | unik user+system |");
+    println!("|---|---|---|---|---|---|---|");
+    for (i, (mib, _)) in configs.iter().enumerate() {
+        let [fu, fs, ft] = floor_cpu[i].each_mut().map(|v| summary(v).0);
+        let [uu, us, ut] = unik_cpu[i].each_mut().map(|v| summary(v).0);
+        println!("| {mib} MiB | {fu} | {fs} | {ft} | {uu} | {us} | {ut} |");
     }
     println!("\nPeak RSS in KiB (ru_maxrss, max of 5 runs); monitor overhead = unik peak RSS − guest pages resident at exit:\n");
     println!("| --mem | floor | unik | guest resident | unik monitor overhead |");

@@ -15,6 +15,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use unik_bench::netns::NetNs;
+
 type Res<T> = Result<T, String>;
 
 fn argn(i: usize, default: u64) -> u64 {
@@ -75,50 +77,6 @@ fn run(argv: &[&str]) -> Res<Run> {
     })
 }
 
-fn ip(args: &[&str]) -> Res<String> {
-    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("ip {args:?}: {}", String::from_utf8_lossy(&out.stderr)));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// A network namespace with an up tap `tap0`; deleted on drop.
-struct NetNs(String);
-
-impl NetNs {
-    fn new(name: &str) -> Res<NetNs> {
-        let _ = Command::new("ip").args(["netns", "del", name]).stderr(Stdio::null()).status();
-        ip(&["netns", "add", name])?;
-        let ns = NetNs(name.into());
-        for argv in [
-            &["ip", "link", "set", "lo", "up"][..],
-            &["ip", "tuntap", "add", "dev", "tap0", "mode", "tap"],
-            &["ip", "link", "set", "tap0", "up"],
-        ] {
-            ns.exec(argv)?;
-        }
-        Ok(ns)
-    }
-
-    fn exec(&self, argv: &[&str]) -> Res<String> {
-        let mut a = vec!["netns", "exec", &self.0];
-        a.extend_from_slice(argv);
-        ip(&a)
-    }
-
-    fn rx_packets(&self) -> Res<u64> {
-        let s = self.exec(&["cat", "/sys/class/net/tap0/statistics/rx_packets"])?;
-        s.trim().parse().map_err(|e| format!("rx_packets {s:?}: {e}"))
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 /// Per case: N-frame wall, 0-frame wall, N-frame CPU, 0-frame CPU (µs), kicks, frames received.
 #[derive(Default)]
 struct Samples(Vec<u64>, Vec<u64>, Vec<u64>, Vec<u64>, u64, u64);
@@ -160,7 +118,7 @@ fn bench() -> Res<()> {
                     "ip",
                     "netns",
                     "exec",
-                    &ns.0,
+                    ns.name(),
                     &unik,
                     "boot",
                     "--mem=32",

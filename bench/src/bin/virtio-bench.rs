@@ -5,7 +5,8 @@
 //!   4 KiB requests, beside the host doing the same preads (same sizes, same offsets, one at a
 //!   time) on the same file, page cache warm for both;
 //! - virtio-net guest→host throughput beside the hvt `net` guest's NET_WRITE, both sending
-//!   1514-byte frames into the same tap, counted by the tap's RX counter.
+//!   1514-byte frames into the same tap, counted by the tap's RX counter, against the tap's own
+//!   limit: the bench itself writing the same frames to the same tap, one write(2) per frame.
 //!
 //! Usage (root, /dev/kvm, from the repository root after `bash bench/run.sh` built everything):
 //! `virtio-bench [RUNS] [ROUNDS] [FRAMES] [DISK_MIB] [RAND_COUNT]` (defaults 30, 5, 20000, 256,
@@ -20,6 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kvm_ioctls::Kvm;
+use unik_bench::netns::NetNs;
 
 type Res<T> = Result<T, String>;
 
@@ -27,6 +29,8 @@ type Res<T> = Result<T, String>;
 const SEQ_REQ: usize = 64 * 1024;
 /// Size of the random reads.
 const RAND_REQ: usize = 4096;
+/// Size of the frames of the net benchmark (an Ethernet frame of MTU 1500, without FCS).
+const FRAME: usize = 1514;
 /// Seed of the xorshift64 generator; the same as the guest's, so both read the same pages.
 const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
 
@@ -180,47 +184,29 @@ fn host_rand(f: &File, disk: u64, count: u64) -> Res<Duration> {
     Ok(start.elapsed())
 }
 
-/// A network namespace with an up tap `tap0`; deleted on drop.
-struct NetNs {
-    name: String,
-}
-
-impl NetNs {
-    fn new(name: &str) -> Res<NetNs> {
-        let _ = Command::new("ip").args(["netns", "del", name]).stderr(Stdio::null()).status();
-        ip(&["netns", "add", name])?;
-        let ns = NetNs { name: name.into() };
-        ns.exec(&["ip", "link", "set", "lo", "up"])?;
-        ns.exec(&["ip", "tuntap", "add", "dev", "tap0", "mode", "tap"])?;
-        ns.exec(&["ip", "link", "set", "tap0", "up"])?;
-        Ok(ns)
+/// The tap's own limit: the host writing `frames` frames of [`FRAME`] bytes (broadcast,
+/// ethertype 0x88b5, zero payload, as the guests send) to `tap0` in `ns`, one write(2) per frame,
+/// as fast as it can; the time of the writes (opening the tap is not timed).
+fn host_tap_tx(ns: &NetNs, frames: u64) -> Res<Duration> {
+    let tap = File::from(ns.open_tap("tap0")?);
+    let mut frame = [0u8; FRAME];
+    frame[0..6].fill(0xff);
+    // A locally administered unicast source address.
+    frame[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
+    frame[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+    let start = Instant::now();
+    for i in 0..frames {
+        loop {
+            match (&tap).write(&frame) {
+                Ok(FRAME) => break,
+                Ok(n) => return Err(format!("tap write {i}: {n} of {FRAME} bytes")),
+                // The descriptor is non-blocking, as unik's is: try again.
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) => {}
+                Err(e) => return Err(format!("tap write {i}: {e}")),
+            }
+        }
     }
-
-    fn exec(&self, argv: &[&str]) -> Res<String> {
-        let mut a = vec!["netns", "exec", &self.name];
-        a.extend_from_slice(argv);
-        ip(&a)
-    }
-
-    /// Frames the host received from the guest side of the tap.
-    fn rx_packets(&self) -> Res<u64> {
-        let s = self.exec(&["cat", "/sys/class/net/tap0/statistics/rx_packets"])?;
-        s.trim().parse().map_err(|e| format!("rx_packets {s:?}: {e}"))
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-    }
-}
-
-fn ip(args: &[&str]) -> Res<String> {
-    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("ip {args:?}: {}", String::from_utf8_lossy(&out.stderr)));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(start.elapsed())
 }
 
 fn mib_s(bytes: u64, us: u64) -> f64 {
@@ -399,10 +385,10 @@ fn bench() -> Res<()> {
 
     // ---- net ----
     let ns = NetNs::new(&format!("ukvb{}", std::process::id()))?;
-    let nsexec = ["ip", "netns", "exec", &ns.name];
+    let nsexec = ["ip", "netns", "exec", ns.name()];
     let tx_arg = format!("net-tx={frames}");
-    let (mut v_t, mut v_z, mut h_t, mut h_z) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut v_rx, mut h_rx) = (0, 0);
+    let (mut v_t, mut v_z, mut h_t, mut h_z, mut w_t) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut v_rx, mut h_rx, mut w_rx) = (0, 0, 0);
     for round in 0..=rounds {
         let mut times = [0u64; 4];
         let mut rx = [0u64; 4];
@@ -426,22 +412,40 @@ fn bench() -> Res<()> {
                 return Err(format!("guest output: {}", r.out));
             }
         }
+        // The tap's own limit, in the same round: the host writing the same frames.
+        let before = ns.rx_packets()?;
+        let w = host_tap_tx(&ns, frames)?;
+        let w_got = ns.rx_packets()? - before;
+        if w_got != frames {
+            return Err(format!("host wrote {frames} frames to the tap, its rx_packets rose by {w_got}"));
+        }
         if round > 0 {
             v_t.push(times[0]);
             v_z.push(times[1]);
             h_t.push(times[2]);
             h_z.push(times[3]);
+            w_t.push(micros(w));
             v_rx += rx[0];
             h_rx += rx[2];
+            w_rx += w_got;
         }
     }
     drop(ns);
     println!(
-        "\nGuest→host frames of 1514 bytes into a tap, {frames} per run, {rounds} rounds; time = exit time of an \
-         N-frame run − exit time of a 0-frame run (p50 each):\n"
+        "\nGuest→host frames of {FRAME} bytes into a tap, {frames} per run, {rounds} rounds; time = exit time of an \
+         N-frame run − exit time of a 0-frame run (p50 each); tap limit = the host itself writing the same N frames \
+         to the same tap, one write(2) per frame, time of the writes (p50), in the same rounds:\n"
     );
-    println!("| path | N frames p50 | 0 frames p50 | frames/s | Mbit/s (1514-byte frames) | received by the host |");
-    println!("|---|---|---|---|---|---|");
+    println!("| path | N frames p50 | 0 frames p50 | frames/s | Mbit/s ({FRAME}-byte frames) | ÷ tap limit | received by the host |");
+    println!("|---|---|---|---|---|---|---|");
+    let mbit = |fps: f64| fps * FRAME as f64 * 8.0 / 1e6;
+    let (w50, _) = p50_p90(&w_t);
+    let limit = frames as f64 / (w50.max(1) as f64 / 1e6);
+    println!(
+        "| tap limit (host write(2) per frame) | {w50} µs | — | {limit:.0} | {:.1} | — | {w_rx}/{} |",
+        mbit(limit),
+        frames * rounds
+    );
     let mut fps = [0f64; 2];
     for (i, (name, t, z, rx)) in [
         ("virtio-net (`virtio` guest, one notify per batch of ≤16)", &v_t, &v_z, v_rx),
@@ -454,9 +458,10 @@ fn bench() -> Res<()> {
         let us = t50.saturating_sub(z50).max(1);
         fps[i] = frames as f64 / (us as f64 / 1e6);
         println!(
-            "| {name} | {t50} µs | {z50} µs | {:.0} | {:.1} | {rx}/{} |",
+            "| {name} | {t50} µs | {z50} µs | {:.0} | {:.1} | {:.3}× | {rx}/{} |",
             fps[i],
-            fps[i] * 1514.0 * 8.0 / 1e6,
+            mbit(fps[i]),
+            fps[i] / limit.max(1e-9),
             frames * rounds
         );
     }
