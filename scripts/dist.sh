@@ -43,6 +43,11 @@ for arch in "${arches[@]}"; do
         readelf -h "$out" | grep Type: >&2
         exit 1
     fi
+    # The boot path's code packed at the start of .text (build.rs, scripts/boot-order.sh).
+    if [ "$arch" = x86_64 ] && ! readelf -SW "$out" | grep -q ' \.text\.boot '; then
+        echo "$out has no .text.boot section: scripts/boot-order-x86_64.ld was not linked in" >&2
+        exit 1
+    fi
     # Static, or it is not a release binary.
     if readelf -d "$out" | grep -q NEEDED; then
         echo "$out needs shared libraries:" >&2
