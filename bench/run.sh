@@ -6,15 +6,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p unik -p unik-bench
+# The shipped binary (static, fixed address, boot path packed): stages 1 and 5 measure it too.
+bash scripts/dist.sh x86_64 >/dev/null
+static=$PWD/dist/unik-x86_64
 (cd tests/guests && CARGO_TARGET_DIR=../../target/guests cargo build --release --target x86_64-unknown-none --features pc --bin halt --bin hello --bin virtio --bin net)
 ./target/release/unik-bench "${1:-50}"
+echo
+echo "The same with the static release binary (dist/unik-x86_64):"
+UNIK_BIN=$static ./target/release/unik-bench "${1:-50}"
 echo
 ./target/release/oci-bench "${2:-30}"
 echo
 ./target/release/ring-bench 5 20000
 if [ "${5:-1000}" != 0 ]; then
     echo
-    ./target/release/density-bench "${5:-1000}"
+    UNIK_BIN=$static ./target/release/density-bench "${5:-1000}"
 fi
 if [ "${3:-30}" != 0 ]; then
     echo
