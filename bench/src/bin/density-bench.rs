@@ -469,12 +469,18 @@ fn measure(
         .collect();
     slab_growth.sort_unstable_by(|a, b| b.cmp(a));
     let (mut pss, mut private, mut rss) = (0i64, 0i64, 0i64);
+    let mut peaks = Vec::with_capacity(running.len());
     for p in &running {
         let text = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).map_err(|e| format!("monitor {p}: {e}"))?;
         pss += rollup(&text, "Pss");
         private += rollup(&text, "Private_Clean") + rollup(&text, "Private_Dirty");
         rss += rollup(&text, "Rss");
+        // The monitor's own peak since its exec (VmHWM; not ru_maxrss, which also holds the
+        // pre-exec memory of the `unik create` that forked it).
+        let status = std::fs::read_to_string(format!("/proc/{p}/status")).map_err(|e| format!("monitor {p}: {e}"))?;
+        peaks.push(rollup(&status, "VmHWM"));
     }
+    peaks.sort_unstable();
     let grew = |f: &str| mem_after.get(f).unwrap_or(&0) - mem_before.get(f).unwrap_or(&0);
     let kernel: BTreeMap<&str, i64> = KERNEL_FIELDS
         .iter()
@@ -513,6 +519,11 @@ fn measure(
     println!(
         "| per instance: monitor Rss (shared binary pages counted in each) | {:.0} KiB |",
         per(rss)
+    );
+    println!(
+        "| one monitor's peak RSS (VmHWM), median / max over the {n} | {} / {} KiB |",
+        peaks[peaks.len() / 2],
+        peaks[peaks.len() - 1]
     );
     for (f, kib) in &kernel {
         let note = if *f == "VmallocUsed" { " (less kernel stacks)" } else { "" };
