@@ -15,6 +15,12 @@ echo
 echo "The same with the static release binary (dist/unik-x86_64):"
 UNIK_BIN=$static ./target/release/unik-bench "${1:-50}"
 echo
+if command -v perf >/dev/null; then
+    bash bench/user-cpu.sh 300 target/guests/x86_64-unknown-none/release/halt target/release/unik "$static"
+else
+    echo "(no perf: user-mode CPU at start-up not sampled; apt-get install linux-perf)"
+fi
+echo
 ./target/release/oci-bench "${2:-30}"
 echo
 ./target/release/ring-bench 5 20000
