@@ -347,6 +347,7 @@ fn bench(n: usize, workers: usize, idle: u64) -> Result<(), String> {
             .map_err(|e| format!("{}: {e}", guest.display()))?;
         std::fs::write(b.join("config.json"), config(i).to_string()).map_err(|e| e.to_string())?;
     }
+    floor(n, &repo.join("target/release/kvm-floor"))?;
     let t = Instant::now();
     let net = Network::new(n)?;
     println!("set-up: {n} namespaces with a veth each on one bridge in {}", ms(t.elapsed()));
@@ -550,6 +551,53 @@ fn measure(
         cpu_share * 1e6 / n as f64
     );
     Ok(())
+}
+
+/// The same memory figures for N idle KVM floors (bench/src/bin/kvm-floor.rs `16 hold`: a VM, a
+/// vCPU, a 16 MiB slot — unik's two 8 MiB chunks — one exit, then waiting): what any monitor's VM
+/// costs on this host before the monitor itself, its tap or its namespaces.
+fn floor(n: usize, floor_bin: &Path) -> Result<(), String> {
+    let before = meminfo()?;
+    let mut children = Vec::with_capacity(n);
+    let result = (|| {
+        for _ in 0..n {
+            let mut child = Command::new(floor_bin)
+                .args(["16", "hold"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("{}: {e}", floor_bin.display()))?;
+            let mut ready = [0u8; 6];
+            let read = child.stdout.as_mut().map(|o| std::io::Read::read_exact(o, &mut ready));
+            children.push(child);
+            if !matches!(read, Some(Ok(()))) || &ready != b"ready\n" {
+                return Err("a KVM floor did not get its VM running".to_string());
+            }
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        let after = meminfo()?;
+        let mut pss = 0;
+        for c in &children {
+            let text = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", c.id())).map_err(|e| e.to_string())?;
+            pss += rollup(&text, "Pss");
+        }
+        let grew = |f: &str| after.get(f).unwrap_or(&0) - before.get(f).unwrap_or(&0);
+        let kernel: i64 = KERNEL_FIELDS.iter().map(|f| grew(f)).sum::<i64>() - grew("KernelStack");
+        let per = |kib: i64| kib as f64 / n as f64;
+        println!(
+            "For comparison, {n} idle KVM floors (VM, vCPU, 16 MiB slot; no monitor): Pss + kernel per instance {:.0} KiB (Pss {:.0}, kernel {:.0}).\n",
+            per(pss + kernel),
+            per(pss),
+            per(kernel)
+        );
+        Ok(())
+    })();
+    for mut c in children {
+        drop(c.stdin.take());
+        let _ = c.wait();
+    }
+    result
 }
 
 fn main() -> std::process::ExitCode {

@@ -1,6 +1,7 @@
 //! The floor for boot-to-exit: the least a KVM monitor can do. Opens /dev/kvm, creates a VM and a
 //! vCPU, maps MiB of memory (argument 1, default 512) without touching it, and runs one
-//! instruction (`out`) to its first exit.
+//! instruction (`out`) to its first exit. With a second argument `hold` it then prints `ready` and
+//! waits, VM and all, until its stdin closes: the floor of what an idle VM costs (density-bench).
 
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Kvm, VcpuExit};
@@ -49,7 +50,15 @@ fn run(mib: u64) -> Result<(), String> {
     };
     vcpu.set_regs(&regs).map_err(|e| e.to_string())?;
     match vcpu.run().map_err(|e| format!("run: {e}"))? {
-        VcpuExit::IoOut(0x10, _) => Ok(()),
-        other => Err(format!("unexpected first exit: {other:?}")),
+        VcpuExit::IoOut(0x10, _) => {}
+        other => return Err(format!("unexpected first exit: {other:?}")),
     }
+    if std::env::args().nth(2).as_deref() == Some("hold") {
+        use std::io::{Read, Write};
+        println!("ready");
+        std::io::stdout().flush().map_err(|e| e.to_string())?;
+        // Until the parent closes our stdin (or dies); the VM stays alive meanwhile.
+        let _ = std::io::stdin().read(&mut [0u8; 1]);
+    }
+    Ok(())
 }
