@@ -1,7 +1,8 @@
 //! The static x86_64 release binary (scripts/dist.sh) is linked with scripts/boot-order-x86_64.ld,
 //! which puts the functions `unik boot` and a container's monitor run together at the start of the
-//! code: a monitor then maps a few hundred KiB of the binary instead of most of its code (scripts/boot-order.sh says
-//! why, and regenerates the script). Other targets link as they always did.
+//! code: a monitor then maps a few hundred KiB of the binary instead of most of its code
+//! (scripts/boot-order.sh says why, and regenerates the script). Other targets link as they
+//! always did.
 
 fn main() {
     const ORDER: &str = "scripts/boot-order-x86_64.ld";
