@@ -1,3 +1,4 @@
 //! Helpers shared by the benchmark binaries.
 
+pub mod child;
 pub mod netns;

@@ -4,23 +4,15 @@
 //! everything (it also runs this). Each round runs the floor and unik back to back, so machine
 //! noise hits both alike; the report is ratios and percentiles, in Markdown.
 
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
-struct Sample {
-    wall_us: u64,
-    /// ru_utime and ru_stime of the child, µs.
-    user_us: u64,
-    sys_us: u64,
-    maxrss_kib: u64,
-    stderr: String,
-}
+use unik_bench::child::{self, Finished};
 
-/// Spawns `cmd`, waits with wait4(2) and returns wall time, CPU time and peak RSS of that child.
-fn measure(program: &Path, args: &[&str]) -> Result<Sample, String> {
-    let start = Instant::now();
+/// Runs `program` to its end, stdout to /dev/null, and returns wall time, CPU time, peak RSS
+/// and stderr of that child; an error if it failed.
+fn measure(program: &Path, args: &[&str]) -> Result<Finished, String> {
     let mut cmd = Command::new(program);
     // A child made by vfork (posix_spawn, std's default) runs on the bench's own memory until it
     // execs, and the kernel keeps that memory's peak as the child's ru_maxrss: every figure would
@@ -28,42 +20,12 @@ fn measure(program: &Path, args: &[&str]) -> Result<Sample, String> {
     // holds only the bench's anonymous pages, well below what is measured.
     // SAFETY: the hook does nothing, so it is async-signal-safe.
     unsafe { cmd.pre_exec(|| Ok(())) };
-    let child = cmd
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("spawn {}: {e}", program.display()))?;
-    let pid = i32::try_from(child.id()).map_err(|e| e.to_string())?;
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is valid; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our child; the pointers are to live locals.
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let wall_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-    if rc != pid {
-        return Err(format!("wait4: {}", std::io::Error::last_os_error()));
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    let f = child::run(&mut cmd)?;
+    if !f.status.success() {
+        return Err(format!("{} {args:?} failed ({}): {}", program.display(), f.status, f.err));
     }
-    let mut stderr = String::new();
-    if let Some(mut err) = child.stderr {
-        use std::io::Read;
-        let _ = err.read_to_string(&mut stderr);
-    }
-    let exit = std::process::ExitStatus::from_raw(status);
-    if !exit.success() {
-        return Err(format!("{} {args:?} failed ({exit}): {stderr}", program.display()));
-    }
-    Ok(Sample {
-        wall_us,
-        user_us: tv_us(usage.ru_utime),
-        sys_us: tv_us(usage.ru_stime),
-        maxrss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
-        stderr,
-    })
-}
-
-fn tv_us(tv: libc::timeval) -> u64 {
-    u64::try_from(tv.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(tv.tv_usec).unwrap_or(0)
+    Ok(f)
 }
 
 fn percentile(sorted: &[u64], p: usize) -> u64 {
@@ -147,7 +109,7 @@ fn main() -> Result<(), String> {
         for (i, (mib, mem)) in configs.iter().enumerate() {
             let f = measure(&floor, &[mib])?;
             let u = measure(&unik, &["--debug", "boot", mem, halt])?;
-            let g = guest_resident_kib(&u.stderr).ok_or_else(|| format!("no guest residency in: {}", u.stderr))?;
+            let g = guest_resident_kib(&u.err).ok_or_else(|| format!("no guest residency in: {}", u.err))?;
             floor_rss[i] = floor_rss[i].max(f.maxrss_kib);
             unik_rss[i] = unik_rss[i].max(u.maxrss_kib);
             guest_kib[i] = guest_kib[i].max(g);

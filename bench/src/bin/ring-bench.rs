@@ -10,11 +10,9 @@
 //! Usage (root, /dev/kvm, from the repository root after `bash bench/run.sh` built everything):
 //! `ring-bench [ROUNDS] [FRAMES]` (defaults 5, 20000); the first round is discarded.
 
-use std::io::Read;
-use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
+use unik_bench::child;
 use unik_bench::netns::NetNs;
 
 type Res<T> = Result<T, String>;
@@ -36,44 +34,20 @@ struct Run {
     cpu_us: u64,
 }
 
-fn tv_us(tv: libc::timeval) -> u64 {
-    u64::try_from(tv.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(tv.tv_usec).unwrap_or(0)
-}
-
 fn run(argv: &[&str]) -> Res<Run> {
-    let start = Instant::now();
-    let mut child = Command::new(argv[0])
-        .args(&argv[1..])
+    let mut cmd = Command::new(argv[0]);
+    cmd.args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("spawn {}: {e}", argv[0]))?;
-    let mut out = String::new();
-    if let Some(mut o) = child.stdout.take() {
-        o.read_to_string(&mut out).map_err(|e| format!("read stdout: {e}"))?;
-    }
-    let pid = i32::try_from(child.id()).map_err(|e| e.to_string())?;
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is valid; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our child; the pointers are to live locals.
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let wall_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-    if rc != pid {
-        return Err(format!("wait4: {}", std::io::Error::last_os_error()));
-    }
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    if !std::process::ExitStatus::from_raw(status).success() {
-        return Err(format!("{argv:?}: status {status}\nstdout: {out}\nstderr: {err}"));
+        .stderr(Stdio::piped());
+    let f = child::run(&mut cmd)?;
+    if !f.status.success() {
+        return Err(format!("{argv:?}: {}\nstdout: {}\nstderr: {}", f.status, f.out, f.err));
     }
     Ok(Run {
-        out,
-        wall_us,
-        cpu_us: tv_us(usage.ru_utime) + tv_us(usage.ru_stime),
+        out: f.out,
+        wall_us: f.wall_us,
+        cpu_us: f.user_us + f.sys_us,
     })
 }
 
