@@ -28,6 +28,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use unik_bench::arg;
+
 const HUB: &str = "ukdhub";
 
 fn ns(i: usize) -> String {
@@ -601,13 +603,5 @@ fn floor(n: usize, floor_bin: &Path) -> Result<(), String> {
 }
 
 fn main() -> std::process::ExitCode {
-    let arg = |k: usize, d: usize| std::env::args().nth(k).and_then(|a| a.parse().ok()).unwrap_or(d);
-    let (n, workers, idle) = (arg(1, 1000), arg(2, 16), arg(3, 10) as u64);
-    match bench(n, workers, idle) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("density-bench: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    unik_bench::exit("density-bench", bench(arg(1, 1000), arg(2, 16), arg(3, 10)))
 }

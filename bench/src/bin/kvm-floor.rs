@@ -5,19 +5,13 @@
 
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Kvm, VcpuExit};
+use unik_bench::arg;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MemoryRegionAddress};
 
 const CODE_GPA: u64 = 0x1000;
 
 fn main() -> std::process::ExitCode {
-    let mib: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(512);
-    match run(mib) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("kvm-floor: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    unik_bench::exit("kvm-floor", run(arg(1, 512)))
 }
 
 fn run(mib: u64) -> Result<(), String> {

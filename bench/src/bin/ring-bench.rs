@@ -12,14 +12,10 @@
 
 use std::process::{Command, Stdio};
 
-use unik_bench::child;
 use unik_bench::netns::NetNs;
+use unik_bench::{arg, child};
 
 type Res<T> = Result<T, String>;
-
-fn argn(i: usize, default: u64) -> u64 {
-    std::env::args().nth(i).and_then(|a| a.parse().ok()).unwrap_or(default)
-}
 
 fn p50(v: &[u64]) -> u64 {
     let mut s = v.to_vec();
@@ -64,18 +60,12 @@ fn kicks(out: &str) -> u64 {
 }
 
 fn main() -> std::process::ExitCode {
-    match bench() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ring-bench: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    unik_bench::exit("ring-bench", bench())
 }
 
 fn bench() -> Res<()> {
-    let rounds = argn(1, 5).max(1);
-    let frames = argn(2, 20_000).max(1);
+    let rounds = arg::<u64>(1, 5).max(1);
+    let frames = arg::<u64>(2, 20_000).max(1);
     let unik = std::fs::canonicalize("target/release/unik").map_err(|e| format!("target/release/unik: {e}"))?;
     let net = std::fs::canonicalize("target/guests/x86_64-unknown-none/release/net").map_err(|e| format!("the net guest: {e}"))?;
     let (unik, net) = (unik.display().to_string(), net.display().to_string());

@@ -21,6 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kvm_ioctls::Kvm;
+use unik_bench::arg;
 use unik_bench::netns::NetNs;
 
 type Res<T> = Result<T, String>;
@@ -33,10 +34,6 @@ const RAND_REQ: usize = 4096;
 const FRAME: usize = 1514;
 /// Seed of the xorshift64 generator; the same as the guest's, so both read the same pages.
 const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
-
-fn argn(i: usize, default: u64) -> u64 {
-    std::env::args().nth(i).and_then(|a| a.parse().ok()).unwrap_or(default)
-}
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
@@ -215,21 +212,15 @@ fn mib_s(bytes: u64, us: u64) -> f64 {
 
 fn main() -> std::process::ExitCode {
     // Errors return through `bench`, so the temp file and the namespace are gone by now.
-    match bench() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("virtio-bench: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    unik_bench::exit("virtio-bench", bench())
 }
 
 fn bench() -> Res<()> {
-    let runs = argn(1, 30);
-    let rounds = argn(2, 5).max(1);
-    let frames = argn(3, 20_000);
-    let disk_mib = argn(4, 256).max(1);
-    let rand_count = argn(5, 4096);
+    let runs = arg::<u64>(1, 30);
+    let rounds = arg::<u64>(2, 5).max(1);
+    let frames = arg::<u64>(3, 20_000);
+    let disk_mib = arg::<u64>(4, 256).max(1);
+    let rand_count = arg::<u64>(5, 4096);
 
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let unik_path = root.join("target/release/unik");
