@@ -366,12 +366,46 @@ pub fn cmdline(bi: &'static BootInfo) -> &'static str {
 
 /// The value of `key=VALUE` in the command line.
 pub fn arg<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
-    cmdline.split(' ').find_map(|t| t.strip_prefix(key)?.strip_prefix('='))
+    let [value] = args(cmdline, [key]);
+    value
+}
+
+/// The values of several `key=VALUE` arguments (the first of each), in one pass over the command
+/// line.
+pub fn args<'a, const N: usize>(cmdline: &'a str, keys: [&str; N]) -> [Option<&'a str>; N] {
+    let b = cmdline.as_bytes();
+    let mut values = [None; N];
+    for (s, e) in tokens(cmdline) {
+        for (key, value) in keys.iter().zip(values.iter_mut()) {
+            let k = key.len();
+            if value.is_none() && e - s > k && b[s + k] == b'=' && b[s..s + k] == *key.as_bytes() {
+                *value = Some(&cmdline[s + k + 1..e]);
+            }
+        }
+    }
+    values
 }
 
 /// Whether the bare token `word` is in the command line.
 pub fn flag(cmdline: &str, word: &str) -> bool {
-    cmdline.split(' ').any(|t| t == word)
+    tokens(cmdline).any(|(s, e)| cmdline.as_bytes()[s..e] == *word.as_bytes())
+}
+
+/// The (start, end) of each space-separated token, empty ones included. A plain byte loop: the
+/// guest's start-up instructions are emulated one by one on a host without hardware
+/// virtualization, and `str::split` costs several times as many.
+fn tokens(cmdline: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let b = cmdline.as_bytes();
+    let mut start = Some(0);
+    core::iter::from_fn(move || {
+        let s = start?;
+        let mut e = s;
+        while e < b.len() && b[e] != b' ' {
+            e += 1;
+        }
+        start = (e < b.len()).then_some(e + 1);
+        Some((s, e))
+    })
 }
 
 pub fn parse_u64(s: &str) -> Option<u64> {

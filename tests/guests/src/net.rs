@@ -82,12 +82,27 @@ pub fn answer(frame: &mut [u8], len: usize, mac: [u8; 6], ip: [u8; 4]) -> Reply 
 /// Parses `a.b.c.d`.
 pub fn parse_ip(s: &str) -> Option<[u8; 4]> {
     let mut ip = [0u8; 4];
-    let mut parts = s.split('.');
-    for b in &mut ip {
-        *b = u8::try_from(crate::parse_u64(parts.next()?)?).ok()?;
+    let (mut i, mut n, mut digits) = (0, 0u16, 0);
+    // Bytes, not `split`: see `crate::args`.
+    for &c in s.as_bytes() {
+        match c {
+            b'0'..=b'9' => {
+                n = n * 10 + u16::from(c - b'0');
+                digits += 1;
+                if n > 255 {
+                    return None;
+                }
+            }
+            b'.' if digits > 0 && i < 3 => {
+                ip[i] = n as u8;
+                (i, n, digits) = (i + 1, 0, 0);
+            }
+            _ => return None,
+        }
     }
-    if parts.next().is_some() {
+    if digits == 0 || i != 3 {
         return None;
     }
+    ip[3] = n as u8;
     Some(ip)
 }
