@@ -776,6 +776,10 @@ fn test_guest_takes_over_the_container_interface() {
     let pid = env.create("n1");
     assert!(env.unik(&["start", "n1"]).status.success());
     wait_console(&env, "ready");
+    // The tap's root qdisc is noqueue, not the kernel's default pfifo_fast (24 KiB of rings).
+    let qdiscs = String::from_utf8_lossy(&net.container.exec_ok(&["tc", "qdisc", "show"]).stdout).into_owned();
+    let tap: Vec<&str> = qdiscs.lines().filter(|l| l.contains(" dev uk") && l.contains(" root ")).collect();
+    assert!(tap.len() == 1 && tap[0].starts_with("qdisc noqueue "), "{qdiscs}");
     assert!(net.ping("10.90.0.2", 3), "ping failed; console: {}", env.console_text());
     let status = reap(pid);
     assert!(

@@ -221,6 +221,11 @@ pub fn wire(plan: &NetPlan, cfg: &mut VmConfig) -> Result<Option<Wired>, Contain
     };
     let (tap, tap_name) = open_tap(plan, interface.mtu).map_err(|e| undo(e.into()))?;
     let tap_index = link::index_of(&tap_name).ok_or_else(|| undo(NetworkError::NoSuchInterface(tap_name.clone())))?;
+    if let Err(e) = tc::set_noqueue(tap_index) {
+        // Only memory is at stake: the kernel's default qdisc works too.
+        log::debug!("{tap_name}: no noqueue root qdisc ({e}); keeping the kernel's default");
+    }
+    vmm::host::tap::bring_up(&tap_name).map_err(|e| undo(e.into()))?;
     let splice = tc::add_ingress(tap_index)
         .and_then(|()| tc::add_redirect(interface.index, tap_index))
         .and_then(|()| tc::add_redirect(tap_index, interface.index));

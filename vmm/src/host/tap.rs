@@ -233,23 +233,27 @@ pub fn hw_addr(name: &str) -> io::Result<[u8; 6]> {
 }
 
 /// Creates tap `name` (not persistent: it disappears when the returned fd is closed) with `mtu`,
-/// and brings it up; returns it with its name. A `%d` in `name` (e.g. `uk%d`) lets the kernel
-/// pick the first free number in this network namespace, so concurrent creators never collide.
-/// The fd is non-blocking, without packet-information headers; with `vnet_hdr`, every frame
-/// carries a 12-byte virtio-net header (for virtio-net guests).
+/// down: [`bring_up`] it once its queueing is set. Returns it with its name. A `%d` in `name`
+/// (e.g. `uk%d`) lets the kernel pick the first free number in this network namespace, so
+/// concurrent creators never collide. The fd is non-blocking, without packet-information headers;
+/// with `vnet_hdr`, every frame carries a 12-byte virtio-net header (for virtio-net guests).
 pub fn create(name: &str, mtu: u16, vnet_hdr: bool) -> Result<(File, String), TapError> {
     let file = open_tun().map_err(os_err(name, "/dev/net/tun"))?;
     let name = attach(&file, name, vnet_hdr)?;
-    let name = name.as_str();
-    let sock = query_socket().map_err(os_err(name, "socket"))?;
-    let mut req = IfReq::new(name);
+    let sock = query_socket().map_err(os_err(&name, "socket"))?;
+    let mut req = IfReq::new(&name);
     req.data[..4].copy_from_slice(&i32::from(mtu).to_ne_bytes());
-    ifreq_ioctl(&sock, libc::SIOCSIFMTU, &mut req).map_err(os_err(name, "SIOCSIFMTU"))?;
+    ifreq_ioctl(&sock, libc::SIOCSIFMTU, &mut req).map_err(os_err(&name, "SIOCSIFMTU"))?;
+    Ok((file, name))
+}
+
+/// Sets interface `name` up.
+pub fn bring_up(name: &str) -> Result<(), TapError> {
+    let sock = query_socket().map_err(os_err(name, "socket"))?;
     let mut req = IfReq::new(name);
     ifreq_ioctl(&sock, libc::SIOCGIFFLAGS, &mut req).map_err(os_err(name, "SIOCGIFFLAGS"))?;
     req.set_short(req.short() | IFF_UP);
-    ifreq_ioctl(&sock, libc::SIOCSIFFLAGS, &mut req).map_err(os_err(name, "SIOCSIFFLAGS"))?;
-    Ok((file, name.to_string()))
+    ifreq_ioctl(&sock, libc::SIOCSIFFLAGS, &mut req).map_err(os_err(name, "SIOCSIFFLAGS"))
 }
 
 /// An open tap queue: non-blocking, no packet-information header.
