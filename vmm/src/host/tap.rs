@@ -567,10 +567,15 @@ mod tests {
                 }
             }
         }
+        // Made before `created`, so dropped after it (when the tap is free to reopen), also when
+        // an assertion below fails.
+        let _cleanup = Unpersist(name.clone());
         let (created, created_name) = create(&name, 1400, false).unwrap();
         assert_eq!(created_name, name);
-        let _cleanup = Unpersist(name.clone());
         set_persist(&created, true);
+        // Created down, for its queueing to be set first.
+        assert!(matches!(Tap::open(&name), Err(TapError::Down(_))));
+        bring_up(&name).unwrap();
         assert_eq!(interface_mtu(&name).unwrap(), 1400);
         assert_ne!(hw_addr(&name).unwrap(), [0; 6]);
         // Attached elsewhere: the tap is busy.
