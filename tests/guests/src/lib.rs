@@ -373,13 +373,15 @@ pub fn arg<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
 /// The values of several `key=VALUE` arguments (the first of each), in one pass over the command
 /// line.
 pub fn args<'a, const N: usize>(cmdline: &'a str, keys: [&str; N]) -> [Option<&'a str>; N] {
-    let b = cmdline.as_bytes();
     let mut values = [None; N];
     for (s, e) in tokens(cmdline) {
+        let token = &cmdline.as_bytes()[s..e];
         for (key, value) in keys.iter().zip(values.iter_mut()) {
             let k = key.len();
-            if value.is_none() && e - s > k && b[s + k] == b'=' && b[s..s + k] == *key.as_bytes() {
-                *value = Some(&cmdline[s + k + 1..e]);
+            if value.is_none() && token.get(k) == Some(&b'=') && token.get(..k) == Some(key.as_bytes()) {
+                // `get`, not indexing: no panic path, whose code in `core` a position-independent
+                // guest (the static-pie `hello` the loader must refuse) cannot link on aarch64.
+                *value = cmdline.get(s + k + 1..e);
             }
         }
     }
@@ -388,7 +390,7 @@ pub fn args<'a, const N: usize>(cmdline: &'a str, keys: [&str; N]) -> [Option<&'
 
 /// Whether the bare token `word` is in the command line.
 pub fn flag(cmdline: &str, word: &str) -> bool {
-    tokens(cmdline).any(|(s, e)| cmdline.as_bytes()[s..e] == *word.as_bytes())
+    tokens(cmdline).any(|(s, e)| cmdline.as_bytes().get(s..e) == Some(word.as_bytes()))
 }
 
 /// The (start, end) of each space-separated token, empty ones included. A plain byte loop: the
