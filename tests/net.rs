@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Output, Stdio};
 
@@ -183,37 +183,13 @@ fn test_frames_sent_through_the_ring_all_reach_the_tap() {
     }
 }
 
-/// Opens /dev/net/tun and attaches it to a new tap `name` (in the caller's namespace).
-fn open_tap(name: &str) -> OwnedFd {
-    // SAFETY: open(2) of a constant NUL-terminated path; the result is checked.
-    let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-    assert!(fd >= 0, "open /dev/net/tun: {}", std::io::Error::last_os_error());
-    // SAFETY: fd was just opened and is owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    #[repr(C)]
-    struct IfReq {
-        name: [u8; 16],
-        flags: i16,
-        _pad: [u8; 22],
-    }
-    let mut req = IfReq {
-        name: [0; 16],
-        flags: 0x0002 | 0x1000, // IFF_TAP | IFF_NO_PI
-        _pad: [0; 22],
-    };
-    req.name[..name.len()].copy_from_slice(name.as_bytes());
-    // SAFETY: TUNSETIFF reads and writes a struct ifreq, which IfReq matches in size and layout.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF as _, &mut req) };
-    assert_eq!(rc, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
-    fd
-}
-
 #[test]
 fn test_tap_passed_as_an_open_fd() {
     require_kvm!();
     let ns = NetNs::new();
     let tap = format!("ukfd{}", std::process::id() % 100_000);
-    let fd = open_tap(&tap);
+    // Created by unik's own code, in the caller's namespace (left down: brought up below).
+    let (fd, _) = vmm::host::tap::create(&tap, 1500, false).unwrap();
     // The fd stays attached to the tap when the interface moves into the test's namespace.
     let out = std::process::Command::new("ip")
         .args(["link", "set", &tap, "netns", &ns.name])

@@ -1,10 +1,11 @@
 //! A network namespace with an up tap `tap0`, for the benchmarks that send guest frames into a
 //! tap: created with `ip`, deleted by [`NetNs`]'s drop on every exit path.
 
-use std::fs::{File, OpenOptions};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
+
+use vmm::host::tap::Tap;
 
 /// A network namespace with an up tap `tap0`; deleted on drop.
 #[derive(Debug)]
@@ -48,46 +49,21 @@ impl NetNs {
         s.trim().parse().map_err(|e| format!("rx_packets {s:?}: {e}"))
     }
 
-    /// `/dev/net/tun` opened in the namespace and attached to its tap `tap` the way unik attaches
-    /// one (IFF_TAP | IFF_NO_PI, non-blocking, close-on-exec). A tun descriptor belongs to the
+    /// Tap `tap` opened in the namespace by unik's own code (`vmm::host::tap::Tap::open`:
+    /// IFF_TAP | IFF_NO_PI, non-blocking, close-on-exec). A tun descriptor belongs to the
     /// namespace it was opened in, so a short-lived thread enters the namespace (setns(2) changes
     /// only the calling thread's) and opens it there; the descriptor outlives the thread.
-    pub fn open_tap(&self, tap: &str) -> Result<OwnedFd, String> {
+    pub fn open_tap(&self, tap: &str) -> Result<Tap, String> {
         let path = format!("/var/run/netns/{}", self.name);
         let tap = tap.to_owned();
-        std::thread::spawn(move || -> Result<OwnedFd, String> {
+        std::thread::spawn(move || -> Result<Tap, String> {
             let ns = File::open(&path).map_err(|e| format!("{path}: {e}"))?;
             // SAFETY: setns(2) with a namespace descriptor that lives across the call; it moves
             // only this thread, which ends once the tap is open.
             if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                 return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
             }
-            let tun = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-                .open("/dev/net/tun")
-                .map_err(|e| format!("/dev/net/tun: {e}"))?;
-            /// `struct ifreq` with the flags member of its union.
-            #[repr(C)]
-            struct IfReq {
-                name: [u8; 16],
-                flags: i16,
-                _pad: [u8; 22],
-            }
-            let mut req = IfReq {
-                name: [0; 16],
-                flags: 0x0002 | 0x1000, // IFF_TAP | IFF_NO_PI
-                _pad: [0; 22],
-            };
-            let n = tap.len().min(15);
-            req.name[..n].copy_from_slice(&tap.as_bytes()[..n]);
-            // SAFETY: TUNSETIFF reads and writes one struct ifreq, which IfReq matches in size
-            // (40 bytes) and layout; `req` is a live exclusive borrow for the whole call.
-            if unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETIFF, &raw mut req) } != 0 {
-                return Err(format!("{tap}: TUNSETIFF: {}", std::io::Error::last_os_error()));
-            }
-            Ok(OwnedFd::from(tun))
+            Tap::open(&tap).map_err(|e| e.to_string())
         })
         .join()
         .map_err(|_| "the thread opening the tap panicked".to_string())?

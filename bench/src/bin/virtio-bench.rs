@@ -185,7 +185,7 @@ fn host_rand(f: &File, disk: u64, count: u64) -> Res<Duration> {
 /// ethertype 0x88b5, zero payload, as the guests send) to `tap0` in `ns`, one write(2) per frame,
 /// as fast as it can; the time of the writes (opening the tap is not timed).
 fn host_tap_tx(ns: &NetNs, frames: u64) -> Res<Duration> {
-    let tap = File::from(ns.open_tap("tap0")?);
+    let mut tap = ns.open_tap("tap0")?;
     let mut frame = [0u8; FRAME];
     frame[0..6].fill(0xff);
     // A locally administered unicast source address.
@@ -194,9 +194,8 @@ fn host_tap_tx(ns: &NetNs, frames: u64) -> Res<Duration> {
     let start = Instant::now();
     for i in 0..frames {
         loop {
-            match (&tap).write(&frame) {
-                Ok(FRAME) => break,
-                Ok(n) => return Err(format!("tap write {i}: {n} of {FRAME} bytes")),
+            match tap.write_frame(&frame) {
+                Ok(()) => break,
                 // The descriptor is non-blocking, as unik's is: try again.
                 Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) => {}
                 Err(e) => return Err(format!("tap write {i}: {e}")),
