@@ -54,20 +54,26 @@ impl NetNs {
     /// namespace it was opened in, so a short-lived thread enters the namespace (setns(2) changes
     /// only the calling thread's) and opens it there; the descriptor outlives the thread.
     pub fn open_tap(&self, tap: &str) -> Result<Tap, String> {
-        let path = format!("/var/run/netns/{}", self.name);
-        let tap = tap.to_owned();
+        let (name, tap) = (self.name.clone(), tap.to_owned());
         std::thread::spawn(move || -> Result<Tap, String> {
-            let ns = File::open(&path).map_err(|e| format!("{path}: {e}"))?;
-            // SAFETY: setns(2) with a namespace descriptor that lives across the call; it moves
-            // only this thread, which ends once the tap is open.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
-            }
+            enter(&name)?;
             Tap::open(&tap).map_err(|e| e.to_string())
         })
         .join()
         .map_err(|_| "the thread opening the tap panicked".to_string())?
     }
+}
+
+/// Moves the calling thread (only it: setns(2) is per thread) into network namespace `name`
+/// (`/run/netns/NAME`, as `ip netns add` makes it).
+pub fn enter(name: &str) -> Result<(), String> {
+    let path = format!("/run/netns/{name}");
+    let ns = File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+    // SAFETY: setns(2) with a namespace descriptor that lives across the call.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 impl Drop for NetNs {

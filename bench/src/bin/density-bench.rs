@@ -13,8 +13,8 @@
 //! Set-up (not timed): a hub namespace with a bridge (10.200.0.1/16), and per container a
 //! namespace `ukdI` whose `eth0` (10.200.I/250.I%250+2/16, default route via the hub) is a veth
 //! to the bridge — what docker's bridge network gives a container. The guest is the hvt `net` test
-//! guest (answers ARP and ping, wakes once a second); a sample of containers is pinged from the
-//! hub once all are up. Everything it made is removed on every exit path.
+//! guest (answers ARP and ping, idles in one POLL); a sample of containers is pinged from the hub
+//! once all are up. Everything it made is removed on every exit path.
 //!
 //! Usage: density-bench [N=1000] [PARALLEL=16] [IDLE_SECONDS=10]; `UNIK_BIN` picks the binary
 //! (default target/release/unik). Needs root, /dev/kvm, iproute2.
@@ -54,13 +54,10 @@ fn run(cmd: &mut Command) -> Result<Vec<u8>, String> {
     Ok(out.stdout)
 }
 
-/// `ip [-n NS] -batch -` with `lines` on its stdin.
-fn ip_batch(netns: Option<&str>, lines: &str) -> Result<(), String> {
-    let mut cmd = Command::new("ip");
-    if let Some(n) = netns {
-        cmd.args(["-n", n]);
-    }
-    let mut child = cmd
+/// `ip OPTIONS -batch -` with `lines` on its stdin (OPTIONS: `-n NS`, `-force`, ...).
+fn ip_batch(options: &[&str], lines: &str) -> Result<(), String> {
+    let mut child = Command::new("ip")
+        .args(options)
         .args(["-batch", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -75,7 +72,7 @@ fn ip_batch(netns: Option<&str>, lines: &str) -> Result<(), String> {
         .map_err(|e| format!("ip -batch: {e}"))?;
     let out = child.wait_with_output().map_err(|e| format!("ip: {e}"))?;
     if !out.status.success() {
-        return Err(format!("ip -batch ({netns:?}): {}", String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(format!("ip {options:?} -batch: {}", String::from_utf8_lossy(&out.stderr).trim()));
     }
     Ok(())
 }
@@ -83,11 +80,7 @@ fn ip_batch(netns: Option<&str>, lines: &str) -> Result<(), String> {
 /// In network namespace `name`: IPv6 off for every interface made there from now on. Run on a
 /// thread of its own, which it moves into the namespace.
 fn no_ipv6(name: &str) -> Result<(), String> {
-    let file = File::open(Path::new("/run/netns").join(name)).map_err(|e| format!("/run/netns/{name}: {e}"))?;
-    // SAFETY: setns(2) with an open namespace file; CLONE_NEWNET moves only the calling thread.
-    if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) } != 0 {
-        return Err(format!("setns {name}: {}", std::io::Error::last_os_error()));
-    }
+    unik_bench::netns::enter(name)?;
     // /proc/sys/net is the calling thread's namespace's.
     for conf in ["all", "default"] {
         let path = format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6");
@@ -109,7 +102,7 @@ impl Network {
         for i in 0..n {
             host += &format!("netns add {}\n", ns(i));
         }
-        ip_batch(None, &host)?;
+        ip_batch(&[], &host)?;
         // No IPv6 on the run's interfaces (docker's default for a network without it): their
         // router solicitations and MLD reports would flood the bridge, waking every guest for
         // each, and the idle figure would measure that traffic.
@@ -125,11 +118,11 @@ impl Network {
                 ns(i)
             );
         }
-        ip_batch(Some(HUB), &hub)?;
+        ip_batch(&["-n", HUB], &hub)?;
         // Eight `ip` processes at a time.
         parallel(n, 8, |i| {
             ip_batch(
-                Some(&ns(i)),
+                &["-n", &ns(i)],
                 &format!(
                     "addr add {}/16 dev eth0\nlink set eth0 up\nroute add default via 10.200.0.1\n",
                     addr(i)
@@ -148,18 +141,7 @@ impl Network {
         }
         if !lines.is_empty() {
             // -force: go on past a namespace that is already gone.
-            let _ = Command::new("ip")
-                .args(["-force", "-batch", "-"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .and_then(|mut c| {
-                    if let Some(mut s) = c.stdin.take() {
-                        s.write_all(lines.as_bytes())?;
-                    }
-                    c.wait()
-                });
+            let _ = ip_batch(&["-force"], &lines);
         }
     }
 
@@ -234,6 +216,25 @@ const KERNEL_FIELDS: [&str; 6] = [
     "KernelStack",
     "VmallocUsed",
 ];
+
+/// Growth of each of [`KERNEL_FIELDS`] from `before` to `after`, VmallocUsed less the kernel
+/// stacks it also holds.
+fn kernel_growth(before: &BTreeMap<String, i64>, after: &BTreeMap<String, i64>) -> BTreeMap<&'static str, i64> {
+    let grew = |f: &str| after.get(f).unwrap_or(&0) - before.get(f).unwrap_or(&0);
+    KERNEL_FIELDS
+        .iter()
+        .map(|&f| {
+            (
+                f,
+                if f == "VmallocUsed" {
+                    grew(f) - grew("KernelStack")
+                } else {
+                    grew(f)
+                },
+            )
+        })
+        .collect()
+}
 
 /// Bytes in each slab cache (`/proc/slabinfo`: active objects × object size).
 fn slabs() -> BTreeMap<String, i64> {
@@ -490,20 +491,7 @@ fn measure(
         peaks.push(rollup(&status, "VmHWM"));
     }
     peaks.sort_unstable();
-    let grew = |f: &str| mem_after.get(f).unwrap_or(&0) - mem_before.get(f).unwrap_or(&0);
-    let kernel: BTreeMap<&str, i64> = KERNEL_FIELDS
-        .iter()
-        .map(|f| {
-            (
-                *f,
-                if *f == "VmallocUsed" {
-                    grew(f) - grew("KernelStack")
-                } else {
-                    grew(f)
-                },
-            )
-        })
-        .collect();
+    let kernel = kernel_growth(mem_before, &mem_after);
     let kernel_sum: i64 = kernel.values().sum();
     let avail = mem_before.get("MemAvailable").unwrap_or(&0) - mem_after.get("MemAvailable").unwrap_or(&0);
     // Idle CPU of all monitors together.
@@ -590,8 +578,7 @@ fn floor(n: usize, floor_bin: &Path) -> Result<(), String> {
             let text = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", c.id())).map_err(|e| e.to_string())?;
             pss += rollup(&text, "Pss");
         }
-        let grew = |f: &str| after.get(f).unwrap_or(&0) - before.get(f).unwrap_or(&0);
-        let kernel: i64 = KERNEL_FIELDS.iter().map(|f| grew(f)).sum::<i64>() - grew("KernelStack");
+        let kernel: i64 = kernel_growth(&before, &after).values().sum();
         let per = |kib: i64| kib as f64 / n as f64;
         println!(
             "For comparison, {n} idle KVM floors (VM, vCPU, 16 MiB slot; no monitor): Pss + kernel per instance {:.0} KiB (Pss {:.0}, kernel {:.0}).\n",
