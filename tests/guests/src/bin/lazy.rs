@@ -33,7 +33,7 @@ fn main(bi: &BootInfo, _cmdline: &str) -> i32 {
     let top = bi.mem_size - (1 << 20);
     // Well-separated places in the middle of RAM, none in the kernel's or the stack's chunk.
     let at = |i: u64| {
-        let base = (bi.kernel_end + SPACING - 1) / SPACING * SPACING;
+        let base = bi.kernel_end.next_multiple_of(SPACING);
         (base + i * SPACING).min(top - (8 - i) * PAGE)
     };
 
@@ -100,7 +100,7 @@ fn main(bi: &BootInfo, _cmdline: &str) -> i32 {
     }
     println!("lazy: walltime {}", t);
 
-    let start = (bi.kernel_end + PAGE - 1) / PAGE * PAGE;
+    let start = bi.kernel_end.next_multiple_of(PAGE);
     // The sweep overwrites what the steps above left; it starts past the kernel.
     const APIC: core::ops::Range<u64> = 0xfee0_0000..0xfef0_0000;
     let pages = || {
