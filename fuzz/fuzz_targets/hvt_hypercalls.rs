@@ -15,8 +15,8 @@ use std::os::fd::AsRawFd;
 use libfuzzer_sys::fuzz_target;
 use unik_fuzz::Input;
 use vmm::hvt::{Device, Devices, Hvt};
-use vmm::{Action, ExitStatus};
 use vmm::memory::GuestRam;
+use vmm::{Action, ExitStatus};
 use vmm_sys_util::eventfd::EventFd;
 
 /// Guest memory: the fuzzer reaches every byte with a u16 address.

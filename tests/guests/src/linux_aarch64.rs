@@ -198,11 +198,11 @@ pub unsafe fn boot_info(dtb: u64) -> Boot {
                 boot.mem_bytes += r.size.unwrap_or(0) as u64;
             }
         } else if node.property("device_type").and_then(|p| p.as_str()) == Some("cpu") {
-            if let Some(reg) = node.property("reg") {
-                if boot.ncpus < MAX_CPUS {
-                    boot.cpus[boot.ncpus] = be(reg.value);
-                    boot.ncpus += 1;
-                }
+            if let Some(reg) = node.property("reg")
+                && boot.ncpus < MAX_CPUS
+            {
+                boot.cpus[boot.ncpus] = be(reg.value);
+                boot.ncpus += 1;
             }
         } else if compatible("virtio,mmio") && boot.ndevices < MAX_DEVICES {
             let base = node.reg().and_then(|mut r| r.next()).map_or(0, |r| r.starting_address as u64);
