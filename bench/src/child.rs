@@ -6,11 +6,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitStatus};
 use std::time::Instant;
 
-/// What one finished child did.
+/// What one child that exited with 0 did.
 #[derive(Debug)]
 pub struct Finished {
-    /// How it ended.
-    pub status: ExitStatus,
     /// Its stdout and stderr (empty unless the command piped them).
     pub out: String,
     /// See `out`.
@@ -26,7 +24,8 @@ pub struct Finished {
 }
 
 /// Spawns `cmd` (its stdio as the caller set it up), reads what it pipes, and reaps it with
-/// wait4(2), whatever its exit status.
+/// wait4(2). A child that did not exit with 0 is an error naming the command, how it ended and
+/// what it piped.
 pub fn run(cmd: &mut Command) -> Result<Finished, String> {
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("spawn {:?}: {e}", cmd.get_program()))?;
@@ -48,8 +47,11 @@ pub fn run(cmd: &mut Command) -> Result<Finished, String> {
     if let Some(mut e) = child.stderr.take() {
         let _ = e.read_to_string(&mut err);
     }
+    let status = ExitStatus::from_raw(status);
+    if !status.success() {
+        return Err(format!("{cmd:?}: {status}\nstdout: {out}\nstderr: {err}"));
+    }
     Ok(Finished {
-        status: ExitStatus::from_raw(status),
         out,
         err,
         wall_us,
