@@ -58,7 +58,11 @@ fn poll_oversleep_us(unik: &Path, hello: &str, ms: u64) -> Result<u64, String> {
     Ok(slept.saturating_sub(ms * 1_000_000) / 1000)
 }
 
-fn main() -> Result<(), String> {
+fn main() -> std::process::ExitCode {
+    unik_bench::exit("unik-bench", bench())
+}
+
+fn bench() -> Result<(), String> {
     let runs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(50);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     // UNIK_BIN: another build to measure, e.g. the static release binary (scripts/dist.sh).
